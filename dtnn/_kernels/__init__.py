@@ -1,0 +1,62 @@
+"""Compiled kernels and their numpy twins, behind one dispatching API.
+
+Every kernel exists twice: a Cython/C version (``dtnn._kernels._<module>``, built by
+setup.py from ``csrc/`` + ``.pyx``) and a pure-numpy twin in ``dtnn._kernels.twins``.
+The twin is the test oracle and the fallback when the extension is not built.
+``DTNN_KERNELS=numpy`` forces the twins (useful for debugging and for tests).
+
+Callers import the functions from here, never from the submodules::
+
+    from dtnn._kernels import im2col, col2im
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Callable, Dict
+
+from dtnn._kernels import twins
+
+#: kernel name -> compiled module that provides it
+_COMPILED_MODULES = {
+    "im2col": "dtnn._kernels._im2col",
+    "col2im": "dtnn._kernels._im2col",
+    "maxpool_forward": "dtnn._kernels._pool",
+    "maxpool_backward": "dtnn._kernels._pool",
+}
+
+_active: Dict[str, str] = {}
+_import_errors: Dict[str, str] = {}
+
+
+def _resolve(name: str) -> Callable:
+    if os.environ.get("DTNN_KERNELS", "").lower() != "numpy":
+        modname = _COMPILED_MODULES[name]
+        try:
+            fn = getattr(importlib.import_module(modname), name)
+            _active[name] = "compiled"
+            return fn
+        except (ImportError, AttributeError) as exc:
+            _import_errors[name] = str(exc)
+    _active[name] = "numpy"
+    return getattr(twins, name)
+
+
+def active() -> Dict[str, str]:
+    """Which implementation each kernel uses: 'compiled' or 'numpy'."""
+    return dict(_active)
+
+
+def openmp_info() -> Dict[str, object]:
+    """Whether the compiled extensions were built with OpenMP, and its max threads."""
+    try:
+        mod = importlib.import_module("dtnn._kernels._im2col")
+        return {"openmp": bool(mod.openmp_enabled()), "max_threads": int(mod.openmp_max_threads())}
+    except (ImportError, AttributeError):
+        return {"openmp": False, "max_threads": 1}
+
+
+im2col = _resolve("im2col")
+col2im = _resolve("col2im")
+maxpool_forward = _resolve("maxpool_forward")
+maxpool_backward = _resolve("maxpool_backward")

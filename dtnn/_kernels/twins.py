@@ -1,0 +1,94 @@
+"""Pure-numpy twins of the compiled kernels: the test oracle and the fallback.
+
+Contract (shared with the Cython versions, which must give the same results):
+
+im2col(x, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, out=None) -> col
+    x: float32 C-contiguous (N, C, H, W).  col: float32 (C*R*S, N*Ho*Wo) with
+    row = (c*R + r)*S + s and column = (n*Ho + ho)*Wo + wo; out-of-image taps are 0.
+    If ``out`` is given (right shape, float32, C-contiguous) it is filled and returned.
+
+col2im(col, N, C, H, W, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, out=None) -> x
+    The adjoint of im2col: scatter-adds every column entry back to its pixel.
+    Returns float32 (N, C, H, W); ``out`` (if given) is overwritten, not accumulated.
+
+maxpool_forward(x, R, S, stride_h, stride_w, pad_h, pad_w) -> (y, argmax)
+    y: float32 (N, C, Ho, Wo); argmax: int32 (N, C, Ho, Wo), the flat index h*W + w
+    of the winning input pixel inside its (H, W) map.  Padding never wins (-inf);
+    ties go to the first tap in row-major window order.
+
+maxpool_backward(dy, argmax, H, W, out=None) -> dx
+    float32 (N, C, H, W): dy routed to the argmax pixels (accumulated where windows
+    overlap).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+
+def out_size(n: int, k: int, stride: int, pad: int, dil: int) -> int:
+    return (n + 2 * pad - dil * (k - 1) - 1) // stride + 1
+
+
+def _tap(r: int, s: int, Ho: int, Wo: int, sh: int, sw: int, dh: int, dw: int):
+    """Slices of the padded input that tap (r, s) reads for every output pixel."""
+    return (slice(r * dh, r * dh + sh * (Ho - 1) + 1, sh),
+            slice(s * dw, s * dw + sw * (Wo - 1) + 1, sw))
+
+
+def im2col(x, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, out=None):
+    N, C, H, W = x.shape
+    Ho = out_size(H, R, stride_h, pad_h, dil_h)
+    Wo = out_size(W, S, stride_w, pad_w, dil_w)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)))
+    col = out if out is not None else np.empty((C * R * S, N * Ho * Wo), np.float32)
+    view = col.reshape(C, R, S, N, Ho, Wo)
+    for r in range(R):
+        for s in range(S):
+            hs, ws = _tap(r, s, Ho, Wo, stride_h, stride_w, dil_h, dil_w)
+            view[:, r, s] = xp[:, :, hs, ws].transpose(1, 0, 2, 3)
+    return col
+
+
+def col2im(col, N, C, H, W, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, out=None):
+    Ho = out_size(H, R, stride_h, pad_h, dil_h)
+    Wo = out_size(W, S, stride_w, pad_w, dil_w)
+    xp = np.zeros((N, C, H + 2 * pad_h, W + 2 * pad_w), np.float32)
+    view = col.reshape(C, R, S, N, Ho, Wo)
+    for r in range(R):
+        for s in range(S):
+            hs, ws = _tap(r, s, Ho, Wo, stride_h, stride_w, dil_h, dil_w)
+            xp[:, :, hs, ws] += view[:, r, s].transpose(1, 0, 2, 3)
+    res = out if out is not None else np.empty((N, C, H, W), np.float32)
+    res[...] = xp[:, :, pad_h:pad_h + H, pad_w:pad_w + W]
+    return res
+
+
+def maxpool_forward(x, R, S, stride_h, stride_w, pad_h, pad_w) -> Tuple[np.ndarray, np.ndarray]:
+    N, C, H, W = x.shape
+    Ho = out_size(H, R, stride_h, pad_h, 1)
+    Wo = out_size(W, S, stride_w, pad_w, 1)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)), constant_values=-np.inf)
+    y = np.full((N, C, Ho, Wo), -np.inf, np.float32)
+    arg = np.zeros((N, C, Ho, Wo), np.int32)
+    oh = np.arange(Ho)[:, None] * stride_h - pad_h
+    ow = np.arange(Wo)[None, :] * stride_w - pad_w
+    for r in range(R):
+        for s in range(S):
+            hs, ws = _tap(r, s, Ho, Wo, stride_h, stride_w, 1, 1)
+            cand = xp[:, :, hs, ws]
+            better = cand > y  # strict: ties keep the earlier tap
+            y = np.where(better, cand, y)
+            arg = np.where(better, ((oh + r) * W + (ow + s)).astype(np.int32), arg)
+    return y.astype(np.float32), arg
+
+
+def maxpool_backward(dy, argmax, H, W, out: Optional[np.ndarray] = None):
+    N, C = dy.shape[:2]
+    dx = out if out is not None else np.empty((N, C, H, W), np.float32)
+    dx[...] = 0
+    flat = dx.reshape(N * C, H * W)
+    rows = np.repeat(np.arange(N * C), dy[0, 0].size)
+    np.add.at(flat, (rows, argmax.reshape(-1)), dy.reshape(-1))
+    return dx

@@ -1,0 +1,69 @@
+"""``dtnn`` command line: argparse subcommands, one module each.
+
+User mistakes (``UserError``: bad option, bad value, missing or corrupt file) are
+printed as a single line and exit with status 2; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from typing import List, Optional
+
+from dtnn import __version__
+from dtnn.dist.failure import abort_if_distributed
+from dtnn.errors import UserError
+
+#: subcommand -> module in dtnn.cli providing add_arguments(parser) and run(args)
+SUBCOMMANDS = {
+    "train": ("dtnn.cli.train", "train a model (also under mpiexec)"),
+    "eval": ("dtnn.cli.evaluate", "evaluate a checkpoint on a dataset"),
+    "predict": ("dtnn.cli.predict", "predict classes for images or arrays"),
+    "info": ("dtnn.cli.info", "show kernels, threads, MPI and library versions"),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line (usage stays available with --help)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="dtnn", description="Distributed deep-learning training "
+                           "on CPU clusters (numpy/Cython kernels + MPI).")
+    parser.add_argument("--version", action="version", version=f"dtnn {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        # under MPI with several processes: print with the rank and abort the whole job
+        abort_if_distributed(f"dtnn {args.command}: error: {exc}", 2)
+        sys.stderr.write(f"dtnn {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("dtnn: interrupted\n")
+        return 130
+    except Exception:
+        abort_if_distributed(traceback.format_exc(), 1)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

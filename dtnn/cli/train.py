@@ -1,0 +1,49 @@
+"""``dtnn train``: train a model from a TOML config plus --set overrides."""
+from __future__ import annotations
+
+import argparse
+
+from dtnn.config import load_config, parse_override, apply_dict
+from dtnn.dist import get_context
+from dtnn.log import setup_logging
+from dtnn.threads import default_threads, set_threads
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML config file (see README)")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=5 "
+                   "or model.options.width=0.5 (repeatable)")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue from a checkpoint.h5 (uses its saved config unless --config "
+                   "is given; --set still applies, e.g. train.epochs=20 to train longer)")
+    p.add_argument("--run-dir", metavar="DIR", help="shortcut for --set output.run_dir=DIR")
+
+
+def resolve_config(args):
+    overrides = list(args.overrides)
+    if args.run_dir:
+        overrides.append(f"output.run_dir={_quote(args.run_dir)}")
+    if args.resume and not args.config:
+        from dtnn.engine.session import config_from_checkpoint
+        cfg = config_from_checkpoint(args.resume)
+        for item in overrides:
+            apply_dict(cfg, parse_override(item), f"--set {item}")
+        from dtnn.config import validate
+        validate(cfg)
+        return cfg
+    return load_config(args.config, overrides)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def run(args) -> int:
+    ctx = get_context()
+    setup_logging(ctx.rank, ctx.size, getattr(args, "verbose", False))
+    cfg = resolve_config(args)
+    set_threads(cfg.train.threads or default_threads(ctx.local_size))
+    from dtnn.engine.session import train
+    train(cfg, ctx, resume=args.resume)
+    return 0

@@ -1,0 +1,250 @@
+"""One typed configuration: dataclasses, a TOML file, and ``--set a.b=v`` overrides.
+
+Every run writes the resolved configuration next to its outputs (``config.toml``), so
+``dtnn train --config runs/x/config.toml`` repeats a run.  Unknown keys and values of
+the wrong type are errors (``ConfigError``, one line naming the key), never ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from dtnn.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    #: builder name: simplecnn, lenet, vgg11_bn, vgg16_bn, vgg19, cnet
+    name: str = "simplecnn"
+    #: builder keyword arguments, e.g. {width = 0.5, dropout = 0.3}
+    options: Dict[str, Any] = field(default_factory=dict)
+    #: convolution variant used by every Conv2D layer
+    conv_algorithm: str = "im2col"
+
+
+@dataclass
+class DataConfig:
+    #: fashion-mnist, idx, npz, hdf5, digits, synthetic
+    source: str = "fashion-mnist"
+    #: file or directory for idx/npz/hdf5 ("" = the loader's default)
+    path: str = ""
+    #: fraction of the training set held out (stratified) for validation; 0 = none
+    val_fraction: float = 0.0
+    #: standardise with the training set's per-channel mean/std
+    normalize: bool = True
+    #: random shift augmentation in pixels (0 = off)
+    augment_shift: int = 0
+    #: random horizontal flips (wrong for digits and characters)
+    augment_flip: bool = False
+    #: extra loader options, e.g. for synthetic data {shape = [1, 28, 28], classes = 10}
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    #: sgd, adam, adamw
+    name: str = "sgd"
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class ScheduleConfig:
+    #: constant, step, multistep, cosine
+    name: str = "cosine"
+    step_size: int = 7
+    gamma: float = 0.1
+    milestones: List[int] = field(default_factory=list)
+    min_lr: float = 0.0
+    warmup_epochs: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    #: samples per step on each process
+    batch_size: int = 64
+    seed: int = 0
+    label_smoothing: float = 0.0
+    #: BLAS/OpenMP threads per process (0 = cores per host / processes per host)
+    threads: int = 0
+    #: stop after this many steps per epoch (0 = full epochs); for smoke tests
+    max_steps_per_epoch: int = 0
+    eval_batch_size: int = 500
+
+
+@dataclass
+class OutputConfig:
+    run_dir: str = "runs/default"
+    #: write checkpoint.h5 every this many epochs (0 = only at the end)
+    checkpoint_every: int = 1
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- loading and overriding ----------------------------------------------------------
+
+def _unknown(key: str, choices, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{where}: unknown key '{key}'{hint}")
+
+
+def _coerce(value: Any, typ: Any, key: str, where: str) -> Any:
+    """Check ``value`` against the field type; ints are accepted for floats."""
+    origin = typing.get_origin(typ)
+    bad = ConfigError(f"{where}: '{key}' must be {_type_name(typ)}, got {value!r}")
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if typ is bool or typ is str:
+        if not isinstance(value, typ):
+            raise bad
+        return value
+    if origin in (list, List):
+        (item,) = typing.get_args(typ)
+        if not isinstance(value, list):
+            raise bad
+        return [_coerce(v, item, key, where) for v in value]
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    return value
+
+
+def _type_name(typ: Any) -> str:
+    if typing.get_origin(typ) in (list, List):
+        return f"a list of {typing.get_args(typ)[0].__name__}"
+    if typing.get_origin(typ) in (dict, Dict):
+        return "a table"
+    return {float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(
+        typ, str(typ))
+
+
+def apply_dict(cfg: Config, data: Dict[str, Any], where: str) -> Config:
+    """Merge a nested dict (parsed TOML) into ``cfg``, checking every key and type."""
+    for section, values in data.items():
+        if not hasattr(cfg, section) or section.startswith("_"):
+            raise _unknown(section, [f.name for f in dataclasses.fields(Config)], where)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: '{section}' must be a table")
+        sub = getattr(cfg, section)
+        hints = typing.get_type_hints(type(sub))
+        for key, value in values.items():
+            if key not in hints:
+                raise _unknown(f"{section}.{key}", [f"{section}.{k}" for k in hints], where)
+            if isinstance(value, _MergeInto):
+                value = {**getattr(sub, key), **value}
+            setattr(sub, key, _coerce(value, hints[key], f"{section}.{key}", where))
+    return cfg
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> Config:
+    cfg = Config()
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        apply_dict(cfg, data, path)
+    for item in overrides or []:
+        apply_dict(cfg, parse_override(item), f"--set {item}")
+    validate(cfg)
+    return cfg
+
+
+def parse_override(item: str) -> Dict[str, Any]:
+    """``a.b=v`` -> {"a": {"b": v}}; v is read as a TOML value, else as a string.
+    ``model.options.width=0.5`` sets one key inside a table option."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item}: expected key=value")
+    key, raw = (s.strip() for s in item.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    parts = key.split(".")
+    if len(parts) < 2:
+        raise ConfigError(f"--set {item}: key must look like section.name")
+    if len(parts) > 2:  # a key inside a table field (options)
+        return {parts[0]: {parts[1]: _MergeInto({".".join(parts[2:]): value})}}
+    return {parts[0]: {parts[1]: value}}
+
+
+class _MergeInto(dict):
+    """Marks a --set on one key of a table field: merged, not replacing the table."""
+
+
+def validate(cfg: Config) -> None:
+    checks = [
+        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
+        (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (cfg.train.threads >= 0, "train.threads must be >= 0"),
+        (cfg.optim.lr > 0, "optim.lr must be > 0"),
+        (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
+        (cfg.data.augment_shift >= 0, "data.augment_shift must be >= 0"),
+        (cfg.output.checkpoint_every >= 0, "output.checkpoint_every must be >= 0"),
+        (0.0 <= cfg.train.label_smoothing < 1.0, "train.label_smoothing must be in [0, 1)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def to_toml(cfg: Config) -> str:
+    """Serialise a config as TOML (small writer: our values are scalars, lists, tables)."""
+    lines: List[str] = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        tables = {k: v for k, v in values.items() if isinstance(v, dict)}
+        for key, value in values.items():
+            if key not in tables:
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, table in tables.items():
+            inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in table.items())
+            lines.append(f"{key} = {{{inner}}}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")

@@ -1,0 +1,67 @@
+"""The convolution-variant contract.
+
+``Conv2D`` (in ``dtnn.layers``) owns the parameters; *how* the convolution is computed
+is delegated to a ``ConvAlgorithm`` picked by name from ``CONV_ALGORITHMS``.  A variant
+is stateless apart from what one forward call caches for the matching backward call
+(im2col caches nothing big: it recomputes columns chunk by chunk).
+
+All arrays are float32, NCHW; weights are (K, C // groups, R, S).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from dtnn.registry import Registry
+
+CONV_ALGORITHMS = Registry("convolution algorithm")
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Everything about a convolution except the data (also a tuning key)."""
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    S: int
+    stride: Tuple[int, int] = (1, 1)
+    padding: Tuple[int, int] = (0, 0)
+    dilation: Tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    @property
+    def out_hw(self) -> Tuple[int, int]:
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        ho = (self.H + 2 * ph - dh * (self.R - 1) - 1) // sh + 1
+        wo = (self.W + 2 * pw - dw * (self.S - 1) - 1) // sw + 1
+        return ho, wo
+
+    def with_batch(self, n: int) -> "ConvGeometry":
+        from dataclasses import replace
+        return replace(self, N=n)
+
+
+class ConvAlgorithm:
+    """One way to compute a 2-D convolution and its two gradients."""
+
+    registry_name = "conv"
+
+    def supports(self, g: ConvGeometry) -> bool:
+        return True
+
+    def forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray],
+                g: ConvGeometry) -> np.ndarray:
+        """y = conv(x, w) + b, shape (N, K, Ho, Wo)."""
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray, x: np.ndarray, w: np.ndarray, g: ConvGeometry,
+                 need_dx: bool, dw_out: np.ndarray, db_out: Optional[np.ndarray]
+                 ) -> Optional[np.ndarray]:
+        """Write dL/dw into ``dw_out`` and dL/db into ``db_out`` (in place); return
+        dL/dx (or None when ``need_dx`` is False)."""
+        raise NotImplementedError

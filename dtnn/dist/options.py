@@ -1,0 +1,84 @@
+"""Options of the distributed engine: defaults < environment (``DTNN_*``) < explicit.
+
+The config file will carry them as a ``[dist]`` table (``dist.mode``,
+``dist.bucket_mb``, ...); until then ``make_reducer(model, options)`` takes a plain
+dict and the environment variables below fill in what it does not say.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Dict, Mapping, Optional
+
+from dtnn.errors import ConfigError
+
+MODES = ("overlap", "blocking")
+
+
+@dataclass
+class DistOptions:
+    #: "overlap": bucketed Iallreduce started from the backward hook;
+    #: "blocking": one Allreduce of the whole gradient after backward (reference)
+    mode: str = "overlap"
+    #: bucket size in MiB (a bucket closes at the first layer boundary past this size);
+    #: 0 = one bucket per layer with parameters
+    bucket_mb: float = 4.0
+    #: call MPI_Testsome from every backward hook so MPICH progresses the collectives
+    #: while the backward pass computes (without it they mostly run in the final wait)
+    progress: bool = True
+    #: average BatchNorm running statistics (and other float buffers) every step
+    average_buffers: bool = True
+    #: debug: after every step compare a checksum of parameters and buffers across ranks
+    check_replicas: bool = False
+
+    #: environment variable of each option
+    ENV = {"mode": "DTNN_DIST_MODE", "bucket_mb": "DTNN_BUCKET_MB",
+           "progress": "DTNN_DIST_PROGRESS", "average_buffers": "DTNN_AVERAGE_BUFFERS",
+           "check_replicas": "DTNN_CHECK_REPLICAS"}
+
+    @classmethod
+    def resolve(cls, options: Optional[Mapping[str, Any]] = None,
+                env: Optional[Mapping[str, str]] = None) -> "DistOptions":
+        env = os.environ if env is None else env
+        out = cls()
+        known = {f.name: f for f in fields(cls)}
+        for name, var in cls.ENV.items():
+            if env.get(var, "") != "":
+                setattr(out, name, _parse(name, env[var], known[name].type, var))
+        for name, value in (options or {}).items():
+            if name not in known:
+                raise ConfigError(f"dist.{name}: unknown option (known: "
+                                  f"{', '.join(sorted(known))})")
+            setattr(out, name, _parse(name, value, known[name].type, f"dist.{name}"))
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"dist.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not self.bucket_mb >= 0:
+            raise ConfigError(f"dist.bucket_mb must be >= 0, got {self.bucket_mb!r}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _parse(name: str, value: Any, typ: Any, where: str) -> Any:
+    typ = {"str": str, "float": float, "bool": bool}.get(typ, typ) if isinstance(typ, str) else typ
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if typ is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    return str(value).strip().lower()

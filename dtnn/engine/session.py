@@ -1,0 +1,228 @@
+"""Builds a training run from a ``Config``: data, model, optimizer, schedule, trainer,
+and writes the run directory (config, metrics, checkpoints, reports, plots).
+
+Run directory layout (written by rank 0)::
+
+    config.toml      the resolved configuration (re-run with --config)
+    model.txt        the model table: layers, output shapes, parameter counts
+    metrics.jsonl    one JSON object per epoch
+    checkpoint.h5    the latest checkpoint (HDF5; resume with --resume)
+    report.json      final test metrics: accuracy, per-class and macro P/R/F1, confusion
+    confusion.txt    the confusion matrix as a table
+    curves.png       loss/accuracy curves
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from dtnn import __version__
+from dtnn.config import Config, apply_dict, to_toml
+from dtnn.data import (Augment, BatchLoader, Dataset, apply_normalization, load_dataset,
+                       normalize, stratified_split)
+from dtnn.engine.trainer import Trainer
+from dtnn.errors import ConfigError
+from dtnn.io.checkpoint import load_checkpoint, save_checkpoint
+from dtnn.io.jsonl import JsonlWriter
+from dtnn.log import get_logger
+from dtnn.metrics import format_confusion, format_report
+from dtnn.models import Model, build_model
+from dtnn.optim import OPTIMIZERS, build_optimizer
+from dtnn.optim.schedules import build_schedule
+
+
+@dataclass
+class Datasets:
+    train: Dataset
+    eval: Optional[Dataset]   # evaluated after every epoch (validation split, else test)
+    test: Optional[Dataset]   # final report
+    normalization: Optional[Dict[str, Any]]
+
+
+def load_data(cfg: Config, normalization: Optional[Dict[str, Any]] = None) -> Datasets:
+    d = cfg.data
+    train, test = load_dataset(d.source, d.path or None, **d.options)
+    val = None
+    if d.val_fraction > 0:
+        train, val = stratified_split(train, d.val_fraction, seed=cfg.train.seed)
+    others = [ds for ds in (val, test) if ds is not None]
+    if d.normalize:
+        if normalization is None:
+            normalization = normalize(train, *others)
+        else:
+            for ds in [train, *others]:
+                apply_normalization(ds, normalization)
+    return Datasets(train, val if val is not None else test, test, normalization)
+
+
+def _accepted(fn, values: Dict[str, Any]) -> Dict[str, Any]:
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in values.items() if k in params}
+
+
+def make_optimizer(cfg: Config, model: Model):
+    o = cfg.optim
+    options = {"weight_decay": o.weight_decay, "momentum": o.momentum, "nesterov": o.nesterov,
+               "betas": tuple(o.betas), "eps": o.eps}
+    cls = OPTIMIZERS.get(o.name)
+    return build_optimizer(o.name, model, lr=o.lr, **_accepted(cls.__init__, options))
+
+
+def make_schedule(cfg: Config, steps_per_epoch: int):
+    s = cfg.schedule
+    options = {"step_size": s.step_size, "gamma": s.gamma, "milestones": list(s.milestones),
+               "min_lr": s.min_lr}
+    keep = {"step": ("step_size", "gamma"), "multistep": ("milestones", "gamma"),
+            "cosine": ("min_lr",), "constant": ()}.get(s.name)
+    if keep is None:
+        raise ConfigError(f"unknown schedule '{s.name}' (choose from: constant, cosine, "
+                          "multistep, step)")
+    options = {k: options[k] for k in keep}
+    if s.warmup_epochs > 0:
+        options["warmup_epochs"] = s.warmup_epochs
+    return build_schedule(s.name, cfg.optim.lr, steps_per_epoch, cfg.train.epochs, **options)
+
+
+def make_loader(cfg: Config, train: Dataset, ctx) -> BatchLoader:
+    augment = None
+    if cfg.data.augment_shift or cfg.data.augment_flip:
+        augment = Augment(shift=cfg.data.augment_shift, flip=cfg.data.augment_flip,
+                          seed=cfg.train.seed)
+    return BatchLoader(train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed,
+                       drop_last=True, rank=ctx.rank, world_size=ctx.size, augment=augment)
+
+
+def config_from_checkpoint(path: str) -> Config:
+    ckpt = load_checkpoint(path)
+    saved = ckpt.meta.get("config")
+    if not saved:
+        raise ConfigError(f"{path}: checkpoint has no saved training config")
+    return apply_dict(Config(), saved, path)
+
+
+class RunDirectory:
+    """Rank 0 writes; other ranks hold a do-nothing twin."""
+
+    def __init__(self, path: str, active: bool):
+        self.path, self.active = path, active
+        if active:
+            os.makedirs(path, exist_ok=True)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def write_text(self, name: str, text: str) -> None:
+        if self.active:
+            with open(self.file(name), "w") as fh:
+                fh.write(text)
+
+
+def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
+    log = get_logger()
+    ckpt = load_checkpoint(resume) if resume else None
+    data = load_data(cfg, ckpt.meta.get("normalization") if ckpt else None)
+    if ckpt is not None:
+        model = ckpt.model
+    else:
+        opts = dict(cfg.model.options)
+        opts.setdefault("conv_algorithm", cfg.model.conv_algorithm)
+        model = build_model(cfg.model.name, data.train.x.shape[1:], len(data.train.classes),
+                            seed=cfg.train.seed, **opts)
+    loader = make_loader(cfg, data.train, ctx)
+    optimizer = make_optimizer(cfg, model)
+    schedule = make_schedule(cfg, loader.steps_per_epoch)
+    run = RunDirectory(cfg.output.run_dir, ctx.is_root)
+    metrics = None
+    if run.active:
+        if ckpt is None and os.path.exists(run.file("metrics.jsonl")):
+            os.remove(run.file("metrics.jsonl"))  # a new run in an old directory starts afresh
+        metrics = JsonlWriter(run.file("metrics.jsonl"))
+
+    meta = {"config": cfg.to_dict(), "dtnn_version": __version__, "classes": data.train.classes,
+            "normalization": data.normalization, "processes": ctx.size}
+
+    def on_epoch_end(trainer: Trainer, record: Dict[str, Any]) -> None:
+        record = {k: v for k, v in record.items() if k != "evaluation"}
+        if metrics is not None:
+            metrics.write(record)
+        every = cfg.output.checkpoint_every
+        last = trainer.state.epoch == trainer.epochs
+        if ctx.is_root and (last or (every and trainer.state.epoch % every == 0)):
+            save_checkpoint(run.file("checkpoint.h5"), model, step=trainer.state.step,
+                            epoch=trainer.state.epoch,
+                            states={"optimizer": optimizer.state_dict(),
+                                    "history": {"records": json.dumps(trainer.state.history)}},
+                            meta=meta)
+
+    trainer = Trainer(model, optimizer, schedule, loader, ctx, epochs=cfg.train.epochs,
+                      label_smoothing=cfg.train.label_smoothing,
+                      max_steps_per_epoch=cfg.train.max_steps_per_epoch,
+                      eval_batch_size=cfg.train.eval_batch_size,
+                      progress=cfg.output.progress, on_epoch_end=on_epoch_end)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt.states["optimizer"])
+        trainer.state.epoch, trainer.state.step = ckpt.epoch, ckpt.step
+        trainer.state.history = json.loads(ckpt.states.get("history", {}).get("records", "[]"))
+        log.info(f"resumed from {resume} at epoch {ckpt.epoch}, step {ckpt.step}")
+    else:
+        ctx.sync_model(model, optimizer)
+
+    run.write_text("config.toml", to_toml(cfg))
+    run.write_text("model.txt", model.summary() + "\n")
+    if ctx.is_root:
+        log.info("\n" + model.summary())
+        log.info(f"training on {len(data.train.y)} samples, {ctx.size} process(es), "
+                 f"batch {cfg.train.batch_size} per process, {loader.steps_per_epoch} steps/epoch")
+    history = trainer.fit(data.eval)
+    result: Dict[str, Any] = {"history": history, "run_dir": cfg.output.run_dir}
+    if data.test is not None:
+        result["test"] = final_report(trainer, data.test, run)
+    if run.active:
+        plot_curves(history, run.file("curves.png"))
+    return result
+
+
+def final_report(trainer: Trainer, test: Dataset, run: RunDirectory) -> Dict[str, Any]:
+    ev = trainer.evaluate(test)
+    report = dict(ev["report"], loss=ev["loss"], confusion=ev["confusion"].tolist())
+    if run.active:
+        run.write_text("report.json", json.dumps(report, indent=2) + "\n")
+        table = format_confusion(ev["confusion"], test.classes)
+        run.write_text("confusion.txt", table + "\n")
+        get_logger().info("test set:\n" + format_report(ev["report"]) + "\n" + table)
+    return report
+
+
+def plot_curves(history, path: str) -> None:
+    """Loss and accuracy per epoch (matplotlib, headless)."""
+    if not history:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(epochs, [r["train_loss"] for r in history], label="train")
+    ax2.plot(epochs, [r["train_accuracy"] for r in history], label="train")
+    if "eval_loss" in history[0]:
+        ax1.plot(epochs, [r["eval_loss"] for r in history], label="eval")
+        ax2.plot(epochs, [r["eval_accuracy"] for r in history], label="eval")
+    for ax, name in ((ax1, "loss"), (ax2, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def load_for_inference(path: str) -> Tuple[Model, Dict[str, Any]]:
+    ckpt = load_checkpoint(path)
+    return ckpt.model, ckpt.meta

@@ -1,0 +1,80 @@
+"""Element-wise activations: ReLU and PReLU."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from dtnn.errors import ConfigError
+from dtnn.layers.base import LAYERS, Layer, Shape
+
+
+@LAYERS.register("relu")
+class ReLU(Layer):
+    """max(x, 0).  Never modifies its input or dy.  In training it keeps a reference
+    to its output (usually alive anyway as the next layer's cached input) and derives
+    the backward mask from it, so it needs no extra activation memory."""
+
+    def __init__(self):
+        super().__init__()
+        self._y: Optional[np.ndarray] = None
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        y = np.maximum(x, np.float32(0), dtype=np.float32)
+        self._y = y if training else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
+        y, self._y = self._y, None
+        if y is None:
+            raise RuntimeError(f"{self.name}: backward needs a forward with training=True")
+        if not self.needs_input_grad:
+            return None
+        return np.multiply(dy, y > 0, dtype=np.float32)
+
+
+@LAYERS.register("prelu")
+class PReLU(Layer):
+    """x for x > 0, alpha * x otherwise.
+
+    ``alpha`` has one slope per channel (axis 1 of the batch) when ``channelwise``,
+    else a single shared slope, stored with shape (1,).  No weight decay.
+    """
+
+    def __init__(self, init: float = 0.25, channelwise: bool = True):
+        super().__init__(init=float(init), channelwise=bool(channelwise))
+        self._x: Optional[np.ndarray] = None
+
+    def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
+        shape = tuple(int(d) for d in input_shape)
+        if not shape:
+            raise ConfigError("prelu needs at least a 1-D per-sample input")
+        n = shape[0] if self.config["channelwise"] else 1
+        self.add_param("alpha", np.full(n, self.config["init"], np.float32))
+        self.input_shape = self.output_shape = shape
+        return self.output_shape
+
+    def _alpha(self, ndim: int) -> np.ndarray:
+        a = self.params["alpha"]
+        return a.reshape((1, a.size) + (1,) * (ndim - 2))
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        x = x if x.dtype == np.float32 else x.astype(np.float32)
+        self._x = x if training else None
+        neg = np.minimum(x, np.float32(0))
+        y = np.maximum(x, np.float32(0))
+        neg *= self._alpha(x.ndim)
+        y += neg
+        return y
+
+    def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
+        x, self._x = self._x, None
+        if x is None:
+            raise RuntimeError(f"{self.name}: backward needs a forward with training=True")
+        neg = np.minimum(x, np.float32(0))
+        neg *= dy  # dL/dalpha contributions: dy * x where x < 0
+        axes = tuple(i for i in range(x.ndim) if i != 1) if self.config["channelwise"] else None
+        self.set_grad("alpha", np.sum(neg, axis=axes, dtype=np.float32).reshape(-1))
+        if not self.needs_input_grad:
+            return None
+        return np.where(x > 0, dy, dy * self._alpha(x.ndim)).astype(np.float32, copy=False)

@@ -1,0 +1,111 @@
+"""Batch normalisation over channels (4-D input) or features (2-D input)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from dtnn.errors import ConfigError
+from dtnn.layers._util import require_rank
+from dtnn.layers.base import LAYERS, Layer, Shape
+
+
+@LAYERS.register("batchnorm")
+class BatchNorm(Layer):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel.
+
+    Training mode normalises with the batch statistics (biased variance) and updates the
+    running statistics like torch: ``running = (1 - momentum) * running + momentum *
+    batch_stat``, with the *unbiased* batch variance.  Inference uses the running
+    statistics.  Parameters ``gamma``/``beta`` (C,) have no weight decay; buffers
+    ``running_mean``/``running_var`` (C,) are checkpointed by the model.
+    """
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__(momentum=float(momentum), eps=float(eps))
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ConfigError(f"batchnorm: momentum must be in [0, 1], got {momentum!r}")
+        if not float(eps) > 0.0:
+            raise ConfigError(f"batchnorm: eps must be > 0, got {eps!r}")
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        self._xhat: Optional[np.ndarray] = None
+        self._inv_std: Optional[np.ndarray] = None
+        self._x: Optional[np.ndarray] = None
+        self._training = False
+
+    def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
+        shape = require_rank("batchnorm", input_shape, (1, 3))
+        C = shape[0]
+        self.input_shape = self.output_shape = shape
+        self.add_param("gamma", np.ones(C, np.float32))
+        self.add_param("beta", np.zeros(C, np.float32))
+        self.buffers["running_mean"] = np.zeros(C, np.float32)
+        self.buffers["running_var"] = np.ones(C, np.float32)
+        return self.output_shape
+
+    @staticmethod
+    def _as3(a: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) -> (N, C, H*W); (N, F) -> (N, F, 1): channels on axis 1."""
+        return a.reshape(a.shape[0], a.shape[1], -1)
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        x3 = self._as3(x)
+        N, C, L = x3.shape
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        self._training = training
+        if not training:
+            inv_std = (1.0 / np.sqrt(self.buffers["running_var"] + np.float32(self.eps))
+                       ).astype(np.float32)
+            self._inv_std = inv_std
+            self._xhat = None
+            self._x = x
+            scale = gamma * inv_std
+            shift = beta - self.buffers["running_mean"] * scale
+            y = x3 * scale[None, :, None]
+            y += shift[None, :, None]
+            return y.reshape(x.shape)
+        n = N * L
+        mean = x3.sum(axis=2).sum(axis=0) / np.float32(n)
+        xhat = x3 - mean[None, :, None]
+        var = np.einsum("ncl,ncl->nc", xhat, xhat).sum(axis=0) / np.float32(n)
+        inv_std = (1.0 / np.sqrt(var + np.float32(self.eps))).astype(np.float32)
+        xhat *= inv_std[None, :, None]
+        self._xhat, self._inv_std = xhat, inv_std
+        m = np.float32(self.momentum)
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        rm *= 1 - m
+        rm += m * mean
+        rv *= 1 - m
+        rv += m * var * np.float32(n / max(n - 1, 1))
+        y = xhat * gamma[None, :, None]
+        y += beta[None, :, None]
+        return y.reshape(x.shape)
+
+    def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
+        dy3 = self._as3(np.ascontiguousarray(dy, dtype=np.float32))
+        N, C, L = dy3.shape
+        gamma, inv_std = self.params["gamma"], self._inv_std
+        if not self._training:
+            x, self._x = self._x, None
+            xhat = (self._as3(x) - self.buffers["running_mean"][None, :, None]) \
+                * inv_std[None, :, None]
+        else:
+            xhat, self._xhat = self._xhat, None
+        dbeta = dy3.sum(axis=2).sum(axis=0)
+        dgamma = np.einsum("ncl,ncl->nc", dy3, xhat).sum(axis=0)
+        self.set_grad("beta", dbeta)
+        self.set_grad("gamma", dgamma)
+        if not self.needs_input_grad:
+            return None
+        scale = (gamma * inv_std)[None, :, None]
+        if not self._training:
+            return (dy3 * scale).reshape(dy.shape)
+        n = np.float32(N * L)
+        # dx = gamma/std * (dy - mean(dy) - xhat * mean(dy * xhat))
+        dx = xhat * (-dgamma / n)[None, :, None]
+        dx += dy3
+        dx -= (dbeta / n)[None, :, None]
+        dx *= scale
+        return dx.reshape(dy.shape)

@@ -1,0 +1,185 @@
+"""A sequential model whose parameters and gradients live in two flat vectors.
+
+Packing every parameter into one contiguous float32 vector (and every gradient into
+another, with the same layout) buys three things:
+
+* the optimizer updates all parameters in a handful of vectorised numpy passes;
+* the gradient reducer can hand MPI contiguous slices ("buckets") with no copy;
+* checkpoints and broadcasts are one array.
+
+The layout is in **reverse layer order**: backward produces the last layer's gradients
+first, so the gradients that become ready first sit at the start of the vector and a
+bucket that is complete is always a contiguous prefix-adjacent slice.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from dtnn.layers.base import LAYERS, Layer, Shape
+
+#: called after layer ``i``'s backward with its gradients final
+GradReadyHook = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ParamSlot:
+    """Where one parameter tensor sits in the flat vectors."""
+    layer_index: int
+    name: str
+    offset: int
+    shape: Tuple[int, ...]
+    decay: bool
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+class Model:
+    def __init__(self, layers: Sequence[Layer], input_shape: Shape, name: str = "model",
+                 arch: Optional[Dict[str, Any]] = None):
+        self.layers: List[Layer] = list(layers)
+        self.input_shape: Shape = tuple(int(d) for d in input_shape)
+        self.name = name
+        #: how the model was made ({"name": builder, "options": {...}}), if by a builder
+        self.arch = arch or {}
+        self.flat_params = np.zeros(0, np.float32)
+        self.flat_grads = np.zeros(0, np.float32)
+        self.decay_mask = np.zeros(0, np.float32)
+        self.slots: List[ParamSlot] = []
+        self.output_shape: Shape = self.input_shape
+        self.built = False
+
+    # --- construction ----------------------------------------------------------------
+    def build(self, seed: int = 0) -> "Model":
+        """Initialise every layer (seeded) and pack parameters into flat vectors."""
+        root = np.random.SeedSequence(seed)
+        children = root.spawn(len(self.layers))
+        shape = self.input_shape
+        for i, (layer, ss) in enumerate(zip(self.layers, children)):
+            rng = np.random.default_rng(ss)
+            layer.name = f"{i}:{layer.registry_name}"
+            shape = tuple(layer.build(shape, rng))
+            layer.rng = rng
+        self.output_shape = shape
+        if self.layers:
+            self.layers[0].needs_input_grad = False
+        self._pack_parameters()
+        self.built = True
+        return self
+
+    def _pack_parameters(self) -> None:
+        slots, offset = [], 0
+        for i in reversed(range(len(self.layers))):
+            layer = self.layers[i]
+            for name, p in layer.params.items():
+                slots.append(ParamSlot(i, name, offset, tuple(p.shape), name in layer.decay_params))
+                offset += p.size
+        self.flat_params = np.zeros(offset, np.float32)
+        self.flat_grads = np.zeros(offset, np.float32)
+        self.decay_mask = np.zeros(offset, np.float32)
+        for s in slots:
+            layer = self.layers[s.layer_index]
+            p_view = self.flat_params[s.offset:s.offset + s.size].reshape(s.shape)
+            g_view = self.flat_grads[s.offset:s.offset + s.size].reshape(s.shape)
+            p_view[...] = layer.params[s.name]
+            layer.params[s.name] = p_view
+            layer.grads[s.name] = g_view
+            self.decay_mask[s.offset:s.offset + s.size] = 1.0 if s.decay else 0.0
+        self.slots = slots
+
+    # --- computation -------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dy: np.ndarray, on_grads_ready: Optional[GradReadyHook] = None) -> None:
+        """Back-propagate ``dy`` (d loss / d output); gradients land in ``flat_grads``.
+
+        ``on_grads_ready(i)`` is called as soon as layer ``i``'s gradients are final,
+        so a reducer can start communicating them while earlier layers still compute.
+        """
+        for i in reversed(range(len(self.layers))):
+            dy = self.layers[i].backward(dy)
+            if on_grads_ready is not None:
+                on_grads_ready(i)
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Logits for ``x`` in inference mode, in batches."""
+        outs = [self.forward(x[i:i + batch_size], training=False)
+                for i in range(0, len(x), batch_size)]
+        return np.concatenate(outs) if outs else np.zeros((0,) + self.output_shape, np.float32)
+
+    # --- introspection ---------------------------------------------------------------
+    def num_params(self) -> int:
+        return int(self.flat_params.size)
+
+    def layer_param_range(self, i: int) -> Tuple[int, int]:
+        """[start, stop) of layer i's parameters in the flat vectors (empty if none)."""
+        offs = [(s.offset, s.offset + s.size) for s in self.slots if s.layer_index == i]
+        if not offs:
+            return (0, 0)
+        return (min(o for o, _ in offs), max(e for _, e in offs))
+
+    def summary(self) -> str:
+        rows = [("#", "layer", "output shape", "params")]
+        for i, layer in enumerate(self.layers):
+            rows.append((str(i), layer.describe(), str(tuple(layer.output_shape or ())),
+                         f"{layer.num_params():,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = "-" * (sum(widths) + 6)
+        fmt = lambda r: "  ".join(  # noqa: E731
+            r[c].rjust(widths[c]) if c in (0, 3) else r[c].ljust(widths[c]) for c in range(4))
+        out = [f"Model {self.name}: input {self.input_shape}", line, fmt(rows[0]), line]
+        out += [fmt(r) for r in rows[1:]]
+        out += [line, f"total parameters: {self.num_params():,}"]
+        return "\n".join(out)
+
+    # --- state -------------------------------------------------------------------------
+    def get_config(self) -> Dict[str, Any]:
+        """Everything needed to rebuild the architecture (no weights); JSON-able."""
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "input_shape": list(self.input_shape),
+            "layers": [{"type": l.registry_name, "config": l.get_config()} for l in self.layers],
+        }
+
+    def config_json(self) -> str:
+        return json.dumps(self.get_config(), sort_keys=True)
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any], seed: int = 0) -> "Model":
+        import dtnn.layers  # noqa: F401  -- registers every layer type
+        layers = [LAYERS.get(spec["type"])(**spec["config"]) for spec in config["layers"]]
+        return cls(layers, tuple(config["input_shape"]), name=config.get("name", "model"),
+                   arch=config.get("arch")).build(seed)
+
+    def buffers(self) -> Dict[str, np.ndarray]:
+        """Non-trainable state (BN running stats), keyed '<layer>/<name>'."""
+        return {f"{i}/{k}": v for i, l in enumerate(self.layers) for k, v in l.buffers.items()}
+
+    def load_buffers(self, buffers: Dict[str, np.ndarray]) -> None:
+        for key, value in buffers.items():
+            i, name = key.split("/", 1)
+            np.copyto(self.layers[int(i)].buffers[name], value)
+
+    def rng_states(self) -> Dict[str, Any]:
+        """Bit-generator states of layers that draw random numbers (dropout)."""
+        return {str(i): l.rng.bit_generator.state for i, l in enumerate(self.layers)
+                if l.rng is not None and getattr(l, "uses_rng", False)}
+
+    def set_rng_states(self, states: Dict[str, Any]) -> None:
+        for i, state in states.items():
+            self.layers[int(i)].rng.bit_generator.state = state
+
+    def reseed_rngs(self, seed: int, stream: int) -> None:
+        """Give random layers a fresh stream (e.g. one per MPI rank for dropout)."""
+        for i, l in enumerate(self.layers):
+            if getattr(l, "uses_rng", False):
+                l.rng = np.random.default_rng([seed, stream, i])

@@ -1,0 +1,49 @@
+"""Thread control: one place that decides how many BLAS/OpenMP/torch threads run.
+
+With several MPI ranks on a few cores, every library defaulting to "all cores" means
+oversubscription, and OpenMP spin-waiting then makes everything crawl.  So dtnn
+sets the count explicitly through threadpoolctl (which reaches OpenBLAS, MKL and the
+OpenMP runtime already loaded) and through torch, instead of hoping the environment
+variables were exported before the libraries loaded.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List
+
+_limiter = None
+
+
+def default_threads(ranks_on_host: int = 1) -> int:
+    """Cores of this host shared evenly by the ranks on it (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, ranks_on_host))
+
+
+def set_threads(n: int) -> int:
+    """Limit BLAS, OpenMP and torch to ``n`` threads in this process; returns n."""
+    global _limiter
+    from threadpoolctl import threadpool_limits
+
+    n = max(1, int(n))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)  # for anything loaded later (and child processes)
+    import dtnn._kernels  # noqa: F401  -- load our OpenMP runtime so it gets limited too
+    _limiter = threadpool_limits(limits=n)
+    try:
+        import torch
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+    return n
+
+
+def thread_report() -> List[Dict[str, Any]]:
+    """What threadpoolctl sees: one entry per BLAS/OpenMP library loaded."""
+    from threadpoolctl import threadpool_info
+    return [{"api": i.get("user_api"), "library": i.get("internal_api"),
+             "threads": i.get("num_threads"), "version": i.get("version")}
+            for i in threadpool_info()]

@@ -1,0 +1,34 @@
+"""An interrupted and resumed run ends with the same weights as an uninterrupted one."""
+import numpy as np
+
+from dtnn.config import load_config
+from dtnn.dist import SerialContext
+from dtnn.engine.session import train
+from dtnn.io.checkpoint import load_checkpoint
+
+# BatchNorm (buffers), dropout (RNG state), augmentation and momentum (optimizer state):
+# everything that could make a resumed run drift.
+OVERRIDES = ["data.source=digits", "model.name=vgg11_bn",
+             "model.options={width = 0.125, hidden = 32, dropout = 0.3}",
+             "data.augment_shift=1", "train.batch_size=32", "train.max_steps_per_epoch=12",
+             "optim.lr=0.02", "schedule.name=step", "schedule.step_size=1",
+             "schedule.warmup_epochs=0.5", "output.progress=false"]
+
+
+def _config(run_dir, epochs):
+    return load_config(None, OVERRIDES + [f"train.epochs={epochs}", f'output.run_dir="{run_dir}"'])
+
+
+def test_resume_is_exact(tmp_path):
+    train(_config(tmp_path / "full", 3), SerialContext())
+    train(_config(tmp_path / "part", 2), SerialContext())
+    resumed = _config(tmp_path / "part", 3)
+    train(resumed, SerialContext(), resume=str(tmp_path / "part" / "checkpoint.h5"))
+    full = load_checkpoint(str(tmp_path / "full" / "checkpoint.h5"))
+    part = load_checkpoint(str(tmp_path / "part" / "checkpoint.h5"))
+    assert full.step == part.step and full.epoch == part.epoch == 3
+    np.testing.assert_array_equal(full.model.flat_params, part.model.flat_params)
+    for key, value in full.model.buffers().items():
+        np.testing.assert_array_equal(value, part.model.buffers()[key])
+    for key, value in full.states["optimizer"].items():
+        np.testing.assert_array_equal(value, part.states["optimizer"][key])

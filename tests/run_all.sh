@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: the serial tests, then the MPI tests under
+# mpiexec -n 2 and -n 4 (pytest-mpi).  Exits non-zero if any part fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+[ -x "$BIN/python" ] || { echo "tests: run 'bash launch/setup.sh' first"; exit 2; }
+export OMP_WAIT_POLICY=PASSIVE
+status=0
+
+echo "== serial tests"
+"$BIN/python" -m pytest -q -p no:cacheprovider tests || status=1
+
+if ls tests/mpi/test_*.py >/dev/null 2>&1; then
+    for n in 2 4; do
+        echo "== MPI tests, $n processes"
+        "$BIN/python" tests/mpi/run_mpi.py -n "$n" || status=1
+    done
+fi
+exit $status
