@@ -53,7 +53,7 @@ def _reshape_view(a: np.ndarray, shape) -> Optional[np.ndarray]:
     """``a`` reshaped without copying, or None when that is impossible."""
     try:
         return np.reshape(a, shape, copy=False)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: numpy < 2.1 has no copy= here
         return None
 
 

@@ -59,7 +59,6 @@ class MPIContext:
         self.host = MPI.Get_processor_name()
         #: options for make_reducer (the config's [dist] table); see DistOptions
         self.options: Dict[str, Any] = dict(options or {})
-        self._checked: Dict[int, str] = {}
 
     # --- the SerialContext interface ------------------------------------------------------
     @property
@@ -135,9 +134,7 @@ class MPIContext:
     def check_consistency(self, model) -> None:
         """UserError unless every rank has the same architecture and dtnn version."""
         from dtnn import __version__
-        text = model.config_json()
-        if self._checked.get(id(model)) == text:
-            return
+        text = model.config_json()  # always collective: no per-rank caching
         digest = hashlib.sha256((text + "\0" + __version__).encode()).hexdigest()
         table = self.comm.allgather((digest, __version__, self.host, int(model.flat_params.size)))
         groups: Dict[str, List[int]] = {}
@@ -151,7 +148,6 @@ class MPIContext:
             raise UserError(f"ranks disagree on the model or dtnn version: rank(s) "
                             f"{', '.join(map(str, bad))} differ from rank 0 ({detail}); "
                             f"use the same config, code and installation on every rank")
-        self._checked[id(model)] = text
 
     def reseed_dropout(self, model) -> None:
         """A different, reproducible dropout stream per rank (see module docstring)."""

@@ -51,7 +51,7 @@ def max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 # --- models --------------------------------------------------------------------------
 def dense_net(seed: int, bn: bool = False, dropout: float = 0.0) -> Model:
-    layers = [Dense(24, init="he")]
+    layers = [Dense(24, init="he", bias=not bn)]
     if bn:
         layers.append(BatchNorm())
     layers.append(ReLU())
@@ -62,7 +62,9 @@ def dense_net(seed: int, bn: bool = False, dropout: float = 0.0) -> Model:
 
 
 def conv_net(seed: int, bn: bool = True) -> Model:
-    layers = [Conv2D(4, 3, padding=1)]
+    # no conv bias before BN: its true gradient is 0, and Adam would turn the rounding
+    # noise in it into full-size steps of random sign (different in every run)
+    layers = [Conv2D(4, 3, padding=1, bias=not bn)]
     if bn:
         layers.append(BatchNorm())
     layers += [ReLU(), MaxPool2D(2), Flatten(), Dense(5)]
