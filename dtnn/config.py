@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from dtnn.dist.options import DistOptions
 from dtnn.errors import ConfigError
 
 
@@ -54,6 +55,8 @@ class OptimConfig:
     nesterov: bool = True
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
+    #: multiply lr by the number of processes (linear scaling rule; use warm-up with it)
+    scale_lr_by_world: bool = False
 
 
 @dataclass
@@ -72,6 +75,8 @@ class TrainConfig:
     epochs: int = 10
     #: samples per step on each process
     batch_size: int = 64
+    #: if > 0: samples per step over all processes (overrides batch_size; must divide)
+    global_batch_size: int = 0
     seed: int = 0
     label_smoothing: float = 0.0
     #: BLAS/OpenMP threads per process (0 = cores per host / processes per host)
@@ -97,6 +102,8 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    #: gradient exchange between processes (see dtnn/dist/options.py)
+    dist: DistOptions = field(default_factory=DistOptions)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -208,6 +215,7 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (cfg.train.global_batch_size >= 0, "train.global_batch_size must be >= 0"),
         (cfg.train.threads >= 0, "train.threads must be >= 0"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
@@ -218,6 +226,14 @@ def validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    DistOptions.resolve(explicit_dist_options(cfg), env={})
+
+
+def explicit_dist_options(cfg: Config) -> Dict[str, Any]:
+    """The [dist] values that differ from the defaults (so DTNN_* environment variables
+    still apply to whatever the config does not set)."""
+    defaults = dataclasses.asdict(DistOptions())
+    return {k: v for k, v in dataclasses.asdict(cfg.dist).items() if v != defaults[k]}
 
 
 def to_toml(cfg: Config) -> str:

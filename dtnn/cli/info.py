@@ -80,6 +80,10 @@ def format_info(info: Dict[str, Any]) -> str:
 
 
 def run(args) -> int:
+    from dtnn.dist.info import rank_ordered_output
     info = collect()
-    sys.stdout.write((json.dumps(info) if args.json else format_info(info)) + "\n")
+    text = rank_ordered_output(json.dumps(info) if args.json else format_info(info),
+                               as_json=args.json)
+    if text is not None:  # rank 0 prints every rank's block, in rank order
+        sys.stdout.write(text + "\n")
     return 0

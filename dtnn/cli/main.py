@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "eval": ("dtnn.cli.evaluate", "evaluate a checkpoint on a dataset"),
     "predict": ("dtnn.cli.predict", "predict classes for images or arrays"),
     "info": ("dtnn.cli.info", "show kernels, threads, MPI and library versions"),
+    "bench": ("dtnn.cli.bench", "benchmarks (dist: data-parallel throughput, under mpiexec)"),
 }
 
 
@@ -51,7 +52,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
     try:
-        return int(module.run(args) or 0)
+        status = int(module.run(args) or 0)
+    except SystemExit as exc:
+        # a rank leaving early with an error status: the others would wait forever
+        if exc.code not in (None, 0):
+            abort_if_distributed(f"dtnn {args.command}: exit status {exc.code}",
+                                 exc.code if isinstance(exc.code, int) else 1)
+        raise
     except UserError as exc:
         # under MPI with several processes: print with the rank and abort the whole job
         abort_if_distributed(f"dtnn {args.command}: error: {exc}", 2)
@@ -63,6 +70,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception:
         abort_if_distributed(traceback.format_exc(), 1)
         raise
+    if status:
+        abort_if_distributed(f"dtnn {args.command}: exit status {status}", status)
+    return status
 
 
 if __name__ == "__main__":

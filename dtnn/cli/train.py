@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from dtnn.config import load_config, parse_override, apply_dict
+from dtnn.config import apply_dict, explicit_dist_options, load_config, parse_override
 from dtnn.dist import get_context
-from dtnn.log import setup_logging
+from dtnn.dist.scaling import apply_world_size
+from dtnn.log import get_logger, setup_logging
 from dtnn.threads import default_threads, set_threads
 
 
@@ -43,6 +44,10 @@ def run(args) -> int:
     ctx = get_context()
     setup_logging(ctx.rank, ctx.size, getattr(args, "verbose", False))
     cfg = resolve_config(args)
+    ctx.configure(explicit_dist_options(cfg))
+    scaling = apply_world_size(cfg, ctx.size)
+    if ctx.size > 1:
+        get_logger().info(scaling)
     set_threads(cfg.train.threads or default_threads(ctx.local_size))
     from dtnn.engine.session import train
     train(cfg, ctx, resume=args.resume)

@@ -16,7 +16,6 @@ train.
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 from dtnn.dist.context import MismatchedContext, SerialContext
 from dtnn.dist.launcher import launcher_size, mismatch_message, mpi_requested

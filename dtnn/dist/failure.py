@@ -9,6 +9,7 @@ itself: hydra notices the dead process and tears the job down.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -41,4 +42,9 @@ def abort_if_distributed(message: str, code: int) -> None:
         sys.stderr.write(text)
         sys.stderr.flush()
     finally:
-        comm.Abort(code)
+        try:
+            comm.Abort(code)
+        finally:
+            # MPICH's MPI_Abort can return to the caller after notifying the launcher;
+            # never let this rank run on (or print the error a second time)
+            os._exit(code or 1)

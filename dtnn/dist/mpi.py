@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import sys
 from typing import Any, Dict, List, Optional
 

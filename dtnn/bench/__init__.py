@@ -1,0 +1,1 @@
+"""Benchmarks run by ``dtnn bench`` (see ``dtnn.cli.bench``)."""

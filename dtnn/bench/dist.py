@@ -1,0 +1,106 @@
+"""Data-parallel throughput benchmark: run under ``mpiexec -n N dtnn bench dist``.
+
+Every rank trains a replica on synthetic data (batch ``batch`` per rank) for
+``warmup + steps`` steps per reducer mode; the reducer's own timers split a step into
+compute / communication / exposed communication (see ``dtnn.dist.reducer``).  A
+raw ``MPI_Allreduce`` of the same number of bytes, timed alone, gives the cost of
+the exchange without any framework around it.
+
+Per-step times are reported for the slowest rank (MAX over ranks of the per-rank
+mean), which is what sets the job's pace; samples/s = ranks x batch / step time.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from dtnn.layers.loss import SoftmaxCrossEntropy
+from dtnn.models import build_model
+from dtnn.optim import build_optimizer
+
+
+def _max(ctx, value: float) -> float:
+    if ctx.size == 1:
+        return float(value)
+    from mpi4py import MPI
+    return float(ctx.comm.allreduce(float(value), op=MPI.MAX))
+
+
+def raw_allreduce_seconds(ctx, nbytes: int, repeats: int = 10) -> Optional[float]:
+    """Mean time of one blocking Allreduce(IN_PLACE, SUM) of ``nbytes`` float32 bytes."""
+    if ctx.size == 1 or not hasattr(ctx, "comm"):
+        return 0.0
+    from mpi4py import MPI
+    buf = np.ones(max(1, nbytes // 4), np.float32)
+    ctx.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)  # warm-up
+    ctx.comm.Barrier()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        ctx.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    return _max(ctx, (time.perf_counter() - t) / repeats)
+
+
+def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
+        classes: int = 10, model_options: Optional[Dict[str, Any]] = None, batch: int = 64,
+        steps: int = 20, warmup: int = 3, modes: Sequence[str] = ("overlap", "blocking"),
+        bucket_mb: float = 4.0, progress: bool = True) -> Dict[str, Any]:
+    net = build_model(model, tuple(input_shape), classes, seed=0, **(model_options or {}))
+    opt = build_optimizer("sgd", net, lr=0.01, momentum=0.9)
+    ctx.sync_model(net, opt)
+    rng = np.random.default_rng(ctx.rank)
+    x = rng.standard_normal((batch,) + tuple(input_shape)).astype(np.float32)
+    y = rng.integers(0, classes, batch)
+    loss_fn = SoftmaxCrossEntropy()
+    results: List[Dict[str, Any]] = []
+    for mode in modes:
+        reducer = ctx.make_reducer(net, {"mode": mode, "bucket_mb": bucket_mb,
+                                         "progress": progress})
+        step_times = []
+        for i in range(warmup + steps):
+            if i == warmup:
+                if reducer is not None:
+                    reducer.reset_stats()
+                if hasattr(ctx, "comm"):
+                    ctx.comm.Barrier()
+            t = time.perf_counter()
+            logits = net.forward(x, training=True)
+            loss_fn.forward(logits, y)
+            if reducer is None:
+                net.backward(loss_fn.backward())
+            else:
+                reducer.start_step()
+                net.backward(loss_fn.backward(), on_grads_ready=reducer.on_grads_ready)
+                reducer.finish_step()
+            opt.step()
+            if i >= warmup:
+                step_times.append(time.perf_counter() - t)
+        step = _max(ctx, float(np.mean(step_times)))
+        row: Dict[str, Any] = {"mode": mode if ctx.size > 1 else "serial", "ranks": ctx.size,
+                               "batch_per_rank": batch, "global_batch": batch * ctx.size,
+                               "steps": steps, "step_seconds": step,
+                               "samples_per_second": batch * ctx.size / step}
+        if reducer is None:
+            row.update(compute_seconds=step, comm_seconds=0.0, exposed_comm_seconds=0.0,
+                       hook_mpi_seconds=0.0, payload_bytes=0, wire_bytes_estimate=0)
+        else:
+            s = reducer.stats()
+            for key in ("exposed_comm_seconds", "comm_seconds", "hook_mpi_seconds",
+                        "backward_seconds"):
+                row[key] = _max(ctx, s[key])
+            row["compute_seconds"] = step - row["exposed_comm_seconds"] - row["hook_mpi_seconds"]
+            row.update(buckets=s["buckets"], bucket_mb=bucket_mb, progress=progress,
+                       payload_bytes=s["payload_bytes"],
+                       wire_bytes_estimate=s["wire_bytes_estimate"])
+        results.append(row)
+        if ctx.size == 1:
+            break  # one serial row is enough
+    raw = raw_allreduce_seconds(ctx, net.flat_grads.nbytes)
+    for row in results:
+        row["raw_allreduce_seconds"] = raw
+    return {"model": model, "model_options": model_options or {},
+            "input_shape": list(input_shape), "params": net.num_params(),
+            "grad_bytes": int(net.flat_grads.nbytes), "ranks": ctx.size,
+            "local_size": ctx.local_size, "host": platform.node(), "results": results}

@@ -1,0 +1,77 @@
+"""``dtnn bench``: benchmarks.  ``dist``: data-parallel throughput and the split of a
+step into compute and (exposed) communication; run it under ``mpiexec -n N``.
+
+    mpiexec -n 2 dtnn bench dist --model simplecnn --batch 64 --steps 20 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dtnn.errors import ConfigError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=["dist"], help="which benchmark")
+    p.add_argument("--model", default="simplecnn", help="zoo model (default simplecnn)")
+    p.add_argument("--input-shape", default="1,28,28", help="C,H,W (default 1,28,28)")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--width", type=float, help="model width multiplier (vgg*, cnet)")
+    p.add_argument("--batch", type=int, default=64, help="samples per rank per step")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per mode")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--mode", choices=["overlap", "blocking", "both"], default="both")
+    p.add_argument("--bucket-mb", type=float, default=4.0)
+    p.add_argument("--no-progress", action="store_true",
+                   help="do not call MPI_Testsome from the backward hooks")
+    p.add_argument("--threads", type=int, default=0,
+                   help="BLAS/OpenMP threads per rank (0 = cores per host / ranks per host)")
+    p.add_argument("--json", metavar="FILE", help="write the result as JSON ('-' = stdout)")
+
+
+def run(args) -> int:
+    from dtnn.bench import dist
+    from dtnn.dist import get_context
+    from dtnn.threads import default_threads, set_threads
+
+    ctx = get_context()
+    threads = set_threads(args.threads or default_threads(ctx.local_size))
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+    except ValueError:
+        raise ConfigError(f"--input-shape: expected C,H,W integers, got {args.input_shape!r}")
+    options = {} if args.width is None else {"width": args.width}
+    modes = ("overlap", "blocking") if args.mode == "both" else (args.mode,)
+    result = dist.run(ctx, args.model, shape, args.classes, options, batch=args.batch,
+                      steps=args.steps, warmup=args.warmup, modes=modes,
+                      bucket_mb=args.bucket_mb, progress=not args.no_progress)
+    result["threads_per_rank"] = threads
+    if not ctx.is_root:
+        return 0
+    if args.json:
+        text = json.dumps(result, indent=2)
+        if args.json == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            with open(args.json, "w") as fh:
+                fh.write(text + "\n")
+    if args.json != "-":
+        sys.stdout.write(format_result(result) + "\n")
+    return 0
+
+
+def format_result(r) -> str:
+    ms = lambda v: "-" if v is None else f"{1e3 * v:8.2f}"  # noqa: E731
+    lines = [f"{r['model']} {r['model_options'] or ''} ({r['params']:,} params, "
+             f"{r['grad_bytes'] / 2**20:.2f} MiB of gradients), {r['ranks']} rank(s), "
+             f"{r['threads_per_rank']} thread(s)/rank",
+             f"{'mode':<9} {'samples/s':>10} {'step ms':>8} {'compute':>8} {'comm':>8} "
+             f"{'exposed':>8} {'raw AR':>8} {'MiB/step':>8}"]
+    for row in r["results"]:
+        lines.append(f"{row['mode']:<9} {row['samples_per_second']:10.0f} "
+                     f"{ms(row['step_seconds'])} {ms(row.get('compute_seconds'))} "
+                     f"{ms(row.get('comm_seconds'))} {ms(row.get('exposed_comm_seconds'))} "
+                     f"{ms(row.get('raw_allreduce_seconds'))} "
+                     f"{row.get('wire_bytes_estimate', 0) / 2**20:8.2f}")
+    return "\n".join(lines)
