@@ -112,6 +112,13 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+#: compiled module (dtnn._kernels.<name>, from dtnn/_kernels/<name>.pyx) -> its C sources
+KERNEL_MODULES = {
+    "_im2col": ["csrc/im2col.c"],
+    "_pool": ["csrc/pool.c"],
+}
+
+
 def _extensions():
     import numpy as np
 
@@ -120,12 +127,9 @@ def _extensions():
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=["csrc/dtnn_kernels.h", "dtnn/_kernels/_ckernels.pxd"],
     )
-    exts = [
-        Extension("dtnn._kernels._im2col",
-                  ["dtnn/_kernels/_im2col.pyx", "csrc/im2col.c"], **common),
-        Extension("dtnn._kernels._pool",
-                  ["dtnn/_kernels/_pool.pyx", "csrc/pool.c"], **common),
-    ]
+    exts = [Extension(f"dtnn._kernels.{name}", [f"dtnn/_kernels/{name}.pyx", *c_sources],
+                      **common)
+            for name, c_sources in KERNEL_MODULES.items()]
     try:
         from Cython.Build import cythonize
     except ImportError:

@@ -29,17 +29,24 @@ _active: Dict[str, str] = {}
 _import_errors: Dict[str, str] = {}
 
 
-def _resolve(name: str) -> Callable:
+def resolve(name: str, compiled_module: str, twin_module) -> Callable:
+    """The compiled kernel ``name`` from ``compiled_module``, or the function of the
+    same name in ``twin_module`` when the extension is missing or DTNN_KERNELS=numpy.
+    Subsystems (compression, convolution variants) call this for their own kernels, so
+    ``active()`` and ``dtnn info`` list every kernel in the package."""
     if os.environ.get("DTNN_KERNELS", "").lower() != "numpy":
-        modname = _COMPILED_MODULES[name]
         try:
-            fn = getattr(importlib.import_module(modname), name)
+            fn = getattr(importlib.import_module(compiled_module), name)
             _active[name] = "compiled"
             return fn
         except (ImportError, AttributeError) as exc:
             _import_errors[name] = str(exc)
     _active[name] = "numpy"
-    return getattr(twins, name)
+    return getattr(twin_module, name)
+
+
+def _resolve(name: str) -> Callable:
+    return resolve(name, _COMPILED_MODULES[name], twins)
 
 
 def active() -> Dict[str, str]:

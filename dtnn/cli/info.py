@@ -44,6 +44,11 @@ def collect() -> Dict[str, Any]:
     from dtnn.dist import get_context
     from dtnn.threads import default_threads, set_threads, thread_report
 
+    import dtnn.conv  # noqa: F401  -- variants resolve their kernels on import
+    try:
+        import dtnn.compress  # noqa: F401
+    except ImportError:
+        pass
     ctx = get_context()
     threads = set_threads(default_threads(ctx.local_size))
     return {
