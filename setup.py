@@ -116,6 +116,10 @@ class BuildExt(build_ext):
 KERNEL_MODULES = {
     "_im2col": ["csrc/im2col.c"],
     "_pool": ["csrc/pool.c"],
+    "_winograd": ["csrc/winograd.c"],
+    "_direct": ["csrc/direct.c"],
+    "_transpose": ["csrc/transpose.c"],
+    "_compress": ["csrc/compress.c"],
 }
 
 

@@ -19,12 +19,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue from a checkpoint.h5 (uses its saved config unless --config "
                    "is given; --set still applies, e.g. train.epochs=20 to train longer)")
     p.add_argument("--run-dir", metavar="DIR", help="shortcut for --set output.run_dir=DIR")
+    p.add_argument("--compress", metavar="SPEC",
+                   help='gradient compression, shortcut for --set dist.compress="SPEC", e.g. '
+                   'topk:ratio=0.01, qsgd:bits=8, powersgd:rank=2,start_step=100, fp16, none')
 
 
 def resolve_config(args):
     overrides = list(args.overrides)
     if args.run_dir:
         overrides.append(f"output.run_dir={_quote(args.run_dir)}")
+    if getattr(args, "compress", None):
+        overrides.append(f"dist.compress={_quote(args.compress)}")
     if args.resume and not args.config:
         from dtnn.engine.session import config_from_checkpoint
         cfg = config_from_checkpoint(args.resume)

@@ -30,11 +30,20 @@ class DistOptions:
     average_buffers: bool = True
     #: debug: after every step compare a checksum of parameters and buffers across ranks
     check_replicas: bool = False
+    #: gradient compression spec "name:key=value,...", e.g. "topk:ratio=0.01",
+    #: "qsgd:bits=8", "powersgd:rank=2,start_step=100" (see dtnn/compress)
+    compress: str = "none"
+    #: tensors with fewer elements than this are sent uncompressed, batched together
+    min_compress_size: int = 1024
+    #: uncompressed steps before compression starts
+    compress_warmup_steps: int = 0
+    #: seed of the compressors' random streams (stochastic rounding, random-k, PowerSGD)
+    compress_seed: int = 0
 
     #: environment variable of each option
     ENV = {"mode": "DTNN_DIST_MODE", "bucket_mb": "DTNN_BUCKET_MB",
            "progress": "DTNN_DIST_PROGRESS", "average_buffers": "DTNN_AVERAGE_BUFFERS",
-           "check_replicas": "DTNN_CHECK_REPLICAS"}
+           "check_replicas": "DTNN_CHECK_REPLICAS", "compress": "DTNN_COMPRESS"}
 
     @classmethod
     def resolve(cls, options: Optional[Mapping[str, Any]] = None,
@@ -58,13 +67,20 @@ class DistOptions:
             raise ConfigError(f"dist.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not self.bucket_mb >= 0:
             raise ConfigError(f"dist.bucket_mb must be >= 0, got {self.bucket_mb!r}")
+        if self.min_compress_size < 0 or self.compress_warmup_steps < 0:
+            raise ConfigError("dist.min_compress_size and dist.compress_warmup_steps must "
+                              "be >= 0")
+        if self.compress != "none":
+            from dtnn.compress import check_spec
+            check_spec(self.compress)
 
     def to_dict(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _parse(name: str, value: Any, typ: Any, where: str) -> Any:
-    typ = {"str": str, "float": float, "bool": bool}.get(typ, typ) if isinstance(typ, str) else typ
+    typ = ({"str": str, "float": float, "bool": bool, "int": int}.get(typ, typ)
+           if isinstance(typ, str) else typ)
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -81,4 +97,13 @@ def _parse(name: str, value: Any, typ: Any, where: str) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if typ is int:
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if name == "compress":  # a spec: keep its case-insensitive name, strip blanks
+        return str(value).strip()
     return str(value).strip().lower()

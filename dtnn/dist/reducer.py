@@ -36,6 +36,18 @@ Timing (``stats()``)
     window) and the bytes reduced per rank per step (``payload_bytes``) plus the
     bytes a bandwidth-optimal (ring / reduce-scatter + allgather) allreduce sends per
     rank, ``2 (p-1)/p * payload`` (``wire_bytes_estimate``).
+
+Compression (``options.compress != "none"``)
+    The buckets are handed to ``dtnn.compress.exchange.CompressedExchange``: each
+    bucket is compressed when it closes and sent by ``Iallreduce`` (summable payloads)
+    or ``Iallgather`` (the rest); ``finish_step`` decodes the averages.  Small tensors
+    go uncompressed in one batched allreduce; the first ``compress_warmup_steps``
+    steps (and PowerSGD's ``start_step``) use the plain path above.  ``stats()`` adds
+    ``codec_seconds`` (compressing + decoding, excluded from ``compute``) and
+    ``sent_bytes`` (payload bytes this rank contributed per step).
+    ``state_dict()``/``load_state_dict()`` carry the compressor state (error-feedback
+    residuals, PowerSGD's Q, the step counter the RNG streams are keyed by) of every
+    rank through a checkpoint.
 """
 from __future__ import annotations
 
@@ -119,7 +131,22 @@ class GradientReducer:
             raise RuntimeError("model.flat_grads must be a contiguous float32 vector")
         self.grads = grads
         bucket_bytes = max(1, int(self.options.bucket_mb * MiB))
+        self.compressor, self.exchange = None, None
+        if self.options.compress not in ("", "none"):
+            from dtnn.compress import build_compressor
+            self.compressor, use_ef = build_compressor(self.options.compress)
+        if self.compressor is not None and self.compressor.single_bucket:
+            bucket_bytes = grads.nbytes + 1
         self.buckets = plan_buckets(model, bucket_bytes)
+        if self.compressor is not None:
+            from dtnn.compress.exchange import CompressedExchange
+            self.exchange = CompressedExchange(comm, model, self.buckets, self.compressor,
+                                               use_ef, self.options.min_compress_size,
+                                               self.options.compress_seed)
+        self.compress_warmup = max(self.options.compress_warmup_steps,
+                                   getattr(self.compressor, "warmup_steps", 0))
+        self._cx = False
+        self._posted = 0
         self._views = [grads[a:b] for a, b, _ in self.buckets]
         self._close_at: Dict[int, int] = {layer: k for k, (_, _, layer) in enumerate(self.buckets)}
         self._requests: List[Any] = []
@@ -144,6 +171,11 @@ class GradientReducer:
         self._first_post: Optional[float] = None
         self._last_done: Optional[float] = None
         self._requests, self._pending = [], []
+        self._posted = 0
+        self._cx = self.exchange is not None and self.steps_done >= self.compress_warmup
+        self._codec = 0.0
+        if self._cx:
+            self.exchange.begin(self.steps_done)
         if self._bufs:
             off = 0
             for b in self._bufs:  # forward already updated them: final for this step
@@ -164,12 +196,24 @@ class GradientReducer:
         if k is not None:
             if self._first_post is None:
                 self._first_post = t
-            self._requests.append(self.comm.Iallreduce(self._MPI.IN_PLACE, self._views[k],
-                                                        op=self._MPI.SUM))
-            self._pending.append(len(self._requests) - 1)
+            if self._cx:
+                self._post_compressed(k)
+            else:
+                self._requests.append(self.comm.Iallreduce(self._MPI.IN_PLACE, self._views[k],
+                                                            op=self._MPI.SUM))
+                self._pending.append(len(self._requests) - 1)
+            self._posted += 1
         if self.options.progress and self._pending:
             self._test_pending()
-        self._hook_mpi += time.perf_counter() - t
+        self._hook_mpi += time.perf_counter() - t - (self.exchange.codec_seconds - self._codec
+                                                     if self._cx else 0.0)
+        if self._cx:
+            self._codec = self.exchange.codec_seconds
+
+    def _post_compressed(self, k: int) -> None:
+        for req in self.exchange.post(k):
+            self._requests.append(req)
+            self._pending.append(len(self._requests) - 1)
 
     def _test_pending(self) -> None:
         reqs = [self._requests[j] for j in self._pending]
@@ -183,7 +227,21 @@ class GradientReducer:
         if not self._in_step:
             raise RuntimeError("finish_step() without start_step()")
         t_wait = time.perf_counter()
-        if self.mode == "blocking":
+        decode = 0.0
+        if self._cx:
+            if self.mode == "blocking":
+                self._first_post = t_wait
+                for k in range(len(self.buckets)):
+                    self._post_compressed(k)
+                self._posted = len(self.buckets)
+            elif self._posted != len(self.buckets):
+                raise RuntimeError(f"only {self._posted} of {len(self.buckets)} "
+                                   "buckets were started: was backward run with "
+                                   "on_grads_ready=reducer.on_grads_ready?")
+            decode = self.exchange.finish()
+            self._last_done = time.perf_counter()
+            self._pending = []
+        elif self.mode == "blocking":
             self._first_post = t_wait
             self.comm.Allreduce(self._MPI.IN_PLACE, self.grads, op=self._MPI.SUM)
             self._last_done = time.perf_counter()
@@ -196,7 +254,7 @@ class GradientReducer:
                 self._MPI.Request.Waitall([self._requests[j] for j in self._pending])
                 self._last_done = time.perf_counter()
                 self._pending = []
-        if self.size > 1:
+        if self.size > 1 and not self._cx:
             np.multiply(self.grads, self._scale, out=self.grads)
         if self._buf_req is not None:
             self._buf_req.Wait()
@@ -210,7 +268,11 @@ class GradientReducer:
         self._in_step = False
         self._requests = []
         self.steps_done += 1
-        self._account(t_wait, t_end)
+        codec = self.exchange.codec_seconds if self._cx else 0.0
+        self._stats["codec"] += codec
+        self._stats["sent"] += (self.exchange.sent_bytes + self._buf_pack.nbytes if self._cx
+                                else self.payload_bytes)
+        self._account(t_wait, t_end, decode, codec)
         if self.options.check_replicas:
             self.check_replicas()
 
@@ -234,9 +296,10 @@ class GradientReducer:
                 f"0's (checksums {sums})")
 
     # --- statistics -------------------------------------------------------------------
-    def _account(self, t_wait: float, t_end: float) -> None:
+    def _account(self, t_wait: float, t_end: float, decode: float = 0.0,
+                 codec: float = 0.0) -> None:
         s = self._stats
-        exposed = t_end - t_wait
+        exposed = t_end - t_wait - decode
         comm = 0.0
         if self._first_post is not None and self._last_done is not None:
             comm = max(0.0, self._last_done - self._first_post)
@@ -249,7 +312,9 @@ class GradientReducer:
             step = t_end - self._last_end
             s["timed_steps"] += 1
             s["step"] += step
-            s["compute_timed"] += step - exposed - self._hook_mpi - self._check_since_last
+            s["compute_timed"] += (step - exposed - self._hook_mpi - self._check_since_last
+                                   - codec)
+            s["codec_timed"] += codec
             s["exposed_timed"] += exposed
         self._last_end = t_end
         self._check_since_last = 0.0
@@ -257,7 +322,8 @@ class GradientReducer:
     def reset_stats(self) -> None:
         self._stats: Dict[str, float] = {k: 0.0 for k in (
             "steps", "timed_steps", "exposed", "hook_mpi", "comm", "backward_window",
-            "step", "compute_timed", "exposed_timed", "check_seconds")}
+            "step", "compute_timed", "exposed_timed", "check_seconds", "codec", "codec_timed",
+            "sent")}
         self._last_end = None
         self._check_since_last = 0.0
 
@@ -280,4 +346,41 @@ class GradientReducer:
             "check_seconds": s["check_seconds"] / n,
             "payload_bytes": self.payload_bytes,
             "wire_bytes_estimate": int(2 * (p - 1) / p * self.payload_bytes) if p > 1 else 0,
+            "compress": self.options.compress,
+            "codec_seconds": s["codec"] / n,
+            "sent_bytes": s["sent"] / n,
+            "compression_ratio": (self.payload_bytes / (s["sent"] / n)) if s["sent"] else 1.0,
         }
+
+    # --- checkpoint state -------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Collective: every rank's compressor state, gathered on rank 0 (which writes
+        the checkpoint); other ranks get ``{}``."""
+        local = self.exchange.local_state() if self.exchange is not None else {}
+        table = self.comm.gather(local, root=0)
+        if self.rank != 0:
+            return {}
+        out: Dict[str, Any] = {"spec": self.options.compress, "world_size": self.size,
+                               "steps_done": int(self.steps_done)}
+        for r, st in enumerate(table):
+            out[f"rank{r}"] = st
+        return out
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore this rank's part of ``state_dict()``; every rank calls it with the
+        whole dict.  A different world size or compressor keeps a fresh state (the
+        step counter is restored either way)."""
+        if not state:
+            return
+        self.steps_done = int(state.get("steps_done", self.steps_done))
+        if self.exchange is None:
+            return
+        mine = state.get(f"rank{self.rank}")
+        if (state.get("spec") != self.options.compress
+                or int(state.get("world_size", -1)) != self.size or mine is None):
+            from dtnn.log import get_logger
+            get_logger().warning("compressor state in the checkpoint does not match this "
+                                 "run (compressor or number of processes changed): "
+                                 "starting with empty error-feedback memory")
+            return
+        self.exchange.load_local_state(mine)

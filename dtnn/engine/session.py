@@ -148,16 +148,22 @@ def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
 
     def on_epoch_end(trainer: Trainer, record: Dict[str, Any]) -> None:
         record = {k: v for k, v in record.items() if k != "evaluation"}
+        if trainer.reducer is not None:  # gradient exchange: timing split, bytes sent
+            record["exchange"] = trainer.reducer.stats()
         if metrics is not None:
             metrics.write(record)
         every = cfg.output.checkpoint_every
         last = trainer.state.epoch == trainer.epochs
-        if ctx.is_root and (last or (every and trainer.state.epoch % every == 0)):
+        save = last or bool(every and trainer.state.epoch % every == 0)
+        # collective (every rank's error-feedback memory goes to rank 0): all ranks call it
+        compressor = trainer.reducer.state_dict() if save and trainer.reducer else None
+        if ctx.is_root and save:
+            states = {"optimizer": optimizer.state_dict(),
+                      "history": {"records": json.dumps(trainer.state.history)}}
+            if compressor:
+                states["compressor"] = compressor
             save_checkpoint(run.file("checkpoint.h5"), model, step=trainer.state.step,
-                            epoch=trainer.state.epoch,
-                            states={"optimizer": optimizer.state_dict(),
-                                    "history": {"records": json.dumps(trainer.state.history)}},
-                            meta=meta)
+                            epoch=trainer.state.epoch, states=states, meta=meta)
 
     trainer = Trainer(model, optimizer, schedule, loader, ctx, epochs=cfg.train.epochs,
                       label_smoothing=cfg.train.label_smoothing,
@@ -168,6 +174,8 @@ def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
         optimizer.load_state_dict(ckpt.states["optimizer"])
         trainer.state.epoch, trainer.state.step = ckpt.epoch, ckpt.step
         trainer.state.history = json.loads(ckpt.states.get("history", {}).get("records", "[]"))
+        if trainer.reducer is not None and "compressor" in ckpt.states:
+            trainer.reducer.load_state_dict(ckpt.states["compressor"])
         log.info(f"resumed from {resume} at epoch {ckpt.epoch}, step {ckpt.step}")
     else:
         ctx.sync_model(model, optimizer)

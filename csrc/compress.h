@@ -1,0 +1,80 @@
+/*
+ * dtnn gradient-compression kernels: plain C99 (+ optional OpenMP).
+ *
+ * Every kernel has a numpy twin of the same name in dtnn/compress/twins.py; that
+ * file is the contract (argument meaning, rounding, tie rules).  The Cython wrapper
+ * dtnn/_kernels/_compress.pyx validates arguments; these functions trust them.
+ *
+ * Conventions
+ *   n        number of float32 elements (< 2^31 for the index-producing kernels)
+ *   scale    multiplies the input before conversion/quantisation
+ *   alpha    multiplies the decoded value; accumulate != 0 means out += value,
+ *            else out = value
+ *   key      64-bit key of the counter-based RNG: element i draws
+ *            u = mix32(mix32(i ^ lo32(key)) + hi32(key)) >> 8, times 2^-24, in [0, 1)
+ *            (independent of the thread count: every element has its own counter)
+ *   Reductions (norms) sum fixed blocks of DTNN_CX_BLOCK elements in double and then
+ *   the block sums in order, so results do not depend on the number of threads.
+ */
+#ifndef DTNN_COMPRESS_H
+#define DTNN_COMPRESS_H
+
+#include <stdint.h>
+
+#define DTNN_CX_BLOCK ((int64_t)8192)
+#define DTNN_CX_MIN_WORK ((int64_t)65536)
+
+int dtnn_cx_openmp_enabled(void);
+int dtnn_cx_openmp_max_threads(void);
+
+/* counter-based RNG, exposed for tests: out[i] = u(i) */
+void dtnn_cx_uniform(float *out, int64_t n, uint64_t key);
+
+/* fp32 <-> fp16 (IEEE binary16, round to nearest even) / bf16 (round to nearest even,
+ * NaN stays NaN) */
+void dtnn_cx_f32_to_f16(const float *x, uint16_t *h, int64_t n, float scale);
+void dtnn_cx_f16_to_f32(const uint16_t *h, float *out, int64_t n, float alpha, int accumulate);
+void dtnn_cx_f32_to_bf16(const float *x, uint16_t *h, int64_t n, float scale);
+void dtnn_cx_bf16_to_f32(const uint16_t *h, float *out, int64_t n, float alpha, int accumulate);
+
+/* out[c] = norm of chunk c (kind 0: L2, 1: max |x|, 2: sum |x|); chunks of `chunk`
+ * elements, the last one possibly shorter */
+void dtnn_cx_chunk_norms(const float *x, int64_t n, int64_t chunk, int kind, float *out);
+
+/* q[i] = sign(x) * min(levels, floor(|x| * levels / scales[c] + r)), r = u(i) if
+ * stochastic else 0.5; scales[c] <= 0 gives 0 */
+void dtnn_cx_quantize_i8(const float *x, int8_t *q, int64_t n, int64_t chunk,
+                         const float *scales, float levels, uint64_t key, int stochastic);
+/* out[i] (+)= q[i] * f[c], f[c] = (float)(scales[c] * alpha / levels) (double maths) */
+void dtnn_cx_dequantize_i8(const int8_t *q, float *out, int64_t n, int64_t chunk,
+                           const float *scales, double alpha, double levels, int accumulate);
+
+/* TernGrad: t = sign(x) * [u(i) < |x| / scale]; 2-bit codes (0: 0, 1: +1, 2: -1),
+ * 4 per byte, element 4j+b in bits 2b..2b+1 of byte j */
+void dtnn_cx_terngrad_quantize(const float *x, uint8_t *packed, int64_t n, float scale,
+                               uint64_t key);
+void dtnn_cx_terngrad_dequantize(const uint8_t *packed, float *out, int64_t n, float value,
+                                 int accumulate);
+
+/* e[i] += x[i] (if x) and return sum |e[i]| (blocked double sum) */
+double dtnn_cx_add_l1(const float *x, float *e, int64_t n);
+/* sign bits: bit b of byte j = (c[8j+b] >= 0); with ef: c[i] -= value * (+-1) */
+void dtnn_cx_sign_pack(float *c, uint8_t *bits, int64_t n, float value, int ef);
+/* out[i] (+)= bit ? value : -value */
+void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, float value,
+                         int accumulate);
+
+/* top-k by magnitude of c (after c += x if x): idx ascending, val = c[idx]; among
+ * equal magnitudes at the threshold the lowest indices win; zero != 0 sets the
+ * selected c[idx] = 0 (error feedback).  Radix selection on the float bits (two
+ * 16-bit histogram passes), no sort.  Returns the number selected (= k). */
+int64_t dtnn_cx_topk(const float *x, float *c, int64_t n, int64_t k, int32_t *idx,
+                     float *val, int zero);
+/* out[idx[j]] += alpha * val[j] */
+void dtnn_cx_scatter_add(const int32_t *idx, const float *val, int64_t k, float alpha,
+                         float *out);
+/* c += x (if x); val[j] = c[idx[j]]; zero != 0: c[idx[j]] = 0 */
+void dtnn_cx_gather(const float *x, float *c, int64_t n, const int32_t *idx, int64_t k,
+                    float *val, int zero);
+
+#endif

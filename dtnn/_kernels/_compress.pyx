@@ -1,0 +1,292 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, embedsignature=True
+"""Compiled gradient-compression kernels (C in csrc/compress.c).
+
+Same signatures and results as the numpy twins in ``dtnn.compress.twins`` (that
+module documents the contract).  The wrappers check dtypes, contiguity and sizes,
+then call C without the GIL.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
+
+cnp.import_array()
+
+cdef extern from "compress.h" nogil:
+    int dtnn_cx_openmp_enabled()
+    int dtnn_cx_openmp_max_threads()
+    void dtnn_cx_uniform(float *out, int64_t n, uint64_t key)
+    void dtnn_cx_f32_to_f16(const float *x, uint16_t *h, int64_t n, float scale)
+    void dtnn_cx_f16_to_f32(const uint16_t *h, float *out, int64_t n, float alpha, int accumulate)
+    void dtnn_cx_f32_to_bf16(const float *x, uint16_t *h, int64_t n, float scale)
+    void dtnn_cx_bf16_to_f32(const uint16_t *h, float *out, int64_t n, float alpha, int accumulate)
+    void dtnn_cx_chunk_norms(const float *x, int64_t n, int64_t chunk, int kind, float *out)
+    void dtnn_cx_quantize_i8(const float *x, int8_t *q, int64_t n, int64_t chunk,
+                             const float *scales, float levels, uint64_t key, int stochastic)
+    void dtnn_cx_dequantize_i8(const int8_t *q, float *out, int64_t n, int64_t chunk,
+                               const float *scales, double alpha, double levels, int accumulate)
+    void dtnn_cx_terngrad_quantize(const float *x, uint8_t *packed, int64_t n, float scale,
+                                   uint64_t key)
+    void dtnn_cx_terngrad_dequantize(const uint8_t *packed, float *out, int64_t n, float value,
+                                     int accumulate)
+    double dtnn_cx_add_l1(const float *x, float *e, int64_t n)
+    void dtnn_cx_sign_pack(float *c, uint8_t *bits, int64_t n, float value, int ef)
+    void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, float value,
+                             int accumulate)
+    int64_t dtnn_cx_topk(const float *x, float *c, int64_t n, int64_t k, int32_t *idx,
+                         float *val, int zero)
+    void dtnn_cx_scatter_add(const int32_t *idx, const float *val, int64_t k, float alpha,
+                             float *out)
+    void dtnn_cx_gather(const float *x, float *c, int64_t n, const int32_t *idx, int64_t k,
+                        float *val, int zero)
+
+cdef dict _KINDS = {"l2": 0, "max": 1, "l1": 2}
+cdef Py_ssize_t _INT32_MAX = 2147483647
+
+
+def openmp_enabled():
+    return bool(dtnn_cx_openmp_enabled())
+
+
+def openmp_max_threads():
+    return int(dtnn_cx_openmp_max_threads())
+
+
+cdef cnp.ndarray _vec(object a, object dtype, str name, bint writable=False):
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ValueError(f"{name} must be {np.dtype(dtype)}, got {a.dtype}")
+    if a.ndim != 1 or not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be a contiguous 1-D array, got shape {a.shape}")
+    if writable and not a.flags.writeable:
+        raise ValueError(f"{name} must be writable")
+    return a
+
+
+cdef cnp.ndarray _out(object out, Py_ssize_t n, object dtype, str name):
+    if out is None:
+        return np.empty(n, dtype)
+    cdef cnp.ndarray o = _vec(out, dtype, name, True)
+    if o.shape[0] != n:
+        raise ValueError(f"{name} must have {n} elements, got {o.shape[0]}")
+    return o
+
+
+cdef inline uint64_t _key(object key):
+    return <uint64_t>(int(key) & 0xFFFFFFFFFFFFFFFF)
+
+
+def uniform(Py_ssize_t n, key):
+    cdef cnp.ndarray out = np.empty(n, np.float32)
+    cdef uint64_t k = _key(key)
+    with nogil:
+        dtnn_cx_uniform(<float *>cnp.PyArray_DATA(out), n, k)
+    return out
+
+
+def f32_to_f16(x, float scale=1.0, out=None):
+    cdef cnp.ndarray xa = _vec(x, np.float32, "x")
+    cdef Py_ssize_t n = xa.shape[0]
+    cdef cnp.ndarray o = _out(out, n, np.uint16, "out")
+    with nogil:
+        dtnn_cx_f32_to_f16(<const float *>cnp.PyArray_DATA(xa),
+                           <uint16_t *>cnp.PyArray_DATA(o), n, scale)
+    return o
+
+
+def f16_to_f32(h, float alpha=1.0, out=None, bint accumulate=False):
+    cdef cnp.ndarray ha = _vec(h, np.uint16, "h")
+    cdef Py_ssize_t n = ha.shape[0]
+    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
+    with nogil:
+        dtnn_cx_f16_to_f32(<const uint16_t *>cnp.PyArray_DATA(ha),
+                           <float *>cnp.PyArray_DATA(o), n, alpha, accumulate)
+    return o
+
+
+def f32_to_bf16(x, float scale=1.0, out=None):
+    cdef cnp.ndarray xa = _vec(x, np.float32, "x")
+    cdef Py_ssize_t n = xa.shape[0]
+    cdef cnp.ndarray o = _out(out, n, np.uint16, "out")
+    with nogil:
+        dtnn_cx_f32_to_bf16(<const float *>cnp.PyArray_DATA(xa),
+                            <uint16_t *>cnp.PyArray_DATA(o), n, scale)
+    return o
+
+
+def bf16_to_f32(h, float alpha=1.0, out=None, bint accumulate=False):
+    cdef cnp.ndarray ha = _vec(h, np.uint16, "h")
+    cdef Py_ssize_t n = ha.shape[0]
+    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
+    with nogil:
+        dtnn_cx_bf16_to_f32(<const uint16_t *>cnp.PyArray_DATA(ha),
+                            <float *>cnp.PyArray_DATA(o), n, alpha, accumulate)
+    return o
+
+
+def chunk_norms(x, Py_ssize_t chunk, str kind="l2"):
+    cdef cnp.ndarray xa = _vec(x, np.float32, "x")
+    cdef Py_ssize_t n = xa.shape[0]
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of l2, max, l1, got {kind!r}")
+    cdef int kd = _KINDS[kind]
+    cdef cnp.ndarray o = np.empty((n + chunk - 1) // chunk, np.float32)
+    with nogil:
+        dtnn_cx_chunk_norms(<const float *>cnp.PyArray_DATA(xa), n, chunk, kd,
+                            <float *>cnp.PyArray_DATA(o))
+    return o
+
+
+def quantize_i8(x, Py_ssize_t chunk, scales, float levels, key, bint stochastic=True, out=None):
+    cdef cnp.ndarray xa = _vec(x, np.float32, "x")
+    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
+    cdef Py_ssize_t n = xa.shape[0]
+    if chunk < 1 or sa.shape[0] != (n + chunk - 1) // chunk:
+        raise ValueError("scales must hold one value per chunk")
+    if not 0 < levels <= 127:
+        raise ValueError(f"levels must be in (0, 127], got {levels}")
+    cdef cnp.ndarray o = _out(out, n, np.int8, "out")
+    cdef uint64_t k = _key(key)
+    with nogil:
+        dtnn_cx_quantize_i8(<const float *>cnp.PyArray_DATA(xa), <int8_t *>cnp.PyArray_DATA(o),
+                            n, chunk, <const float *>cnp.PyArray_DATA(sa), levels, k, stochastic)
+    return o
+
+
+def dequantize_i8(q, Py_ssize_t chunk, scales, double levels, double alpha=1.0, out=None,
+                  bint accumulate=False):
+    cdef cnp.ndarray qa = _vec(q, np.int8, "q")
+    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
+    cdef Py_ssize_t n = qa.shape[0]
+    if chunk < 1 or sa.shape[0] != (n + chunk - 1) // chunk:
+        raise ValueError("scales must hold one value per chunk")
+    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
+    with nogil:
+        dtnn_cx_dequantize_i8(<const int8_t *>cnp.PyArray_DATA(qa), <float *>cnp.PyArray_DATA(o),
+                              n, chunk, <const float *>cnp.PyArray_DATA(sa), alpha, levels,
+                              accumulate)
+    return o
+
+
+def terngrad_quantize(x, float scale, key, out=None):
+    cdef cnp.ndarray xa = _vec(x, np.float32, "x")
+    cdef Py_ssize_t n = xa.shape[0]
+    cdef cnp.ndarray o = _out(out, (n + 3) // 4, np.uint8, "out")
+    cdef uint64_t k = _key(key)
+    with nogil:
+        dtnn_cx_terngrad_quantize(<const float *>cnp.PyArray_DATA(xa),
+                                  <uint8_t *>cnp.PyArray_DATA(o), n, scale, k)
+    return o
+
+
+def terngrad_dequantize(packed, Py_ssize_t n, float value, out=None, bint accumulate=False):
+    cdef cnp.ndarray pa = _vec(packed, np.uint8, "packed")
+    if pa.shape[0] != (n + 3) // 4:
+        raise ValueError(f"packed must have {(n + 3) // 4} bytes for n={n}")
+    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
+    with nogil:
+        dtnn_cx_terngrad_dequantize(<const uint8_t *>cnp.PyArray_DATA(pa),
+                                    <float *>cnp.PyArray_DATA(o), n, value, accumulate)
+    return o
+
+
+def add_l1(x, e):
+    cdef cnp.ndarray ea = _vec(e, np.float32, "e", x is not None)
+    cdef Py_ssize_t n = ea.shape[0]
+    cdef cnp.ndarray xa
+    cdef const float *xp = NULL
+    if x is not None:
+        xa = _vec(x, np.float32, "x")
+        if xa.shape[0] != n:
+            raise ValueError("x and e differ in size")
+        xp = <const float *>cnp.PyArray_DATA(xa)
+    cdef double r
+    with nogil:
+        r = dtnn_cx_add_l1(xp, <float *>cnp.PyArray_DATA(ea), n)
+    return r
+
+
+def sign_pack(c, float value=0.0, bint ef=False, out=None):
+    cdef cnp.ndarray ca = _vec(c, np.float32, "c", ef)
+    cdef Py_ssize_t n = ca.shape[0]
+    cdef cnp.ndarray o = _out(out, (n + 7) // 8, np.uint8, "out")
+    with nogil:
+        dtnn_cx_sign_pack(<float *>cnp.PyArray_DATA(ca), <uint8_t *>cnp.PyArray_DATA(o), n,
+                          value, ef)
+    return o
+
+
+def sign_unpack(bits, Py_ssize_t n, float value, out=None, bint accumulate=False):
+    cdef cnp.ndarray ba = _vec(bits, np.uint8, "bits")
+    if ba.shape[0] != (n + 7) // 8:
+        raise ValueError(f"bits must have {(n + 7) // 8} bytes for n={n}")
+    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
+    with nogil:
+        dtnn_cx_sign_unpack(<const uint8_t *>cnp.PyArray_DATA(ba), <float *>cnp.PyArray_DATA(o),
+                            n, value, accumulate)
+    return o
+
+
+def topk(c, Py_ssize_t k, x=None, bint zero=False, idx=None, val=None):
+    cdef cnp.ndarray ca = _vec(c, np.float32, "c", zero or x is not None)
+    cdef Py_ssize_t n = ca.shape[0]
+    if n > _INT32_MAX:
+        raise ValueError("topk needs n < 2^31")
+    k = max(0, min(k, n))
+    cdef cnp.ndarray xa
+    cdef const float *xp = NULL
+    if x is not None:
+        xa = _vec(x, np.float32, "x")
+        if xa.shape[0] != n:
+            raise ValueError("x and c differ in size")
+        xp = <const float *>cnp.PyArray_DATA(xa)
+    cdef cnp.ndarray ia = _out(idx, k, np.int32, "idx")
+    cdef cnp.ndarray va = _out(val, k, np.float32, "val")
+    cdef int64_t m
+    with nogil:
+        m = dtnn_cx_topk(xp, <float *>cnp.PyArray_DATA(ca), n, k,
+                         <int32_t *>cnp.PyArray_DATA(ia), <float *>cnp.PyArray_DATA(va), zero)
+    if m < 0:
+        raise MemoryError("topk: out of memory")
+    return ia, va
+
+
+def scatter_add(idx, val, float alpha, out):
+    cdef cnp.ndarray ia = _vec(idx, np.int32, "idx")
+    cdef cnp.ndarray va = _vec(val, np.float32, "val")
+    cdef cnp.ndarray o = _vec(out, np.float32, "out", True)
+    if ia.shape[0] != va.shape[0]:
+        raise ValueError("idx and val differ in size")
+    cdef Py_ssize_t k = ia.shape[0]
+    if k and (int(ia.min()) < 0 or int(ia.max()) >= o.shape[0]):
+        raise ValueError("index out of range")
+    with nogil:
+        dtnn_cx_scatter_add(<const int32_t *>cnp.PyArray_DATA(ia),
+                            <const float *>cnp.PyArray_DATA(va), k, alpha,
+                            <float *>cnp.PyArray_DATA(o))
+    return o
+
+
+def gather(c, idx, x=None, bint zero=False, val=None):
+    cdef cnp.ndarray ca = _vec(c, np.float32, "c", zero or x is not None)
+    cdef cnp.ndarray ia = _vec(idx, np.int32, "idx")
+    cdef Py_ssize_t n = ca.shape[0], k = ia.shape[0]
+    if k and (int(ia.min()) < 0 or int(ia.max()) >= n):
+        raise ValueError("index out of range")
+    cdef cnp.ndarray xa
+    cdef const float *xp = NULL
+    if x is not None:
+        xa = _vec(x, np.float32, "x")
+        if xa.shape[0] != n:
+            raise ValueError("x and c differ in size")
+        xp = <const float *>cnp.PyArray_DATA(xa)
+    cdef cnp.ndarray va = _out(val, k, np.float32, "val")
+    with nogil:
+        dtnn_cx_gather(xp, <float *>cnp.PyArray_DATA(ca), n,
+                       <const int32_t *>cnp.PyArray_DATA(ia), k,
+                       <float *>cnp.PyArray_DATA(va), zero)
+    return va

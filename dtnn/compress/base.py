@@ -1,0 +1,211 @@
+"""The compressor interface, the registry and the ``name:key=value,...`` spec parser.
+
+A compressor turns one *unit* (the compressible part of one gradient bucket: a
+contiguous float32 vector plus the shapes of the tensors in it) into a *payload*
+(a 1-D numpy array) and back.  It says which collective its payloads need:
+
+``summable = True``
+    payloads of all ranks can be added element-wise (fp16 values, PowerSGD's P and
+    Q, random-k values with shared indices): the reducer ``Iallreduce``s them and
+    decodes the *sum* once.  ``payload_dtype`` must be float32 or float16.
+``summable = False``
+    payloads are opaque bytes (uint8) of a size fixed by the unit (``payload_size``)
+    : the reducer ``Iallgather``s them and decodes every rank's payload into the
+    same output, in rank order, so every replica computes the same sum.
+
+The calls per unit and step (the reducer makes them; users never pair compressors
+with collectives by hand)::
+
+    p = c.compress(x, unit, residual)     # residual: error-feedback memory or None
+    while summable and (p2 := c.next_round(p_summed, unit)) is not None:  # PowerSGD
+        p = p2 (allreduced)
+    c.decompress_add(p_summed_or_one_rank, out, alpha, unit)   # out += alpha * value
+
+With ``residual`` given, ``compress`` must leave ``residual = (x + residual_old) -
+decoded(payload)`` (error feedback; ``memory.ErrorFeedback`` owns the buffers).  The
+default does that with three kernel passes; compressors override it where a fused
+kernel saves passes (sign, top-k, random-k).
+
+State (``state_dict``/``load_state_dict``): anything a resumed run needs to continue
+exactly (PowerSGD's Q matrices; the RNG streams are a pure function of seed, rank,
+step and unit, so they need nothing but the step the reducer restores).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from dtnn.errors import ConfigError
+
+Shape = Tuple[int, ...]
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
+def splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def stream_key(*parts: int) -> int:
+    """64-bit RNG key from (seed, rank, step, unit, ...): independent streams."""
+    h = 0x6A09E667F3BCC909
+    for p in parts:
+        h = splitmix64(h ^ (int(p) & _MASK64))
+    return h
+
+
+@dataclass
+class Unit:
+    """One compressible vector: index (stable id), size and the tensors inside it."""
+    index: int
+    size: int
+    #: (offset inside the unit, shape) of each tensor, in order
+    tensors: List[Tuple[int, Shape]]
+    #: set by the reducer before every compress call
+    step: int = 0
+    #: per-step scratch a multi-round compressor keeps between calls
+    scratch: Dict[str, Any] = field(default_factory=dict)
+
+
+class Compressor:
+    name = "base"
+    #: payloads of different ranks can be summed by MPI_SUM (allreduce)
+    summable = False
+    #: dtype of summable payloads (float32 or float16)
+    payload_dtype = np.dtype(np.float32)
+    #: error feedback is on by default (biased compressors)
+    biased = False
+    #: the whole compressible gradient must be one unit (global top-k)
+    single_bucket = False
+    #: uncompressed steps before compression starts (PowerSGD's start_step)
+    warmup_steps = 0
+
+    def __init__(self, **params: Any):
+        if params:
+            raise ConfigError(f"compressor {self.name!r}: unknown parameter(s) "
+                              f"{', '.join(sorted(params))}")
+        self.world_size = 1
+        self.rank = 0
+        self.seed = 0
+
+    def setup(self, world_size: int, rank: int, seed: int = 0) -> None:
+        self.world_size, self.rank, self.seed = int(world_size), int(rank), int(seed)
+
+    def key(self, unit: Unit) -> int:
+        return stream_key(self.seed, self.rank, unit.step, unit.index)
+
+    # --- to implement ----------------------------------------------------------------
+    def payload_size(self, unit: Unit) -> int:
+        """Payload elements (of ``payload_dtype`` if summable, else bytes)."""
+        raise NotImplementedError
+
+    def compress_plain(self, x: np.ndarray, unit: Unit) -> np.ndarray:
+        raise NotImplementedError
+
+    def decompress_add(self, payload: np.ndarray, out: np.ndarray, alpha: float,
+                       unit: Unit) -> None:
+        """``out += alpha * decoded(payload)`` (for summable payloads: of the sum)."""
+        raise NotImplementedError
+
+    # --- provided --------------------------------------------------------------------
+    def compress(self, x: np.ndarray, unit: Unit,
+                 residual: Optional[np.ndarray] = None) -> np.ndarray:
+        if residual is None:
+            return self.compress_plain(x, unit)
+        residual += x
+        payload = self.compress_plain(residual, unit)
+        self.decompress_add(self._local(payload), residual, -1.0, unit)
+        return payload
+
+    def _local(self, payload: np.ndarray) -> np.ndarray:
+        """The payload as this rank alone would decode it (summable compressors with
+        pre-scaling override)."""
+        return payload
+
+    def next_round(self, summed: np.ndarray, unit: Unit) -> Optional[np.ndarray]:
+        return None
+
+    def decompress(self, payload: np.ndarray, unit: Unit) -> np.ndarray:
+        """decoded(payload) as a new float32 vector (tests, tools)."""
+        out = np.zeros(unit.size, np.float32)
+        self.decompress_add(payload, out, 1.0, unit)
+        return out
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+    def describe(self) -> str:
+        return self.name
+
+
+# --- registry -------------------------------------------------------------------------
+COMPRESSORS: Dict[str, Callable[..., Compressor]] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        COMPRESSORS[name] = cls
+        cls.name = name
+        return cls
+    return deco
+
+
+def _value(text: str) -> Any:
+    t = text.strip()
+    low = t.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    for conv in (int, float):
+        try:
+            return conv(t)
+        except ValueError:
+            pass
+    return t
+
+
+def parse_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
+    """``"topk:ratio=0.01,ef=true"`` -> ("topk", {"ratio": 0.01, "ef": True})."""
+    text = (spec or "none").strip()
+    name, _, rest = text.partition(":")
+    name = name.strip().lower()
+    params: Dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        if "=" not in item:
+            raise ConfigError(f"compression spec {spec!r}: expected key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        params[k.strip().lower()] = _value(v)
+    return name, params
+
+
+def build_compressor(spec: str) -> Tuple[Optional[Compressor], bool]:
+    """(compressor or None for "none", error feedback on?) from a spec string.
+    ``ef=true|false`` overrides the compressor's default (on for biased ones)."""
+    from dtnn.compress import registry  # noqa: F401  (registers the built-ins)
+    name, params = parse_spec(spec)
+    ef = params.pop("ef", None)
+    if name not in COMPRESSORS:
+        raise ConfigError(f"unknown compressor {name!r} (choose from: "
+                          f"{', '.join(sorted(COMPRESSORS))})")
+    if name == "none":
+        if params:
+            raise ConfigError(f"compressor 'none' takes no parameters, got {params}")
+        return None, False
+    try:
+        comp = COMPRESSORS[name](**params)
+    except TypeError as exc:
+        raise ConfigError(f"compressor {name!r}: {exc}") from None
+    use_ef = comp.biased if ef is None else bool(ef)
+    return comp, use_ef
+
+
+def check_spec(spec: str) -> None:
+    build_compressor(spec)

@@ -1,0 +1,199 @@
+"""The compressed gradient exchange the ``GradientReducer`` delegates to.
+
+Per bucket (a contiguous slice of ``model.flat_grads``):
+
+* tensors with at least ``min_size`` elements form the bucket's *unit*; if they are
+  not contiguous in the flat vector (a small bias between two weights) they are
+  copied into a staging vector first;
+* the smaller tensors (biases, BatchNorm scales) of *all* buckets are copied into one
+  fp32 vector and averaged by a single ``Iallreduce`` posted when the last bucket
+  closes ("batched together");
+* the unit is compressed (with error feedback if on) and its payload posted at once:
+  ``Iallreduce(SUM)`` if the compressor's payloads are summable, else ``Iallgather``
+  of the fixed-size byte payloads;
+* ``finish()`` waits bucket by bucket, runs extra rounds (PowerSGD's Q) with blocking
+  ``Allreduce``, and decodes into the gradient: the summed payload once, or every
+  rank's payload in rank order, each scaled by 1/N.  Every rank decodes the same
+  bytes in the same order, so replicas stay bit-identical.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from dtnn.compress.base import Compressor, Unit
+from dtnn.compress.memory import ErrorFeedback
+
+
+def _merge(ranges: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
+    out: List[Tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+@dataclass
+class _Plan:
+    unit: Optional[Unit]
+    ranges: List[Tuple[int, int]]        # big tensors' ranges in flat_grads
+    stage: Optional[np.ndarray] = None   # the unit's vector (a view if contiguous)
+    staged: bool = False                 # stage is a copy that must be written back
+    recv: Optional[np.ndarray] = None    # allgather receive buffer
+    payload: Optional[np.ndarray] = None
+    request: Any = None
+
+
+class CompressedExchange:
+    def __init__(self, comm, model, buckets, compressor: Compressor, error_feedback: bool,
+                 min_size: int, seed: int = 0):
+        from mpi4py import MPI
+        self.MPI = MPI
+        self.comm = comm
+        self.size = comm.Get_size()
+        self.rank = comm.Get_rank()
+        self.compressor = compressor
+        compressor.setup(self.size, self.rank, seed)
+        self.ef = ErrorFeedback() if error_feedback else None
+        self.grads = model.flat_grads
+        self.alpha = 1.0 / self.size
+        self.plans: List[_Plan] = []
+        small: List[Tuple[int, int]] = []
+        for k, (a, b, _) in enumerate(buckets):
+            slots = sorted((s for s in model.slots if a <= s.offset < b), key=lambda s: s.offset)
+            big = [s for s in slots if s.size >= max(1, min_size)]
+            small += [(s.offset, s.offset + s.size) for s in slots if s.size < max(1, min_size)]
+            if not big:
+                self.plans.append(_Plan(None, []))
+                continue
+            tensors, off = [], 0
+            for s in big:
+                tensors.append((off, tuple(s.shape)))
+                off += s.size
+            ranges = _merge([(s.offset, s.offset + s.size) for s in big])
+            plan = _Plan(Unit(k, off, tensors), ranges)
+            if len(ranges) == 1:
+                plan.stage = self.grads[ranges[0][0]:ranges[0][1]]
+            else:
+                plan.stage, plan.staged = np.empty(off, np.float32), True
+            if not compressor.summable:
+                plan.recv = np.empty(self.size * compressor.payload_size(plan.unit), np.uint8)
+            self.plans.append(plan)
+        self.small_ranges = _merge(small)
+        self.small_buf = np.empty(sum(b - a for a, b in self.small_ranges), np.float32)
+        self._small_req = None
+        self._posted = 0
+        self.step = 0
+        #: per step: seconds compressing / decoding, bytes this rank sent
+        self.codec_seconds = 0.0
+        self.sent_bytes = 0
+
+    @property
+    def compressed_elements(self) -> int:
+        return sum(p.unit.size for p in self.plans if p.unit is not None)
+
+    def begin(self, step: int) -> None:
+        self.step = step
+        self._posted = 0
+        self.codec_seconds = 0.0
+        self.sent_bytes = 0
+
+    # --- post one bucket ----------------------------------------------------------------
+    def post(self, k: int) -> List[Any]:
+        """Compress bucket ``k`` and start its collective; returns the new requests."""
+        MPI = self.MPI
+        plan = self.plans[k]
+        reqs: List[Any] = []
+        if plan.unit is not None:
+            t = time.perf_counter()
+            if plan.staged:
+                o = 0
+                for a, b in plan.ranges:
+                    plan.stage[o:o + b - a] = self.grads[a:b]
+                    o += b - a
+            unit = plan.unit
+            unit.step = self.step
+            residual = self.ef.residual(unit.index, unit.size) if self.ef is not None else None
+            payload = self.compressor.compress(plan.stage, unit, residual)
+            self.codec_seconds += time.perf_counter() - t
+            plan.payload = payload
+            self.sent_bytes += payload.nbytes
+            if self.compressor.summable:
+                plan.request = self.comm.Iallreduce(MPI.IN_PLACE, payload, op=MPI.SUM)
+            else:
+                plan.request = self.comm.Iallgather(payload, plan.recv)
+            reqs.append(plan.request)
+        self._posted += 1
+        if self._posted == len(self.plans) and self.small_buf.size:
+            o = 0
+            for a, b in self.small_ranges:
+                self.small_buf[o:o + b - a] = self.grads[a:b]
+                o += b - a
+            self._small_req = self.comm.Iallreduce(MPI.IN_PLACE, self.small_buf, op=MPI.SUM)
+            self.sent_bytes += self.small_buf.nbytes
+            reqs.append(self._small_req)
+        return reqs
+
+    # --- wait and decode ----------------------------------------------------------------
+    def finish(self) -> float:
+        """Wait for every bucket and decode the averages into ``flat_grads``; returns the
+        seconds spent decoding (the rest of the time was waiting)."""
+        MPI = self.MPI
+        comp = self.compressor
+        decode = 0.0
+        for plan in self.plans:
+            if plan.unit is None:
+                continue
+            plan.request.Wait()
+            t = time.perf_counter()
+            unit = plan.unit
+            if comp.summable:
+                summed = plan.payload
+                while True:
+                    nxt = comp.next_round(summed, unit)
+                    if nxt is None:
+                        break
+                    decode += time.perf_counter() - t
+                    self.comm.Allreduce(MPI.IN_PLACE, nxt, op=MPI.SUM)
+                    self.sent_bytes += nxt.nbytes
+                    t = time.perf_counter()
+                    summed = nxt
+                plan.stage.fill(0.0)
+                comp.decompress_add(summed, plan.stage, self.alpha, unit)
+            else:
+                m = plan.recv.size // self.size
+                plan.stage.fill(0.0)
+                for r in range(self.size):
+                    comp.decompress_add(plan.recv[r * m:(r + 1) * m], plan.stage, self.alpha, unit)
+            if plan.staged:
+                o = 0
+                for a, b in plan.ranges:
+                    self.grads[a:b] = plan.stage[o:o + b - a]
+                    o += b - a
+            plan.payload = plan.request = None
+            decode += time.perf_counter() - t
+        if self._small_req is not None:
+            self._small_req.Wait()
+            self._small_req = None
+            self.small_buf *= np.float32(self.alpha)
+            o = 0
+            for a, b in self.small_ranges:
+                self.grads[a:b] = self.small_buf[o:o + b - a]
+                o += b - a
+        self.codec_seconds += decode
+        return decode
+
+    # --- state ----------------------------------------------------------------------------
+    def local_state(self) -> Dict[str, Any]:
+        return {"ef": self.ef.state_dict() if self.ef is not None else {},
+                "compressor": self.compressor.state_dict()}
+
+    def load_local_state(self, state: Dict[str, Any]) -> None:
+        if self.ef is not None:
+            self.ef.load_state_dict(state.get("ef", {}) or {})
+        self.compressor.load_state_dict(state.get("compressor", {}) or {})

@@ -1,0 +1,101 @@
+"""Quantisers sent by allgather: int8 (per-bucket scale), QSGD, TernGrad.
+
+int8     q = round(x * 127 / max|x|), stochastic rounding by default (unbiased);
+         payload: float32 scale + n int8.
+qsgd     QSGD (Alistarh et al. 2017) with s = 2^(bits-1) - 1 levels per sign and an
+         L2 norm per chunk of ``chunk`` elements (default 512): q = sign(x) *
+         floor(|x| s / norm + u), unbiased; variance <= min(d/s^2, sqrt(d)/s) ||x||^2
+         per chunk of d elements.  Payload: float32 norms + one int8 per element
+         (levels are not bit-packed below 8 bits).
+terngrad TernGrad (Wen et al. 2017): t = sign(x) * Bernoulli(|x| / max|x|), times
+         max|x|; unbiased.  Payload: float32 scale + 2 bits per element.
+Stochastic rounding draws from the counter-based RNG keyed by (seed, rank, step,
+unit): reproducible, independent per rank.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dtnn.compress import kernels as K
+from dtnn.compress.base import Compressor, Unit, register
+from dtnn.errors import ConfigError
+
+
+class _Int8Family(Compressor):
+    levels = 127.0
+    chunk = 0  # 0 = one chunk per unit
+    kind = "max"
+    stochastic = True
+
+    def _chunk(self, unit: Unit) -> int:
+        return self.chunk if self.chunk else max(1, unit.size)
+
+    def _nchunks(self, unit: Unit) -> int:
+        c = self._chunk(unit)
+        return (unit.size + c - 1) // c
+
+    def payload_size(self, unit):
+        return 4 * self._nchunks(unit) + unit.size
+
+    def compress_plain(self, x, unit):
+        chunk = self._chunk(unit)
+        nc = self._nchunks(unit)
+        payload = np.empty(4 * nc + unit.size, np.uint8)
+        scales = payload[:4 * nc].view(np.float32)
+        scales[:] = K.chunk_norms(x, chunk, self.kind)
+        K.quantize_i8(x, chunk, scales, self.levels, self.key(unit), self.stochastic,
+                      payload[4 * nc:].view(np.int8))
+        return payload
+
+    def decompress_add(self, payload, out, alpha, unit):
+        nc = self._nchunks(unit)
+        K.dequantize_i8(payload[4 * nc:].view(np.int8), self._chunk(unit),
+                        payload[:4 * nc].view(np.float32), self.levels, alpha, out, True)
+
+
+@register("int8")
+class Int8(_Int8Family):
+    def __init__(self, stochastic: bool = True):
+        super().__init__()
+        self.stochastic = bool(stochastic)
+
+    def describe(self):
+        return f"int8(stochastic={self.stochastic})"
+
+
+@register("qsgd")
+class QSGD(_Int8Family):
+    kind = "l2"
+
+    def __init__(self, bits: int = 8, chunk: int = 512):
+        super().__init__()
+        if not 2 <= int(bits) <= 8:
+            raise ConfigError(f"qsgd: bits must be in 2..8, got {bits}")
+        if int(chunk) < 0:
+            raise ConfigError(f"qsgd: chunk must be >= 0, got {chunk}")
+        self.bits = int(bits)
+        self.levels = float(2 ** (self.bits - 1) - 1)
+        self.chunk = int(chunk)
+
+    def describe(self):
+        return f"qsgd(bits={self.bits}, levels={int(self.levels)}, chunk={self.chunk})"
+
+
+@register("terngrad")
+class TernGrad(Compressor):
+    def __init__(self):
+        super().__init__()
+
+    def payload_size(self, unit):
+        return 4 + (unit.size + 3) // 4
+
+    def compress_plain(self, x, unit):
+        payload = np.empty(self.payload_size(unit), np.uint8)
+        scale = float(K.chunk_norms(x, max(1, x.size), "max")[0]) if x.size else 0.0
+        payload[:4].view(np.float32)[0] = scale
+        K.terngrad_quantize(x, scale, self.key(unit), payload[4:])
+        return payload
+
+    def decompress_add(self, payload, out, alpha, unit):
+        scale = float(payload[:4].view(np.float32)[0])
+        K.terngrad_dequantize(payload[4:], unit.size, np.float32(scale * alpha), out, True)

@@ -1,0 +1,131 @@
+"""Sparsifiers: top-k (values + int32 indices, by allgather) and random-k (values
+only: every rank draws the same indices from a shared seed, so payloads are
+summable).  Both are biased; error feedback is on by default and fused into the
+kernels (top-k: ``c += x`` rides on the first histogram pass and the selected entries
+are cleared in the collecting pass).
+
+top-k ``scope``
+    ``layer`` (default): k = ceil(ratio * size) per tensor, so every layer gets
+    updates; ``bucket``: one selection per bucket; ``global``: one selection over the
+    whole compressed gradient (the reducer then uses a single bucket, so the exchange
+    no longer overlaps backward).
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import numpy as np
+
+from dtnn.compress import kernels as K
+from dtnn.compress.base import Compressor, Unit, register, stream_key
+from dtnn.errors import ConfigError
+
+
+def _check_ratio(name: str, ratio: float) -> float:
+    ratio = float(ratio)
+    if not 0.0 < ratio <= 1.0:
+        raise ConfigError(f"{name}: ratio must be in (0, 1], got {ratio}")
+    return ratio
+
+
+@register("topk")
+class TopK(Compressor):
+    biased = True
+
+    def __init__(self, ratio: float = 0.01, scope: str = "layer"):
+        super().__init__()
+        self.ratio = _check_ratio("topk", ratio)
+        if scope not in ("layer", "bucket", "global"):
+            raise ConfigError(f"topk: scope must be layer, bucket or global, got {scope!r}")
+        self.scope = scope
+        self.single_bucket = scope == "global"
+
+    def _k(self, n: int) -> int:
+        return min(n, max(1, math.ceil(self.ratio * n)))
+
+    def _segments(self, unit: Unit) -> List[Tuple[int, int, int]]:
+        """(start, stop, k) of each selection."""
+        if self.scope != "layer":
+            return [(0, unit.size, self._k(unit.size))]
+        segs = []
+        for off, shape in unit.tensors:
+            size = int(np.prod(shape, dtype=np.int64))
+            segs.append((off, off + size, self._k(size)))
+        return segs
+
+    def _total_k(self, unit: Unit) -> int:
+        return sum(k for _, _, k in self._segments(unit))
+
+    def payload_size(self, unit):
+        return 8 * self._total_k(unit)
+
+    def compress(self, x, unit, residual=None):
+        ktot = self._total_k(unit)
+        payload = np.empty(8 * ktot, np.uint8)
+        vals = payload[:4 * ktot].view(np.float32)
+        idx = payload[4 * ktot:].view(np.int32)
+        j = 0
+        for a, b, k in self._segments(unit):
+            iv, vv = idx[j:j + k], vals[j:j + k]
+            if residual is None:
+                K.topk(x[a:b], k, None, False, iv, vv)
+            else:
+                K.topk(residual[a:b], k, x[a:b], True, iv, vv)
+            if a:
+                iv += a
+            j += k
+        return payload
+
+    def compress_plain(self, x, unit):
+        return self.compress(x, unit, None)
+
+    def decompress_add(self, payload, out, alpha, unit):
+        ktot = payload.size // 8
+        K.scatter_add(payload[4 * ktot:].view(np.int32), payload[:4 * ktot].view(np.float32),
+                      alpha, out)
+
+    def describe(self):
+        return f"topk(ratio={self.ratio}, scope={self.scope})"
+
+
+@register("randomk")
+class RandomK(Compressor):
+    biased = True
+    summable = True
+
+    def __init__(self, ratio: float = 0.01):
+        super().__init__()
+        self.ratio = _check_ratio("randomk", ratio)
+
+    def _k(self, n: int) -> int:
+        return min(n, max(1, math.ceil(self.ratio * n)))
+
+    def payload_size(self, unit):
+        return self._k(unit.size)
+
+    def indices(self, unit: Unit) -> np.ndarray:
+        """The same on every rank: the key leaves out the rank."""
+        cached = unit.scratch.get("randomk")
+        if cached is not None and cached[0] == unit.step:
+            return cached[1]
+        key = stream_key(self.seed, 0x72616E646B, unit.step, unit.index)
+        gen = np.random.Generator(np.random.Philox(key))
+        idx = np.sort(gen.choice(unit.size, self._k(unit.size), replace=False)).astype(np.int32)
+        unit.scratch["randomk"] = (unit.step, idx)
+        return idx
+
+    def compress(self, x, unit, residual=None):
+        idx = self.indices(unit)
+        if residual is None:
+            return K.gather(x, idx, None, False)
+        return K.gather(residual, idx, x, True)
+
+    def compress_plain(self, x, unit):
+        return self.compress(x, unit, None)
+
+    def decompress_add(self, payload, out, alpha, unit):
+        K.scatter_add(self.indices(unit), payload, alpha, out)
+
+    def describe(self):
+        return f"randomk(ratio={self.ratio})"

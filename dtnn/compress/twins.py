@@ -1,0 +1,221 @@
+"""Numpy twins of the compression kernels (``csrc/compress.c``): the contract.
+
+Every function here has a compiled counterpart of the same name and signature in
+``dtnn._kernels._compress``; ``dtnn.compress.kernels`` picks one.  The twins are the
+test oracle and the fallback when the extension is not built.
+
+Exactness (what tests/compress/test_kernels.py checks)
+    Bit-identical: ``uniform``, fp16/bf16 conversions, ``quantize_i8`` and
+    ``terngrad_quantize`` for given scales, all dequantisers, sign pack/unpack,
+    ``topk``, ``scatter_add``, ``gather``, ``chunk_norms(kind="max")``.
+    Within 1e-5 relative: the sums (``chunk_norms`` l2/l1, ``add_l1``): C sums fixed
+    blocks in double with 8 lanes, numpy uses pairwise summation.
+
+RNG
+    Counter-based: element ``i`` of a call with 64-bit ``key`` draws
+    ``u = (mix32(mix32(i ^ lo32(key)) + hi32(key)) >> 8) * 2**-24`` in [0, 1), where
+    ``mix32`` is a 32-bit integer finaliser (xor-shift / multiply).  So a stream is
+    reproducible, independent of the thread count, and a different key (derived
+    from seed, rank, step and bucket) gives an independent stream.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+_U32 = np.uint32
+_F32 = np.float32
+BLOCK = 8192
+
+
+def _mix32(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> _U32(16))
+    h = h * _U32(0x7FEB352D)
+    h = h ^ (h >> _U32(15))
+    h = h * _U32(0x846CA68B)
+    return h ^ (h >> _U32(16))
+
+
+def uniform(n: int, key: int) -> np.ndarray:
+    key = int(key) & 0xFFFFFFFFFFFFFFFF
+    k0, k1 = _U32(key & 0xFFFFFFFF), _U32(key >> 32)
+    i = np.arange(n, dtype=np.uint64).astype(_U32)
+    with np.errstate(over="ignore"):
+        h = _mix32(_mix32(i ^ k0) + k1)
+    return (h >> _U32(8)).astype(_F32) * _F32(1.0 / 16777216.0)
+
+
+def _into(out: Optional[np.ndarray], value: np.ndarray, accumulate: bool = False) -> np.ndarray:
+    if out is None:
+        return value
+    if accumulate:
+        out += value
+    else:
+        out[...] = value
+    return out
+
+
+# --- fp16 / bf16 -------------------------------------------------------------------------
+def f32_to_f16(x: np.ndarray, scale: float = 1.0, out=None) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        h = (x * _F32(scale)).astype(np.float16).view(np.uint16)
+    return _into(out, h)
+
+
+def f16_to_f32(h: np.ndarray, alpha: float = 1.0, out=None, accumulate: bool = False):
+    return _into(out, h.view(np.float16).astype(_F32) * _F32(alpha), accumulate)
+
+
+def f32_to_bf16(x: np.ndarray, scale: float = 1.0, out=None) -> np.ndarray:
+    u = (x * _F32(scale)).view(_U32)
+    with np.errstate(over="ignore"):
+        rounded = (u + _U32(0x7FFF) + ((u >> _U32(16)) & _U32(1))) >> _U32(16)
+    nan = (u >> _U32(16)) | _U32(0x40)
+    h = np.where((u & _U32(0x7FFFFFFF)) > _U32(0x7F800000), nan, rounded).astype(np.uint16)
+    return _into(out, h)
+
+
+def bf16_to_f32(h: np.ndarray, alpha: float = 1.0, out=None, accumulate: bool = False):
+    v = (h.astype(_U32) << _U32(16)).view(_F32) * _F32(alpha)
+    return _into(out, v, accumulate)
+
+
+# --- norms ---------------------------------------------------------------------------------
+def chunk_norms(x: np.ndarray, chunk: int, kind: str = "l2") -> np.ndarray:
+    n = x.size
+    nc = (n + chunk - 1) // chunk
+    if kind not in ("l2", "max", "l1"):
+        raise ValueError(f"kind must be one of l2, max, l1, got {kind!r}")
+    pad = np.zeros(nc * chunk, np.float64)
+    pad[:n] = np.abs(x)
+    m = pad.reshape(nc, chunk)
+    if kind == "max":
+        return m.max(axis=1).astype(_F32)
+    if kind == "l1":
+        return m.sum(axis=1).astype(_F32)
+    return np.sqrt(np.einsum("ij,ij->i", m, m)).astype(_F32)
+
+
+# --- int8 / QSGD ---------------------------------------------------------------------------
+def _per_element(values: np.ndarray, n: int, chunk: int) -> np.ndarray:
+    return np.repeat(values, chunk)[:n]
+
+
+def quantize_i8(x: np.ndarray, chunk: int, scales: np.ndarray, levels: float, key: int,
+                stochastic: bool = True, out=None) -> np.ndarray:
+    n = x.size
+    lv = _F32(levels)
+    with np.errstate(divide="ignore"):
+        inv = np.where(scales > 0, lv / np.where(scales > 0, scales, _F32(1)), _F32(0))
+    inv = _per_element(inv.astype(_F32), n, chunk)
+    v = np.abs(x) * inv
+    r = uniform(n, key) if stochastic else _F32(0.5)
+    lvl = np.minimum(np.floor(v + r), lv)
+    q = np.where(x < 0, -lvl, lvl).astype(np.int8)
+    return _into(out, q)
+
+
+def dequantize_i8(q: np.ndarray, chunk: int, scales: np.ndarray, levels: float,
+                  alpha: float = 1.0, out=None, accumulate: bool = False) -> np.ndarray:
+    f = (scales.astype(np.float64) * alpha / float(levels)).astype(_F32)
+    return _into(out, q.astype(_F32) * _per_element(f, q.size, chunk), accumulate)
+
+
+# --- TernGrad ------------------------------------------------------------------------------
+def terngrad_quantize(x: np.ndarray, scale: float, key: int, out=None) -> np.ndarray:
+    n = x.size
+    sc = _F32(scale)
+    inv = _F32(1) / sc if sc > 0 else _F32(0)
+    keep = uniform(n, key) < np.abs(x) * inv
+    code = np.where(keep, np.where(x < 0, 2, 1), 0).astype(np.uint8)
+    padded = np.zeros(((n + 3) // 4) * 4, np.uint8)
+    padded[:n] = code
+    p = padded.reshape(-1, 4)
+    packed = (p[:, 0] | (p[:, 1] << 2) | (p[:, 2] << 4) | (p[:, 3] << 6)).astype(np.uint8)
+    return _into(out, packed)
+
+
+def terngrad_dequantize(packed: np.ndarray, n: int, value: float, out=None,
+                        accumulate: bool = False) -> np.ndarray:
+    shifts = np.array([0, 2, 4, 6], np.uint8)
+    codes = ((packed[:, None] >> shifts) & 3).reshape(-1)[:n]
+    v = _F32(value)
+    vals = np.where(codes == 1, v, np.where(codes == 2, -v, _F32(0))).astype(_F32)
+    return _into(out, vals, accumulate)
+
+
+# --- sign ----------------------------------------------------------------------------------
+def add_l1(x: Optional[np.ndarray], e: np.ndarray) -> float:
+    if x is not None:
+        e += x
+    return float(np.sum(np.abs(e), dtype=np.float64))
+
+
+def sign_pack(c: np.ndarray, value: float = 0.0, ef: bool = False, out=None) -> np.ndarray:
+    pos = c >= 0
+    bits = np.packbits(pos, bitorder="little")
+    if ef:
+        v = _F32(value)
+        c -= np.where(pos, v, -v)
+    return _into(out, bits)
+
+
+def sign_unpack(bits: np.ndarray, n: int, value: float, out=None,
+                accumulate: bool = False) -> np.ndarray:
+    pos = np.unpackbits(bits, count=n, bitorder="little").astype(bool)
+    v = _F32(value)
+    return _into(out, np.where(pos, v, -v).astype(_F32), accumulate)
+
+
+# --- top-k / sparse ------------------------------------------------------------------------
+def topk(c: np.ndarray, k: int, x: Optional[np.ndarray] = None, zero: bool = False,
+         idx=None, val=None) -> Tuple[np.ndarray, np.ndarray]:
+    """k largest |c| (after ``c += x``): indices ascending; among magnitudes equal to
+    the k-th largest the lowest indices win; ``zero`` clears the selected entries."""
+    if x is not None:
+        c += x
+    n = c.size
+    k = max(0, min(int(k), n))
+    if k == 0:
+        sel = np.zeros(0, np.int64)
+    else:
+        mag = np.abs(c).view(_U32)  # bit patterns of |c| order like the magnitudes
+        thr = np.partition(mag, n - k)[n - k]
+        above = np.flatnonzero(mag > thr)
+        ties = np.flatnonzero(mag == thr)[:k - above.size]
+        sel = np.sort(np.concatenate([above, ties]))
+    i = sel.astype(np.int32)
+    v = c[sel].astype(_F32)
+    if zero:
+        c[sel] = 0
+    return _into(idx, i), _into(val, v)
+
+
+def scatter_add(idx: np.ndarray, val: np.ndarray, alpha: float, out: np.ndarray) -> np.ndarray:
+    out[idx] += _F32(alpha) * val
+    return out
+
+
+def gather(c: np.ndarray, idx: np.ndarray, x: Optional[np.ndarray] = None, zero: bool = False,
+           val=None) -> np.ndarray:
+    if x is not None:
+        c += x
+    v = c[idx].copy()
+    if zero:
+        c[idx] = 0
+    return _into(val, v)
+
+
+def openmp_enabled() -> bool:
+    return False
+
+
+def openmp_max_threads() -> int:
+    return 1
+
+
+#: every kernel name, in the order the benchmarks list them
+KERNELS = ("uniform", "f32_to_f16", "f16_to_f32", "f32_to_bf16", "bf16_to_f32", "chunk_norms",
+           "quantize_i8", "dequantize_i8", "terngrad_quantize", "terngrad_dequantize",
+           "add_l1", "sign_pack", "sign_unpack", "topk", "scatter_add", "gather")
