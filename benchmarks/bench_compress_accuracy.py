@@ -7,7 +7,7 @@ N ranks, the same epochs/schedule/global batch for all (incl. ``none``).
 
 Each compressor is one ``mpiexec -n N python -m dtnn train ... --compress SPEC`` run
 (one thread per rank), one after the other.  After every run the table is rewritten
-(``benchmarks/results/compress_accuracy.md`` + ``.json``), so a partial sweep still
+(``benchmarks/results/compress_accuracy_<tag>.md`` + ``.json``), so a partial sweep still
 leaves the finished rows.  Per-step times and bytes come from the reducer's
 ``stats()`` that ``dtnn train`` writes into metrics.jsonl (means over the run).
 """
@@ -35,13 +35,13 @@ def mpiexec() -> str:
 
 def run(spec: str, args) -> dict:
     tag = spec.replace(":", "_").replace(",", "_").replace("=", "")
-    run_dir = os.path.join(args.run_root, tag)
+    run_dir = os.path.join(args.run_root, f"seed{args.seed}", tag)
     cmd = [mpiexec(), "-n", str(args.ranks), sys.executable, "-m", "dtnn", "train",
            "--config", "configs/simplecnn.toml",
            "--set", f"train.epochs={args.epochs}",
            "--set", f"train.global_batch_size={args.global_batch}",
            "--set", "train.threads=1", "--set", "output.progress=false",
-           "--set", "output.checkpoint_every=0",
+           "--set", "output.checkpoint_every=0", "--set", f"train.seed={args.seed}",
            "--run-dir", run_dir, "--compress", spec]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1")
@@ -72,8 +72,8 @@ def run(spec: str, args) -> dict:
 
 def write(rows, args) -> None:
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "compress_accuracy.json"), "w") as fh:
-        json.dump({"ranks": args.ranks, "epochs": args.epochs,
+    with open(os.path.join(RESULTS, f"compress_accuracy_{args.tag}.json"), "w") as fh:
+        json.dump({"ranks": args.ranks, "epochs": args.epochs, "seed": args.seed,
                    "global_batch": args.global_batch, "rows": rows}, fh, indent=1)
     base = next((r for r in rows if r["spec"] == "none" and "test_accuracy" in r), None)
     lines = [
@@ -89,7 +89,7 @@ def write(rows, args) -> None:
             f"| `{r['spec']}` | {100 * r['test_accuracy']:.2f} % | {d} | "
             f"{r['sent_bytes']:,.0f} | {r['ratio']:.1f}x | {r['step_ms']:.1f} | "
             f"{r['compute_ms']:.1f} | {r['codec_ms']:.2f} | {r['comm_ms']:.1f} |")
-    with open(os.path.join(RESULTS, "compress_accuracy_table.md"), "w") as fh:
+    with open(os.path.join(RESULTS, f"compress_accuracy_{args.tag}.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
@@ -100,6 +100,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--global-batch", type=int, default=64)
     p.add_argument("--specs", nargs="+", default=SPECS)
+    p.add_argument("--seed", type=int, default=0, help="train.seed (init, data order)")
+    p.add_argument("--tag", default="seed0", help="results file suffix")
     p.add_argument("--run-root", default="/tmp/dtnn-compress-runs")
     p.add_argument("--timeout", type=float, default=1800)
     args = p.parse_args(argv)

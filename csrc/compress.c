@@ -60,6 +60,66 @@ static inline float u2f(uint32_t u)
     return f;
 }
 
+/* ---------------------------------------------------------------- dispatch
+ * Every streaming kernel is a *range body* (an always-inline function over
+ * [s, e)) compiled twice: for the baseline ISA and, on x86 with GCC/Clang, with
+ * AVX2 (+F16C for the half conversions), picked once at run time.  The wheel keeps
+ * running on any x86-64, and the vectoriser gets 256-bit registers, 32-bit integer
+ * multiplies (the RNG) and roundings where the CPU has them. */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define CX_X86 1
+#include <immintrin.h>
+#define CX_AVX2 __attribute__((target("avx2,f16c")))
+static int cx_has_avx2(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    }
+    return v;
+}
+#else
+#define CX_X86 0
+static int cx_has_avx2(void) { return 0; }
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CX_INLINE static inline __attribute__((always_inline))
+#else
+#define CX_INLINE static inline
+#endif
+
+#if CX_X86
+#define CX_CLONES(name, params, args)                                    \
+    static void name##_gen params { name##_body args; }                  \
+    CX_AVX2 static void name##_avx2 params { name##_body args; }         \
+    static void name##_run params                                        \
+    {                                                                    \
+        if (cx_has_avx2())                                               \
+            name##_avx2 args;                                            \
+        else                                                             \
+            name##_gen args;                                             \
+    }
+#else
+#define CX_CLONES(name, params, args)                                    \
+    static void name##_run params { name##_body args; }
+#endif
+
+/* run body(s, e) over [0, n) in blocks, in parallel if large */
+#define CX_BLOCKS(n, CALL)                                                           \
+    do {                                                                             \
+        const int64_t nb_ = ((n) + DTNN_CX_BLOCK - 1) / DTNN_CX_BLOCK;               \
+        int64_t b_;                                                                  \
+        (void)cx_has_avx2();                                                         \
+        _Pragma("omp parallel for schedule(static) if ((n) >= DTNN_CX_MIN_WORK)")    \
+        for (b_ = 0; b_ < nb_; ++b_) {                                               \
+            const int64_t s = b_ * DTNN_CX_BLOCK;                                    \
+            const int64_t e = (s + DTNN_CX_BLOCK < (n)) ? s + DTNN_CX_BLOCK : (n);   \
+            CALL;                                                                    \
+        }                                                                            \
+    } while (0)
+
 /* ---------------------------------------------------------------- RNG */
 static inline uint32_t mix32(uint32_t h)
 {
@@ -74,16 +134,22 @@ static inline uint32_t mix32(uint32_t h)
 static inline float uniform_at(int64_t i, uint32_t k0, uint32_t k1)
 {
     const uint32_t h = mix32(mix32((uint32_t)i ^ k0) + k1);
-    return (float)(h >> 8) * (1.0f / 16777216.0f);
+    return (float)(int32_t)(h >> 8) * (1.0f / 16777216.0f);
 }
+
+CX_INLINE void uni_body(float *RESTRICT out, int64_t s, int64_t e, uint32_t k0, uint32_t k1)
+{
+    int64_t i;
+    for (i = s; i < e; ++i)
+        out[i] = uniform_at(i, k0, k1);
+}
+CX_CLONES(uni, (float *RESTRICT out, int64_t s, int64_t e, uint32_t k0, uint32_t k1),
+          (out, s, e, k0, k1))
 
 void dtnn_cx_uniform(float *RESTRICT out, int64_t n, uint64_t key)
 {
     const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-    int64_t i;
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-    for (i = 0; i < n; ++i)
-        out[i] = uniform_at(i, k0, k1);
+    CX_BLOCKS(n, uni_run(out, s, e, k0, k1));
 }
 
 /* ---------------------------------------------------------------- fp16 / bf16 */
@@ -114,27 +180,90 @@ static inline float f16_bits_to_f32(uint16_t h)
     return u2f(f2u(mag) | sign);
 }
 
-void dtnn_cx_f32_to_f16(const float *RESTRICT x, uint16_t *RESTRICT h, int64_t n, float scale)
+static void f2h_gen(const float *RESTRICT x, uint16_t *RESTRICT h, int64_t s, int64_t e,
+                    float scale)
 {
     int64_t i;
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-    for (i = 0; i < n; ++i)
+    for (i = s; i < e; ++i)
         h[i] = f32_to_f16_bits(x[i] * scale);
+}
+
+static void h2f_gen(const uint16_t *RESTRICT h, float *RESTRICT out, int64_t s, int64_t e,
+                    float alpha, int acc)
+{
+    int64_t i;
+    if (acc)
+        for (i = s; i < e; ++i)
+            out[i] += f16_bits_to_f32(h[i]) * alpha;
+    else
+        for (i = s; i < e; ++i)
+            out[i] = f16_bits_to_f32(h[i]) * alpha;
+}
+
+#if CX_X86
+/* F16C: vcvtps2ph rounds to nearest even like the portable code; NaN -> quiet NaN */
+CX_AVX2 static void f2h_avx2(const float *RESTRICT x, uint16_t *RESTRICT h, int64_t s,
+                             int64_t e, float scale)
+{
+    const __m256 sc = _mm256_set1_ps(scale);
+    int64_t i = s;
+    for (; i + 8 <= e; i += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), sc);
+        const __m256 a = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+        const __m256 isnan = _mm256_cmp_ps(a, a, _CMP_UNORD_Q);
+        __m128i r = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        /* canonical NaN 0x7e00 | sign, as the portable path */
+        const __m128i nanbits = _mm_or_si128(
+            _mm_set1_epi16(0x7e00), _mm_and_si128(r, _mm_set1_epi16((short)0x8000)));
+        const __m128i m = _mm_packs_epi32(_mm256_castsi256_si128(_mm256_castps_si256(isnan)),
+                                          _mm256_extracti128_si256(_mm256_castps_si256(isnan), 1));
+        r = _mm_or_si128(_mm_and_si128(m, nanbits), _mm_andnot_si128(m, r));
+        _mm_storeu_si128((__m128i *)(h + i), r);
+    }
+    f2h_gen(x, h, i, e, scale);
+}
+
+CX_AVX2 static void h2f_avx2(const uint16_t *RESTRICT h, float *RESTRICT out, int64_t s,
+                             int64_t e, float alpha, int acc)
+{
+    const __m256 al = _mm256_set1_ps(alpha);
+    int64_t i = s;
+    if (acc)
+        for (; i + 8 <= e; i += 8) {
+            const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i)));
+            _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(out + i),
+                                                    _mm256_mul_ps(v, al)));
+        }
+    else
+        for (; i + 8 <= e; i += 8) {
+            const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i)));
+            _mm256_storeu_ps(out + i, _mm256_mul_ps(v, al));
+        }
+    h2f_gen(h, out, i, e, alpha, acc);
+}
+#endif
+
+void dtnn_cx_f32_to_f16(const float *RESTRICT x, uint16_t *RESTRICT h, int64_t n, float scale)
+{
+#if CX_X86
+    if (cx_has_avx2()) {
+        CX_BLOCKS(n, f2h_avx2(x, h, s, e, scale));
+        return;
+    }
+#endif
+    CX_BLOCKS(n, f2h_gen(x, h, s, e, scale));
 }
 
 void dtnn_cx_f16_to_f32(const uint16_t *RESTRICT h, float *RESTRICT out, int64_t n,
                         float alpha, int accumulate)
 {
-    int64_t i;
-    if (accumulate) {
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-        for (i = 0; i < n; ++i)
-            out[i] += f16_bits_to_f32(h[i]) * alpha;
-    } else {
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-        for (i = 0; i < n; ++i)
-            out[i] = f16_bits_to_f32(h[i]) * alpha;
+#if CX_X86
+    if (cx_has_avx2()) {
+        CX_BLOCKS(n, h2f_avx2(h, out, s, e, alpha, accumulate));
+        return;
     }
+#endif
+    CX_BLOCKS(n, h2f_gen(h, out, s, e, alpha, accumulate));
 }
 
 static inline uint16_t f32_to_bf16_bits(float v)
@@ -145,27 +274,39 @@ static inline uint16_t f32_to_bf16_bits(float v)
     return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
 }
 
-void dtnn_cx_f32_to_bf16(const float *RESTRICT x, uint16_t *RESTRICT h, int64_t n, float scale)
+CX_INLINE void f2bf_body(const float *RESTRICT x, uint16_t *RESTRICT h, int64_t s, int64_t e,
+                         float scale)
 {
     int64_t i;
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-    for (i = 0; i < n; ++i)
+    for (i = s; i < e; ++i)
         h[i] = f32_to_bf16_bits(x[i] * scale);
+}
+CX_CLONES(f2bf, (const float *RESTRICT x, uint16_t *RESTRICT h, int64_t s, int64_t e,
+                 float scale), (x, h, s, e, scale))
+
+CX_INLINE void bf2f_body(const uint16_t *RESTRICT h, float *RESTRICT out, int64_t s,
+                         int64_t e, float alpha, int acc)
+{
+    int64_t i;
+    if (acc)
+        for (i = s; i < e; ++i)
+            out[i] += u2f((uint32_t)h[i] << 16) * alpha;
+    else
+        for (i = s; i < e; ++i)
+            out[i] = u2f((uint32_t)h[i] << 16) * alpha;
+}
+CX_CLONES(bf2f, (const uint16_t *RESTRICT h, float *RESTRICT out, int64_t s, int64_t e,
+                 float alpha, int acc), (h, out, s, e, alpha, acc))
+
+void dtnn_cx_f32_to_bf16(const float *RESTRICT x, uint16_t *RESTRICT h, int64_t n, float scale)
+{
+    CX_BLOCKS(n, f2bf_run(x, h, s, e, scale));
 }
 
 void dtnn_cx_bf16_to_f32(const uint16_t *RESTRICT h, float *RESTRICT out, int64_t n,
                          float alpha, int accumulate)
 {
-    int64_t i;
-    if (accumulate) {
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-        for (i = 0; i < n; ++i)
-            out[i] += u2f((uint32_t)h[i] << 16) * alpha;
-    } else {
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-        for (i = 0; i < n; ++i)
-            out[i] = u2f((uint32_t)h[i] << 16) * alpha;
-    }
+    CX_BLOCKS(n, bf2f_run(h, out, s, e, alpha, accumulate));
 }
 
 /* ---------------------------------------------------------------- reductions */
@@ -276,123 +417,173 @@ void dtnn_cx_chunk_norms(const float *RESTRICT x, int64_t n, int64_t chunk, int 
 }
 
 /* ---------------------------------------------------------------- int8 / QSGD */
+/* |x| * inv + r >= 0, clamped to levels before the truncation: (int) == floor */
+CX_INLINE void q8_body(const float *RESTRICT x, int8_t *RESTRICT q, int64_t s, int64_t e,
+                       float inv, float levels, uint32_t k0, uint32_t k1, int stochastic)
+{
+    int64_t i;
+    if (stochastic) {
+        for (i = s; i < e; ++i) {
+            float t = fabsf(x[i]) * inv + uniform_at(i, k0, k1);
+            t = t < levels ? t : levels;
+            const int32_t l = (int32_t)t;
+            q[i] = (int8_t)(x[i] < 0.0f ? -l : l);
+        }
+    } else {
+        for (i = s; i < e; ++i) {
+            float t = fabsf(x[i]) * inv + 0.5f;
+            t = t < levels ? t : levels;
+            const int32_t l = (int32_t)t;
+            q[i] = (int8_t)(x[i] < 0.0f ? -l : l);
+        }
+    }
+}
+CX_CLONES(q8, (const float *RESTRICT x, int8_t *RESTRICT q, int64_t s, int64_t e, float inv,
+               float levels, uint32_t k0, uint32_t k1, int stochastic),
+          (x, q, s, e, inv, levels, k0, k1, stochastic))
+
+/* split [s, e) at chunk boundaries and run BODY on [cs, ce) of chunk ck */
+#define CX_CHUNKED(s0, e0, chunk, BODY)                                              \
+    do {                                                                             \
+        int64_t cs = (s0);                                                           \
+        while (cs < (e0)) {                                                          \
+            const int64_t ck = cs / (chunk);                                         \
+            const int64_t ce = (ck + 1) * (chunk) < (e0) ? (ck + 1) * (chunk) : (e0); \
+            BODY;                                                                    \
+            cs = ce;                                                                 \
+        }                                                                            \
+    } while (0)
+
 void dtnn_cx_quantize_i8(const float *RESTRICT x, int8_t *RESTRICT q, int64_t n,
                          int64_t chunk, const float *RESTRICT scales, float levels,
                          uint64_t key, int stochastic)
 {
     const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-    const int64_t nb = (n + DTNN_CX_BLOCK - 1) / DTNN_CX_BLOCK;
-    int64_t b;
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-    for (b = 0; b < nb; ++b) {
-        const int64_t end = (b + 1) * DTNN_CX_BLOCK < n ? (b + 1) * DTNN_CX_BLOCK : n;
-        int64_t s = b * DTNN_CX_BLOCK;
-        while (s < end) {
-            const int64_t c = s / chunk;
-            const int64_t stop = (c + 1) * chunk < end ? (c + 1) * chunk : end;
-            const float sc = scales[c];
-            const float inv = sc > 0.0f ? levels / sc : 0.0f;
-            int64_t i;
-            if (stochastic) {
-                for (i = s; i < stop; ++i) {
-                    const float v = fabsf(x[i]) * inv;
-                    float l = floorf(v + uniform_at(i, k0, k1));
-                    l = l < levels ? l : levels;
-                    q[i] = (int8_t)(x[i] < 0.0f ? -l : l);
-                }
-            } else {
-                for (i = s; i < stop; ++i) {
-                    const float v = fabsf(x[i]) * inv;
-                    float l = floorf(v + 0.5f);
-                    l = l < levels ? l : levels;
-                    q[i] = (int8_t)(x[i] < 0.0f ? -l : l);
-                }
-            }
-            s = stop;
-        }
-    }
+    CX_BLOCKS(n, CX_CHUNKED(s, e, chunk, {
+        const float sc = scales[ck];
+        const float inv = sc > 0.0f ? levels / sc : 0.0f;
+        q8_run(x, q, cs, ce, inv, levels, k0, k1, stochastic);
+    }));
 }
+
+CX_INLINE void dq8_body(const int8_t *RESTRICT q, float *RESTRICT out, int64_t s, int64_t e,
+                        float f, int acc)
+{
+    int64_t i;
+    if (acc)
+        for (i = s; i < e; ++i)
+            out[i] += (float)q[i] * f;
+    else
+        for (i = s; i < e; ++i)
+            out[i] = (float)q[i] * f;
+}
+CX_CLONES(dq8, (const int8_t *RESTRICT q, float *RESTRICT out, int64_t s, int64_t e, float f,
+                int acc), (q, out, s, e, f, acc))
 
 void dtnn_cx_dequantize_i8(const int8_t *RESTRICT q, float *RESTRICT out, int64_t n,
                            int64_t chunk, const float *RESTRICT scales, double alpha,
                            double levels, int accumulate)
 {
-    const int64_t nb = (n + DTNN_CX_BLOCK - 1) / DTNN_CX_BLOCK;
-    int64_t b;
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-    for (b = 0; b < nb; ++b) {
-        const int64_t end = (b + 1) * DTNN_CX_BLOCK < n ? (b + 1) * DTNN_CX_BLOCK : n;
-        int64_t s = b * DTNN_CX_BLOCK;
-        while (s < end) {
-            const int64_t c = s / chunk;
-            const int64_t stop = (c + 1) * chunk < end ? (c + 1) * chunk : end;
-            const float f = (float)((double)scales[c] * alpha / levels);
-            int64_t i;
-            if (accumulate)
-                for (i = s; i < stop; ++i)
-                    out[i] += (float)q[i] * f;
-            else
-                for (i = s; i < stop; ++i)
-                    out[i] = (float)q[i] * f;
-            s = stop;
-        }
-    }
+    CX_BLOCKS(n, CX_CHUNKED(s, e, chunk, {
+        const float f = (float)((double)scales[ck] * alpha / levels);
+        dq8_run(q, out, cs, ce, f, accumulate);
+    }));
 }
 
 /* ---------------------------------------------------------------- TernGrad */
+static inline uint32_t tern_code(float xv, float inv, int64_t i, uint32_t k0, uint32_t k1)
+{
+    const uint32_t keep = uniform_at(i, k0, k1) < fabsf(xv) * inv;
+    return keep ? (xv < 0.0f ? 2u : 1u) : 0u;
+}
+
+/* bytes [s, e): elements 4s .. 4e */
+CX_INLINE void tq_body(const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t s, int64_t e,
+                       float inv, uint32_t k0, uint32_t k1)
+{
+    int64_t j;
+    for (j = s; j < e; ++j) {
+        const int64_t i = 4 * j;
+        packed[j] = (uint8_t)(tern_code(x[i], inv, i, k0, k1)
+                              | tern_code(x[i + 1], inv, i + 1, k0, k1) << 2
+                              | tern_code(x[i + 2], inv, i + 2, k0, k1) << 4
+                              | tern_code(x[i + 3], inv, i + 3, k0, k1) << 6);
+    }
+}
+CX_CLONES(tq, (const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t s, int64_t e,
+               float inv, uint32_t k0, uint32_t k1), (x, packed, s, e, inv, k0, k1))
+
 void dtnn_cx_terngrad_quantize(const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t n,
-                               float scale, uint64_t key)
+                               const float *RESTRICT scales, int64_t chunk, uint64_t key)
 {
     const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-    const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
     const int64_t full = n / 4;
-    int64_t j;
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-    for (j = 0; j < full; ++j) {
-        uint32_t byte = 0;
-        int b;
-        for (b = 0; b < 4; ++b) {
-            const int64_t i = 4 * j + b;
-            const float v = fabsf(x[i]) * inv;
-            const uint32_t keep = uniform_at(i, k0, k1) < v;
-            const uint32_t code = keep ? (x[i] < 0.0f ? 2u : 1u) : 0u;
-            byte |= code << (2 * b);
-        }
-        packed[j] = (uint8_t)byte;
-    }
+    const int64_t cb = chunk / 4;  /* chunk is a multiple of 4 */
+    CX_BLOCKS(full, CX_CHUNKED(s, e, cb, {
+        const float sc = scales[ck];
+        tq_run(x, packed, cs, ce, sc > 0.0f ? 1.0f / sc : 0.0f, k0, k1);
+    }));
     if (n % 4) {
+        const float sc = scales[(4 * full) / chunk];
+        const float inv = sc > 0.0f ? 1.0f / sc : 0.0f;
         uint32_t byte = 0;
         int64_t i;
-        for (i = 4 * full; i < n; ++i) {
-            const float v = fabsf(x[i]) * inv;
-            const uint32_t keep = uniform_at(i, k0, k1) < v;
-            const uint32_t code = keep ? (x[i] < 0.0f ? 2u : 1u) : 0u;
-            byte |= code << (2 * (i - 4 * full));
-        }
+        for (i = 4 * full; i < n; ++i)
+            byte |= tern_code(x[i], inv, i, k0, k1) << (2 * (i - 4 * full));
         packed[full] = (uint8_t)byte;
     }
 }
 
-void dtnn_cx_terngrad_dequantize(const uint8_t *RESTRICT packed, float *RESTRICT out,
-                                 int64_t n, float value, int accumulate)
+static inline float tern_value(uint32_t code, float value)
 {
+    return code == 1u ? value : (code == 2u ? -value : 0.0f);
+}
+
+CX_INLINE void tdq_body(const uint8_t *RESTRICT packed, float *RESTRICT out, int64_t s,
+                        int64_t e, float value, int acc)
+{
+    int64_t j;
+    int b;
+    if (acc)
+        for (j = s; j < e; ++j)
+            for (b = 0; b < 4; ++b)
+                out[4 * j + b] += tern_value(((uint32_t)packed[j] >> (2 * b)) & 3u, value);
+    else
+        for (j = s; j < e; ++j)
+            for (b = 0; b < 4; ++b)
+                out[4 * j + b] = tern_value(((uint32_t)packed[j] >> (2 * b)) & 3u, value);
+}
+CX_CLONES(tdq, (const uint8_t *RESTRICT packed, float *RESTRICT out, int64_t s, int64_t e,
+                float value, int acc), (packed, out, s, e, value, acc))
+
+void dtnn_cx_terngrad_dequantize(const uint8_t *RESTRICT packed, float *RESTRICT out,
+                                 int64_t n, const float *RESTRICT scales, int64_t chunk,
+                                 float alpha, int accumulate)
+{
+    const int64_t full = n / 4;
+    const int64_t cb = chunk / 4;
     int64_t i;
-    if (accumulate) {
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-        for (i = 0; i < n; ++i) {
-            const uint32_t code = ((uint32_t)packed[i >> 2] >> (2 * (i & 3))) & 3u;
-            out[i] += code == 1u ? value : (code == 2u ? -value : 0.0f);
-        }
-    } else {
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-        for (i = 0; i < n; ++i) {
-            const uint32_t code = ((uint32_t)packed[i >> 2] >> (2 * (i & 3))) & 3u;
-            out[i] = code == 1u ? value : (code == 2u ? -value : 0.0f);
+    CX_BLOCKS(full, CX_CHUNKED(s, e, cb,
+                               tdq_run(packed, out, cs, ce, scales[ck] * alpha, accumulate)));
+    if (n % 4) {
+        const float value = scales[(4 * full) / chunk] * alpha;
+        for (i = 4 * full; i < n; ++i) {
+            const float v = tern_value(((uint32_t)packed[i >> 2] >> (2 * (i & 3))) & 3u, value);
+            out[i] = accumulate ? out[i] + v : v;
         }
     }
 }
 
 /* ---------------------------------------------------------------- sign */
+CX_INLINE void addv_body(const float *RESTRICT x, float *RESTRICT e_, int64_t s, int64_t e)
+{
+    int64_t i;
+    for (i = s; i < e; ++i)
+        e_[i] += x[i];
+}
+CX_CLONES(addv, (const float *RESTRICT x, float *RESTRICT e_, int64_t s, int64_t e),
+          (x, e_, s, e))
+
 double dtnn_cx_add_l1(const float *RESTRICT x, float *RESTRICT e, int64_t n)
 {
     const int64_t nb = (n + DTNN_CX_BLOCK - 1) / DTNN_CX_BLOCK;
@@ -400,18 +591,14 @@ double dtnn_cx_add_l1(const float *RESTRICT x, float *RESTRICT e, int64_t n)
     if (part == NULL)
         return NAN;
     int64_t b;
+    (void)cx_has_avx2();
 #pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
     for (b = 0; b < nb; ++b) {
         const int64_t s = b * DTNN_CX_BLOCK;
         const int64_t len = (s + DTNN_CX_BLOCK <= n) ? DTNN_CX_BLOCK : n - s;
-        float *RESTRICT p = e + s;
-        if (x != NULL) {
-            const float *RESTRICT xp = x + s;
-            int64_t i;
-            for (i = 0; i < len; ++i)
-                p[i] += xp[i];
-        }
-        part[b] = block_sum_abs(p, len);
+        if (x != NULL)
+            addv_run(x, e, s, s + len);
+        part[b] = block_sum_abs(e + s, len);
     }
     double r = 0.0;
     for (b = 0; b < nb; ++b)
@@ -420,24 +607,37 @@ double dtnn_cx_add_l1(const float *RESTRICT x, float *RESTRICT e, int64_t n)
     return r;
 }
 
-void dtnn_cx_sign_pack(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t n, float value,
-                       int ef)
+/* bytes [s, e) */
+CX_INLINE void sp_body(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t s, int64_t e,
+                       float value, int ef)
 {
-    const int64_t full = n / 8;
     int64_t j;
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-    for (j = 0; j < full; ++j) {
-        float *RESTRICT p = c + 8 * j;
+    int b;
+    for (j = s; j < e; ++j) {
+        const float *p = c + 8 * j;
         uint32_t byte = 0;
-        int b;
         for (b = 0; b < 8; ++b)
             byte |= (uint32_t)(p[b] >= 0.0f) << b;
         bits[j] = (uint8_t)byte;
-        if (ef)
-            for (b = 0; b < 8; ++b)
-                p[b] -= p[b] >= 0.0f ? value : -value;
     }
+    if (ef) {
+        const int64_t i0 = 8 * s, i1 = 8 * e;
+        int64_t i;
+        for (i = i0; i < i1; ++i)
+            c[i] -= c[i] >= 0.0f ? value : -value;
+    }
+}
+CX_CLONES(sp, (float *RESTRICT c, uint8_t *RESTRICT bits, int64_t s, int64_t e, float value,
+               int ef), (c, bits, s, e, value, ef))
+
+void dtnn_cx_sign_pack(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t n,
+                       const float *RESTRICT values, int64_t chunk, int ef)
+{
+    const int64_t full = n / 8;
+    const int64_t cb = chunk / 8;  /* chunk is a multiple of 8 */
+    CX_BLOCKS(full, CX_CHUNKED(s, e, cb, sp_run(c, bits, cs, ce, values[ck], ef)));
     if (n % 8) {
+        const float value = values[(8 * full) / chunk];
         uint32_t byte = 0;
         int64_t i;
         for (i = 8 * full; i < n; ++i) {
@@ -449,18 +649,38 @@ void dtnn_cx_sign_pack(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t n, flo
     }
 }
 
-void dtnn_cx_sign_unpack(const uint8_t *RESTRICT bits, float *RESTRICT out, int64_t n,
-                         float value, int accumulate)
+CX_INLINE void su_body(const uint8_t *RESTRICT bits, float *RESTRICT out, int64_t s, int64_t e,
+                       float value, int acc)
 {
+    int64_t j;
+    int b;
+    if (acc)
+        for (j = s; j < e; ++j)
+            for (b = 0; b < 8; ++b)
+                out[8 * j + b] += (((uint32_t)bits[j] >> b) & 1u) ? value : -value;
+    else
+        for (j = s; j < e; ++j)
+            for (b = 0; b < 8; ++b)
+                out[8 * j + b] = (((uint32_t)bits[j] >> b) & 1u) ? value : -value;
+}
+CX_CLONES(su, (const uint8_t *RESTRICT bits, float *RESTRICT out, int64_t s, int64_t e,
+               float value, int acc), (bits, out, s, e, value, acc))
+
+void dtnn_cx_sign_unpack(const uint8_t *RESTRICT bits, float *RESTRICT out, int64_t n,
+                         const float *RESTRICT values, int64_t chunk, float alpha,
+                         int accumulate)
+{
+    const int64_t full = n / 8;
+    const int64_t cb = chunk / 8;
     int64_t i;
-    if (accumulate) {
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-        for (i = 0; i < n; ++i)
-            out[i] += ((bits[i >> 3] >> (i & 7)) & 1u) ? value : -value;
-    } else {
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-        for (i = 0; i < n; ++i)
-            out[i] = ((bits[i >> 3] >> (i & 7)) & 1u) ? value : -value;
+    CX_BLOCKS(full, CX_CHUNKED(s, e, cb,
+                               su_run(bits, out, cs, ce, values[ck] * alpha, accumulate)));
+    if (n % 8) {
+        const float value = values[(8 * full) / chunk] * alpha;
+        for (i = 8 * full; i < n; ++i) {
+            const float v = ((bits[i >> 3] >> (i & 7)) & 1u) ? value : -value;
+            out[i] = accumulate ? out[i] + v : v;
+        }
     }
 }
 
@@ -490,8 +710,8 @@ static uint32_t find_bin(const uint32_t *hist, int64_t need, int64_t *above)
     return (uint32_t)b;
 }
 
-int64_t dtnn_cx_topk(const float *RESTRICT x, float *RESTRICT c, int64_t n, int64_t k,
-                     int32_t *RESTRICT idx, float *RESTRICT val, int zero)
+static int64_t topk_hist(const float *RESTRICT x, float *RESTRICT c, int64_t n, int64_t k,
+                         int32_t *RESTRICT idx, float *RESTRICT val, int zero)
 {
     int64_t i;
     if (k <= 0) {
@@ -568,6 +788,119 @@ int64_t dtnn_cx_topk(const float *RESTRICT x, float *RESTRICT c, int64_t n, int6
         }
     }
     return m;
+}
+
+static int cmp_u32_desc(const void *a, const void *b)
+{
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? 1 : (x > y ? -1 : 0);
+}
+
+/* (threshold bits, ties to take) of the k largest among m magnitude bit patterns */
+static void select_bits(const uint32_t *bits, int64_t m, int64_t k, uint32_t *thr,
+                        int64_t *ties)
+{
+    uint32_t *hist = (uint32_t *)calloc(65536u, sizeof(uint32_t));
+    int64_t i, above, above2;
+    for (i = 0; i < m; ++i)
+        hist[bits[i] >> 16]++;
+    const uint32_t hi = find_bin(hist, k, &above);
+    memset(hist, 0, 65536u * sizeof(uint32_t));
+    for (i = 0; i < m; ++i)
+        if ((bits[i] >> 16) == hi)
+            hist[bits[i] & 0xffffu]++;
+    const uint32_t lo = find_bin(hist, k - above, &above2);
+    free(hist);
+    *thr = (hi << 16) | lo;
+    *ties = k - above - above2;
+}
+
+#define TOPK_SAMPLE 4096
+
+/* Sampling selection: a strided sample of |c + x| gives a threshold t that about 2k
+ * (+ a margin) elements exceed; one fused pass does c += x and collects the
+ * candidates >= t in index order; the exact k-th largest is then found among the
+ * candidates.  Every element >= the true k-th largest is a candidate as long as at
+ * least k elements are, so the result is exactly topk_hist's; if the sample
+ * misjudged (fewer than k or too many candidates), fall back to topk_hist. */
+int64_t dtnn_cx_topk(const float *RESTRICT x, float *RESTRICT c, int64_t n, int64_t k,
+                     int32_t *RESTRICT idx, float *RESTRICT val, int zero)
+{
+    int64_t i;
+    if (k <= 0 || k >= n || n < 8 * TOPK_SAMPLE)
+        return topk_hist(x, c, n, k, idx, val, zero);
+    const int64_t stride = n / TOPK_SAMPLE;
+    uint32_t sample[TOPK_SAMPLE];
+    for (i = 0; i < TOPK_SAMPLE; ++i) {
+        const int64_t p = i * stride;
+        const float v = x != NULL ? c[p] + x[p] : c[p];
+        sample[i] = f2u(v) & 0x7fffffffu;
+    }
+    qsort(sample, TOPK_SAMPLE, sizeof(uint32_t), cmp_u32_desc);
+    const double frac = (double)k / (double)n;
+    int64_t r = (int64_t)(2.0 * frac * TOPK_SAMPLE + 4.0 * sqrt(frac * TOPK_SAMPLE) + 8.0);
+    if (r >= TOPK_SAMPLE)
+        return topk_hist(x, c, n, k, idx, val, zero);
+    const uint32_t t = sample[r];
+    const int64_t cap = 4 * k + 4096 < n ? 4 * k + 4096 : n;
+    int32_t *cidx = (int32_t *)malloc((size_t)cap * sizeof(int32_t));
+    uint32_t *cbits = (uint32_t *)malloc((size_t)cap * sizeof(uint32_t));
+    if (cidx == NULL || cbits == NULL) {
+        free(cidx);
+        free(cbits);
+        return -1;
+    }
+    int64_t m = 0;
+    int overflow = 0;
+    if (x != NULL) {
+        for (i = 0; i < n; ++i) {
+            const float v = c[i] + x[i];
+            const uint32_t a = f2u(v) & 0x7fffffffu;
+            c[i] = v;
+            if (a >= t) {
+                if (m < cap) {
+                    cidx[m] = (int32_t)i;
+                    cbits[m] = a;
+                }
+                ++m;
+            }
+        }
+    } else {
+        for (i = 0; i < n; ++i) {
+            const uint32_t a = f2u(c[i]) & 0x7fffffffu;
+            if (a >= t) {
+                if (m < cap) {
+                    cidx[m] = (int32_t)i;
+                    cbits[m] = a;
+                }
+                ++m;
+            }
+        }
+    }
+    overflow = m > cap;
+    if (overflow || m < k) {  /* c already holds c + x */
+        free(cidx);
+        free(cbits);
+        return topk_hist(NULL, c, n, k, idx, val, zero);
+    }
+    uint32_t thr;
+    int64_t ties, j, out = 0;
+    select_bits(cbits, m, k, &thr, &ties);
+    for (j = 0; j < m; ++j) {
+        const uint32_t a = cbits[j];
+        if (a > thr || (a == thr && ties > 0)) {
+            ties -= (a == thr);
+            const int32_t p = cidx[j];
+            idx[out] = p;
+            val[out] = c[p];
+            if (zero)
+                c[p] = 0.0f;
+            ++out;
+        }
+    }
+    free(cidx);
+    free(cbits);
+    return out;
 }
 
 void dtnn_cx_scatter_add(const int32_t *RESTRICT idx, const float *RESTRICT val, int64_t k,

@@ -49,20 +49,23 @@ void dtnn_cx_quantize_i8(const float *x, int8_t *q, int64_t n, int64_t chunk,
 void dtnn_cx_dequantize_i8(const int8_t *q, float *out, int64_t n, int64_t chunk,
                            const float *scales, double alpha, double levels, int accumulate);
 
-/* TernGrad: t = sign(x) * [u(i) < |x| / scale]; 2-bit codes (0: 0, 1: +1, 2: -1),
- * 4 per byte, element 4j+b in bits 2b..2b+1 of byte j */
-void dtnn_cx_terngrad_quantize(const float *x, uint8_t *packed, int64_t n, float scale,
-                               uint64_t key);
-void dtnn_cx_terngrad_dequantize(const uint8_t *packed, float *out, int64_t n, float value,
-                                 int accumulate);
+/* TernGrad: t = sign(x) * [u(i) < |x| / scales[i / chunk]]; 2-bit codes (0: 0, 1: +1,
+ * 2: -1), 4 per byte, element 4j+b in bits 2b..2b+1 of byte j; chunk: a multiple of 4 */
+void dtnn_cx_terngrad_quantize(const float *x, uint8_t *packed, int64_t n, const float *scales,
+                               int64_t chunk, uint64_t key);
+/* out[i] (+)= t[i] * (scales[i / chunk] * alpha) */
+void dtnn_cx_terngrad_dequantize(const uint8_t *packed, float *out, int64_t n,
+                                 const float *scales, int64_t chunk, float alpha, int accumulate);
 
 /* e[i] += x[i] (if x) and return sum |e[i]| (blocked double sum) */
 double dtnn_cx_add_l1(const float *x, float *e, int64_t n);
-/* sign bits: bit b of byte j = (c[8j+b] >= 0); with ef: c[i] -= value * (+-1) */
-void dtnn_cx_sign_pack(float *c, uint8_t *bits, int64_t n, float value, int ef);
-/* out[i] (+)= bit ? value : -value */
-void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, float value,
-                         int accumulate);
+/* sign bits: bit b of byte j = (c[8j+b] >= 0); values[i / chunk] is the magnitude of
+ * element i (chunk: a multiple of 8); with ef: c[i] -= values[i / chunk] * (+-1) */
+void dtnn_cx_sign_pack(float *c, uint8_t *bits, int64_t n, const float *values, int64_t chunk,
+                       int ef);
+/* out[i] (+)= (bit ? 1 : -1) * (values[i / chunk] * alpha) */
+void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, const float *values,
+                         int64_t chunk, float alpha, int accumulate);
 
 /* top-k by magnitude of c (after c += x if x): idx ascending, val = c[idx]; among
  * equal magnitudes at the threshold the lowest indices win; zero != 0 sets the

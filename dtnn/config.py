@@ -23,7 +23,8 @@ class ModelConfig:
     name: str = "simplecnn"
     #: builder keyword arguments, e.g. {width = 0.5, dropout = 0.3}
     options: Dict[str, Any] = field(default_factory=dict)
-    #: convolution variant used by every Conv2D layer
+    #: convolution variant used by every Conv2D layer: im2col, winograd, winograd2,
+    #: winograd4, implicit, direct, torch, or "bestof" (tuned online per layer shape)
     conv_algorithm: str = "im2col"
 
 
@@ -95,6 +96,30 @@ class OutputConfig:
 
 
 @dataclass
+class TuneConfig:
+    """Online auto-tuning (model.conv_algorithm = "bestof"; see dtnn/tune)."""
+    #: timed rounds per alternative before deciding
+    rounds: int = 5
+    #: untimed-for-the-decision first calls per alternative
+    warmup: int = 1
+    #: drop alternatives slower than this many times the best (from round 2)
+    prune_ratio: float = 1.5
+    #: reuse and store decisions on disk
+    cache: bool = True
+    #: decision cache directory ("" = $DTNN_TUNE_CACHE or ~/.cache/dtnn/tune)
+    cache_dir: str = ""
+    #: pin every bestof convolution to this variant where it applies ("" = tune)
+    force: str = ""
+
+    def options(self):
+        from dtnn.tune import TuneOptions
+        return TuneOptions(rounds=self.rounds, warmup=self.warmup,
+                           prune_ratio=self.prune_ratio, use_cache=self.cache,
+                           cache_dir=self.cache_dir,
+                           force={"conv": self.force} if self.force else {})
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -104,6 +129,8 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     #: gradient exchange between processes (see dtnn/dist/options.py)
     dist: DistOptions = field(default_factory=DistOptions)
+    #: online auto-tuning of the convolution variants (see dtnn/tune)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

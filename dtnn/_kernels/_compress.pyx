@@ -26,14 +26,16 @@ cdef extern from "compress.h" nogil:
                              const float *scales, float levels, uint64_t key, int stochastic)
     void dtnn_cx_dequantize_i8(const int8_t *q, float *out, int64_t n, int64_t chunk,
                                const float *scales, double alpha, double levels, int accumulate)
-    void dtnn_cx_terngrad_quantize(const float *x, uint8_t *packed, int64_t n, float scale,
-                                   uint64_t key)
-    void dtnn_cx_terngrad_dequantize(const uint8_t *packed, float *out, int64_t n, float value,
+    void dtnn_cx_terngrad_quantize(const float *x, uint8_t *packed, int64_t n,
+                                   const float *scales, int64_t chunk, uint64_t key)
+    void dtnn_cx_terngrad_dequantize(const uint8_t *packed, float *out, int64_t n,
+                                     const float *scales, int64_t chunk, float alpha,
                                      int accumulate)
     double dtnn_cx_add_l1(const float *x, float *e, int64_t n)
-    void dtnn_cx_sign_pack(float *c, uint8_t *bits, int64_t n, float value, int ef)
-    void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, float value,
-                             int accumulate)
+    void dtnn_cx_sign_pack(float *c, uint8_t *bits, int64_t n, const float *values,
+                           int64_t chunk, int ef)
+    void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, const float *values,
+                             int64_t chunk, float alpha, int accumulate)
     int64_t dtnn_cx_topk(const float *x, float *c, int64_t n, int64_t k, int32_t *idx,
                          float *val, int zero)
     void dtnn_cx_scatter_add(const int32_t *idx, const float *val, int64_t k, float alpha,
@@ -172,25 +174,43 @@ def dequantize_i8(q, Py_ssize_t chunk, scales, double levels, double alpha=1.0, 
     return o
 
 
-def terngrad_quantize(x, float scale, key, out=None):
+cdef Py_ssize_t _packed_chunk(Py_ssize_t chunk, Py_ssize_t n, cnp.ndarray scales, int per):
+    if chunk <= 0 or chunk >= n:
+        chunk = max(per, ((n + per - 1) // per) * per)
+    if chunk % per:
+        raise ValueError(f"chunk must be a multiple of {per}, got {chunk}")
+    if scales.shape[0] != (n + chunk - 1) // chunk:
+        raise ValueError(f"need one scale per chunk ({(n + chunk - 1) // chunk})")
+    return chunk
+
+
+def terngrad_quantize(x, scales, Py_ssize_t chunk, key, out=None):
     cdef cnp.ndarray xa = _vec(x, np.float32, "x")
+    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
     cdef Py_ssize_t n = xa.shape[0]
+    chunk = _packed_chunk(chunk, n, sa, 4)
     cdef cnp.ndarray o = _out(out, (n + 3) // 4, np.uint8, "out")
     cdef uint64_t k = _key(key)
     with nogil:
         dtnn_cx_terngrad_quantize(<const float *>cnp.PyArray_DATA(xa),
-                                  <uint8_t *>cnp.PyArray_DATA(o), n, scale, k)
+                                  <uint8_t *>cnp.PyArray_DATA(o), n,
+                                  <const float *>cnp.PyArray_DATA(sa), chunk, k)
     return o
 
 
-def terngrad_dequantize(packed, Py_ssize_t n, float value, out=None, bint accumulate=False):
+def terngrad_dequantize(packed, Py_ssize_t n, scales, Py_ssize_t chunk, float alpha=1.0,
+                        out=None, bint accumulate=False):
     cdef cnp.ndarray pa = _vec(packed, np.uint8, "packed")
+    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
     if pa.shape[0] != (n + 3) // 4:
         raise ValueError(f"packed must have {(n + 3) // 4} bytes for n={n}")
+    chunk = _packed_chunk(chunk, n, sa, 4)
     cdef cnp.ndarray o = _out(out, n, np.float32, "out")
     with nogil:
         dtnn_cx_terngrad_dequantize(<const uint8_t *>cnp.PyArray_DATA(pa),
-                                    <float *>cnp.PyArray_DATA(o), n, value, accumulate)
+                                    <float *>cnp.PyArray_DATA(o), n,
+                                    <const float *>cnp.PyArray_DATA(sa), chunk, alpha,
+                                    accumulate)
     return o
 
 
@@ -210,24 +230,39 @@ def add_l1(x, e):
     return r
 
 
-def sign_pack(c, float value=0.0, bint ef=False, out=None):
+cdef Py_ssize_t _sign_chunk(Py_ssize_t chunk, Py_ssize_t n, cnp.ndarray values):
+    if chunk <= 0 or chunk >= n:
+        chunk = max(8, ((n + 7) // 8) * 8)
+    if chunk % 8:
+        raise ValueError(f"chunk must be a multiple of 8, got {chunk}")
+    if values.shape[0] != (n + chunk - 1) // chunk:
+        raise ValueError(f"values must hold one value per chunk ({(n + chunk - 1) // chunk})")
+    return chunk
+
+
+def sign_pack(c, values, Py_ssize_t chunk=0, bint ef=False, out=None):
     cdef cnp.ndarray ca = _vec(c, np.float32, "c", ef)
+    cdef cnp.ndarray va = _vec(values, np.float32, "values")
     cdef Py_ssize_t n = ca.shape[0]
+    chunk = _sign_chunk(chunk, n, va)
     cdef cnp.ndarray o = _out(out, (n + 7) // 8, np.uint8, "out")
     with nogil:
         dtnn_cx_sign_pack(<float *>cnp.PyArray_DATA(ca), <uint8_t *>cnp.PyArray_DATA(o), n,
-                          value, ef)
+                          <const float *>cnp.PyArray_DATA(va), chunk, ef)
     return o
 
 
-def sign_unpack(bits, Py_ssize_t n, float value, out=None, bint accumulate=False):
+def sign_unpack(bits, Py_ssize_t n, values, Py_ssize_t chunk=0, float alpha=1.0, out=None,
+                bint accumulate=False):
     cdef cnp.ndarray ba = _vec(bits, np.uint8, "bits")
+    cdef cnp.ndarray va = _vec(values, np.float32, "values")
     if ba.shape[0] != (n + 7) // 8:
         raise ValueError(f"bits must have {(n + 7) // 8} bytes for n={n}")
+    chunk = _sign_chunk(chunk, n, va)
     cdef cnp.ndarray o = _out(out, n, np.float32, "out")
     with nogil:
         dtnn_cx_sign_unpack(<const uint8_t *>cnp.PyArray_DATA(ba), <float *>cnp.PyArray_DATA(o),
-                            n, value, accumulate)
+                            n, <const float *>cnp.PyArray_DATA(va), chunk, alpha, accumulate)
     return o
 
 

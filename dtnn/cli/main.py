@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "predict": ("dtnn.cli.predict", "predict classes for images or arrays"),
     "info": ("dtnn.cli.info", "show kernels, threads, MPI and library versions"),
     "bench": ("dtnn.cli.bench", "benchmarks (dist: data-parallel throughput, under mpiexec)"),
+    "tune": ("dtnn.cli.tune", "pre-tune a model's convolution variants (BestOf) into the cache"),
 }
 
 

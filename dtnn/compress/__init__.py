@@ -17,6 +17,7 @@ collective itself (allreduce for summable payloads, allgather otherwise).
 
 Any spec takes ``ef=true|false`` to force error feedback on or off.
 """
+from dtnn.compress import kernels  # noqa: F401  (resolves the kernels: `dtnn info` lists them)
 from dtnn.compress.base import (COMPRESSORS, Compressor, Unit, build_compressor, check_spec,
                                 parse_spec)
 from dtnn.compress.memory import ErrorFeedback

@@ -1,31 +1,57 @@
-"""Scaled sign (1 bit per element + one float32 scale = mean |x|), bits packed 8 per
-byte; error feedback on by default (EF-signSGD, Karimireddy et al. 2019).  With
-error feedback the kernel path is fused: pass 1 adds the gradient into the residual
-and sums magnitudes, pass 2 packs the bits and subtracts the sent value."""
+"""Scaled sign: 1 bit per element (packed 8 per byte) + one float32 scale per chunk of
+``chunk`` elements (default 512; 0 = one scale for the whole bucket), the chunk's mean
+|x|, so the decoded vector has the L1 norm of the input chunk by chunk.  Error
+feedback is on by default (EF-signSGD, Karimireddy et al. 2019).
+
+Kernel passes with error feedback: (1) residual += x (fused with a sum), (2) per-chunk
+L1 norms, (3) pack the bits and subtract the sent value from the residual.  A single
+scale for a whole large layer made training collapse in the Fashion-MNIST sweep
+(benchmarks/results/compress.md): most elements then move by the layer-wide mean,
+however small their own gradient; per-chunk scales keep the update local.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from dtnn.compress import kernels as K
 from dtnn.compress.base import Compressor, register
+from dtnn.errors import ConfigError
 
 
 @register("sign")
 class Sign(Compressor):
     biased = True
 
-    def __init__(self):
+    def __init__(self, chunk: int = 512):
         super().__init__()
+        chunk = int(chunk)
+        if chunk < 0 or chunk % 8:
+            raise ConfigError(f"sign: chunk must be 0 or a positive multiple of 8, got {chunk}")
+        self.chunk = chunk
+
+    def _chunk(self, n: int) -> int:
+        c = self.chunk
+        if c <= 0 or c >= n:
+            c = max(8, ((n + 7) // 8) * 8)
+        return c
+
+    def _nchunks(self, n: int) -> int:
+        c = self._chunk(n)
+        return (n + c - 1) // c
 
     def payload_size(self, unit):
-        return 4 + (unit.size + 7) // 8
+        return 4 * self._nchunks(unit.size) + (unit.size + 7) // 8
 
     def _pack(self, c, unit, ef):
+        n = unit.size
+        chunk, nc = self._chunk(n), self._nchunks(n)
         payload = np.empty(self.payload_size(unit), np.uint8)
-        l1 = K.add_l1(None, c)
-        scale = np.float32(l1 / max(1, c.size))
-        payload[:4].view(np.float32)[0] = scale
-        K.sign_pack(c, float(scale), ef, payload[4:])
+        values = payload[:4 * nc].view(np.float32)
+        sums = K.chunk_norms(c, chunk, "l1")
+        lens = np.full(nc, chunk, np.float32)
+        lens[-1] = n - chunk * (nc - 1)
+        np.divide(sums, lens, out=values)
+        K.sign_pack(c, values, chunk, ef, payload[4 * nc:])
         return payload
 
     def compress_plain(self, x, unit):
@@ -34,13 +60,14 @@ class Sign(Compressor):
     def compress(self, x, unit, residual=None):
         if residual is None:
             return self._pack(x, unit, False)
-        payload = np.empty(self.payload_size(unit), np.uint8)
-        l1 = K.add_l1(x, residual)  # residual = x + residual, and its L1 norm
-        scale = np.float32(l1 / max(1, x.size))
-        payload[:4].view(np.float32)[0] = scale
-        K.sign_pack(residual, float(scale), True, payload[4:])
-        return payload
+        K.add_l1(x, residual)  # residual = x + residual
+        return self._pack(residual, unit, True)
 
     def decompress_add(self, payload, out, alpha, unit):
-        scale = float(payload[:4].view(np.float32)[0])
-        K.sign_unpack(payload[4:], unit.size, np.float32(scale * alpha), out, True)
+        n = unit.size
+        nc = self._nchunks(n)
+        K.sign_unpack(payload[4 * nc:], n, payload[:4 * nc].view(np.float32), self._chunk(n),
+                      alpha, out, True)
+
+    def describe(self):
+        return f"sign(chunk={self.chunk})"

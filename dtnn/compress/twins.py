@@ -64,7 +64,9 @@ def f32_to_f16(x: np.ndarray, scale: float = 1.0, out=None) -> np.ndarray:
 
 
 def f16_to_f32(h: np.ndarray, alpha: float = 1.0, out=None, accumulate: bool = False):
-    return _into(out, h.view(np.float16).astype(_F32) * _F32(alpha), accumulate)
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = h.view(np.float16).astype(_F32) * _F32(alpha)
+    return _into(out, v, accumulate)
 
 
 def f32_to_bf16(x: np.ndarray, scale: float = 1.0, out=None) -> np.ndarray:
@@ -77,7 +79,8 @@ def f32_to_bf16(x: np.ndarray, scale: float = 1.0, out=None) -> np.ndarray:
 
 
 def bf16_to_f32(h: np.ndarray, alpha: float = 1.0, out=None, accumulate: bool = False):
-    v = (h.astype(_U32) << _U32(16)).view(_F32) * _F32(alpha)
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = (h.astype(_U32) << _U32(16)).view(_F32) * _F32(alpha)
     return _into(out, v, accumulate)
 
 
@@ -123,11 +126,26 @@ def dequantize_i8(q: np.ndarray, chunk: int, scales: np.ndarray, levels: float,
 
 
 # --- TernGrad ------------------------------------------------------------------------------
-def terngrad_quantize(x: np.ndarray, scale: float, key: int, out=None) -> np.ndarray:
+def _packed_chunk(chunk: int, n: int, scales: np.ndarray, per: int) -> int:
+    if chunk <= 0 or chunk >= n:
+        chunk = max(per, ((n + per - 1) // per) * per)
+    if chunk % per:
+        raise ValueError(f"chunk must be a multiple of {per}, got {chunk}")
+    if scales.size != (n + chunk - 1) // chunk:
+        raise ValueError("need one scale per chunk")
+    return chunk
+
+
+def terngrad_quantize(x: np.ndarray, scales: np.ndarray, chunk: int, key: int,
+                      out=None) -> np.ndarray:
+    """Element i keeps sign(x) with probability |x| / scales[i // chunk] (chunk: a
+    multiple of 4; <= 0 or >= n: one scale)."""
     n = x.size
-    sc = _F32(scale)
-    inv = _F32(1) / sc if sc > 0 else _F32(0)
-    keep = uniform(n, key) < np.abs(x) * inv
+    chunk = _packed_chunk(chunk, n, scales, 4)
+    sc = scales.astype(_F32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(sc > 0, _F32(1) / np.where(sc > 0, sc, _F32(1)), _F32(0)).astype(_F32)
+    keep = uniform(n, key) < np.abs(x) * np.repeat(inv, chunk)[:n]
     code = np.where(keep, np.where(x < 0, 2, 1), 0).astype(np.uint8)
     padded = np.zeros(((n + 3) // 4) * 4, np.uint8)
     padded[:n] = code
@@ -136,11 +154,12 @@ def terngrad_quantize(x: np.ndarray, scale: float, key: int, out=None) -> np.nda
     return _into(out, packed)
 
 
-def terngrad_dequantize(packed: np.ndarray, n: int, value: float, out=None,
-                        accumulate: bool = False) -> np.ndarray:
+def terngrad_dequantize(packed: np.ndarray, n: int, scales: np.ndarray, chunk: int,
+                        alpha: float = 1.0, out=None, accumulate: bool = False) -> np.ndarray:
+    chunk = _packed_chunk(chunk, n, scales, 4)
     shifts = np.array([0, 2, 4, 6], np.uint8)
     codes = ((packed[:, None] >> shifts) & 3).reshape(-1)[:n]
-    v = _F32(value)
+    v = np.repeat((scales * _F32(alpha)).astype(_F32), chunk)[:n]
     vals = np.where(codes == 1, v, np.where(codes == 2, -v, _F32(0))).astype(_F32)
     return _into(out, vals, accumulate)
 
@@ -152,19 +171,35 @@ def add_l1(x: Optional[np.ndarray], e: np.ndarray) -> float:
     return float(np.sum(np.abs(e), dtype=np.float64))
 
 
-def sign_pack(c: np.ndarray, value: float = 0.0, ef: bool = False, out=None) -> np.ndarray:
+def _sign_chunk(chunk: int, n: int, values: np.ndarray) -> int:
+    if chunk <= 0 or chunk >= n:
+        chunk = max(8, ((n + 7) // 8) * 8)
+    if chunk % 8:
+        raise ValueError(f"chunk must be a multiple of 8, got {chunk}")
+    if values.size != (n + chunk - 1) // chunk:
+        raise ValueError("values must hold one value per chunk")
+    return chunk
+
+
+def sign_pack(c: np.ndarray, values: np.ndarray, chunk: int = 0, ef: bool = False,
+              out=None) -> np.ndarray:
+    """Bits of ``c >= 0`` (little bit order); ``values[i // chunk]`` is element i's
+    magnitude (chunk <= 0 or >= n: one value); with ``ef``: ``c -= value * sign``."""
+    n = c.size
+    chunk = _sign_chunk(chunk, n, values)
     pos = c >= 0
     bits = np.packbits(pos, bitorder="little")
     if ef:
-        v = _F32(value)
+        v = np.repeat(values.astype(_F32), chunk)[:n]
         c -= np.where(pos, v, -v)
     return _into(out, bits)
 
 
-def sign_unpack(bits: np.ndarray, n: int, value: float, out=None,
-                accumulate: bool = False) -> np.ndarray:
+def sign_unpack(bits: np.ndarray, n: int, values: np.ndarray, chunk: int = 0,
+                alpha: float = 1.0, out=None, accumulate: bool = False) -> np.ndarray:
+    chunk = _sign_chunk(chunk, n, values)
     pos = np.unpackbits(bits, count=n, bitorder="little").astype(bool)
-    v = _F32(value)
+    v = np.repeat((values * _F32(alpha)).astype(_F32), chunk)[:n]
     return _into(out, np.where(pos, v, -v).astype(_F32), accumulate)
 
 

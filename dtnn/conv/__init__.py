@@ -1,10 +1,22 @@
 """Convolution variants: each module registers one ``ConvAlgorithm`` by name.
 
 Importing this package registers every variant listed below, so
-``CONV_ALGORITHMS.get(name)`` works after ``import dtnn.conv``.
+``CONV_ALGORITHMS.get(name)`` works after ``import dtnn.conv``:
+
+    im2col     im2col + GEMM, chunked (the default)
+    winograd   Winograd F(4x4)/F(2x2) for 3x3 stride-1 (tile tuned; winograd2/4 fixed)
+    implicit   shifted-GEMM accumulation without an im2col buffer (stride 1)
+    direct     direct loops in C (tiny layers)
+    torch      torch.nn.functional.conv2d (when torch is installed)
+    bestof     tunes among all of the above online, per layer shape (dtnn.conv.bestof)
 """
 from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
 from dtnn.conv import im2col  # noqa: F401  (registers "im2col")
+from dtnn.conv import winograd  # noqa: F401  (registers "winograd", "winograd2/4")
+from dtnn.conv import implicit  # noqa: F401  (registers "implicit")
+from dtnn.conv import direct  # noqa: F401  (registers "direct")
+from dtnn.conv import torch_conv  # noqa: F401  (registers "torch")
+from dtnn.conv import bestof  # noqa: F401  (registers "bestof")
 from dtnn.conv.im2col import Im2ColConv
 
 __all__ = ["CONV_ALGORITHMS", "ConvAlgorithm", "ConvGeometry", "Im2ColConv"]

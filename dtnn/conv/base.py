@@ -41,6 +41,13 @@ class ConvGeometry:
         wo = (self.W + 2 * pw - dw * (self.S - 1) - 1) // sw + 1
         return ho, wo
 
+    def tag(self) -> str:
+        """Short readable form (tuning reports and cache keys)."""
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        return (f"N{self.N} {self.C}->{self.K} {self.H}x{self.W} k{self.R}x{self.S} "
+                f"s{sh}{'' if sh == sw else 'x%d' % sw} p{ph}{'' if ph == pw else 'x%d' % pw}"
+                f" d{dh}{'' if dh == dw else 'x%d' % dw} g{self.groups}")
+
     def with_batch(self, n: int) -> "ConvGeometry":
         from dataclasses import replace
         return replace(self, N=n)
@@ -51,7 +58,22 @@ class ConvAlgorithm:
 
     registry_name = "conv"
 
+    #: set by the layer before each call: training (forward followed by backward) or
+    #: inference; variants may cache more in inference (e.g. transformed filters)
+    training: bool = True
+    #: set by a tuner: the problem key of the current call (nested tuners reuse it)
+    tune_key = None
+
     def supports(self, g: ConvGeometry) -> bool:
+        return True
+
+    def worth_tuning(self, g: ConvGeometry) -> bool:
+        """Whether an auto-tuner should race this variant on ``g`` (it may support
+        shapes on which it cannot win and would only waste tuning time)."""
+        return True
+
+    def tuning_settled(self, key) -> bool:
+        """False while a nested choice inside this variant is still being tuned."""
         return True
 
     def forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray],

@@ -29,6 +29,7 @@ import numpy as np
 
 from dtnn._kernels import col2im, im2col
 from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
+from dtnn.conv.layout import swap01_into
 
 _local = threading.local()
 
@@ -119,7 +120,7 @@ class Im2ColConv(ConvAlgorithm):
             else:
                 ym = y_ws[:K * cols].reshape(G, Kg, cols)
                 np.matmul(wm, col.reshape(G, crs, cols), out=ym)
-                y3[n0:n0 + nb] = ym.reshape(K, nb, P).transpose(1, 0, 2)
+                swap01_into(ym.reshape(K, nb, P), y3[n0:n0 + nb])  # tuned layout change
             if b is not None:
                 y3[n0:n0 + nb] += b.reshape(1, K, 1)
         return y

@@ -31,6 +31,10 @@ class SerialContext:
     def broadcast_object(self, obj: Any) -> Any:
         return obj
 
+    def node_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
+        """Reduce over the ranks of this node (op: sum, max, min); alone: a copy."""
+        return np.asarray(values).copy()
+
     def barrier(self) -> None:
         pass
 

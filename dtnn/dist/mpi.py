@@ -73,6 +73,15 @@ class MPIContext:
     def broadcast_object(self, obj: Any) -> Any:
         return self.comm.bcast(obj, root=0)
 
+    def node_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
+        """Reduce over the ranks of this node only (the auto-tuner: ranks sharing a
+        host agree on a choice; other hosts may choose differently)."""
+        ops = {"sum": self.MPI.SUM, "max": self.MPI.MAX, "min": self.MPI.MIN}
+        arr = np.ascontiguousarray(values, dtype=np.float64)
+        out = np.empty_like(arr)
+        self.node_comm.Allreduce(arr, out, op=ops[op])
+        return out
+
     def barrier(self) -> None:
         self.comm.Barrier()
 

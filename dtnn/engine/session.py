@@ -124,6 +124,8 @@ class RunDirectory:
 
 def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
     log = get_logger()
+    import dtnn.tune
+    dtnn.tune.configure(cfg.tune.options(), comm=ctx)
     ckpt = load_checkpoint(resume) if resume else None
     data = load_data(cfg, ckpt.meta.get("normalization") if ckpt else None)
     if ckpt is not None:
@@ -187,6 +189,9 @@ def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
         log.info(f"training on {len(data.train.y)} samples, {ctx.size} process(es), "
                  f"batch {cfg.train.batch_size} per process, {loader.steps_per_epoch} steps/epoch")
     history = trainer.fit(data.eval)
+    if run.active:  # per-layer auto-tuning decisions (model.conv_algorithm = "bestof")
+        from dtnn.tune.report import write_report
+        write_report(run.path)
     result: Dict[str, Any] = {"history": history, "run_dir": cfg.output.run_dir}
     if data.test is not None:
         result["test"] = final_report(trainer, data.test, run)

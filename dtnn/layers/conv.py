@@ -134,6 +134,8 @@ class Conv2D(Layer):
             raise ValueError(f"{self.name}: input {x.shape[2:]} is too small for this "
                              f"convolution (output {geom.out_hw})")
         self._x, self._geom = x, geom
+        self.algorithm.training = bool(training)   # train/infer: tuned and cached apart
+        self.algorithm.label = self.name
         return self.algorithm.forward(x, self.params["weight"], self.params.get("bias"), geom)
 
     def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
