@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Sets up dtnn on a fresh machine (idempotent): the Fashion-MNIST Debian package when
-# apt is available, a virtualenv in .venv, torch (pinned CPU build), the MPICH wheel
+# Sets up dtnn on a fresh machine (idempotent): the Fashion-MNIST and iproute2 Debian
+# packages when apt is available, a virtualenv in .venv, torch (pinned CPU build), the MPICH wheel
 # (gives mpiexec), and dtnn itself with its compiled kernels and test dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then
+# Debian packages: the Fashion-MNIST data, and iproute2 (ip, tc) for the simulated
+# cluster (launch/simcluster.sh); each only when missing.
+apt_packages=()
+[ -d /usr/share/datasets/fashion-mnist ] || apt_packages+=(dataset-fashion-mnist)
+command -v tc >/dev/null 2>&1 || apt_packages+=(iproute2)
+if [ ${#apt_packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
-        echo "setup: installing dataset-fashion-mnist (apt)"
+        echo "setup: installing ${apt_packages[*]} (apt)"
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            dataset-fashion-mnist >/dev/null) \
-            || echo "setup: warning: apt could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"
+            "${apt_packages[@]}" >/dev/null) \
+            || echo "setup: warning: apt could not install ${apt_packages[*]}; the tests that need them will be skipped"
     else
-        echo "setup: warning: not root, skipping 'apt-get install dataset-fashion-mnist'"
+        echo "setup: warning: not root, skipping 'apt-get install ${apt_packages[*]}'"
     fi
 fi
 
