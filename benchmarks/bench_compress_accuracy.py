@@ -34,7 +34,11 @@ def mpiexec() -> str:
 
 
 def run(spec: str, args) -> dict:
-    tag = spec.replace(":", "_").replace(",", "_").replace("=", "")
+    """``spec`` is a --compress spec, optionally followed by ``|key=value`` config
+    overrides for this run only (e.g. ``sign|dist.compress_warmup_steps=150``)."""
+    spec, *extra = spec.split("|")
+    tag = (spec + "".join("_" + e for e in extra)).replace(":", "_").replace(",", "_")
+    tag = tag.replace("=", "").replace("dist.", "")
     run_dir = os.path.join(args.run_root, f"seed{args.seed}", tag)
     cmd = [mpiexec(), "-n", str(args.ranks), sys.executable, "-m", "dtnn", "train",
            "--config", "configs/simplecnn.toml",
@@ -43,6 +47,8 @@ def run(spec: str, args) -> dict:
            "--set", "train.threads=1", "--set", "output.progress=false",
            "--set", "output.checkpoint_every=0", "--set", f"train.seed={args.seed}",
            "--run-dir", run_dir, "--compress", spec]
+    for e in list(args.set) + extra:
+        cmd += ["--set", e]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1")
     line = " ".join(shlex.quote(c) for c in cmd)
@@ -50,7 +56,7 @@ def run(spec: str, args) -> dict:
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=args.timeout)
     wall = time.time() - t0
-    row = {"spec": spec, "command": line, "status": proc.returncode, "wall_seconds": wall}
+    row = {"spec": "|".join([spec, *extra]), "command": line, "status": proc.returncode, "wall_seconds": wall}
     if proc.returncode != 0:
         return row
     with open(os.path.join(run_dir, "report.json")) as fh:
@@ -74,6 +80,7 @@ def write(rows, args) -> None:
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"compress_accuracy_{args.tag}.json"), "w") as fh:
         json.dump({"ranks": args.ranks, "epochs": args.epochs, "seed": args.seed,
+                   "overrides": args.set,
                    "global_batch": args.global_batch, "rows": rows}, fh, indent=1)
     base = next((r for r in rows if r["spec"] == "none" and "test_accuracy" in r), None)
     lines = [
@@ -102,6 +109,8 @@ def main(argv=None) -> int:
     p.add_argument("--specs", nargs="+", default=SPECS)
     p.add_argument("--seed", type=int, default=0, help="train.seed (init, data order)")
     p.add_argument("--tag", default="seed0", help="results file suffix")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run (e.g. schedule.warmup_epochs=0.2)")
     p.add_argument("--run-root", default="/tmp/dtnn-compress-runs")
     p.add_argument("--timeout", type=float, default=1800)
     args = p.parse_args(argv)

@@ -116,7 +116,8 @@ class TuneConfig:
         return TuneOptions(rounds=self.rounds, warmup=self.warmup,
                            prune_ratio=self.prune_ratio, use_cache=self.cache,
                            cache_dir=self.cache_dir,
-                           force={"conv": self.force} if self.force else {})
+                           force={"conv": self.force, "conv_infer": self.force}
+                           if self.force else {})
 
 
 @dataclass

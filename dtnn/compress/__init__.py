@@ -9,8 +9,8 @@ collective itself (allreduce for summable payloads, allgather otherwise).
     bf16      bfloat16 by allgather
     int8      per-bucket max scale, stochastic rounding
     qsgd      bits=8, chunk=512: unbiased stochastic levels with per-chunk L2 norms
-    terngrad  unbiased ternary with per-bucket scale, 2 bits per element
-    sign      1 bit + mean |x| scale, error feedback
+    terngrad  chunk=512: unbiased ternary, max-scale per chunk, 2 bits per element
+    sign      chunk=512: 1 bit + mean |x| scale per chunk, error feedback
     topk      ratio=0.01, scope=layer|bucket|global; values + int32 indices, EF
     randomk   ratio=0.01; indices from a shared seed, summable, EF
     powersgd  rank=2, start_step=0; rank-r power iteration with warm start, EF

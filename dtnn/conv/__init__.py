@@ -3,7 +3,7 @@
 Importing this package registers every variant listed below, so
 ``CONV_ALGORITHMS.get(name)`` works after ``import dtnn.conv``:
 
-    im2col     im2col + GEMM, chunked (the default)
+    im2col     im2col + GEMM, chunked (the default); im2col1: one image per chunk
     winograd   Winograd F(4x4)/F(2x2) for 3x3 stride-1 (tile tuned; winograd2/4 fixed)
     implicit   shifted-GEMM accumulation without an im2col buffer (stride 1)
     direct     direct loops in C (tiny layers)

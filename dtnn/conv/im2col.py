@@ -215,3 +215,17 @@ class Im2ColConv(ConvAlgorithm):
                 dw_acc += tmp.sum(axis=0)
         if dx is not None:
             np.matmul(wm.transpose(0, 2, 1), dy4, out=dx.reshape(N, G, Cg, P))
+
+
+@CONV_ALGORITHMS.register("im2col1")
+class Im2ColPerImageConv(Im2ColConv):
+    """im2col with one image per chunk: each image's GEMM writes straight into the
+    output, so there is no (K, nb, P) -> NCHW layout change and the column buffer stays
+    small.  Measured 1.6-2.4x faster than the chunked default (forward + backward) on
+    first layers with 1-3 input channels; BestOf races it where the default would
+    chunk several images."""
+
+    workspace_bytes = 1
+
+    def worth_tuning(self, g: ConvGeometry) -> bool:
+        return not self._is_pointwise(g) and Im2ColConv().chunk_size(g) > 1

@@ -1,0 +1,107 @@
+"""Online auto-tuning: ``BestOf`` (pick the fastest interchangeable function per problem
+key while the real work runs), its on-disk cache and the run report.
+
+Process-wide tuners are obtained with ``get_tuner(name, alternatives, ...)`` so every
+layer with the same problem key shares one decision; ``configure()`` sets the options
+(rounds, cache directory, forced alternative, node communicator) they are created with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from dtnn.tune.bestof import BestOf, TuneState, key_str
+from dtnn.tune.cache import TuneCache, default_cache_dir
+
+__all__ = ["BestOf", "TuneState", "TuneCache", "TuneOptions", "configure", "get_tuner",
+           "tuners", "reset", "collect", "key_str", "default_cache_dir", "current_threads"]
+
+
+@dataclass
+class TuneOptions:
+    rounds: int = 5
+    warmup: int = 1
+    prune_after: int = 2
+    prune_ratio: float = 1.5
+    gross_ratio: float = 4.0
+    use_cache: bool = True
+    cache_dir: str = ""
+    force: Dict[str, str] = field(default_factory=dict)   # tuner name -> alternative
+
+
+_options = TuneOptions()
+_comm = None
+_tuners: Dict[str, BestOf] = {}
+_cache: Optional[TuneCache] = None
+
+
+def configure(options: Optional[TuneOptions] = None, comm=None) -> TuneOptions:
+    """Set the options (and the node communicator: an object with
+    ``node_allreduce(array, op)``) for tuners created from now on; drops existing ones."""
+    global _options, _comm, _cache
+    _options = options or TuneOptions()
+    _comm = comm
+    _cache = None
+    _tuners.clear()
+    return _options
+
+
+def options() -> TuneOptions:
+    return _options
+
+
+def _get_cache() -> Optional[TuneCache]:
+    global _cache
+    if not _options.use_cache:
+        return None
+    if _cache is None:
+        _cache = TuneCache(default_cache_dir(_options.cache_dir or None))
+    return _cache
+
+
+def get_tuner(name: str, alternatives, local: bool = False, **kwargs) -> BestOf:
+    """The process-wide BestOf called ``name`` (created on first use).
+
+    ``local=True``: decide on this rank's timings alone (no node reduction).  Use it
+    for calls whose sequence may differ between ranks -- evaluation shards need not
+    have the same number or sizes of batches, and a node collective issued by one
+    rank only would hang."""
+    bo = _tuners.get(name)
+    if bo is None:
+        kw = dict(rounds=_options.rounds, warmup=_options.warmup,
+                  prune_after=_options.prune_after, prune_ratio=_options.prune_ratio,
+                  gross_ratio=_options.gross_ratio, comm=None if local else _comm,
+                  cache=_get_cache(), force=_options.force.get(name))
+        kw.update(kwargs)
+        bo = _tuners[name] = BestOf(name, alternatives, **kw)
+    return bo
+
+
+def tuners() -> Dict[str, BestOf]:
+    return dict(_tuners)
+
+
+def reset() -> None:
+    _tuners.clear()
+
+
+def collect() -> List[Dict[str, Any]]:
+    rows: List[Dict[str, Any]] = []
+    for bo in _tuners.values():
+        rows.extend(bo.report())
+    return rows
+
+
+_threads_fn = None
+
+
+def current_threads() -> int:
+    """OpenMP threads our kernels would use now (part of every tuning key)."""
+    global _threads_fn
+    if _threads_fn is None:
+        try:
+            from dtnn._kernels._im2col import openmp_max_threads
+            _threads_fn = openmp_max_threads
+        except ImportError:
+            _threads_fn = lambda: 1  # noqa: E731
+    return _threads_fn()
