@@ -62,7 +62,8 @@ def run(spec: str, args) -> dict:
     with open(os.path.join(run_dir, "report.json")) as fh:
         report = json.load(fh)
     with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
-        records = [json.loads(x) for x in fh if x.strip()]
+        records = [r for r in (json.loads(x) for x in fh if x.strip())
+                   if r.get("event") != "eval"]
     ex = records[-1].get("exchange", {})
     row.update(test_accuracy=report["accuracy"],
                train_loss=records[-1]["train_loss"],

@@ -9,7 +9,8 @@ import sys
 
 def summarize(run_dir: str) -> str:
     with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
-        records = [json.loads(line) for line in fh if line.strip()]
+        records = [r for r in (json.loads(line) for line in fh if line.strip())
+                   if r.get("event") != "eval"]
     with open(os.path.join(run_dir, "report.json")) as fh:
         report = json.load(fh)
     seconds = [r["epoch_seconds"] for r in records]

@@ -85,6 +85,14 @@ class TrainConfig:
     #: stop after this many steps per epoch (0 = full epochs); for smoke tests
     max_steps_per_epoch: int = 0
     eval_batch_size: int = 500
+    #: evaluations per epoch (on the eval split): 1 = at the end of every epoch; K > 1 also
+    #: after every 1/K of an epoch (finer time-to-accuracy)
+    evals_per_epoch: int = 1
+    #: if > 0: record the training time at which eval accuracy first reaches this
+    #: (``time_to_accuracy`` in metrics.jsonl)
+    target_accuracy: float = 0.0
+    #: stop training at the first evaluation that reaches ``train.target_accuracy``
+    stop_at_target: bool = False
 
 
 @dataclass
@@ -250,6 +258,10 @@ def validate(cfg: Config) -> None:
         (cfg.data.augment_shift >= 0, "data.augment_shift must be >= 0"),
         (cfg.output.checkpoint_every >= 0, "output.checkpoint_every must be >= 0"),
         (0.0 <= cfg.train.label_smoothing < 1.0, "train.label_smoothing must be in [0, 1)"),
+        (cfg.train.evals_per_epoch >= 1, "train.evals_per_epoch must be >= 1"),
+        (0.0 <= cfg.train.target_accuracy <= 1.0, "train.target_accuracy must be in [0, 1]"),
+        (not cfg.train.stop_at_target or cfg.train.target_accuracy > 0,
+         "train.stop_at_target needs train.target_accuracy > 0"),
     ]
     for ok, message in checks:
         if not ok:

@@ -8,6 +8,11 @@ the exchange without any framework around it.
 
 Per-step times are reported for the slowest rank (MAX over ranks of the per-rank
 mean), which is what sets the job's pace; samples/s = ranks x batch / step time.
+
+Mode ``none`` runs the same steps with the gradient exchange skipped (replicas drift
+apart; only the time matters): the compute-only reference for "communication
+efficiency" = samples/s with the exchange / samples/s without it.  Each compressor
+spec in ``compress`` gives one row per exchange mode (``none`` = uncompressed).
 """
 from __future__ import annotations
 
@@ -43,10 +48,54 @@ def raw_allreduce_seconds(ctx, nbytes: int, repeats: int = 10) -> Optional[float
     return _max(ctx, (time.perf_counter() - t) / repeats)
 
 
+def _timed_steps(ctx, net, opt, loss_fn, x, y, reducer, warmup: int, steps: int):
+    """Per-step seconds of the last ``steps`` of ``warmup + steps`` training steps."""
+    times = []
+    for i in range(warmup + steps):
+        if i == warmup:
+            if reducer is not None:
+                reducer.reset_stats()
+            if hasattr(ctx, "comm"):
+                ctx.comm.Barrier()
+        t = time.perf_counter()
+        logits = net.forward(x, training=True)
+        loss_fn.forward(logits, y)
+        if reducer is None:
+            net.backward(loss_fn.backward())
+        else:
+            reducer.start_step()
+            net.backward(loss_fn.backward(), on_grads_ready=reducer.on_grads_ready)
+            reducer.finish_step()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def _reducer_row(ctx, reducer, step: float, bucket_mb: float, progress: bool):
+    """The reducer's split of a step (slowest rank) and its byte counts."""
+    s = reducer.stats()
+    row: Dict[str, Any] = {}
+    for key in ("exposed_comm_seconds", "comm_seconds", "hook_mpi_seconds",
+                "backward_seconds", "codec_seconds"):
+        row[key] = _max(ctx, s[key])
+    # compute = what is left of the step once waiting, MPI calls from the hooks and
+    # compression/decompression are taken out
+    row["compute_seconds"] = (step - row["exposed_comm_seconds"] - row["hook_mpi_seconds"]
+                              - row["codec_seconds"])
+    sent = int(s["sent_bytes"]) if s["sent_bytes"] else int(s["payload_bytes"])
+    row.update(buckets=s["buckets"], bucket_mb=bucket_mb, progress=progress,
+               payload_bytes=s["payload_bytes"], sent_bytes=sent,
+               compression_ratio=s["payload_bytes"] / sent if sent else None,
+               wire_bytes_estimate=s["wire_bytes_estimate"])
+    return row
+
+
 def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
         classes: int = 10, model_options: Optional[Dict[str, Any]] = None, batch: int = 64,
         steps: int = 20, warmup: int = 3, modes: Sequence[str] = ("overlap", "blocking"),
-        bucket_mb: float = 4.0, progress: bool = True) -> Dict[str, Any]:
+        bucket_mb: float = 4.0, progress: bool = True,
+        compress: Sequence[str] = ("none",)) -> Dict[str, Any]:
     net = build_model(model, tuple(input_shape), classes, seed=0, **(model_options or {}))
     opt = build_optimizer("sgd", net, lr=0.01, momentum=0.9)
     ctx.sync_model(net, opt)
@@ -55,45 +104,26 @@ def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
     y = rng.integers(0, classes, batch)
     loss_fn = SoftmaxCrossEntropy()
     results: List[Dict[str, Any]] = []
-    for mode in modes:
-        reducer = ctx.make_reducer(net, {"mode": mode, "bucket_mb": bucket_mb,
-                                         "progress": progress})
-        step_times = []
-        for i in range(warmup + steps):
-            if i == warmup:
-                if reducer is not None:
-                    reducer.reset_stats()
-                if hasattr(ctx, "comm"):
-                    ctx.comm.Barrier()
-            t = time.perf_counter()
-            logits = net.forward(x, training=True)
-            loss_fn.forward(logits, y)
-            if reducer is None:
-                net.backward(loss_fn.backward())
-            else:
-                reducer.start_step()
-                net.backward(loss_fn.backward(), on_grads_ready=reducer.on_grads_ready)
-                reducer.finish_step()
-            opt.step()
-            if i >= warmup:
-                step_times.append(time.perf_counter() - t)
+    runs = [(m, "none") for m in modes if m == "none" or ctx.size == 1]
+    runs += [(m, c) for c in compress for m in modes if m != "none" and ctx.size > 1]
+    for mode, spec in runs:
+        reducer = None
+        if mode != "none":
+            reducer = ctx.make_reducer(net, {"mode": mode, "bucket_mb": bucket_mb,
+                                             "progress": progress, "compress": spec})
+        step_times = _timed_steps(ctx, net, opt, loss_fn, x, y, reducer, warmup, steps)
         step = _max(ctx, float(np.mean(step_times)))
-        row: Dict[str, Any] = {"mode": mode if ctx.size > 1 else "serial", "ranks": ctx.size,
-                               "batch_per_rank": batch, "global_batch": batch * ctx.size,
-                               "steps": steps, "step_seconds": step,
+        row: Dict[str, Any] = {"mode": mode if ctx.size > 1 else "serial", "compress": spec,
+                               "ranks": ctx.size, "batch_per_rank": batch,
+                               "global_batch": batch * ctx.size, "steps": steps,
+                               "step_seconds": step,
                                "samples_per_second": batch * ctx.size / step}
         if reducer is None:
             row.update(compute_seconds=step, comm_seconds=0.0, exposed_comm_seconds=0.0,
-                       hook_mpi_seconds=0.0, payload_bytes=0, wire_bytes_estimate=0)
+                       hook_mpi_seconds=0.0, codec_seconds=0.0, payload_bytes=0,
+                       sent_bytes=0, wire_bytes_estimate=0, compression_ratio=None)
         else:
-            s = reducer.stats()
-            for key in ("exposed_comm_seconds", "comm_seconds", "hook_mpi_seconds",
-                        "backward_seconds"):
-                row[key] = _max(ctx, s[key])
-            row["compute_seconds"] = step - row["exposed_comm_seconds"] - row["hook_mpi_seconds"]
-            row.update(buckets=s["buckets"], bucket_mb=bucket_mb, progress=progress,
-                       payload_bytes=s["payload_bytes"],
-                       wire_bytes_estimate=s["wire_bytes_estimate"])
+            row.update(_reducer_row(ctx, reducer, step, bucket_mb, progress))
         results.append(row)
         if ctx.size == 1:
             break  # one serial row is enough

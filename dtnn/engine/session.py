@@ -5,7 +5,8 @@ Run directory layout (written by rank 0)::
 
     config.toml      the resolved configuration (re-run with --config)
     model.txt        the model table: layers, output shapes, parameter counts
-    metrics.jsonl    one JSON object per epoch
+    metrics.jsonl    one JSON object per epoch (plus one per evaluation, ``"event":
+                     "eval"``, with train.evals_per_epoch > 1 or train.target_accuracy)
     checkpoint.h5    the latest checkpoint (HDF5; resume with --resume)
     report.json      final test metrics: accuracy, per-class and macro P/R/F1, confusion
     confusion.txt    the confusion matrix as a table
@@ -155,7 +156,7 @@ def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
         if metrics is not None:
             metrics.write(record)
         every = cfg.output.checkpoint_every
-        last = trainer.state.epoch == trainer.epochs
+        last = trainer.state.epoch == trainer.epochs or trainer.stopped
         save = last or bool(every and trainer.state.epoch % every == 0)
         # collective (every rank's error-feedback memory goes to rank 0): all ranks call it
         compressor = trainer.reducer.state_dict() if save and trainer.reducer else None
@@ -167,11 +168,21 @@ def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
             save_checkpoint(run.file("checkpoint.h5"), model, step=trainer.state.step,
                             epoch=trainer.state.epoch, states=states, meta=meta)
 
+    def on_eval(trainer: Trainer, record: Dict[str, Any]) -> None:
+        # mid-epoch evaluations only matter for time-to-accuracy: keep metrics.jsonl
+        # one line per epoch otherwise
+        if metrics is not None and (cfg.train.evals_per_epoch > 1
+                                    or cfg.train.target_accuracy > 0):
+            metrics.write(record)
+
     trainer = Trainer(model, optimizer, schedule, loader, ctx, epochs=cfg.train.epochs,
                       label_smoothing=cfg.train.label_smoothing,
                       max_steps_per_epoch=cfg.train.max_steps_per_epoch,
                       eval_batch_size=cfg.train.eval_batch_size,
-                      progress=cfg.output.progress, on_epoch_end=on_epoch_end)
+                      progress=cfg.output.progress, on_epoch_end=on_epoch_end,
+                      evals_per_epoch=cfg.train.evals_per_epoch,
+                      target_accuracy=cfg.train.target_accuracy,
+                      stop_at_target=cfg.train.stop_at_target, on_eval=on_eval)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt.states["optimizer"])
         trainer.state.epoch, trainer.state.step = ckpt.epoch, ckpt.step

@@ -2,6 +2,14 @@
 -> optimizer, and one epoch ends with a sharded evaluation, a metrics line and a
 checkpoint.
 
+Time-to-accuracy: ``evals_per_epoch = K`` evaluates after steps ``steps * j // K``
+(j = 1..K) of every epoch; ``train_seconds`` is the time since ``fit`` started minus
+the time spent evaluating (so evaluating more often does not make training look
+slower), ``wall_seconds`` includes it.  ``time_to_accuracy`` is ``train_seconds`` at
+the first evaluation whose accuracy reaches ``target_accuracy``; with
+``stop_at_target`` training ends there (the partial epoch gets its record and
+checkpoint; a resume continues with the next epoch).
+
 Everything the loop needs is handed in already built (see ``engine.session``), so the
 loop itself holds no policy about data sources, models or processes.
 """
@@ -25,6 +33,7 @@ class EpochStats:
     correct: int = 0
     samples: int = 0
     seconds: float = 0.0
+    evaluation: Optional[Dict[str, Any]] = None
 
     def add(self, loss: float, correct: int, n: int) -> None:
         self.loss_sum += loss * n
@@ -40,11 +49,34 @@ class TrainState:
     history: List[Dict[str, Any]] = field(default_factory=list)
 
 
+class RunClock:
+    """Seconds since training started, with evaluation time counted separately."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.eval_seconds = 0.0
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.start
+
+    def train(self) -> float:
+        return self.wall() - self.eval_seconds
+
+
+def eval_points(steps: int, evals_per_epoch: int) -> List[int]:
+    """Step counts within an epoch after which to evaluate (the last is the epoch end)."""
+    k = max(1, int(evals_per_epoch))
+    return sorted({steps * j // k for j in range(1, k + 1)} - {0})
+
+
 class Trainer:
     def __init__(self, model, optimizer, schedule, loader: BatchLoader, ctx, *,
                  epochs: int, label_smoothing: float = 0.0, max_steps_per_epoch: int = 0,
                  eval_batch_size: int = 500, progress: bool = True,
-                 on_epoch_end: Optional[Callable[["Trainer", Dict[str, Any]], None]] = None):
+                 evals_per_epoch: int = 1, target_accuracy: float = 0.0,
+                 stop_at_target: bool = False,
+                 on_epoch_end: Optional[Callable[["Trainer", Dict[str, Any]], None]] = None,
+                 on_eval: Optional[Callable[["Trainer", Dict[str, Any]], None]] = None):
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.loader, self.ctx = loader, ctx
         self.epochs = epochs
@@ -53,9 +85,16 @@ class Trainer:
         self.eval_batch_size = eval_batch_size
         self.progress = progress and ctx.is_root
         self.on_epoch_end = on_epoch_end
+        self.on_eval = on_eval
+        self.evals_per_epoch = max(1, int(evals_per_epoch))
+        self.target_accuracy = float(target_accuracy)
+        self.stop_at_target = bool(stop_at_target)
         self.reducer = ctx.make_reducer(model)
         self.state = TrainState()
         self.log = get_logger()
+        self.clock = RunClock()
+        self.time_to_accuracy: Optional[Dict[str, float]] = None
+        self.stopped = False   # set when stop_at_target ended training early
 
     # --- one step -------------------------------------------------------------------
     def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple:
@@ -75,15 +114,19 @@ class Trainer:
         return loss, correct
 
     # --- one epoch ------------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> EpochStats:
+    def train_epoch(self, epoch: int, eval_set: Optional[Dataset] = None) -> EpochStats:
+        """One epoch; with ``eval_set``, evaluates at the epoch's eval points (the last
+        evaluation is left in ``stats.evaluation``)."""
         steps = self.loader.steps_per_epoch
         if self.max_steps:
             steps = min(steps, self.max_steps)
+        points = set(eval_points(steps, self.evals_per_epoch)) if eval_set is not None else set()
         stats = EpochStats()
         bar = self._progress_bar(steps, epoch)
         start = time.perf_counter()
+        eval_time = 0.0
         for i, (xb, yb) in enumerate(self.loader.epoch(epoch)):
-            if i >= steps:
+            if i >= steps or self.stopped:
                 break
             loss, correct = self.train_step(xb, yb)
             if not np.isfinite(loss):
@@ -97,7 +140,11 @@ class Trainer:
                                 sps=f"{stats.samples * self.ctx.size / max(elapsed, 1e-9):.0f}",
                                 refresh=False)
                 bar.update(1)
-        stats.seconds = time.perf_counter() - start
+            if i + 1 in points:
+                t_eval = time.perf_counter()
+                stats.evaluation = self._evaluate_point(eval_set, epoch, i + 1, steps)
+                eval_time += time.perf_counter() - t_eval
+        stats.seconds = time.perf_counter() - start - eval_time
         if bar is not None:
             bar.close()
         return stats
@@ -129,22 +176,62 @@ class Trainer:
         report = report_from_confusion(cm, ds.classes)
         return {"loss": float(totals[0] / max(1, cm.sum())), "report": report, "confusion": cm}
 
+    def _evaluate_point(self, eval_set: Dataset, epoch: int, done: int,
+                        steps: int) -> Dict[str, Any]:
+        """Evaluate, update time-to-accuracy, maybe stop; report it via ``on_eval``."""
+        t0 = time.perf_counter()
+        evaluation = self.evaluate(eval_set)
+        self.clock.eval_seconds += time.perf_counter() - t0
+        accuracy = evaluation["report"]["accuracy"]
+        timing = self._timing()
+        if (self.target_accuracy > 0 and self.time_to_accuracy is None
+                and accuracy >= self.target_accuracy):
+            self.time_to_accuracy = {"train_seconds": timing["train_seconds"],
+                                     "wall_seconds": timing["wall_seconds"],
+                                     "step": self.state.step}
+            timing = self._timing(timing["wall_seconds"])
+            if self.stop_at_target:
+                self.stopped = True  # every rank sees the same reduced accuracy
+        if self.on_eval is not None:
+            self.on_eval(self, {"event": "eval", "epoch": epoch + 1,
+                                "epoch_progress": epoch + done / max(1, steps),
+                                "step": self.state.step, "eval_loss": evaluation["loss"],
+                                "eval_accuracy": accuracy, **timing})
+        return evaluation
+
+    def _timing(self, wall: Optional[float] = None) -> Dict[str, Any]:
+        wall = self.clock.wall() if wall is None else wall
+        out: Dict[str, Any] = {"wall_seconds": wall,
+                               "train_seconds": wall - self.clock.eval_seconds}
+        if self.target_accuracy > 0:
+            tta = self.time_to_accuracy or {}
+            out.update(target_accuracy=self.target_accuracy,
+                       time_to_accuracy=tta.get("train_seconds"),
+                       time_to_accuracy_wall=tta.get("wall_seconds"))
+        return out
+
     # --- the whole run -----------------------------------------------------------------
     def fit(self, eval_set: Optional[Dataset]) -> List[Dict[str, Any]]:
+        self.clock = RunClock()
         for epoch in range(self.state.epoch, self.epochs):
-            stats = self.train_epoch(epoch)
+            stats = self.train_epoch(epoch, eval_set)
             record = self._epoch_record(epoch, stats)
-            evaluation = None
-            if eval_set is not None:
-                evaluation = self.evaluate(eval_set)
+            evaluation = stats.evaluation
+            if evaluation is not None:
                 record.update(eval_loss=evaluation["loss"],
                               eval_accuracy=evaluation["report"]["accuracy"],
                               eval_macro_f1=evaluation["report"]["macro"]["f1"])
+            record.update(self._timing())
             self.state.epoch = epoch + 1
             self.state.history.append(record)
             self.log.info(_format_record(record))
             if self.on_epoch_end is not None:
                 self.on_epoch_end(self, dict(record, evaluation=evaluation))
+            if self.stopped:
+                self.log.info(f"eval accuracy reached {self.target_accuracy:g} after "
+                              f"{self.time_to_accuracy['train_seconds']:.1f} s of training "
+                              f"(step {self.state.step}): stopping (train.stop_at_target)")
+                break
         return self.state.history
 
     def _epoch_record(self, epoch: int, stats: EpochStats) -> Dict[str, Any]:
