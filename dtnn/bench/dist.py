@@ -7,7 +7,8 @@ raw ``MPI_Allreduce`` of the same number of bytes, timed alone, gives the cost o
 the exchange without any framework around it.
 
 Per-step times are reported for the slowest rank (MAX over ranks of the per-rank
-mean), which is what sets the job's pace; samples/s = ranks x batch / step time.
+median step time), which is what sets the job's pace; samples/s = ranks x batch /
+step time.  Every row starts from the same initial weights and optimizer state.
 
 Mode ``none`` runs the same steps with the gradient exchange skipped (replicas drift
 apart; only the time matters): the compute-only reference for "communication
@@ -106,13 +107,22 @@ def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
     results: List[Dict[str, Any]] = []
     runs = [(m, "none") for m in modes if m == "none" or ctx.size == 1]
     runs += [(m, c) for c in compress for m in modes if m != "none" and ctx.size > 1]
+    # every row starts from the same weights and optimizer state: a replica trained on
+    # one fixed batch changes speed as it trains, which would favour later rows
+    start_params = net.flat_params.copy()
+    start_buffers = {k: v.copy() for k, v in net.buffers().items()}
     for mode, spec in runs:
+        np.copyto(net.flat_params, start_params)
+        for k, v in net.buffers().items():
+            np.copyto(v, start_buffers[k])
+        opt = build_optimizer("sgd", net, lr=0.01, momentum=0.9)
         reducer = None
         if mode != "none":
             reducer = ctx.make_reducer(net, {"mode": mode, "bucket_mb": bucket_mb,
                                              "progress": progress, "compress": spec})
         step_times = _timed_steps(ctx, net, opt, loss_fn, x, y, reducer, warmup, steps)
-        step = _max(ctx, float(np.mean(step_times)))
+        # median: robust to the odd step another process on the machine steals
+        step = _max(ctx, float(np.median(step_times)))
         row: Dict[str, Any] = {"mode": mode if ctx.size > 1 else "serial", "compress": spec,
                                "ranks": ctx.size, "batch_per_rank": batch,
                                "global_batch": batch * ctx.size, "steps": steps,
