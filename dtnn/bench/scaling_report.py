@@ -158,19 +158,23 @@ def plot_throughput(rows: List[Dict[str, Any]], out: Path) -> List[str]:
         if not links:
             continue
         fig, axes = plt.subplots(1, len(links), figsize=(5 * len(links), 4), squeeze=False)
+        colors = plt.get_cmap("tab20").colors
         for ax, link in zip(axes[0], links):
-            series = defaultdict(dict)
-            for r in mine:
+            series: Dict[str, Dict[int, float]] = defaultdict(dict)
+            for r in mine:   # overlap rows only: blocking is in the tables
+                if r["link"] == link and r["hosts"] > 1 and r["mode"] != "blocking":
+                    series[label(r)][r["hosts"]] = r["samples_per_second"]
+            for r in mine:   # 1 rank: the same point starts every line of its framework
                 if r["hosts"] == 1 and r["mode"] in ("serial", "none"):
-                    for v in {label(x) for x in mine if x["link"] == link}:
+                    for v in series:
                         if v.startswith("dtnn" if r["framework"] == "dtnn" else "DDP"):
                             series[v].setdefault(1, r["samples_per_second"])
-                elif r["link"] == link and r["mode"] != "blocking":
-                    series[label(r)][r["hosts"]] = r["samples_per_second"]
-            for v, pts in sorted(series.items()):
+            for i, v in enumerate(series):
+                pts = series[v]
                 hs = sorted(pts)
                 style = "--" if v.startswith("DDP") else "-"
-                ax.plot(hs, [pts[h] for h in hs], style, marker="o", label=v)
+                ax.plot(hs, [pts[h] for h in hs], style, marker="o", label=v,
+                        color=colors[i % len(colors)])
             ax.set_title(f"{model}, link {link}")
             ax.set_xlabel("hosts (1 rank each)")
             ax.set_ylabel("samples/s")
@@ -193,11 +197,12 @@ def plot_tta(tta: List[Dict[str, Any]], out: Path) -> List[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 5))
-    for r in runs:
+    colors = plt.get_cmap("tab20").colors
+    for i, r in enumerate(runs):
         xs = [c[0] for c in r["curve"]]
         ys = [c[1] for c in r["curve"]]
         style = "--" if r["framework"] == "torch-ddp" else "-"
-        ax.plot(xs, ys, style, marker=".",
+        ax.plot(xs, ys, style, marker=".", color=colors[i % len(colors)],
                 label=("DDP " if r["framework"] == "torch-ddp" else "dtnn ") + r["name"])
     ax.axhline(runs[0]["target"], color="k", lw=0.8)
     ax.set_xlabel("training seconds (evaluation excluded)")
