@@ -5,7 +5,8 @@ compressor; the ``GradientReducer`` then sends compressed buckets and picks the
 collective itself (allreduce for summable payloads, allgather otherwise).
 
     none      fp32 (the reducer's plain path)
-    fp16      half precision, summable; prescale=true, accumulate=fp16|fp32
+    fp16      half precision, summable; prescale=true, accumulate=fp16|fp32,
+              reduce_op=dtnn|mpi (whose float16 sum the allreduce uses)
     bf16      bfloat16 by allgather
     int8      per-bucket max scale, stochastic rounding
     qsgd      bits=8, chunk=512: unbiased stochastic levels with per-chunk L2 norms

@@ -9,8 +9,9 @@ Per bucket (a contiguous slice of ``model.flat_grads``):
   fp32 vector and averaged by a single ``Iallreduce`` posted when the last bucket
   closes ("batched together");
 * the unit is compressed (with error feedback if on) and its payload posted at once:
-  ``Iallreduce(SUM)`` if the compressor's payloads are summable, else ``Iallgather``
-  of the fixed-size byte payloads;
+  ``Iallreduce(SUM)`` if the compressor's payloads are summable (float16 payloads with
+  dtnn's own reduction op, ``dtnn.compress.fp16_sum``, unless the compressor asks for
+  MPI's), else ``Iallgather`` of the fixed-size byte payloads;
 * ``finish()`` waits bucket by bucket, runs extra rounds (PowerSGD's Q) with blocking
   ``Allreduce``, and decodes into the gradient: the summed payload once, or every
   rank's payload in rank order, each scaled by 1/N.  Every rank decodes the same
@@ -25,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from dtnn.compress.base import Compressor, Unit
+from dtnn.compress.fp16_sum import iallreduce_half
 from dtnn.compress.memory import ErrorFeedback
 
 
@@ -59,6 +61,8 @@ class CompressedExchange:
         self.rank = comm.Get_rank()
         self.compressor = compressor
         compressor.setup(self.size, self.rank, seed)
+        self._half_sum = (np.dtype(getattr(compressor, "payload_dtype", np.uint8)) == np.float16
+                          and getattr(compressor, "reduce_op", "dtnn") == "dtnn")
         self.ef = ErrorFeedback() if error_feedback else None
         self.grads = model.flat_grads
         self.alpha = 1.0 / self.size
@@ -123,7 +127,9 @@ class CompressedExchange:
             self.codec_seconds += time.perf_counter() - t
             plan.payload = payload
             self.sent_bytes += payload.nbytes
-            if self.compressor.summable:
+            if self.compressor.summable and self._half_sum:
+                plan.request = iallreduce_half(self.comm, MPI, payload)
+            elif self.compressor.summable:
                 plan.request = self.comm.Iallreduce(MPI.IN_PLACE, payload, op=MPI.SUM)
             else:
                 plan.request = self.comm.Iallgather(payload, plan.recv)

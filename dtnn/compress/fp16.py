@@ -1,6 +1,8 @@
 """fp16 and bf16: half the bytes of fp32.
 
-fp16 payloads are summable (MPICH reduces MPI float16 buffers); ``prescale=true``
+fp16 payloads are summable: ``reduce_op=dtnn`` (default) sums them with dtnn's
+vectorised float16 op (``dtnn.compress.fp16_sum``), ``reduce_op=mpi`` with the MPI
+library's float16 ``MPI_SUM`` (slow in MPICH); ``prescale=true``
 (default) multiplies by 1/N before the conversion so that the sum of N ranks'
 values cannot overflow fp16's 65504 where the mean would not.  ``accumulate=fp32``
 sends the halves by allgather and sums them in fp32 instead (portable MPI, no fp16
@@ -20,10 +22,14 @@ from dtnn.errors import ConfigError
 class FP16(Compressor):
     payload_dtype = np.dtype(np.float16)
 
-    def __init__(self, prescale: bool = True, accumulate: str = "fp16"):
+    def __init__(self, prescale: bool = True, accumulate: str = "fp16",
+                 reduce_op: str = "dtnn"):
         super().__init__()
         if accumulate not in ("fp16", "fp32"):
             raise ConfigError(f"fp16: accumulate must be fp16 or fp32, got {accumulate!r}")
+        if reduce_op not in ("dtnn", "mpi"):
+            raise ConfigError(f"fp16: reduce_op must be dtnn or mpi, got {reduce_op!r}")
+        self.reduce_op = reduce_op
         self.prescale = bool(prescale)
         self.accumulate = accumulate
         self.summable = accumulate == "fp16"
@@ -53,7 +59,8 @@ class FP16(Compressor):
         return p
 
     def describe(self):
-        return f"fp16(prescale={self.prescale}, accumulate={self.accumulate})"
+        return (f"fp16(prescale={self.prescale}, accumulate={self.accumulate}, "
+                f"reduce_op={self.reduce_op})")
 
 
 @register("bf16")
