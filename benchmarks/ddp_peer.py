@@ -195,19 +195,13 @@ def register_hook(ddp, mode, args):
 
 
 # ------------------------------------------------------------------- training
-def eval_points(steps, evals_per_epoch):
-    """1-based step counts within an epoch after which to evaluate (last = epoch end);
-    dtnn's trainer uses the same formula, so both sides evaluate after the same steps."""
-    k = evals_per_epoch
-    return sorted({steps * j // k for j in range(1, k + 1)} - {0})
-
-
 class PeerTraining:
     """One DDP training run mirroring ``dtnn train`` (see the module docstring)."""
 
     def __init__(self, args, cfg, rank, size, log):
         from dtnn.data import Augment, BatchLoader, load_dataset, normalize
         from dtnn.engine.session import make_schedule
+        from dtnn.engine.trainer import eval_points   # the same steps as dtnn train
         from dtnn.models import build_model
 
         self.args, self.rank, self.size = args, rank, size
@@ -313,7 +307,8 @@ class PeerTraining:
     def run_epoch(self, epoch):
         """Train one epoch, or up to a stop at the target; True if training stops."""
         loss_sum = correct = seen = done = 0
-        last_eval, stop, eval_time = (None, None), False, 0.0
+        last_eval, stop = (None, None), False
+        evaluated_before = self.eval_seconds
         t0 = time.perf_counter()
         for i, (xb, yb) in enumerate(self.loader.epoch(epoch)):
             if i >= self.steps:
@@ -324,13 +319,12 @@ class PeerTraining:
             seen += len(yb)
             done = i + 1
             if done in self.points:
-                te = time.perf_counter()
                 last_eval = self.eval_point(epoch, done)
-                eval_time += time.perf_counter() - te
                 stop = self.args.stop_at_target and self.reached is not None
                 if stop:
                     break
-        seconds = time.perf_counter() - t0 - eval_time   # training only
+        # training only: eval_point counts its time in self.eval_seconds
+        seconds = time.perf_counter() - t0 - (self.eval_seconds - evaluated_before)
         # accounting over the steps actually done (fewer if the epoch was cut short)
         tot = torch.tensor([loss_sum, correct, seen, seconds], dtype=torch.float64)
         dist.all_reduce(tot)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from dtnn.errors import ConfigError, UserError
+from dtnn.io.jsonl import JsonlWriter, read_jsonl
 
 DEFAULT_COMPRESS = ("none", "fp16", "bf16", "int8", "qsgd:bits=8", "terngrad", "sign",
                     "topk:ratio=0.01", "randomk:ratio=0.01", "powersgd:rank=2")
@@ -129,30 +130,43 @@ def rank_env() -> Dict[str, str]:
     return env
 
 
+def run_job(argv: Sequence[str], timeout: float) -> Optional[str]:
+    """Run one MPI job (one thread per rank); None if it succeeded, else a one-line
+    reason."""
+    try:
+        res = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, timeout=timeout, env=rank_env())
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout:.0f} s"
+    if res.returncode != 0:
+        return f"exit {res.returncode}: {(res.stderr.strip().splitlines() or ['?'])[-1]}"
+    return None
+
+
 def run_json(argv: Sequence[str], json_path: Path, timeout: float, log) -> Dict[str, Any]:
     """Run one MPI job that writes a JSON result to ``json_path``."""
     if json_path.exists():
         json_path.unlink()
     t0 = time.time()
-    try:
-        res = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, timeout=timeout, env=rank_env())
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if res.returncode != 0 or not json_path.exists():
-        tail = (res.stderr.strip().splitlines() or ["?"])[-1]
-        return {"error": f"exit {res.returncode}: {tail}"}
+    error = run_job(argv, timeout)
+    if error is None and not json_path.exists():
+        error = f"no result written to {json_path}"
+    if error is not None:
+        return {"error": error}
     log(f"    done in {time.time() - t0:.0f} s")
     with open(json_path) as fh:
         return json.load(fh)
 
 
 def model_config(plan: Plan, name: str, options: Dict[str, Any]) -> Path:
-    """A minimal TOML config naming the model, for ddp_peer.py --bench."""
+    """A config naming the model (other sections at their defaults), for ddp_peer.py
+    --bench."""
+    from dtnn.config import Config, to_toml
     path = plan.out / "configs" / f"{name}_{'_'.join(f'{k}{v}' for k, v in options.items())}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    opts = ", ".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
-    path.write_text(f'[model]\nname = "{name}"\noptions = {{{opts}}}\n\n[train]\nseed = 0\n')
+    cfg = Config()
+    cfg.model.name, cfg.model.options = name, dict(options)
+    path.write_text(to_toml(cfg))
     return path
 
 
@@ -187,6 +201,11 @@ def flatten(result: Dict[str, Any], cell: Dict[str, Any], framework: str) -> Lis
     return rows
 
 
+def read_records(path: Path) -> List[Dict[str, Any]]:
+    """The records of a results file; none before it exists."""
+    return read_jsonl(path) if path.exists() else []
+
+
 class Recorder:
     """Appends JSON lines and knows which cells are already done."""
 
@@ -195,23 +214,29 @@ class Recorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def records(self) -> List[Dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        with open(self.path) as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        return read_records(self.path)
 
     def done(self, **match) -> bool:
         return any(all(r.get(k) == v for k, v in match.items()) for r in self.records())
 
     def write(self, record: Dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        with JsonlWriter(str(self.path)) as out:
+            out.write(record)
 
 
 def machine_note() -> Dict[str, Any]:
     return {"machine": platform.node(), "cores": os.cpu_count(),
             "load_average": [round(v, 2) for v in os.getloadavg()],
             "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def prepare_cell(cluster: Cluster, rec: Recorder, hosts: int, link: str, log) -> None:
+    """Bring ``hosts`` hosts up at ``link``; record and show the link self-test."""
+    selftest = cluster.prepare(hosts, link)
+    if selftest:
+        rec.write(dict(selftest, **machine_note()))
+        for line in selftest["lines"]:
+            log("   " + line)
 
 
 def cells(plan: Plan):
@@ -237,11 +262,7 @@ def run_throughput(plan: Plan, log=print) -> int:
             if not todo:
                 continue
             log(f"== {hosts} host(s), link {link}")
-            selftest = cluster.prepare(hosts, link)
-            if selftest:
-                rec.write(dict(selftest, **machine_note()))
-                for line in selftest["lines"]:
-                    log("   " + line)
+            prepare_cell(cluster, rec, hosts, link, log)
             for spec in dict.fromkeys(m for m, _ in todo):
                 frameworks = [fw for m, fw in todo if m == spec]
                 failures += _throughput_cell(plan, root, cluster, rec, spec, hosts, link,

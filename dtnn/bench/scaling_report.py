@@ -10,17 +10,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from dtnn.bench.scaling import read_records
+
 CSV_COLUMNS = ["model_spec", "params", "hosts", "link", "framework", "mode", "compress",
                "samples_per_second", "step_seconds", "compute_seconds", "codec_seconds",
                "exposed_comm_seconds", "comm_seconds", "sent_bytes", "compression_ratio",
                "efficiency", "batch_per_rank", "steps", "load_average", "time"]
-
-
-def read(path: Path) -> List[Dict[str, Any]]:
-    if not path.exists():
-        return []
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def label(r: Dict[str, Any]) -> str:
@@ -218,8 +213,8 @@ def plot_tta(tta: List[Dict[str, Any]], out: Path) -> List[str]:
 
 def write_report(out: Path) -> Optional[Path]:
     """Regenerate scaling.csv, tta.csv, report.md and the plots from the JSON lines."""
-    records = read(out / "scaling.jsonl")
-    tta = read(out / "tta.jsonl")
+    records = read_records(out / "scaling.jsonl")
+    tta = read_records(out / "tta.jsonl")
     rows = latest(records)
     add_efficiency(rows)
     if rows:

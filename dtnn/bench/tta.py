@@ -10,16 +10,15 @@ each run's metrics to ``OUT/tta/<framework>-<name>/``.
 """
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
-from dtnn.bench.scaling import Cluster, Recorder, machine_note, rank_env, repo_root
+from dtnn.bench.scaling import (Cluster, Recorder, machine_note, prepare_cell, read_records,
+                                repo_root, run_job)
 
 
 @dataclass
@@ -39,13 +38,6 @@ class TtaPlan:
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=]+", "_", text).strip("_")
-
-
-def read_jsonl(path: Path) -> List[Dict[str, Any]]:
-    if not path.exists():
-        return []
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def summarize(lines: List[Dict[str, Any]], base: Dict[str, Any]) -> Dict[str, Any]:
@@ -107,11 +99,7 @@ def run_tta(plan: TtaPlan, log=print) -> int:
                                            target=plan.target):
                 continue
             if not prepared:
-                selftest = cluster.prepare(plan.hosts, plan.link)
-                if selftest:
-                    rec.write(dict(selftest, **machine_note()))
-                    for line in selftest["lines"]:
-                        log("   " + line)
+                prepare_cell(cluster, rec, plan.hosts, plan.link, log)
                 prepared = True
             failures += _one_run(plan, root, cluster, rec, framework, name, base_cell, log)
     finally:
@@ -130,16 +118,9 @@ def _one_run(plan, root, cluster, rec, framework, name, base_cell, log) -> int:
     log(f"  time-to-accuracy: {framework} {name} on {plan.hosts} host(s) over {plan.link}")
     base = dict(base_cell, framework=framework, name=name, command=cmd, **machine_note())
     t0 = time.time()
-    try:
-        res = subprocess.run(cluster.argv(plan.hosts, cmd), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, timeout=plan.timeout,
-                             env=rank_env())
-        error = None if res.returncode == 0 else \
-            f"exit {res.returncode}: {(res.stderr.strip().splitlines() or ['?'])[-1]}"
-    except subprocess.TimeoutExpired:
-        error = f"timed out after {plan.timeout:.0f} s"
+    error = run_job(cluster.argv(plan.hosts, cmd), plan.timeout)
     (run_dir / "job_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
-    lines = read_jsonl(metrics)
+    lines = read_records(metrics)
     if error or not lines:
         log(f"    FAILED: {error or 'no metrics written'}")
         rec.write(dict(base, kind="tta-error", error=error or "no metrics written"))
