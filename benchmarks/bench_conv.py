@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+import dtnn  # noqa: F401  -- first: it sets OpenBLAS's spin time before numpy loads it
 import numpy as np
 
 LAYERS = [

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 
+import dtnn  # noqa: F401  -- first: it sets OpenBLAS's spin time before numpy loads it
 import numpy as np
 
 

@@ -14,6 +14,7 @@ import argparse
 import json
 import time
 
+import dtnn  # noqa: F401  -- first: it sets OpenBLAS's spin time before numpy loads it
 import numpy as np
 
 

@@ -21,6 +21,7 @@ import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
+import dtnn  # noqa: F401,E402  -- first: it sets OpenBLAS's spin time before numpy loads it
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 

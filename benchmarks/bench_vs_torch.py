@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+import dtnn  # noqa: F401  -- first: it sets OpenBLAS's spin time before numpy loads it
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

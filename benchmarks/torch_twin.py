@@ -5,6 +5,7 @@ exactly the same arithmetic on the same data.
 """
 from __future__ import annotations
 
+import dtnn  # noqa: F401  -- first: it sets OpenBLAS's spin time before numpy loads it
 import numpy as np
 import torch
 from torch import nn

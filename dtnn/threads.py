@@ -33,12 +33,25 @@ def set_threads(n: int) -> int:
         os.environ[var] = str(n)  # for anything loaded later (and child processes)
     import dtnn._kernels  # noqa: F401  -- load our OpenMP runtime so it gets limited too
     _limiter = threadpool_limits(limits=n)
+    _warn_if_openblas_spins(n)
     try:
         import torch
         torch.set_num_threads(n)
     except ImportError:
         pass
     return n
+
+
+def _warn_if_openblas_spins(n: int) -> None:
+    import dtnn
+    if n > 1 and dtnn.OPENBLAS_TIMEOUT_TOO_LATE and not getattr(_warn_if_openblas_spins,
+                                                                "done", False):
+        _warn_if_openblas_spins.done = True
+        from dtnn.log import get_logger
+        get_logger().warning(
+            "numpy was imported before dtnn, so OpenBLAS workers busy-wait after each "
+            "GEMM and slow down the next torch/OpenMP call; import dtnn first or export "
+            "OPENBLAS_THREAD_TIMEOUT=1")
 
 
 def thread_report() -> List[Dict[str, Any]]:

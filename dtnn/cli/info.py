@@ -42,6 +42,7 @@ def collect() -> Dict[str, Any]:
     import dtnn
     from dtnn import _kernels
     from dtnn.dist import get_context
+    from dtnn.malloc import malloc_report
     from dtnn.threads import default_threads, set_threads, thread_report
 
     import dtnn.conv  # noqa: F401  -- variants resolve their kernels on import
@@ -59,6 +60,7 @@ def collect() -> Dict[str, Any]:
         "openmp": _kernels.openmp_info(),
         "threads_per_process": threads,
         "thread_pools": thread_report(),
+        "malloc": malloc_report(),
         "mpi": mpi_info(),
         "versions": {m: _version(m) for m in ("numpy", "torch", "h5py", "threadpoolctl", "tqdm")},
     }
@@ -74,6 +76,7 @@ def format_info(info: Dict[str, Any]) -> str:
     for pool in info["thread_pools"]:
         lines.append(f"  {pool['api']:<6} {pool['library']:<10} threads={pool['threads']} "
                      f"version={pool['version']}")
+    lines.append(f"malloc: {info['malloc']}")
     mpi = info["mpi"]
     if mpi["available"]:
         lines.append(f"MPI: {mpi['library']} (mpi4py {mpi['mpi4py']}, MPI {mpi['standard']}); "

@@ -1,0 +1,78 @@
+"""dtnn.threads: the OpenBLAS spin-time warning depends on the import order."""
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import os
+os.environ.pop("OPENBLAS_THREAD_TIMEOUT", None)
+{first}
+from dtnn.threads import set_threads
+set_threads({n})
+print("timeout", os.environ["OPENBLAS_THREAD_TIMEOUT"])
+"""
+
+
+def run(first, n):
+    res = subprocess.run([sys.executable, "-c", SCRIPT.format(first=first, n=n)],
+                         capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in __import__("os").environ.items()
+                              if k != "OPENBLAS_THREAD_TIMEOUT"})
+    assert res.returncode == 0, res.stderr
+    return res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("first", ["import numpy\nimport dtnn", "import numpy, dtnn"])
+def test_numpy_before_dtnn_warns_with_threads(first):
+    out = run(first, 2)
+    assert "OPENBLAS_THREAD_TIMEOUT=1" in out and "numpy was imported before dtnn" in out
+
+
+@pytest.mark.parametrize("first,n", [("import dtnn\nimport numpy", 2),
+                                     ("import numpy\nimport dtnn", 1)])
+def test_no_warning_when_dtnn_first_or_one_thread(first, n):
+    out = run(first, n)
+    assert "numpy was imported before dtnn" not in out
+    assert "timeout 1" in out
+
+
+def _python(code, **env):
+    import os
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, **env})
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_malloc_tuned_by_default_and_switchable():
+    code = "import dtnn.malloc as m, dtnn; print(m.tune_malloc(), m.malloc_report())"
+    tuned = _python(code, DTNN_MALLOC="")
+    if sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver()):
+        assert tuned.startswith("True glibc tuned")
+    assert _python(code, DTNN_MALLOC="system") == "False system defaults (DTNN_MALLOC=system)"
+
+
+FAULTS = """
+import dtnn, numpy as np, resource, torch
+from dtnn.threads import set_threads
+set_threads(1)
+x = torch.ones(16, 64, 32, 32); w = torch.ones(64, 64, 3, 3)
+def conv():
+    with torch.no_grad():
+        torch.nn.functional.conv2d(x, w, padding=1)
+conv(); conv()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(6):
+    conv()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_freed_large_buffers_are_reused_without_page_faults():
+    # torch's conv output and scratch (4 MiB each) come from fresh mmap pages on every
+    # call with glibc's defaults; the tuned heap hands back the freed blocks
+    pytest.importorskip("torch")
+    tuned = int(_python(FAULTS))
+    system = int(_python(FAULTS, DTNN_MALLOC="system"))
+    assert system > 4 * max(tuned, 256), (tuned, system)
