@@ -120,6 +120,7 @@ KERNEL_MODULES = {
     "_direct": ["csrc/direct.c"],
     "_transpose": ["csrc/transpose.c"],
     "_compress": ["csrc/compress.c"],
+    "_bitpack": ["csrc/bitpack.c"],
 }
 
 

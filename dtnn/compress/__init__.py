@@ -9,7 +9,8 @@ collective itself (allreduce for summable payloads, allgather otherwise).
               reduce_op=dtnn|mpi (whose float16 sum the allreduce uses)
     bf16      bfloat16 by allgather
     int8      per-bucket max scale, stochastic rounding
-    qsgd      bits=8, chunk=512: unbiased stochastic levels with per-chunk L2 norms
+    qsgd      bits=8 (2..8), chunk=512: unbiased stochastic levels with per-chunk L2
+              norms; bits per element on the wire (bit-packed below 8)
     terngrad  chunk=512: unbiased ternary, max-scale per chunk, 2 bits per element
     sign      chunk=512: 1 bit + mean |x| scale per chunk, error feedback
     topk      ratio=0.01, scope=layer|bucket|global; values + int32 indices, EF
@@ -19,6 +20,7 @@ collective itself (allreduce for summable payloads, allgather otherwise).
 Any spec takes ``ef=true|false`` to force error feedback on or off.
 """
 from dtnn.compress import kernels  # noqa: F401  (resolves the kernels: `dtnn info` lists them)
+from dtnn.compress import bitpack  # noqa: F401  (likewise the bit-packing kernels)
 from dtnn.compress.base import (COMPRESSORS, Compressor, Unit, build_compressor, check_spec,
                                 parse_spec)
 from dtnn.compress.memory import ErrorFeedback

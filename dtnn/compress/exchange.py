@@ -12,13 +12,21 @@ Per bucket (a contiguous slice of ``model.flat_grads``):
   ``Iallreduce(SUM)`` if the compressor's payloads are summable (float16 payloads with
   dtnn's own reduction op, ``dtnn.compress.fp16_sum``, unless the compressor asks for
   MPI's), else ``Iallgather`` of the fixed-size byte payloads;
-* ``finish()`` waits bucket by bucket, runs extra rounds (PowerSGD's Q) with blocking
-  ``Allreduce``, and decodes into the gradient: the summed payload once, or every
-  rank's payload in rank order, each scaled by 1/N.  Every rank decodes the same
-  bytes in the same order, so replicas stay bit-identical.
+* ``finish()`` waits bucket by bucket and decodes into the gradient: the summed
+  payload once, or every rank's payload in rank order, each scaled by 1/N.  Every
+  rank decodes the same bytes in the same order, so replicas stay bit-identical.
+* extra rounds (PowerSGD's Q = M^T P) are pipelined: as bucket k's round-1 sum
+  arrives, ``next_round`` runs (orthogonalise P, compute Q) and Q's ``Iallreduce``
+  is posted at once, so it travels while bucket k+1 is waited for and computed;
+  the buckets with a pending round are decoded in a second pass, in bucket order.
+  Each bucket runs the same arithmetic as with a blocking ``Allreduce`` per round,
+  and every rank posts the collectives in the same (bucket) order.
+  ``DTNN_CX_ROUNDS=blocking`` (or ``rounds="blocking"``) restores one blocking
+  ``Allreduce`` per extra round (the reference the tests compare against).
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -28,6 +36,9 @@ import numpy as np
 from dtnn.compress.base import Compressor, Unit
 from dtnn.compress.fp16_sum import iallreduce_half
 from dtnn.compress.memory import ErrorFeedback
+
+#: how extra rounds (PowerSGD's second allreduce) run: "pipelined" or "blocking"
+ROUNDS = ("pipelined", "blocking")
 
 
 def _merge(ranges: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
@@ -53,8 +64,12 @@ class _Plan:
 
 class CompressedExchange:
     def __init__(self, comm, model, buckets, compressor: Compressor, error_feedback: bool,
-                 min_size: int, seed: int = 0):
+                 min_size: int, seed: int = 0, rounds: Optional[str] = None):
         from mpi4py import MPI
+        rounds = (rounds or os.environ.get("DTNN_CX_ROUNDS", "") or "pipelined").lower()
+        if rounds not in ROUNDS:
+            raise ValueError(f"rounds must be one of {', '.join(ROUNDS)}, got {rounds!r}")
+        self.rounds = rounds
         self.MPI = MPI
         self.comm = comm
         self.size = comm.Get_size()
@@ -149,40 +164,43 @@ class CompressedExchange:
     def finish(self) -> float:
         """Wait for every bucket and decode the averages into ``flat_grads``; returns the
         seconds spent decoding (the rest of the time was waiting)."""
-        MPI = self.MPI
         comp = self.compressor
+        pipelined = self.rounds == "pipelined"
         decode = 0.0
+        pending: List[_Plan] = []  # buckets whose next round is in flight
         for plan in self.plans:
             if plan.unit is None:
                 continue
             plan.request.Wait()
             t = time.perf_counter()
-            unit = plan.unit
-            if comp.summable:
-                summed = plan.payload
-                while True:
-                    nxt = comp.next_round(summed, unit)
+            if comp.summable and pipelined:
+                if self._next_round(plan):
+                    pending.append(plan)
+                    decode += time.perf_counter() - t
+                    continue
+            elif comp.summable:
+                while True:  # reference: one blocking Allreduce per extra round
+                    nxt = comp.next_round(plan.payload, plan.unit)
                     if nxt is None:
                         break
                     decode += time.perf_counter() - t
-                    self.comm.Allreduce(MPI.IN_PLACE, nxt, op=MPI.SUM)
+                    self.comm.Allreduce(self.MPI.IN_PLACE, nxt, op=self.MPI.SUM)
                     self.sent_bytes += nxt.nbytes
                     t = time.perf_counter()
-                    summed = nxt
-                plan.stage.fill(0.0)
-                comp.decompress_add(summed, plan.stage, self.alpha, unit)
-            else:
-                m = plan.recv.size // self.size
-                plan.stage.fill(0.0)
-                for r in range(self.size):
-                    comp.decompress_add(plan.recv[r * m:(r + 1) * m], plan.stage, self.alpha, unit)
-            if plan.staged:
-                o = 0
-                for a, b in plan.ranges:
-                    self.grads[a:b] = plan.stage[o:o + b - a]
-                    o += b - a
-            plan.payload = plan.request = None
+                    plan.payload = nxt
+            self._decode(plan)
             decode += time.perf_counter() - t
+        while pending:  # later rounds, in bucket order (the order they were posted)
+            still: List[_Plan] = []
+            for plan in pending:
+                plan.request.Wait()
+                t = time.perf_counter()
+                if self._next_round(plan):
+                    still.append(plan)
+                else:
+                    self._decode(plan)
+                decode += time.perf_counter() - t
+            pending = still
         if self._small_req is not None:
             self._small_req.Wait()
             self._small_req = None
@@ -193,6 +211,34 @@ class CompressedExchange:
                 o += b - a
         self.codec_seconds += decode
         return decode
+
+    def _next_round(self, plan: _Plan) -> bool:
+        """Run the compressor's next round on the summed payload and post its
+        ``Iallreduce``; False if there is none (the payload is final)."""
+        nxt = self.compressor.next_round(plan.payload, plan.unit)
+        if nxt is None:
+            return False
+        plan.payload = nxt
+        plan.request = self.comm.Iallreduce(self.MPI.IN_PLACE, nxt, op=self.MPI.SUM)
+        self.sent_bytes += nxt.nbytes
+        return True
+
+    def _decode(self, plan: _Plan) -> None:
+        """Decode the bucket's final payload (summed, or every rank's) into the gradient."""
+        comp, unit = self.compressor, plan.unit
+        plan.stage.fill(0.0)
+        if comp.summable:
+            comp.decompress_add(plan.payload, plan.stage, self.alpha, unit)
+        else:
+            m = plan.recv.size // self.size
+            for r in range(self.size):
+                comp.decompress_add(plan.recv[r * m:(r + 1) * m], plan.stage, self.alpha, unit)
+        if plan.staged:
+            o = 0
+            for a, b in plan.ranges:
+                self.grads[a:b] = plan.stage[o:o + b - a]
+                o += b - a
+        plan.payload = plan.request = None
 
     # --- state ----------------------------------------------------------------------------
     def local_state(self) -> Dict[str, Any]:

@@ -1,7 +1,8 @@
 """Compressed gradient exchange under MPI: every compressor keeps the replicas
 bit-identical while training simplecnn, the collective is picked per compressor,
-overlap == blocking, warm-up == uncompressed, and checkpoint + resume with the
-compressor state equals an uninterrupted run."""
+overlap == blocking, warm-up == uncompressed, PowerSGD's pipelined second round ==
+the blocking one, bit-packed QSGD sends its packed size, and checkpoint + resume
+with the compressor state equals an uninterrupted run."""
 import os
 import shutil
 import tempfile
@@ -13,13 +14,15 @@ from dtnn.data import Dataset
 from dtnn.dist.mpi import MPIContext
 from dtnn.models import build_model
 
-from ._helpers import assert_all, gather_params, max_rel_diff, train_distributed
+from ._helpers import (assert_all, dataset, dense_net, gather_params, max_rel_diff,
+                       train_distributed)
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120, method="thread")]
 
 SPECS = ["fp16", "fp16:accumulate=fp32", "bf16", "int8", "qsgd:bits=8", "terngrad", "sign",
          "topk:ratio=0.05", "topk:ratio=0.05,scope=global", "randomk:ratio=0.1",
-         "powersgd:rank=2", "sign:ef=false", "qsgd:bits=4,ef=true"]
+         "powersgd:rank=2", "sign:ef=false", "qsgd:bits=4,ef=true", "qsgd:bits=4",
+         "qsgd:bits=2", "powersgd:rank=2,ef=false"]
 STEPS = 4
 OPTS = {"min_compress_size": 64, "check_replicas": True}
 
@@ -93,13 +96,67 @@ def test_overlap_equals_blocking(ctx, spec):
     assert_all(np.array_equal(a.flat_params, b.flat_params), f"{spec}: overlap == blocking")
 
 
+@pytest.mark.parametrize("spec", ["powersgd:rank=1", "powersgd:rank=2",
+                                  "powersgd:rank=2,ef=false"])
+def test_powersgd_pipelined_rounds_equal_blocking(ctx, spec, monkeypatch):
+    """Q's Iallreduce posted per bucket as its P arrives == one blocking Allreduce per
+    bucket (the previous exchange): parameters, Q warm starts, residuals, bytes."""
+    runs = {}
+    opts = dict(OPTS, compress=spec, bucket_mb=0.0)  # one bucket per layer: 3 matrices
+    for rounds in ("blocking", "pipelined"):
+        monkeypatch.setenv("DTNN_CX_ROUNDS", rounds)
+        model, _, reducer = train_distributed(ctx, dense_net, dataset("dense"), 8, STEPS,
+                                              "sgd", opts)
+        assert reducer.exchange.rounds == rounds
+        runs[rounds] = (model, reducer)
+    (a, ra), (b, rb) = runs["pipelined"], runs["blocking"]
+    comp = ra.compressor
+    two_round = [p for p in ra.exchange.plans if p.unit is not None and comp._layout(p.unit)[0]]
+    assert_all(len(two_round) >= 3, "several buckets with a second round", str(len(two_round)))
+    assert_all(np.array_equal(a.flat_params, b.flat_params), f"{spec}: pipelined == blocking",
+               f"{max_rel_diff(a.flat_params, b.flat_params):.3g}")
+    sa, sb = ra.exchange.local_state(), rb.exchange.local_state()
+    qa, qb = sa["compressor"].get("q", {}), sb["compressor"].get("q", {})
+    assert_all(sorted(qa) == sorted(qb) and len(qa) >= 2
+               and all(np.array_equal(qa[k], qb[k]) for k in qa), "same Q warm starts")
+    ea, eb = sa["ef"], sb["ef"]
+    assert_all(_same_tree(ea, eb), "same error-feedback residuals")
+    assert_all(ra.stats()["sent_bytes"] == rb.stats()["sent_bytes"], "same bytes")
+
+
+def _same_tree(a, b) -> bool:
+    if isinstance(a, dict):
+        return (isinstance(b, dict) and sorted(a) == sorted(b)
+                and all(_same_tree(a[k], b[k]) for k in a))
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.array_equal(a, b)
+    return a == b
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_qsgd_sent_bytes_are_the_packed_size(ctx, bits):
+    _, _, reducer = _train(ctx, f"qsgd:bits={bits}", bucket_mb=0.001)
+    ex = reducer.exchange
+    comp = reducer.compressor
+    units = [p.unit for p in ex.plans if p.unit is not None]
+    packed = sum(comp.payload_size(u) for u in units)
+    norms = sum(4 * -(-u.size // comp.chunk) for u in units)
+    assert_all(packed - norms == sum(-(-u.size * bits // 8) for u in units), "packed levels")
+    expected = packed + ex.small_buf.nbytes + reducer._buf_pack.nbytes
+    s = reducer.stats()
+    assert_all(s["sent_bytes"] == expected, f"qsgd:bits={bits}: sent bytes",
+               f"{s['sent_bytes']} vs {expected}")
+
+
 def _shared_tmpdir(ctx):
     path = tempfile.mkdtemp(prefix="dtnn-cx-") if ctx.rank == 0 else None
     return ctx.comm.bcast(path, root=0)
 
 
-@pytest.mark.parametrize("spec", ["topk:ratio=0.05", "powersgd:rank=1", "qsgd:bits=4"])
-def test_checkpoint_resume_continues_exactly(ctx, spec):
+@pytest.mark.parametrize("spec,bucket_mb", [("topk:ratio=0.05", 4.0), ("powersgd:rank=1", 4.0),
+                                            ("qsgd:bits=4", 4.0), ("powersgd:rank=2", 0.001),
+                                            ("qsgd:bits=2", 0.001)])
+def test_checkpoint_resume_continues_exactly(ctx, spec, bucket_mb):
     from dtnn.config import explicit_dist_options, load_config
     from dtnn.engine.session import train
     from dtnn.io.checkpoint import load_checkpoint
@@ -113,6 +170,7 @@ def test_checkpoint_resume_continues_exactly(ctx, spec):
             "model.options={filters=4,hidden=16}", "train.batch_size=8",
             f"train.epochs={epochs}", "output.progress=false", 'schedule.name="constant"',
             f'dist.compress="{spec}"', "dist.min_compress_size=64",
+            f"dist.bucket_mb={bucket_mb}",
             f'output.run_dir="{os.path.join(root, name)}"'])
 
     try:
