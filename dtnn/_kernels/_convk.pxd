@@ -3,12 +3,14 @@
 from libc.stdint cimport int64_t
 
 cdef extern from "winograd.h" nogil:
-    void dtnn_wino_input_f32(const float *x, float *V, int64_t nb, int64_t C, int64_t H,
-                             int64_t W, int64_t pad_h, int64_t pad_w, int64_t m,
+    void dtnn_wino_filter_f32(const float *w, float *U, int64_t ups, int64_t K, int64_t C,
+                              int64_t m, int flip)
+    int dtnn_wino_input_f32(const float *x, float *V, int64_t vps, int64_t nb, int64_t C,
+                            int64_t H, int64_t W, int64_t pad_h, int64_t pad_w, int64_t m,
+                            int64_t th, int64_t tw)
+    int dtnn_wino_output_f32(const float *M, int64_t mps, float *y, const float *bias,
+                             int64_t nb, int64_t K, int64_t Ho, int64_t Wo, int64_t m,
                              int64_t th, int64_t tw)
-    void dtnn_wino_output_f32(const float *M, float *y, const float *bias, int64_t nb,
-                              int64_t K, int64_t Ho, int64_t Wo, int64_t m, int64_t th,
-                              int64_t tw)
 
 cdef extern from "direct.h" nogil:
     void dtnn_direct_fwd_f32(const float *x, const float *w, const float *bias, float *y,

@@ -2,13 +2,16 @@
 """Compiled Winograd F(2x2,3x3) / F(4x4,3x3) transforms (C in csrc/winograd.c).
 
 Same contract and results as the numpy twins in ``dtnn.conv.kernels``
-(``winograd_input`` / ``winograd_output``); see csrc/winograd.h for the layouts.
+(``winograd_filter`` / ``winograd_input`` / ``winograd_output``); see csrc/winograd.h
+for the layouts.
 """
 import numpy as np
 
 cimport numpy as cnp
+from libc.stdint cimport int64_t
 
-from dtnn._kernels._convk cimport dtnn_wino_input_f32, dtnn_wino_output_f32
+from dtnn._kernels._convk cimport (dtnn_wino_filter_f32, dtnn_wino_input_f32,
+                                   dtnn_wino_output_f32)
 
 cnp.import_array()
 
@@ -28,31 +31,81 @@ cdef cnp.ndarray _out(object out, tuple shape):
     return out
 
 
-def winograd_input(x, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t m,
-                   Py_ssize_t th, Py_ssize_t tw, out=None):
-    """x (nb, C, H, W) -> V ((m+2)**2, C, nb*th*tw)."""
+cdef bint _rows_ok(cnp.ndarray a):
+    """3-D float32 whose last two axes are C-contiguous; axis 0 may be padded."""
+    return (a.dtype == np.float32 and a.ndim == 3 and a.strides[2] == 4
+            and a.strides[1] == 4 * a.shape[2] and a.strides[0] % 4 == 0
+            and a.strides[0] >= 4 * a.shape[1] * a.shape[2])
+
+
+cdef cnp.ndarray _out_rows(object out, tuple shape):
+    if out is None:
+        return np.empty(shape, np.float32)
+    if (not isinstance(out, np.ndarray) or out.shape != shape or not _rows_ok(out)
+            or not out.flags.writeable):
+        raise ValueError(f"out must be a writeable float32 array {shape} with C-contiguous "
+                         "rows (axis 0 may be padded)")
+    return out
+
+
+cdef _check_m(Py_ssize_t m):
     if m != 2 and m != 4:
         raise ValueError(f"tile size m must be 2 or 4, got {m}")
+
+
+def winograd_filter(w, Py_ssize_t m, bint flip=False, out=None):
+    """w (K, C, 3, 3) -> U ((m+2)**2, K, C); flip: of the 180°-rotated filters.
+    ``out``'s rows must be C-contiguous; its axis 0 may be padded."""
+    _check_m(m)
+    cdef cnp.ndarray wa = _f32c(w, "w", 4)
+    if wa.shape[2] != 3 or wa.shape[3] != 3:
+        raise ValueError("w must be (K, C, 3, 3)")
+    cdef Py_ssize_t K = wa.shape[0], C = wa.shape[1], a = m + 2
+    cdef cnp.ndarray U = _out_rows(out, (a * a, K, C))
+    cdef const float *wp = <const float *>cnp.PyArray_DATA(wa)
+    cdef float *up = <float *>cnp.PyArray_DATA(U)
+    cdef int64_t ups = U.strides[0] // 4
+    cdef int fl = 1 if flip else 0
+    with nogil:
+        dtnn_wino_filter_f32(wp, up, ups, K, C, m, fl)
+    return U
+
+
+def winograd_input(x, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t m,
+                   Py_ssize_t th, Py_ssize_t tw, out=None):
+    """x (nb, C, H, W) -> V ((m+2)**2, C, nb*th*tw), tile column (j*th + i)*nb + n."""
+    _check_m(m)
     cdef cnp.ndarray xa = _f32c(x, "x", 4)
     cdef Py_ssize_t nb = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
     cdef Py_ssize_t a = m + 2
-    cdef cnp.ndarray V = _out(out, (a * a, C, nb * th * tw))
+    if (pad_h < 0 or pad_w < 0 or (th - 1) * m + a < H + 2 * pad_h
+            or (tw - 1) * m + a < W + 2 * pad_w):
+        raise ValueError("the tiles must cover the padded image")
+    cdef cnp.ndarray V = _out_rows(out, (a * a, C, nb * th * tw))
     cdef const float *xp = <const float *>cnp.PyArray_DATA(xa)
     cdef float *vp = <float *>cnp.PyArray_DATA(V)
+    cdef int64_t vps = V.strides[0] // 4
+    cdef int rc
     with nogil:
-        dtnn_wino_input_f32(xp, vp, nb, C, H, W, pad_h, pad_w, m, th, tw)
+        rc = dtnn_wino_input_f32(xp, vp, vps, nb, C, H, W, pad_h, pad_w, m, th, tw)
+    if rc != 0:
+        raise MemoryError("winograd_input: scratch allocation failed")
     return V
 
 
 def winograd_output(M, bias, Py_ssize_t nb, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t m,
                     Py_ssize_t th, Py_ssize_t tw, out=None):
-    """M ((m+2)**2, K, nb*th*tw) -> y (nb, K, Ho, Wo) (+ bias (K,) when not None)."""
-    if m != 2 and m != 4:
-        raise ValueError(f"tile size m must be 2 or 4, got {m}")
-    cdef cnp.ndarray Ma = _f32c(M, "M", 3)
+    """M ((m+2)**2, K, nb*th*tw) -> y (nb, K, Ho, Wo) (+ bias (K,) when not None).
+    M's rows must be C-contiguous; its axis 0 may be padded (else it is copied)."""
+    _check_m(m)
+    cdef cnp.ndarray Ma = M if isinstance(M, np.ndarray) else None
+    if Ma is None or not _rows_ok(Ma):
+        Ma = _f32c(M, "M", 3)
     cdef Py_ssize_t K = Ma.shape[1]
     if Ma.shape[0] != (m + 2) * (m + 2) or Ma.shape[2] != nb * th * tw:
         raise ValueError(f"M has shape {M.shape}, inconsistent with m={m}, tiles={nb*th*tw}")
+    if th * m < Ho or tw * m < Wo:
+        raise ValueError("the tiles must cover the output")
     cdef cnp.ndarray ba
     cdef const float *bp = NULL
     if bias is not None:
@@ -62,7 +115,11 @@ def winograd_output(M, bias, Py_ssize_t nb, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssi
         bp = <const float *>cnp.PyArray_DATA(ba)
     cdef cnp.ndarray y = _out(out, (nb, K, Ho, Wo))
     cdef const float *mp = <const float *>cnp.PyArray_DATA(Ma)
+    cdef int64_t mps = Ma.strides[0] // 4
     cdef float *yp = <float *>cnp.PyArray_DATA(y)
+    cdef int rc
     with nogil:
-        dtnn_wino_output_f32(mp, yp, bp, nb, K, Ho, Wo, m, th, tw)
+        rc = dtnn_wino_output_f32(mp, mps, yp, bp, nb, K, Ho, Wo, m, th, tw)
+    if rc != 0:
+        raise MemoryError("winograd_output: scratch allocation failed")
     return y

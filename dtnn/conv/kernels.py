@@ -2,7 +2,8 @@
 dispatch to their compiled versions (``dtnn._kernels._winograd``, ``_direct``,
 ``_transpose``) through ``dtnn._kernels.resolve`` so ``dtnn info`` lists them.
 
-Winograd layouts (alpha = m + 2, tile t = (n*th + i)*tw + j, T = nb*th*tw):
+Winograd layouts (alpha = m + 2, tile t = (j*th + i)*nb + n, T = nb*th*tw; csrc/winograd.h):
+    winograd_filter(w (K,C,3,3), m, flip)                      -> U (alpha², K, C)
     winograd_input(x (nb,C,H,W), pad_h, pad_w, m, th, tw)      -> V (alpha², C, T)
     winograd_output(M (alpha²,K,T), bias, nb, Ho, Wo, m, th, tw) -> y (nb, K, Ho, Wo)
 Direct convolution (any stride/padding/dilation/groups):
@@ -39,31 +40,31 @@ AT = {
 }
 
 
-def winograd_filter(w: np.ndarray, m: int) -> np.ndarray:
-    """U = G w G^T for w (K, C, 3, 3) -> (alpha², K, C) float32 (numpy: small, cached)."""
+def winograd_filter(w, m, flip=False, out=None):
+    """U = G w G^T for w (K, C, 3, 3) -> (alpha², K, C) float32.  flip: of the
+    180°-rotated filters (backward-data multiplies by the transpose of each U[p])."""
     K, C = w.shape[:2]
     a = m + 2
+    w = np.asarray(w, np.float32)
+    if flip:
+        w = w[:, :, ::-1, ::-1]
     # one GEMM: U[kc, (u, v)] = sum_{r,s} w[kc, (r, s)] G[u, r] G[v, s]  (Kronecker form);
-    # a batched (a x 3)(3 x 3) matmul per filter is ~50x slower for large K*C
-    kron = _KRON.get(m)
-    if kron is None:
-        kron = _KRON[m] = np.ascontiguousarray(
-            np.einsum("ur,vs->rsuv", G[m], G[m]).reshape(9, a * a).astype(np.float32))
     # computed transposed, (a², 9) @ (9, K*C), so the result is already (a², K, C)
-    wt = np.ascontiguousarray(w, dtype=np.float32).reshape(K * C, 9).T
-    return np.matmul(kron.T, wt).reshape(a * a, K, C)
-
-
-_KRON: dict = {}
+    kron = np.einsum("ur,vs->rsuv", G[m], G[m]).reshape(9, a * a).astype(np.float32)
+    wt = np.ascontiguousarray(w).reshape(K * C, 9).T
+    U = out if out is not None else np.empty((a * a, K, C), np.float32)
+    U[...] = np.matmul(kron.T, wt).reshape(a * a, K, C)
+    return U
 
 
 def winograd_input(x, pad_h, pad_w, m, th, tw, out=None):
     nb, C, H, W = x.shape
     a = m + 2
     Hp, Wp = (th - 1) * m + a, (tw - 1) * m + a
+    if pad_h < 0 or pad_w < 0 or Hp < H + 2 * pad_h or Wp < W + 2 * pad_w:
+        raise ValueError("the tiles must cover the padded image")
     xp = np.zeros((nb, C, Hp, Wp), np.float32)
-    hh, ww = min(H, Hp - pad_h), min(W, Wp - pad_w)
-    xp[:, :, pad_h:pad_h + hh, pad_w:pad_w + ww] = x[:, :, :hh, :ww]
+    xp[:, :, pad_h:pad_h + H, pad_w:pad_w + W] = x
     # tiles d[n, c, i, j, u, v] = xp[n, c, i*m + u, j*m + v]
     s = xp.strides
     d = np.lib.stride_tricks.as_strided(
@@ -71,14 +72,15 @@ def winograd_input(x, pad_h, pad_w, m, th, tw, out=None):
     bt = BT[m].astype(np.float32)
     v = np.matmul(np.matmul(bt, d), bt.T)  # (nb, C, th, tw, a, a)
     V = out if out is not None else np.empty((a * a, C, nb * th * tw), np.float32)
-    V.reshape(a, a, C, nb, th, tw)[...] = v.transpose(4, 5, 1, 0, 2, 3)
+    # tile column (j*th + i)*nb + n
+    V.reshape(a, a, C, tw, th, nb)[...] = v.transpose(4, 5, 1, 3, 2, 0)
     return V
 
 
 def winograd_output(M, bias, nb, Ho, Wo, m, th, tw, out=None):
     a = m + 2
     K = M.shape[1]
-    mt = M.reshape(a, a, K, nb, th, tw).transpose(3, 2, 4, 5, 0, 1)  # (nb,K,th,tw,a,a)
+    mt = M.reshape(a, a, K, tw, th, nb).transpose(5, 2, 4, 3, 0, 1)  # (nb,K,th,tw,a,a)
     at = AT[m].astype(np.float32)
     o = np.matmul(np.matmul(at, mt), at.T)  # (nb, K, th, tw, m, m)
     full = o.transpose(0, 1, 2, 4, 3, 5).reshape(nb, K, th * m, tw * m)
@@ -150,6 +152,7 @@ def swap01(src, out=None):
 
 # --- dispatch --------------------------------------------------------------------------
 _twins = sys.modules[__name__]
+compiled_winograd_filter = resolve("winograd_filter", "dtnn._kernels._winograd", _twins)
 compiled_winograd_input = resolve("winograd_input", "dtnn._kernels._winograd", _twins)
 compiled_winograd_output = resolve("winograd_output", "dtnn._kernels._winograd", _twins)
 compiled_direct_forward = resolve("direct_forward", "dtnn._kernels._direct", _twins)

@@ -2,12 +2,19 @@
 
 forward         y = A^T [ (G w G^T) . (B^T d B) ] A, the element-wise stage as one batched
                 GEMM per chunk: M (alpha², K, T) = U (alpha², K, C) @ V (alpha², C, T).
-                The batch is chunked by tile count so V and M stay in cache.  The input
-                and output transforms are C+OpenMP kernels (``dtnn.conv.kernels``),
-                vectorised across a block of tiles of one channel; the filter transform is
-                a small numpy product, cached while the layer is in inference.
+                The batch is chunked (``chunk_size``: a multiple of 16 images whose V + M
+                fit in ``workspace_bytes``) so V and M stay in the outer caches and the
+                GEMMs stay wide.  The filter, input and output transforms are C+OpenMP
+                kernels (``dtnn.conv.kernels``, csrc/winograd.c) vectorised across 16
+                (tile row, image) strips, or 16 filters; U is cached while the layer is
+                in inference.  U, V and M live in reused workspaces whose alpha²
+                position slices are padded apart (``_position_stride``): unpadded, their
+                power-of-two strides made every transform's 36 concurrent streams fight
+                over one cache set.
 backward-data   a Winograd convolution of dy with the flipped, transposed filter
-                (K<->C, 180° rotation) and padding 2 - p (so padding <= 2 is required).
+                (K<->C, 180° rotation) and padding 2 - p (so padding <= 2 is required);
+                the C filter transform rotates while it gathers, and the GEMM takes each
+                position's (K, C) slice transposed, so nothing is copied.
 backward-weights im2col (``Im2ColConv.backward`` with need_dx=False).
 
 Accuracy: F(2x2) is about as accurate as direct convolution in fp32; F(4x4) uses
@@ -31,10 +38,23 @@ from dtnn.conv.im2col import Im2ColConv, _workspace
 
 TILE_TUNER = "winograd_tile"
 TILE_NAMES = {"F4": 4, "F2": 2}
+LANES = 16                     # strips (tile row, image) per vector in the C transforms
 
 
 def tile_count(n: int, m: int) -> int:
     return -(-n // m)
+
+
+def _position_stride(n: int) -> int:
+    """Floats between the alpha² position slices of U, V or M: at least n, and 64 bytes
+    past a multiple of 4 KiB, so the slices a transform writes together (one vector to
+    each) fall into different cache sets instead of all into one."""
+    return -(-n // 1024) * 1024 + 16
+
+
+def _rows(ws: np.ndarray, a2: int, ps: int, r: int, t: int) -> np.ndarray:
+    """(a2, r, t) view of the flat workspace ``ws``, slice p starting at p*ps."""
+    return ws[:a2 * ps].reshape(a2, ps)[:, :r * t].reshape(a2, r, t)
 
 
 @CONV_ALGORITHMS.register("winograd")
@@ -42,7 +62,7 @@ class WinogradConv(ConvAlgorithm):
     """Winograd F(m x m, 3 x 3); m tuned online (nested BestOf) unless fixed."""
 
     tile: Optional[int] = None           # None: tuned
-    workspace_bytes: int = 8 << 20       # V + M of one chunk (8 MiB measured best here)
+    workspace_bytes: int = 10 << 20      # V + M of one chunk (~10 MiB measured best here)
 
     def __init__(self, tile: Optional[int] = None, workspace_bytes: Optional[int] = None):
         if tile is not None:
@@ -81,8 +101,16 @@ class WinogradConv(ConvAlgorithm):
 
     # --- the convolution itself -------------------------------------------------------------
     def chunk_size(self, C: int, K: int, tiles_per_image: int, m: int, N: int) -> int:
+        """Images per chunk: the largest multiple of LANES (the transforms' vector width)
+        whose V + M fit in ``workspace_bytes``; fewer only when even LANES images do not
+        fit, then as equal chunks as the budget allows."""
         per_image = (m + 2) ** 2 * (C + K) * tiles_per_image * 4
-        return int(max(1, min(N, self.workspace_bytes // max(per_image, 1))))
+        cap = int(max(1, min(N, self.workspace_bytes // max(per_image, 1))))
+        if cap >= N:
+            return max(N, 1)
+        if cap >= LANES:
+            return cap // LANES * LANES
+        return -(-N // -(-N // cap))
 
     def _conv(self, x: np.ndarray, U: np.ndarray, bias, ph: int, pw: int, m: int,
               Ho: int, Wo: int) -> np.ndarray:
@@ -91,29 +119,43 @@ class WinogradConv(ConvAlgorithm):
         th, tw = tile_count(Ho, m), tile_count(Wo, m)
         chunk = self.chunk_size(C, K, th * tw, m, N)
         T = chunk * th * tw
-        v_ws = _workspace("wino_v", A2 * C * T)
-        m_ws = _workspace("wino_m", A2 * K * T)
+        vps, mps = _position_stride(C * T), _position_stride(K * T)
+        v_ws = _workspace("wino_v", A2 * vps)
+        m_ws = _workspace("wino_m", A2 * mps)
         y = np.empty((N, K, Ho, Wo), np.float32)
         for n0 in range(0, N, chunk):
             nb = min(chunk, N - n0)
             t = nb * th * tw
             V = K_.compiled_winograd_input(x[n0:n0 + nb], ph, pw, m, th, tw,
-                                           out=v_ws[:A2 * C * t].reshape(A2, C, t))
-            M = np.matmul(U, V, out=m_ws[:A2 * K * t].reshape(A2, K, t))
+                                           out=_rows(v_ws, A2, vps, C, t))
+            M = np.matmul(U, V, out=_rows(m_ws, A2, mps, K, t))
             K_.compiled_winograd_output(M, bias, nb, Ho, Wo, m, th, tw, out=y[n0:n0 + nb])
         return y
+
+    @staticmethod
+    def _transform_filter(w: np.ndarray, m: int, flip: bool = False,
+                          persistent: bool = False) -> np.ndarray:
+        """U (alpha², K, C) in a position-padded buffer (a reused workspace unless
+        ``persistent``); ``flip``: (alpha², C, K), the transposed view of the transforms
+        of the 180°-rotated filters (the filters of backward-data)."""
+        K, C = w.shape[:2]
+        a2 = (m + 2) ** 2
+        ps = _position_stride(K * C)
+        buf = np.empty(a2 * ps, np.float32) if persistent else _workspace("wino_u", a2 * ps)
+        U = K_.compiled_winograd_filter(w, m, flip, out=_rows(buf, a2, ps, K, C))
+        return U.transpose(0, 2, 1) if flip else U
 
     def _filter(self, w: np.ndarray, m: int, cache: bool) -> np.ndarray:
         if not cache:
             self._ucache = None
-            return K_.winograd_filter(w, m)
+            return self._transform_filter(w, m)
         flat = w.reshape(-1)
         fp = (id(w), w.__array_interface__["data"][0],
               flat[::max(1, flat.size // 64)].tobytes())
         c = self._ucache
         if c is not None and c[0] == fp and c[1] == m:
             return c[2]
-        U = K_.winograd_filter(w, m)
+        U = self._transform_filter(w, m, persistent=True)
         self._ucache = (fp, m, U)
         return U
 
@@ -153,9 +195,7 @@ class WinogradConv(ConvAlgorithm):
         dx = None
         if need_dx:
             ph, pw = g.padding
-            wf = np.ascontiguousarray(np.asarray(w, np.float32)[:, :, ::-1, ::-1]
-                                      .transpose(1, 0, 2, 3))
-            U = K_.winograd_filter(wf, m)
+            U = self._transform_filter(np.ascontiguousarray(w, dtype=np.float32), m, flip=True)
             dx = self._conv(np.ascontiguousarray(dy, dtype=np.float32), U, None,
                             2 - ph, 2 - pw, m, g.H, g.W)
         self._im2col.backward(dy, x, w, g, False, dw_out, db_out)
