@@ -134,3 +134,188 @@ def col2im(col, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
         dtnn_col2im_f32(cp, xp, N, C, H, W, R, S, stride_h, stride_w,
                         pad_h, pad_w, dil_h, dil_w, Ho, Wo)
     return x
+
+
+# --- fused ("implicit im2col") convolution kernels (csrc/im2col.c, im2col_fused.h) ---
+cdef extern from "im2col_fused.h" nogil:
+    int dtnn_fused_supported()
+    int64_t dtnn_conv_fwd_ws_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                                    int64_t R, int64_t S, int64_t ph, int64_t pw,
+                                    int64_t Ho, int64_t Wo, int64_t G)
+    void dtnn_conv_fwd_f32(const float *x, const float *w, const float *bias, float *y,
+                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                           int64_t R, int64_t S, int64_t sh, int64_t sw,
+                           int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
+                           int64_t Ho, int64_t Wo, int64_t G,
+                           int64_t w_gs, int64_t w_so, int64_t w_si, int64_t w_st, float *ws)
+    int64_t dtnn_conv_bww_ws_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                                    int64_t R, int64_t S, int64_t ph, int64_t pw,
+                                    int64_t Ho, int64_t Wo, int64_t G)
+    void dtnn_conv_bww_f32(const float *x, const float *dy, float *dw,
+                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                           int64_t R, int64_t S, int64_t sh, int64_t sw,
+                           int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
+                           int64_t Ho, int64_t Wo, int64_t G, float *ws)
+
+#: largest padded plane block the kernels index with 32-bit offsets
+cdef Py_ssize_t _MAX_BLOCK = 2 ** 31 - 1
+
+
+def fused_supported():
+    """True if the fused kernels are compiled in and this CPU runs them (AVX-512F)."""
+    return bool(dtnn_fused_supported())
+
+
+cdef _require_fused():
+    if not dtnn_fused_supported():
+        raise RuntimeError("fused convolution kernels need an x86-64 CPU with AVX-512F")
+
+
+cdef _check_groups(Py_ssize_t C, Py_ssize_t K, Py_ssize_t groups):
+    if groups < 1 or C % groups or K % groups:
+        raise ValueError(f"groups={groups} must divide C={C} and K={K}")
+
+
+cdef cnp.ndarray _scratch(object workspace, Py_ssize_t n):
+    cdef object buf
+    if n < 1:
+        n = 1
+    if workspace is not None:
+        buf = workspace(n)
+        if (isinstance(buf, np.ndarray) and buf.dtype == _F32 and buf.ndim == 1
+                and buf.flags.c_contiguous and buf.flags.writeable and buf.shape[0] >= n):
+            return buf
+    return np.empty(n, dtype=np.float32)
+
+
+cdef _check_fits(Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t pad_h,
+                 Py_ssize_t pad_w):
+    if (H + 2 * pad_h) * (W + 2 * pad_w) * min(N, 4096) > _MAX_BLOCK:
+        raise ValueError(f"images of {H}x{W} are too large for the fused kernels")
+
+
+cdef _conv_fwd(cnp.ndarray xa, const float *wp, object bias, cnp.ndarray ya,
+               Py_ssize_t K, Py_ssize_t R, Py_ssize_t S, Py_ssize_t sh, Py_ssize_t sw,
+               Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t G,
+               Py_ssize_t w_gs, Py_ssize_t w_so, Py_ssize_t w_si, Py_ssize_t w_st,
+               object workspace):
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
+    cdef Py_ssize_t Ho = ya.shape[2], Wo = ya.shape[3]
+    cdef cnp.ndarray ba
+    cdef const float *bp = NULL
+    if bias is not None:
+        ba = _input_f32(bias, "bias", 1)
+        if ba.shape[0] != K:
+            raise ValueError(f"bias has shape {(<object>ba).shape}, expected ({K},)")
+        bp = <const float *>cnp.PyArray_DATA(ba)
+    _check_fits(N, H, W, ph, pw)
+    cdef cnp.ndarray ws = _scratch(workspace, dtnn_conv_fwd_ws_floats(
+        N, C, H, W, K, R, S, ph, pw, Ho, Wo, G))
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(xa)
+    cdef float *yp = <float *>cnp.PyArray_DATA(ya)
+    cdef float *wsp = <float *>cnp.PyArray_DATA(ws)
+    with nogil:
+        dtnn_conv_fwd_f32(xp, wp, bp, yp, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
+                          Ho, Wo, G, w_gs, w_so, w_si, w_st, wsp)
+    return ya
+
+
+def fused_forward(x, w, bias, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h,
+                  Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t groups,
+                  out=None, workspace=None):
+    """y = conv(x, w) + bias for x (N, C, H, W), w (K, C/groups, R, S), bias (K,) or
+    None -> y (N, K, Ho, Wo), any stride, padding, dilation and groups.
+    ``workspace(n)`` (optional) returns >= n float32 of scratch.  Same result as
+    ``dtnn.conv.im2col_fused.fused_forward``."""
+    _require_fused()
+    cdef cnp.ndarray xa = _input_f32(x, "x", 4)
+    cdef cnp.ndarray wa = _input_f32(w, "w", 4)
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
+    cdef Py_ssize_t K = wa.shape[0], R = wa.shape[2], S = wa.shape[3]
+    _check_groups(C, K, groups)
+    if wa.shape[1] * groups != C:
+        raise ValueError(f"w has shape {(<object>wa).shape}, expected (K, {C // groups}, R, S)")
+    _check_conv_params(R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
+    cdef Py_ssize_t Ho = _out_size(H, R, stride_h, pad_h, dil_h)
+    cdef Py_ssize_t Wo = _out_size(W, S, stride_w, pad_w, dil_w)
+    if H < 1 or W < 1 or Ho < 1 or Wo < 1:
+        raise ValueError(f"fused_forward: the kernel does not fit a {H}x{W} input")
+    cdef Py_ssize_t Cg = C // groups, Kg = K // groups, T = R * S
+    cdef cnp.ndarray ya = _output_f32(out, (N, K, Ho, Wo), xa)
+    if np.may_share_memory(ya, wa):
+        raise ValueError("out must not overlap the input array")
+    return _conv_fwd(xa, <const float *>cnp.PyArray_DATA(wa), bias, ya, K, R, S,
+                     stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                     Kg * Cg * T, Cg * T, T, 1, workspace)
+
+
+def fused_backward_data(dy, w, Py_ssize_t H, Py_ssize_t W, Py_ssize_t pad_h,
+                        Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w,
+                        Py_ssize_t groups, out=None, workspace=None):
+    """dx (N, C, H, W) of a stride-1 convolution from dy (N, K, Ho, Wo) and w
+    (K, C/groups, R, S); needs pad <= dil*(kernel-1) in both dimensions (it runs the
+    forward kernel on dy with the flipped filters).  Same result as
+    ``dtnn.conv.im2col_fused.fused_backward_data``."""
+    _require_fused()
+    cdef cnp.ndarray da = _input_f32(dy, "dy", 4)
+    cdef cnp.ndarray wa = _input_f32(w, "w", 4)
+    cdef Py_ssize_t N = da.shape[0], K = da.shape[1], Ho = da.shape[2], Wo = da.shape[3]
+    cdef Py_ssize_t Cg = wa.shape[1], R = wa.shape[2], S = wa.shape[3]
+    cdef Py_ssize_t C = Cg * groups, T = R * S
+    if wa.shape[0] != K:
+        raise ValueError(f"w has {wa.shape[0]} filters but dy has {K} channels")
+    _check_groups(C, K, groups)
+    _check_conv_params(R, S, 1, 1, pad_h, pad_w, dil_h, dil_w)
+    cdef Py_ssize_t qh = dil_h * (R - 1) - pad_h, qw = dil_w * (S - 1) - pad_w
+    if qh < 0 or qw < 0:
+        raise ValueError(f"fused_backward_data needs pad <= dil*(kernel-1), got pad "
+                         f"({pad_h}, {pad_w}) for a {R}x{S} kernel, dilation "
+                         f"({dil_h}, {dil_w})")
+    if (H < 1 or W < 1 or _out_size(H, R, 1, pad_h, dil_h) != Ho
+            or _out_size(W, S, 1, pad_w, dil_w) != Wo):
+        raise ValueError(f"an input of {H}x{W} does not give dy's {Ho}x{Wo}")
+    cdef Py_ssize_t Kg = K // groups
+    cdef cnp.ndarray xa = _output_f32(out, (N, C, H, W), da)
+    if np.may_share_memory(xa, wa):
+        raise ValueError("out must not overlap the input array")
+    # dx[c] = sum_k conv(dy[k], w[k, c] rotated by 180 degrees), padding dil*(k-1) - pad:
+    # the forward kernel with in/out channels swapped and the taps read backwards
+    return _conv_fwd(da, <const float *>cnp.PyArray_DATA(wa) + (T - 1), None, xa, C, R, S,
+                     1, 1, qh, qw, dil_h, dil_w, groups, Kg * Cg * T, T, Cg * T, -1,
+                     workspace)
+
+
+def fused_backward_weights(dy, x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h,
+                           Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                           Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t groups, out=None,
+                           workspace=None):
+    """dw (K, C/groups, R, S) of any convolution from dy (N, K, Ho, Wo) and x (N, C, H, W)
+    (``out`` is overwritten).  Same result as
+    ``dtnn.conv.im2col_fused.fused_backward_weights``."""
+    _require_fused()
+    cdef cnp.ndarray da = _input_f32(dy, "dy", 4)
+    cdef cnp.ndarray xa = _input_f32(x, "x", 4)
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
+    cdef Py_ssize_t K = da.shape[1]
+    _check_groups(C, K, groups)
+    _check_conv_params(R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
+    cdef Py_ssize_t Ho = _out_size(H, R, stride_h, pad_h, dil_h)
+    cdef Py_ssize_t Wo = _out_size(W, S, stride_w, pad_w, dil_w)
+    if H < 1 or W < 1 or Ho < 1 or Wo < 1:
+        raise ValueError(f"the kernel does not fit a {H}x{W} input")
+    if (<object>da).shape != (N, K, Ho, Wo):
+        raise ValueError(f"dy has shape {(<object>da).shape}, expected {(N, K, Ho, Wo)}")
+    _check_fits(N, H, W, pad_h, pad_w)
+    cdef cnp.ndarray dwa = _output_f32(out, (K, C // groups, R, S), xa)
+    if np.may_share_memory(dwa, da):
+        raise ValueError("out must not overlap the input array")
+    cdef cnp.ndarray ws = _scratch(workspace, dtnn_conv_bww_ws_floats(
+        N, C, H, W, K, R, S, pad_h, pad_w, Ho, Wo, groups))
+    cdef const float *dp = <const float *>cnp.PyArray_DATA(da)
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(xa)
+    cdef float *op = <float *>cnp.PyArray_DATA(dwa)
+    cdef float *wsp = <float *>cnp.PyArray_DATA(ws)
+    with nogil:
+        dtnn_conv_bww_f32(xp, dp, op, N, C, H, W, K, R, S, stride_h, stride_w,
+                          pad_h, pad_w, dil_h, dil_w, Ho, Wo, groups, wsp)
+    return dwa

@@ -30,6 +30,9 @@ def _geometries():
         (3, 2, 9, 6, 2, 4, 3, 1, 2, 0, 2, 1),
         (1, 1, 2, 2, 1, 1, 3, 3, 2, 2, 1, 1),    # pure padding taps
         (1, 3, 11, 13, 5, 3, 2, 2, 2, 1, 2, 2),
+        (2, 3, 20, 40, 3, 3, 1, 1, 1, 1, 1, 1),    # "same": one shifted copy per plane
+        (2, 2, 9, 45, 3, 5, 1, 1, 0, 0, 1, 1),     # long rows copied row by row
+        (3, 2, 6, 6, 3, 3, 1, 1, 3, 1, 2, 1),      # same width, rows partly padding
     ]
     rng = np.random.default_rng(1234)
     while len(cases) < 70:

@@ -1,0 +1,297 @@
+"""The fused ("implicit im2col") convolution kernels and the im2col variant that uses them.
+
+Three layers of checks: the numpy twins against a float64 reference (always run); the
+compiled kernels against the twins on a seeded sweep of geometries, plus their argument
+handling (skipped when the extension or an AVX-512 CPU is missing); and ``Im2ColConv``
+with and without the fused kernels against the float64 reference, all three passes.
+Errors are normwise, ||ours - ref|| / ||ref||.
+"""
+import numpy as np
+import pytest
+
+from dtnn._kernels import twins
+from dtnn.conv import ConvGeometry
+from dtnn.conv import im2col as im2col_mod
+from dtnn.conv import im2col_fused as tw
+from dtnn.conv.im2col import Im2ColConv
+
+try:
+    import dtnn._kernels._im2col as _ext
+    HAVE_FUSED = bool(_ext.fused_supported())
+except ImportError:  # extension not built
+    _ext, HAVE_FUSED = None, False
+needs_fused = pytest.mark.skipif(not HAVE_FUSED, reason="fused kernels not built or no AVX-512F")
+
+
+def ref64(x, w, b, dy, stride, padding, dilation, groups):
+    """float64 y, dx, dw by explicit sums over taps."""
+    x, w, dy = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    Ho, Wo = dy.shape[2:]
+    G, Kg = groups, K // groups
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dxp = np.zeros_like(xp)
+    y = np.zeros((N, G, Kg, Ho, Wo))
+    dwr = np.zeros_like(w)
+    dyg = dy.reshape(N, G, Kg, Ho, Wo)
+    for r in range(R):
+        for s in range(S):
+            win = (slice(None), slice(None), slice(r * dh, r * dh + sh * (Ho - 1) + 1, sh),
+                   slice(s * dw, s * dw + sw * (Wo - 1) + 1, sw))
+            t = xp[win].reshape(N, G, Cg, Ho, Wo)
+            wg = w[:, :, r, s].reshape(G, Kg, Cg)
+            y += np.einsum("gkc,ngchw->ngkhw", wg, t)
+            dwr[:, :, r, s] = np.einsum("ngkhw,ngchw->gkc", dyg, t).reshape(K, Cg)
+            dxp[win] += np.einsum("gkc,ngkhw->ngchw", wg, dyg).reshape(N, C, Ho, Wo)
+    y = y.reshape(N, K, Ho, Wo)
+    if b is not None:
+        y += b.reshape(1, K, 1, 1)
+    return y, dxp[:, :, ph:ph + H, pw:pw + W], dwr
+
+
+def err(a, ref):
+    ref = np.asarray(ref, np.float64)
+    return float(np.linalg.norm(np.asarray(a, np.float64) - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def _data(N, C, H, W, K, R, S, stride, padding, dilation, groups, seed=0, bias=True):
+    rng = np.random.default_rng(seed)
+    Ho = twins.out_size(H, R, stride[0], padding[0], dilation[0])
+    Wo = twins.out_size(W, S, stride[1], padding[1], dilation[1])
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C // groups, R, S)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32) if bias else None
+    dy = rng.standard_normal((N, K, Ho, Wo)).astype(np.float32)
+    return x, w, b, dy
+
+
+# (N, C, H, W, K, R, S, stride, padding, dilation, groups)
+TWIN_CASES = [
+    (2, 3, 7, 6, 5, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    (1, 4, 9, 8, 6, 3, 2, (1, 1), (2, 1), (2, 1), 2),
+    (3, 6, 5, 5, 4, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+    (2, 4, 10, 9, 8, 3, 3, (2, 1), (1, 0), (1, 2), 2),
+]
+
+
+@pytest.mark.parametrize("case", TWIN_CASES, ids=[f"t{i}" for i in range(len(TWIN_CASES))])
+def test_twins_match_float64_reference(case):
+    N, C, H, W, K, R, S, st, pad, dil, G = case
+    x, w, b, dy = _data(*case)
+    y, dx, dw = ref64(x, w, b, dy, st, pad, dil, G)
+    assert err(tw.fused_forward(x, w, b, *st, *pad, *dil, G), y) < 1e-6
+    assert err(tw.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G), dw) < 1e-6
+    if st == (1, 1) and pad[0] <= dil[0] * (R - 1) and pad[1] <= dil[1] * (S - 1):
+        assert err(tw.fused_backward_data(dy, w, H, W, *pad, *dil, G), dx) < 1e-6
+
+
+def _sweep():
+    """Seeded random geometries: small and many-channel, every stride/pad/dilation mix,
+    groups, batch 1, channel counts around the 16-lane vectors and 64-channel tiles."""
+    rng = np.random.default_rng(2024)
+    cases = [
+        (64, 5, 4, 4, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1),    # many tiny images, 4x4
+        (2, 24, 40, 37, 80, 3, 3, (1, 1), (1, 1), (1, 1), 1),  # blocks split by rows
+        (3, 16, 12, 12, 130, 3, 3, (1, 1), (1, 1), (1, 1), 1),  # 3 k-tiles, tail of 2
+        (1, 70, 6, 6, 17, 3, 3, (1, 1), (1, 1), (1, 1), 1),    # reduction > one chunk
+        (2, 12, 9, 9, 48, 3, 3, (1, 1), (1, 1), (1, 1), 3),    # groups
+        (2, 8, 11, 11, 16, 5, 5, (2, 2), (2, 2), (1, 1), 1),   # stride 2
+        (1, 3, 1, 1, 9, 3, 3, (1, 1), (1, 1), (1, 1), 1),      # 1x1 image
+        (2, 20, 7, 7, 24, 1, 1, (1, 1), (0, 0), (1, 1), 4),    # grouped pointwise
+    ]
+    while len(cases) < 60:
+        G = int(rng.choice([1, 1, 1, 2, 3]))
+        Cg, Kg = int(rng.integers(1, 24)), int(rng.integers(1, 72))
+        N = int(rng.integers(1, 5)) if len(cases) % 4 else int(rng.integers(20, 70))
+        H, W = int(rng.integers(1, 15)), int(rng.integers(1, 15))
+        R, S = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        st = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        pad = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        dil = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        if twins.out_size(H, R, st[0], pad[0], dil[0]) < 1 or \
+                twins.out_size(W, S, st[1], pad[1], dil[1]) < 1:
+            continue
+        cases.append((N, Cg * G, H, W, Kg * G, R, S, st, pad, dil, G))
+    return cases
+
+
+SWEEP = _sweep()
+
+
+def _id(c):
+    N, C, H, W, K, R, S, st, pad, dil, G = c
+    return f"{N}x{C}x{H}x{W}-k{K}-{R}x{S}-s{st[0]}{st[1]}-p{pad[0]}{pad[1]}-d{dil[0]}{dil[1]}-g{G}"
+
+
+@needs_fused
+@pytest.mark.parametrize("case", SWEEP, ids=[_id(c) for c in SWEEP])
+def test_compiled_matches_twins(case):
+    N, C, H, W, K, R, S, st, pad, dil, G = case
+    x, w, b, dy = _data(*case, seed=len(_id(case)), bias=N % 2 == 0)
+    assert err(_ext.fused_forward(x, w, b, *st, *pad, *dil, G),
+               tw.fused_forward(x, w, b, *st, *pad, *dil, G)) < 1e-5
+    assert err(_ext.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G),
+               tw.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G)) < 1e-5
+    if st == (1, 1) and pad[0] <= dil[0] * (R - 1) and pad[1] <= dil[1] * (S - 1):
+        assert err(_ext.fused_backward_data(dy, w, H, W, *pad, *dil, G),
+                   tw.fused_backward_data(dy, w, H, W, *pad, *dil, G)) < 1e-5
+
+
+@needs_fused
+def test_out_and_workspace_arguments():
+    case = (3, 16, 8, 8, 20, 3, 3, (1, 1), (1, 1), (1, 1), 1)
+    x, w, b, dy = _data(*case)
+    asked = []
+
+    def workspace(n):
+        asked.append(n)
+        return np.full(n + 5, np.nan, np.float32)   # stale contents must not matter
+
+    y_out = np.full((3, 20, 8, 8), np.nan, np.float32)
+    y = _ext.fused_forward(x, w, b, 1, 1, 1, 1, 1, 1, 1, out=y_out, workspace=workspace)
+    assert y is y_out and asked
+    np.testing.assert_allclose(y, tw.fused_forward(x, w, b, 1, 1, 1, 1, 1, 1, 1),
+                               rtol=1e-5, atol=1e-5)
+    dw_out = np.full(w.shape, np.nan, np.float32)      # overwritten, not accumulated
+    dw = _ext.fused_backward_weights(dy, x, 3, 3, 1, 1, 1, 1, 1, 1, 1, out=dw_out,
+                                     workspace=workspace)
+    assert dw is dw_out
+    np.testing.assert_allclose(dw, tw.fused_backward_weights(dy, x, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+                               rtol=1e-4, atol=1e-4)
+    dx_out = np.full(x.shape, np.nan, np.float32)
+    dx = _ext.fused_backward_data(dy, w, 8, 8, 1, 1, 1, 1, 1, out=dx_out,
+                                  workspace=lambda n: np.empty(1, np.float32))  # too small
+    assert dx is dx_out
+    np.testing.assert_allclose(dx, tw.fused_backward_data(dy, w, 8, 8, 1, 1, 1, 1, 1),
+                               rtol=1e-5, atol=1e-5)
+
+
+@needs_fused
+def test_non_contiguous_inputs_and_empty_batch():
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((2, 32, 6, 6)).astype(np.float32)
+    x = big[:, ::2]
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)[:, :, ::-1]
+    assert not x.flags.c_contiguous and not w.flags.c_contiguous
+    np.testing.assert_allclose(_ext.fused_forward(x, w, None, 1, 1, 1, 1, 1, 1, 1),
+                               tw.fused_forward(x, w, None, 1, 1, 1, 1, 1, 1, 1),
+                               rtol=1e-5, atol=1e-5)
+    x0 = np.zeros((0, 16, 6, 6), np.float32)
+    assert _ext.fused_forward(x0, w, None, 1, 1, 1, 1, 1, 1, 1).shape == (0, 24, 6, 6)
+    dw = _ext.fused_backward_weights(np.zeros((0, 24, 6, 6), np.float32), x0, 3, 3,
+                                     1, 1, 1, 1, 1, 1, 1)
+    np.testing.assert_array_equal(dw, np.zeros((24, 16, 3, 3), np.float32))
+
+
+@needs_fused
+@pytest.mark.parametrize("call", [
+    lambda x, w, dy: _ext.fused_forward(x.astype(np.float64), w, None, 1, 1, 1, 1, 1, 1, 1),
+    lambda x, w, dy: _ext.fused_forward(x, w, None, 1, 1, 1, 1, 1, 1, 3),        # groups
+    lambda x, w, dy: _ext.fused_forward(x, w[:, :4], None, 1, 1, 1, 1, 1, 1, 1),  # w shape
+    lambda x, w, dy: _ext.fused_forward(x, w, np.zeros(3, np.float32), 1, 1, 1, 1, 1, 1, 1),
+    lambda x, w, dy: _ext.fused_forward(x, w, None, 0, 1, 1, 1, 1, 1, 1),        # stride 0
+    lambda x, w, dy: _ext.fused_forward(x[:, :, :1, :1], w, None, 1, 1, 0, 0, 1, 1, 1),
+    lambda x, w, dy: _ext.fused_forward(x, w, None, 1, 1, 1, 1, 1, 1, 1,
+                                        out=np.empty((2, 8, 6, 5), np.float32)),
+    lambda x, w, dy: _ext.fused_backward_data(dy, w, 6, 6, 3, 1, 1, 1, 1),   # pad > dil*(R-1)
+    lambda x, w, dy: _ext.fused_backward_data(dy, w, 7, 6, 1, 1, 1, 1, 1),   # H mismatch
+    lambda x, w, dy: _ext.fused_backward_weights(dy[:, :, :5], x, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+    lambda x, w, dy: _ext.fused_backward_weights(dy, x, 3, 3, 1, 1, 1, 1, 1, 1, 1,
+                                                 out=np.empty((8, 6, 3, 3), np.float64)),
+])
+def test_bad_arguments_raise_value_error(call):
+    x = np.zeros((2, 6, 6, 6), np.float32)
+    w = np.zeros((8, 6, 3, 3), np.float32)
+    dy = np.zeros((2, 8, 6, 6), np.float32)
+    with pytest.raises(ValueError):
+        call(x, w, dy)
+
+
+@needs_fused
+def test_thread_count_does_not_change_results():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    case = (6, 24, 12, 12, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1)
+    x, w, b, dy = _data(*case)
+    res = []
+    for n in (1, 2):
+        with threadpoolctl.threadpool_limits(n, user_api="openmp"):
+            res.append((_ext.fused_forward(x, w, b, 1, 1, 1, 1, 1, 1, 1),
+                        _ext.fused_backward_data(dy, w, 12, 12, 1, 1, 1, 1, 1),
+                        _ext.fused_backward_weights(dy, x, 3, 3, 1, 1, 1, 1, 1, 1, 1)))
+    for a, b_ in zip(*res):
+        np.testing.assert_array_equal(a, b_)
+
+
+def test_fused_available_matches_dispatch():
+    import os
+    if os.environ.get("DTNN_KERNELS", "").lower() == "numpy" or _ext is None:
+        assert not im2col_mod.fused_available()
+        assert im2col_mod.fused_forward is tw.fused_forward
+    else:
+        assert im2col_mod.fused_available() == HAVE_FUSED
+        assert im2col_mod.fused_forward is _ext.fused_forward
+
+
+# --- the im2col variant -------------------------------------------------------------
+G_ = ConvGeometry
+ALGO_CASES = [
+    G_(2, 16, 9, 9, 24, 3, 3, (1, 1), (1, 1)),                  # all three passes fused
+    G_(1, 20, 8, 7, 40, 3, 3, (1, 1), (1, 1), (1, 1), 2),       # batch 1, groups
+    G_(3, 16, 11, 10, 32, 3, 3, (2, 2), (1, 1)),                # stride 2: dx unfold/GEMM
+    G_(2, 16, 12, 12, 16, 5, 5, (1, 1), (0, 0)),                # valid 5x5: dx unfold/GEMM
+    G_(2, 16, 10, 10, 16, 3, 3, (1, 1), (2, 2), (2, 2)),        # dilation
+    G_(2, 32, 6, 6, 64, 1, 1),                                  # 1x1: forward by matmul
+    G_(2, 12, 7, 7, 12, 3, 3, (1, 1), (1, 1), (1, 1), 12),      # depthwise: unfold/GEMM
+    G_(2, 3, 10, 10, 16, 3, 3, (1, 1), (1, 1)),                 # first layer, C=3
+]
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "gemm"])
+@pytest.mark.parametrize("g", ALGO_CASES, ids=[g.tag().replace(" ", "_") for g in ALGO_CASES])
+def test_im2col_variant_matches_reference(g, fused):
+    x, w, b, dy = _data(g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.padding, g.dilation,
+                        g.groups, seed=7)
+    y_ref, dx_ref, dw_ref = ref64(x, w, b, dy, g.stride, g.padding, g.dilation, g.groups)
+    algo = Im2ColConv(fused=fused)
+    algo.fused_min_pixels = 1          # these batches are small: fuse them anyway
+    y = algo.forward(x, w, b, g)
+    assert y.shape == y_ref.shape and y.dtype == np.float32 and y.flags.c_contiguous
+    assert err(y, y_ref) < 1e-6
+    dw = np.full(w.shape, np.nan, np.float32)
+    db = np.full(b.shape, np.nan, np.float32)
+    dx = algo.backward(dy, x, w, g, True, dw, db)
+    assert err(dx, dx_ref) < 1e-6
+    assert err(dw, dw_ref) < 1e-6
+    assert err(db, dy.astype(np.float64).sum(axis=(0, 2, 3))) < 1e-6
+    dw2 = np.full(w.shape, np.nan, np.float32)
+    assert algo.backward(dy, x, w, g, False, dw2, None) is None
+    assert err(dw2, dw_ref) < 1e-6
+    # a gradient buffer that is not contiguous is filled too
+    dw3 = np.full((w.shape[0], w.shape[1], g.R, 2 * g.S), np.nan, np.float32)[..., ::2]
+    algo.backward(dy, x, w, g, False, dw3, None)
+    assert err(dw3, dw_ref) < 1e-6
+
+
+def test_which_passes_run_fused():
+    algo = Im2ColConv()
+    on = im2col_mod.fused_available()
+    same = G_(8, 64, 16, 16, 64, 3, 3, (1, 1), (1, 1))
+    assert (algo.fused_forward_ok(same), algo.fused_data_ok(same),
+            algo.fused_weights_ok(same)) == (on, on, on)
+    s2 = G_(8, 64, 16, 16, 64, 3, 3, (2, 2), (1, 1))
+    assert not algo.fused_data_ok(s2) and algo.fused_forward_ok(s2) == on
+    s2_1x1 = G_(8, 64, 16, 16, 64, 1, 1, (2, 2))
+    assert not (algo.fused_forward_ok(s2_1x1) or algo.fused_weights_ok(s2_1x1)
+                or algo.fused_data_ok(s2_1x1))
+    pointwise = G_(8, 64, 16, 16, 64, 1, 1)
+    assert not algo.fused_forward_ok(pointwise) and algo.fused_weights_ok(pointwise) == on
+    assert not algo.fused_data_ok(G_(8, 64, 12, 12, 64, 5, 5))      # 'valid': dy padded 2.25x
+    assert not algo.fused_forward_ok(G_(8, 64, 8, 8, 64, 3, 3, (1, 1), (1, 1), (1, 1), 64))
+    tiny = G_(1, 256, 4, 4, 512, 3, 3, (1, 1), (1, 1))           # 16 output pixels
+    assert not (algo.fused_forward_ok(tiny) or algo.fused_weights_ok(tiny))
+    assert algo.fused_forward_ok(tiny.with_batch(8)) == on
+    off = Im2ColConv(fused=False)
+    assert not (off.fused_forward_ok(same) or off.fused_data_ok(same)
+                or off.fused_weights_ok(same))
