@@ -10,7 +10,19 @@ the 2-byte/1-byte payload: decoders produce 4 n bytes), so every row reads as "h
 fast can a gradient of this size pass through this step".  ``vs copy`` = kernel GB/s
 / copy GB/s (copy = ``np.copyto`` of 4 n bytes, best of the same repeats, same
 thread count: numpy's copy is single-threaded).  Times are the best of ``--repeat``
-runs.  The twin is numpy (single-threaded) and is timed once per size.
+runs.  The twin is numpy (single-threaded) and is timed once per size (same repeats).
+
+The memory bound: ``B/elem`` is the memory traffic of a kernel per gradient element
+(bytes read + written, e.g. add_l1 reads x and e and writes e: 12 B; a copy is 8 B;
+the sparse kernels' random accesses count 4 B each, not the cache lines they touch).
+``copy-bound speed-up`` = (copy traffic rate / B/elem) / twin elements per second,
+the copy traffic rate being 8 n bytes / copy time of the same run: the largest
+speed-up over the twin a kernel moving its bytes at copy speed can show.  ``traffic
+vs copy`` = the compiled kernel's traffic rate (B/elem per element time) / the copy
+traffic rate: near 1 (or above) the kernel is memory-bound, well below 1 it computes.  Below 10
+it says numpy is already within 10x of that bound.  It is a bound only as far as the
+copy is (kernels that only read, or write less, can stream faster than
+``np.copyto``, and 2 threads can exceed a one-thread copy).
 Results: benchmarks/results/compress_kernels.{md,json}.
 """
 from __future__ import annotations
@@ -86,6 +98,32 @@ def cases(mod, n):
     }
 
 
+#: memory traffic per fp32 element (bytes read + written) of each case; k / n = 1 %
+_SPARSE = 0.01
+BYTES_PER_ELEM = {
+    "copy (np.copyto)": 8.0,
+    "f32_to_f16 (scale)": 4 + 2,
+    "f16_to_f32 (accumulate)": 2 + 4 + 4,
+    "f32_to_bf16": 4 + 2,
+    "chunk_norms l2/512": 4.0,
+    "chunk_norms max (int8 scale)": 4.0,
+    "quantize_i8 int8 (stochastic)": 4 + 1,
+    "quantize_i8 qsgd/512 (stochastic)": 4 + 1,
+    "dequantize_i8 (accumulate)": 1 + 4 + 4,
+    "terngrad_quantize /512": 4 + 0.25,
+    "terngrad_dequantize /512 (accumulate)": 0.25 + 4 + 4,
+    "add_l1 (EF: e += x, sum |e|)": 4 + 4 + 4,
+    "sign_pack /512 (EF: bits, e -= s*sign)": 4 + 0.125 + 4,
+    "sign_unpack /512 (accumulate)": 0.125 + 4 + 4,
+    # x, e read and e written; idx and val (4 B each) for 1 % of the elements
+    "topk 1% (EF fused)": 12 + 8 * _SPARSE,
+    # idx, val read; out[idx] read and written (4 B each; the cache lines they sit in
+    # are not counted, so for the sparse kernels this is an optimistic bound)
+    "scatter_add 1%": 16 * _SPARSE,
+    "gather 1% (EF: e += x, take, clear)": 12 + 8 * _SPARSE,
+}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 25_000_000])
@@ -104,7 +142,7 @@ def main(argv=None) -> int:
         gb = 4 * n / 1e9
         rep = args.repeat if n <= 2_000_000 else max(2, args.repeat // 2)
         twin_cases = cases(twins, n)
-        twin_t = {name: best(fn, max(1, rep // 2)) for name, (fn, _) in twin_cases.items()}
+        twin_t = {name: best(fn, rep) for name, (fn, _) in twin_cases.items()}
         del twin_cases
         for th in args.threads:
             with threadpool_limits(limits=th, user_api="openmp"):
@@ -112,33 +150,47 @@ def main(argv=None) -> int:
                 comp_t = {name: best(fn, rep) for name, (fn, _) in comp_cases.items()}
                 streaming = {name: s for name, (_, s) in comp_cases.items()}
                 del comp_cases
-            copy_gbs = gb / comp_t["copy (np.copyto)"]
+            copy_s = comp_t["copy (np.copyto)"]
+            copy_gbs = gb / copy_s
             for name, t in comp_t.items():
+                bpe = BYTES_PER_ELEM[name]
+                # (8 n / copy_s / bpe) elements/s at copy traffic rate over n / twin_s
+                bound = (8.0 / bpe) * twin_t[name] / copy_s
                 rows.append({"kernel": name, "n": n, "threads": th, "compiled_s": t,
                              "twin_s": twin_t[name], "compiled_GBps": gb / t,
                              "twin_GBps": gb / twin_t[name], "speedup": twin_t[name] / t,
-                             "vs_copy": (gb / t) / copy_gbs, "streaming": streaming[name]})
+                             "vs_copy": (gb / t) / copy_gbs, "streaming": streaming[name],
+                             "bytes_per_elem": bpe, "copy_bound_speedup": bound,
+                             "traffic_vs_copy": (gb / t) / copy_gbs * bpe / 8.0})
             print(f"n={n:,} threads={th}: copy {copy_gbs:.1f} GB/s", flush=True)
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared: other jobs ran "
-             f"during the measurement). Command: `python benchmarks/bench_compress_kernels.py "
+             f"during the measurement; load average {load:.2f} at the end). Command: "
+             f"`python benchmarks/bench_compress_kernels.py "
              f"--sizes {' '.join(map(str, args.sizes))} --threads "
-             f"{' '.join(map(str, args.threads))} --repeat {args.repeat}`", ""]
+             f"{' '.join(map(str, args.threads))} --repeat {args.repeat}`", "",
+             "B/elem: memory traffic per element; copy-bound speed-up: the largest "
+             "speed-up over the twin at copy traffic rate; traffic vs copy: the compiled "
+             "kernel's traffic rate / the copy's (see the script's docstring).", ""]
     for n in args.sizes:
         for th in args.threads:
             sel = [r for r in rows if r["n"] == n and r["threads"] == th]
             lines += [f"### n = {n:,} floats ({4 * n / 1e6:.0f} MB fp32), {th} thread(s)", "",
-                      "| kernel | compiled GB/s | numpy twin GB/s | speedup | compiled / copy |",
-                      "|---|---|---|---|---|"]
+                      "| kernel | compiled GB/s | numpy twin GB/s | speedup | compiled / copy "
+                      "| B/elem | copy-bound speed-up | traffic vs copy |",
+                      "|---|---|---|---|---|---|---|---|"]
             for r in sel:
                 lines.append(f"| {r['kernel']} | {r['compiled_GBps']:.2f} | {r['twin_GBps']:.2f} "
-                             f"| {r['speedup']:.1f}x | {r['vs_copy']:.2f} |")
+                             f"| {r['speedup']:.1f}x | {r['vs_copy']:.2f} "
+                             f"| {r['bytes_per_elem']:g} | {r['copy_bound_speedup']:.1f}x "
+                             f"| {r['traffic_vs_copy']:.2f} |")
             lines.append("")
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as fh:
-        json.dump({"argv": sys.argv, "rows": rows}, fh, indent=1)
+        json.dump({"argv": sys.argv, "load_average": load, "rows": rows}, fh, indent=1)
     with open(args.out + ".md", "w") as fh:
         fh.write(text + "\n")
     return 0

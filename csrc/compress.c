@@ -26,7 +26,12 @@
 #define RESTRICT restrict
 #endif
 
-#define LANES 8
+/* a word of 4 bytes read as little endian (byte t in bits 8t..8t+7) */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define CX_LE32(w) __builtin_bswap32(w)
+#else
+#define CX_LE32(w) (w)
+#endif
 
 int dtnn_cx_openmp_enabled(void)
 {
@@ -101,9 +106,19 @@ static int cx_has_avx2(void) { return 0; }
         else                                                             \
             name##_gen args;                                             \
     }
+/* the same for a body returning a value (reductions) */
+#define CX_CLONES_R(type, name, params, args)                            \
+    static type name##_gen params { return name##_body args; }           \
+    CX_AVX2 static type name##_avx2 params { return name##_body args; }  \
+    static type name##_run params                                        \
+    {                                                                    \
+        return cx_has_avx2() ? name##_avx2 args : name##_gen args;       \
+    }
 #else
 #define CX_CLONES(name, params, args)                                    \
     static void name##_run params { name##_body args; }
+#define CX_CLONES_R(type, name, params, args)                            \
+    static type name##_run params { return name##_body args; }
 #endif
 
 /* run body(s, e) over [0, n) in blocks, in parallel if large */
@@ -120,35 +135,51 @@ static int cx_has_avx2(void) { return 0; }
         }                                                                            \
     } while (0)
 
-/* ---------------------------------------------------------------- RNG */
-static inline uint32_t mix32(uint32_t h)
+/* ---------------------------------------------------------------- RNG
+ * u(i) = hash(i) >> 8 times 2^-24.  The 64-bit key is mixed once per call (the
+ * splitmix64 finaliser) into two 32-bit halves; the per-element hash is one
+ * xorshift-multiply finaliser (2 multiplies) with k0 xored into the counter and k1
+ * into the middle, so all 64 key bits select the stream.  For a fixed i the hash is
+ * a bijection of the counter, so over keys u(i) is exactly uniform on the 2^-24 grid:
+ * that is what makes stochastic rounding unbiased.  The counter is uint32 so the
+ * AVX2 clones vectorise it as 8 lanes (indices >= 2^32 wrap, like the twin). */
+static void cx_stream(uint64_t key, uint32_t *k0, uint32_t *k1)
 {
+    uint64_t z = key + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    *k0 = (uint32_t)z;
+    *k1 = (uint32_t)(z >> 32);
+}
+
+static inline float uniform_at(uint32_t i, uint32_t k0, uint32_t k1)
+{
+    uint32_t h = i ^ k0;
     h ^= h >> 16;
     h *= 0x7feb352dU;
+    h ^= k1;
     h ^= h >> 15;
     h *= 0x846ca68bU;
     h ^= h >> 16;
-    return h;
-}
-
-static inline float uniform_at(int64_t i, uint32_t k0, uint32_t k1)
-{
-    const uint32_t h = mix32(mix32((uint32_t)i ^ k0) + k1);
     return (float)(int32_t)(h >> 8) * (1.0f / 16777216.0f);
 }
 
 CX_INLINE void uni_body(float *RESTRICT out, int64_t s, int64_t e, uint32_t k0, uint32_t k1)
 {
-    int64_t i;
-    for (i = s; i < e; ++i)
-        out[i] = uniform_at(i, k0, k1);
+    const uint32_t i0 = (uint32_t)s, m = (uint32_t)(e - s);
+    uint32_t j;
+    out += s;
+    for (j = 0; j < m; ++j)
+        out[j] = uniform_at(i0 + j, k0, k1);
 }
 CX_CLONES(uni, (float *RESTRICT out, int64_t s, int64_t e, uint32_t k0, uint32_t k1),
           (out, s, e, k0, k1))
 
 void dtnn_cx_uniform(float *RESTRICT out, int64_t n, uint64_t key)
 {
-    const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    uint32_t k0, k1;
+    cx_stream(key, &k0, &k1);
     CX_BLOCKS(n, uni_run(out, s, e, k0, k1));
 }
 
@@ -309,54 +340,89 @@ void dtnn_cx_bf16_to_f32(const uint16_t *RESTRICT h, float *RESTRICT out, int64_
     CX_BLOCKS(n, bf2f_run(h, out, s, e, alpha, accumulate));
 }
 
-/* ---------------------------------------------------------------- reductions */
-static double block_sum_sq(const float *RESTRICT p, int64_t m)
+/* ---------------------------------------------------------------- reductions
+ * Sums: WIDE float partial sums (4 AVX2 vectors of independent adds, so the add
+ * latency is hidden) over SUB elements, i.e. 16 terms per partial; those are folded
+ * in double as a fixed tree and added to a double total.  The float stage costs at
+ * most ~16 * 2^-24 (1e-6) relative for sums of non-negative terms; the order is
+ * fixed, so the result does not depend on the thread count or the clone. */
+#define WIDE 32
+#define SUB 512
+
+/* the WIDE float partials summed in double as a fixed tree */
+CX_INLINE double fold_wide(const float *f)
 {
-    double acc[LANES] = {0};
-    int64_t i = 0, l;
-    for (; i + LANES <= m; i += LANES)
-        for (l = 0; l < LANES; ++l)
-            acc[l] += (double)p[i + l] * (double)p[i + l];
-    for (; i < m; ++i)
-        acc[0] += (double)p[i] * (double)p[i];
-    double s = 0.0;
-    for (l = 0; l < LANES; ++l)
-        s += acc[l];
-    return s;
+    double d[WIDE / 2];
+    int w, l;
+    for (l = 0; l < WIDE / 2; ++l)
+        d[l] = (double)f[l] + (double)f[l + WIDE / 2];
+    for (w = WIDE / 4; w >= 1; w /= 2)
+        for (l = 0; l < w; ++l)
+            d[l] += d[l + w];
+    return d[0];
 }
 
-static double block_sum_abs(const float *RESTRICT p, int64_t m)
-{
-    double acc[LANES] = {0};
-    int64_t i = 0, l;
-    for (; i + LANES <= m; i += LANES)
-        for (l = 0; l < LANES; ++l)
-            acc[l] += (double)fabsf(p[i + l]);
-    for (; i < m; ++i)
-        acc[0] += (double)fabsf(p[i]);
-    double s = 0.0;
-    for (l = 0; l < LANES; ++l)
-        s += acc[l];
-    return s;
-}
+/* name##_body(params): sum over j < m of TERM(j), as above; the < WIDE tail in double */
+#define CX_WIDE_SUM(name, params, TERM)                                              \
+    CX_INLINE double name##_body params                                              \
+    {                                                                                \
+        const int64_t full = m - m % WIDE;                                           \
+        double r = 0.0;                                                              \
+        int64_t s, j;                                                                \
+        int l;                                                                       \
+        for (s = 0; s < full; s += SUB) {                                            \
+            const int64_t end = s + SUB < full ? s + SUB : full;                     \
+            float f[WIDE];                                                           \
+            for (l = 0; l < WIDE; ++l)                                               \
+                f[l] = TERM(s + l);                                                  \
+            for (j = s + WIDE; j < end; j += WIDE)                                   \
+                for (l = 0; l < WIDE; ++l)                                           \
+                    f[l] += TERM(j + l);                                             \
+            r += fold_wide(f);                                                       \
+        }                                                                            \
+        for (j = full; j < m; ++j)                                                   \
+            r += (double)TERM(j);                                                    \
+        return r;                                                                    \
+    }
 
-static uint32_t block_max_abs_bits(const float *RESTRICT p, int64_t m)
+#define SQ_TERM(j) (p[j] * p[j])
+#define ABS_TERM(j) fabsf(p[j])
+#define ADD_ABS_TERM(j) fabsf(e[j] += x[j]) /* error feedback: e += x, then |e| */
+CX_WIDE_SUM(sum_sq, (const float *RESTRICT p, int64_t m), SQ_TERM)
+CX_WIDE_SUM(sum_abs, (const float *RESTRICT p, int64_t m), ABS_TERM)
+CX_WIDE_SUM(add_abs, (const float *RESTRICT x, float *RESTRICT e, int64_t m), ADD_ABS_TERM)
+CX_CLONES_R(double, sum_sq, (const float *RESTRICT p, int64_t m), (p, m))
+CX_CLONES_R(double, sum_abs, (const float *RESTRICT p, int64_t m), (p, m))
+CX_CLONES_R(double, add_abs, (const float *RESTRICT x, float *RESTRICT e, int64_t m), (x, e, m))
+
+/* max |p[j]| as bits (the order of non-negative floats), exact */
+CX_INLINE uint32_t max_abs_body(const float *RESTRICT p, int64_t m)
 {
-    uint32_t acc[LANES] = {0};
-    int64_t i = 0, l;
-    for (; i + LANES <= m; i += LANES)
-        for (l = 0; l < LANES; ++l) {
-            const uint32_t a = f2u(p[i + l]) & 0x7fffffffu;
+    uint32_t acc[WIDE] = {0};
+    const int64_t full = m - m % WIDE;
+    int64_t j;
+    int l;
+    for (j = 0; j < full; j += WIDE)
+        for (l = 0; l < WIDE; ++l) {
+            const uint32_t a = f2u(p[j + l]) & 0x7fffffffu;
             acc[l] = a > acc[l] ? a : acc[l];
         }
-    for (; i < m; ++i) {
-        const uint32_t a = f2u(p[i]) & 0x7fffffffu;
-        acc[0] = a > acc[0] ? a : acc[0];
+    for (j = full; j < m; ++j) {
+        const uint32_t a = f2u(p[j]) & 0x7fffffffu;
+        acc[j - full] = a > acc[j - full] ? a : acc[j - full];
     }
-    uint32_t r = 0;
-    for (l = 0; l < LANES; ++l)
-        r = acc[l] > r ? acc[l] : r;
-    return r;
+    for (l = 1; l < WIDE; ++l)
+        acc[0] = acc[l] > acc[0] ? acc[l] : acc[0];
+    return acc[0];
+}
+CX_CLONES_R(uint32_t, max_abs, (const float *RESTRICT p, int64_t m), (p, m))
+
+/* one block or chunk: kind 0 sum of squares, 1 max |x|, 2 sum |x| */
+static double block_norm(const float *p, int64_t m, int kind)
+{
+    if (kind == 1)
+        return (double)u2f(max_abs_run(p, m));
+    return kind == 0 ? sum_sq_run(p, m) : sum_abs_run(p, m);
 }
 
 /* kind 0: sum of squares, 1: max |x| (as bits, exact), 2: sum |x|; blocked so the
@@ -364,11 +430,8 @@ static uint32_t block_max_abs_bits(const float *RESTRICT p, int64_t m)
 static double reduce_range(const float *p, int64_t m, int kind)
 {
     const int64_t nb = (m + DTNN_CX_BLOCK - 1) / DTNN_CX_BLOCK;
-    if (nb <= 1) {
-        if (kind == 1)
-            return (double)u2f(block_max_abs_bits(p, m));
-        return kind == 0 ? block_sum_sq(p, m) : block_sum_abs(p, m);
-    }
+    if (nb <= 1)
+        return block_norm(p, m, kind);
     double *part = (double *)malloc((size_t)nb * sizeof(double));
     if (part == NULL)
         return NAN;
@@ -377,10 +440,7 @@ static double reduce_range(const float *p, int64_t m, int kind)
     for (b = 0; b < nb; ++b) {
         const int64_t s = b * DTNN_CX_BLOCK;
         const int64_t len = (s + DTNN_CX_BLOCK <= m) ? DTNN_CX_BLOCK : m - s;
-        if (kind == 1)
-            part[b] = (double)u2f(block_max_abs_bits(p + s, len));
-        else
-            part[b] = kind == 0 ? block_sum_sq(p + s, len) : block_sum_abs(p + s, len);
+        part[b] = block_norm(p + s, len, kind);
     }
     double r = 0.0;
     for (b = 0; b < nb; ++b)
@@ -399,11 +459,7 @@ void dtnn_cx_chunk_norms(const float *RESTRICT x, int64_t n, int64_t chunk, int 
         for (c = 0; c < nc; ++c) {
             const int64_t s = c * chunk;
             const int64_t len = (s + chunk <= n) ? chunk : n - s;
-            double r;
-            if (kind == 1)
-                r = (double)u2f(block_max_abs_bits(x + s, len));
-            else
-                r = kind == 0 ? block_sum_sq(x + s, len) : block_sum_abs(x + s, len);
+            const double r = block_norm(x + s, len, kind);
             out[c] = (float)(kind == 0 ? sqrt(r) : r);
         }
         return;
@@ -421,20 +477,23 @@ void dtnn_cx_chunk_norms(const float *RESTRICT x, int64_t n, int64_t chunk, int 
 CX_INLINE void q8_body(const float *RESTRICT x, int8_t *RESTRICT q, int64_t s, int64_t e,
                        float inv, float levels, uint32_t k0, uint32_t k1, int stochastic)
 {
-    int64_t i;
+    const uint32_t i0 = (uint32_t)s, m = (uint32_t)(e - s);
+    uint32_t j;
+    x += s;
+    q += s;
     if (stochastic) {
-        for (i = s; i < e; ++i) {
-            float t = fabsf(x[i]) * inv + uniform_at(i, k0, k1);
+        for (j = 0; j < m; ++j) {
+            float t = fabsf(x[j]) * inv + uniform_at(i0 + j, k0, k1);
             t = t < levels ? t : levels;
             const int32_t l = (int32_t)t;
-            q[i] = (int8_t)(x[i] < 0.0f ? -l : l);
+            q[j] = (int8_t)(x[j] < 0.0f ? -l : l);
         }
     } else {
-        for (i = s; i < e; ++i) {
-            float t = fabsf(x[i]) * inv + 0.5f;
+        for (j = 0; j < m; ++j) {
+            float t = fabsf(x[j]) * inv + 0.5f;
             t = t < levels ? t : levels;
             const int32_t l = (int32_t)t;
-            q[i] = (int8_t)(x[i] < 0.0f ? -l : l);
+            q[j] = (int8_t)(x[j] < 0.0f ? -l : l);
         }
     }
 }
@@ -458,7 +517,8 @@ void dtnn_cx_quantize_i8(const float *RESTRICT x, int8_t *RESTRICT q, int64_t n,
                          int64_t chunk, const float *RESTRICT scales, float levels,
                          uint64_t key, int stochastic)
 {
-    const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    uint32_t k0, k1;
+    cx_stream(key, &k0, &k1);
     CX_BLOCKS(n, CX_CHUNKED(s, e, chunk, {
         const float sc = scales[ck];
         const float inv = sc > 0.0f ? levels / sc : 0.0f;
@@ -491,23 +551,36 @@ void dtnn_cx_dequantize_i8(const int8_t *RESTRICT q, float *RESTRICT out, int64_
 }
 
 /* ---------------------------------------------------------------- TernGrad */
-static inline uint32_t tern_code(float xv, float inv, int64_t i, uint32_t k0, uint32_t k1)
+/* 1 + sign bit = the code of a kept element: x < 0 gives 2; -0.0 and NaN are never
+ * kept (u < 0 and u < NaN are false), so the sign bit decides exactly like x < 0 */
+static inline uint32_t tern_code(float xv, float inv, uint32_t i, uint32_t k0, uint32_t k1)
 {
     const uint32_t keep = uniform_at(i, k0, k1) < fabsf(xv) * inv;
-    return keep ? (xv < 0.0f ? 2u : 1u) : 0u;
+    return (0u - keep) & (1u + (f2u(xv) >> 31));
 }
 
-/* bytes [s, e): elements 4s .. 4e */
+#define TQ_SUB 64  /* bytes per sub-block: the codes of 256 elements stay in L1 */
+
+/* bytes [s, e): elements 4s .. 4e.  Two vectorisable passes per sub-block: one code
+ * byte per element (contiguous, like quantize_i8), then each 4 code bytes, read as
+ * one little-endian word, are folded into a byte. */
 CX_INLINE void tq_body(const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t s, int64_t e,
                        float inv, uint32_t k0, uint32_t k1)
 {
-    int64_t j;
-    for (j = s; j < e; ++j) {
-        const int64_t i = 4 * j;
-        packed[j] = (uint8_t)(tern_code(x[i], inv, i, k0, k1)
-                              | tern_code(x[i + 1], inv, i + 1, k0, k1) << 2
-                              | tern_code(x[i + 2], inv, i + 2, k0, k1) << 4
-                              | tern_code(x[i + 3], inv, i + 3, k0, k1) << 6);
+    uint32_t word[TQ_SUB];
+    uint8_t *code = (uint8_t *)word;
+    int64_t b;
+    for (b = s; b < e; b += TQ_SUB) {
+        const uint32_t m = (uint32_t)(e - b < TQ_SUB ? e - b : TQ_SUB);
+        const uint32_t i0 = (uint32_t)(4 * b);
+        const float *xb = x + 4 * b;
+        uint32_t j;
+        for (j = 0; j < 4 * m; ++j)
+            code[j] = (uint8_t)tern_code(xb[j], inv, i0 + j, k0, k1);
+        for (j = 0; j < m; ++j) {
+            const uint32_t w = CX_LE32(word[j]);
+            packed[b + j] = (uint8_t)(w | w >> 6 | w >> 12 | w >> 18);
+        }
     }
 }
 CX_CLONES(tq, (const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t s, int64_t e,
@@ -516,7 +589,8 @@ CX_CLONES(tq, (const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t s, int
 void dtnn_cx_terngrad_quantize(const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t n,
                                const float *RESTRICT scales, int64_t chunk, uint64_t key)
 {
-    const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    uint32_t k0, k1;
+    cx_stream(key, &k0, &k1);
     const int64_t full = n / 4;
     const int64_t cb = chunk / 4;  /* chunk is a multiple of 4 */
     CX_BLOCKS(full, CX_CHUNKED(s, e, cb, {
@@ -529,7 +603,7 @@ void dtnn_cx_terngrad_quantize(const float *RESTRICT x, uint8_t *RESTRICT packed
         uint32_t byte = 0;
         int64_t i;
         for (i = 4 * full; i < n; ++i)
-            byte |= tern_code(x[i], inv, i, k0, k1) << (2 * (i - 4 * full));
+            byte |= tern_code(x[i], inv, (uint32_t)i, k0, k1) << (2 * (i - 4 * full));
         packed[full] = (uint8_t)byte;
     }
 }
@@ -537,6 +611,14 @@ void dtnn_cx_terngrad_quantize(const float *RESTRICT x, uint8_t *RESTRICT packed
 static inline float tern_value(uint32_t code, float value)
 {
     return code == 1u ? value : (code == 2u ? -value : 0.0f);
+}
+
+/* tern_value without selects, for the vectoriser: codes 1 and 2 keep |value| (bit
+ * 0 of code ^ code >> 1), code 2 flips the sign bit (negation), 0 and 3 give +0 */
+static inline float tern_value_bits(uint32_t code, float value)
+{
+    const uint32_t keep = (code ^ (code >> 1)) & 1u;
+    return u2f((f2u(value) ^ ((code >> 1) << 31)) & (0u - keep));
 }
 
 CX_INLINE void tdq_body(const uint8_t *RESTRICT packed, float *RESTRICT out, int64_t s,
@@ -547,11 +629,11 @@ CX_INLINE void tdq_body(const uint8_t *RESTRICT packed, float *RESTRICT out, int
     if (acc)
         for (j = s; j < e; ++j)
             for (b = 0; b < 4; ++b)
-                out[4 * j + b] += tern_value(((uint32_t)packed[j] >> (2 * b)) & 3u, value);
+                out[4 * j + b] += tern_value_bits(((uint32_t)packed[j] >> (2 * b)) & 3u, value);
     else
         for (j = s; j < e; ++j)
             for (b = 0; b < 4; ++b)
-                out[4 * j + b] = tern_value(((uint32_t)packed[j] >> (2 * b)) & 3u, value);
+                out[4 * j + b] = tern_value_bits(((uint32_t)packed[j] >> (2 * b)) & 3u, value);
 }
 CX_CLONES(tdq, (const uint8_t *RESTRICT packed, float *RESTRICT out, int64_t s, int64_t e,
                 float value, int acc), (packed, out, s, e, value, acc))
@@ -575,15 +657,6 @@ void dtnn_cx_terngrad_dequantize(const uint8_t *RESTRICT packed, float *RESTRICT
 }
 
 /* ---------------------------------------------------------------- sign */
-CX_INLINE void addv_body(const float *RESTRICT x, float *RESTRICT e_, int64_t s, int64_t e)
-{
-    int64_t i;
-    for (i = s; i < e; ++i)
-        e_[i] += x[i];
-}
-CX_CLONES(addv, (const float *RESTRICT x, float *RESTRICT e_, int64_t s, int64_t e),
-          (x, e_, s, e))
-
 double dtnn_cx_add_l1(const float *RESTRICT x, float *RESTRICT e, int64_t n)
 {
     const int64_t nb = (n + DTNN_CX_BLOCK - 1) / DTNN_CX_BLOCK;
@@ -596,9 +669,7 @@ double dtnn_cx_add_l1(const float *RESTRICT x, float *RESTRICT e, int64_t n)
     for (b = 0; b < nb; ++b) {
         const int64_t s = b * DTNN_CX_BLOCK;
         const int64_t len = (s + DTNN_CX_BLOCK <= n) ? DTNN_CX_BLOCK : n - s;
-        if (x != NULL)
-            addv_run(x, e, s, s + len);
-        part[b] = block_sum_abs(e + s, len);
+        part[b] = x != NULL ? add_abs_run(x + s, e + s, len) : sum_abs_run(e + s, len);
     }
     double r = 0.0;
     for (b = 0; b < nb; ++b)
@@ -649,6 +720,12 @@ void dtnn_cx_sign_pack(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t n,
     }
 }
 
+/* +-value by flipping the sign bit where the bit is 0 (= negation), no select */
+static inline float sign_value(uint32_t bit, float value)
+{
+    return u2f(f2u(value) ^ ((bit ^ 1u) << 31));
+}
+
 CX_INLINE void su_body(const uint8_t *RESTRICT bits, float *RESTRICT out, int64_t s, int64_t e,
                        float value, int acc)
 {
@@ -657,11 +734,11 @@ CX_INLINE void su_body(const uint8_t *RESTRICT bits, float *RESTRICT out, int64_
     if (acc)
         for (j = s; j < e; ++j)
             for (b = 0; b < 8; ++b)
-                out[8 * j + b] += (((uint32_t)bits[j] >> b) & 1u) ? value : -value;
+                out[8 * j + b] += sign_value(((uint32_t)bits[j] >> b) & 1u, value);
     else
         for (j = s; j < e; ++j)
             for (b = 0; b < 8; ++b)
-                out[8 * j + b] = (((uint32_t)bits[j] >> b) & 1u) ? value : -value;
+                out[8 * j + b] = sign_value(((uint32_t)bits[j] >> b) & 1u, value);
 }
 CX_CLONES(su, (const uint8_t *RESTRICT bits, float *RESTRICT out, int64_t s, int64_t e,
                float value, int acc), (bits, out, s, e, value, acc))
@@ -790,116 +867,259 @@ static int64_t topk_hist(const float *RESTRICT x, float *RESTRICT c, int64_t n, 
     return m;
 }
 
-static int cmp_u32_desc(const void *a, const void *b)
+/* the r-th largest (0-based) of a[0..m); a and b (m elements each) are scratch.
+ * Quickselect with an out-of-place, branch-free three-way partition (> p to the
+ * front of b, < p to the back, == p dropped): no mispredicted compares on random
+ * keys, and runs of equal keys end it at once. */
+static uint32_t select_desc(uint32_t *a, uint32_t *b, int64_t m, int64_t r)
 {
-    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? 1 : (x > y ? -1 : 0);
+    while (m > 1) {
+        const uint32_t x = a[0], y = a[m / 2], z = a[m - 1];
+        const uint32_t p = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        int64_t i, ng = 0, nl = 0;
+        for (i = 0; i < m; ++i) {
+            const uint32_t v = a[i];
+            b[ng] = v;
+            b[m - 1 - nl] = v;
+            ng += v > p;
+            nl += v < p;
+        }
+        uint32_t *const done = a;
+        if (r < ng) {
+            a = b;
+            m = ng;
+        } else if (r < m - nl) {
+            return p;
+        } else {
+            a = b + (m - nl);
+            r -= m - nl;
+            m = nl;
+        }
+        b = done;
+    }
+    return a[0];
 }
 
-/* (threshold bits, ties to take) of the k largest among m magnitude bit patterns */
-static void select_bits(const uint32_t *bits, int64_t m, int64_t k, uint32_t *thr,
-                        int64_t *ties)
+/* sample size: n / 256 within [TOPK_SAMPLE_MIN, TOPK_SAMPLE]: a larger sample gives a
+ * tighter threshold (fewer candidates), worth its strided loads on large buffers */
+#define TOPK_SAMPLE_MIN 4096
+#define TOPK_SAMPLE 16384
+#define TOPK_SUB 256  /* elements per flag block of the collection pass (in L1) */
+
+/* c[j] = v = c[j] + x[j] (if x); flag[j] = |v| >= t (as bits); vectorises */
+CX_INLINE void tk_flag(const float *RESTRICT x, float *RESTRICT c, int64_t m, uint32_t t,
+                       uint8_t *RESTRICT flag)
 {
-    uint32_t *hist = (uint32_t *)calloc(65536u, sizeof(uint32_t));
-    int64_t i, above, above2;
-    for (i = 0; i < m; ++i)
-        hist[bits[i] >> 16]++;
-    const uint32_t hi = find_bin(hist, k, &above);
-    memset(hist, 0, 65536u * sizeof(uint32_t));
-    for (i = 0; i < m; ++i)
-        if ((bits[i] >> 16) == hi)
-            hist[bits[i] & 0xffffu]++;
-    const uint32_t lo = find_bin(hist, k - above, &above2);
-    free(hist);
-    *thr = (hi << 16) | lo;
-    *ties = k - above - above2;
+    int64_t j;
+    if (x != NULL)
+        for (j = 0; j < m; ++j) {
+            const float v = c[j] + x[j];
+            c[j] = v;
+            flag[j] = (f2u(v) & 0x7fffffffu) >= t;
+        }
+    else
+        for (j = 0; j < m; ++j)
+            flag[j] = (f2u(c[j]) & 0x7fffffffu) >= t;
 }
 
-#define TOPK_SAMPLE 4096
+/* append the flagged elements of one block (flags zero from len on): candidates are
+ * rare (a few %), so flags are tested 8 at a time as one word and appended
+ * branch-free inside a word */
+CX_INLINE int64_t tk_append(const float *RESTRICT c, const uint8_t *RESTRICT flag, int64_t s,
+                            int64_t len, int32_t *RESTRICT cidx, uint32_t *RESTRICT cval,
+                            int64_t m)
+{
+    int64_t w, b;
+    for (w = 0; w < len; w += 8) {
+        uint64_t word;
+        memcpy(&word, flag + w, 8);
+        if (word == 0)
+            continue;
+        for (b = w; b < w + 8; ++b) {
+            cidx[m] = (int32_t)(s + b);
+            cval[m] = f2u(c[s + (b < len ? b : 0)]);
+            m += flag[b];
+        }
+    }
+    return m;
+}
 
-/* Sampling selection: a strided sample of |c + x| gives a threshold t that about 2k
- * (+ a margin) elements exceed; one fused pass does c += x and collects the
+/* The collection pass over [lo, hi): c += x (if x), and the indices and values (as
+ * bits) of the elements with |c| >= t in index order; with zero, those are cleared
+ * in c right away (the block is in L1; the few not finally selected are restored
+ * later, which is cheaper than clearing the selected ones at random places
+ * afterwards).  If a block might not fit into cap, collection stops (*full = 1: the
+ * m collected are cleared, the rest is not) and only c += x is completed. */
+CX_INLINE int64_t tk_collect_body(const float *RESTRICT x, float *RESTRICT c, int64_t lo,
+                                  int64_t hi, uint32_t t, int32_t *RESTRICT cidx,
+                                  uint32_t *RESTRICT cval, int64_t cap, int zero, int *full)
+{
+    uint8_t flag[TOPK_SUB];
+    int64_t s, j, m = 0;
+    *full = 0;
+    for (s = lo; s < hi; s += TOPK_SUB) {
+        const int64_t len = hi - s < TOPK_SUB ? hi - s : TOPK_SUB;
+        if (!*full && m > cap - TOPK_SUB)
+            *full = 1;
+        if (*full) {
+            if (x != NULL)
+                tk_flag(x + s, c + s, len, 0xffffffffu, flag);
+            continue;
+        }
+        tk_flag(x != NULL ? x + s : NULL, c + s, len, t, flag);
+        memset(flag + len, 0, (size_t)(TOPK_SUB - len));
+        m = tk_append(c, flag, s, len, cidx, cval, m);
+        if (zero)
+            for (j = 0; j < len; ++j)
+                c[s + j] = flag[j] ? 0.0f : c[s + j];
+    }
+    return m;
+}
+CX_CLONES_R(int64_t, tk_collect, (const float *RESTRICT x, float *RESTRICT c, int64_t lo,
+                                  int64_t hi, uint32_t t, int32_t *RESTRICT cidx,
+                                  uint32_t *RESTRICT cval, int64_t cap, int zero, int *full),
+            (x, c, lo, hi, t, cidx, cval, cap, zero, full))
+
+/* threshold bits t that k plus a margin of the n elements of |c + x| reach, from a
+ * strided sample of ns: the r-th largest sample value with r = f + 5 sqrt(f) + 8
+ * (f = ns k / n), about 5 standard deviations of the sample quantile above f, so
+ * (for data in random order) fewer than k elements reach t only with probability
+ * ~1e-5; 0 if the sample cannot tell (k too large) */
+static uint32_t tk_sample_threshold(const float *x, const float *c, int64_t n, int64_t k)
+{
+    uint32_t sample[2 * TOPK_SAMPLE];  /* the sample and select_desc's scratch */
+    const int64_t ns = n / 256 < TOPK_SAMPLE_MIN ? TOPK_SAMPLE_MIN
+                       : (n / 256 > TOPK_SAMPLE ? TOPK_SAMPLE : n / 256);
+    const int64_t stride = n / ns;
+    const double fs = (double)k / (double)n * (double)ns;
+    const int64_t r = (int64_t)(fs + 5.0 * sqrt(fs) + 8.0);
+    int64_t i;
+    if (r >= ns)
+        return 0;
+    for (i = 0; i < ns; ++i) {
+        const int64_t p = i * stride;
+        sample[i] = f2u(x != NULL ? c[p] + x[p] : c[p]) & 0x7fffffffu;
+    }
+    return select_desc(sample, sample + ns, ns, r);
+}
+
+/* idx/val of the k largest |value| among the m candidates (index order, so idx
+ * ascends), ties at the threshold to the lowest indices.  Branch-free (whether a
+ * candidate is taken is unpredictable): the taken ones are compacted to the front
+ * of cidx/cval, the others to scratch, from where zero (candidates were cleared)
+ * restores them.  scratch: 2 m words. */
+static int64_t tk_take(float *c, int32_t *cidx, uint32_t *cval, int64_t m, int64_t k,
+                       int32_t *idx, float *val, int zero, uint32_t *scratch)
+{
+    int64_t j, above = 0, out = 0, rest = 0;
+    for (j = 0; j < m; ++j)
+        scratch[j] = cval[j] & 0x7fffffffu;
+    const uint32_t thr = select_desc(scratch, scratch + m, m, k - 1);
+    for (j = 0; j < m; ++j)
+        above += (cval[j] & 0x7fffffffu) > thr;
+    int64_t ties = k - above;
+    int32_t *ridx = (int32_t *)scratch;
+    uint32_t *rval = scratch + m;
+    for (j = 0; j < m; ++j) {  /* out <= rest + out <= j: no entry is overwritten unread */
+        const int32_t p = cidx[j];
+        const uint32_t v = cval[j], a = v & 0x7fffffffu;
+        const int64_t tie = a == thr && ties > 0;
+        const int64_t take = (a > thr) | tie;
+        ties -= tie;
+        cidx[out] = p;
+        cval[out] = v;
+        ridx[rest] = p;
+        rval[rest] = v;
+        out += take;
+        rest += 1 - take;
+    }
+    memcpy(idx, cidx, (size_t)out * sizeof(int32_t));
+    memcpy(val, cval, (size_t)out * sizeof(float));
+    if (zero)
+        for (j = 0; j < rest; ++j)
+            c[ridx[j]] = u2f(rval[j]);
+    return out;
+}
+
+/* tk_collect over nt contiguous ranges in parallel, thread i into cidx/cval + i cap;
+ * the results are then concatenated in index order.  Returns the number m of
+ * candidates; *full if some thread ran out of room. */
+static int64_t tk_collect_all(const float *x, float *c, int64_t n, uint32_t t, int32_t *cidx,
+                              uint32_t *cval, int64_t cap, int zero, int nt, int *full)
+{
+    int64_t *mt = (int64_t *)malloc(2 * (size_t)nt * sizeof(int64_t));
+    int64_t m = 0;
+    int team = 1, id;
+    if (mt == NULL)
+        return -1;
+    (void)cx_has_avx2();
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int me = 0, f;
+#ifdef _OPENMP
+        me = omp_get_thread_num();
+        if (me == 0)
+            team = omp_get_num_threads();
+#pragma omp barrier
+#endif
+        const int64_t nblk = (n + TOPK_SUB - 1) / TOPK_SUB;
+        const int64_t lo = nblk * me / team * TOPK_SUB, hi = nblk * (me + 1) / team * TOPK_SUB;
+        const size_t off = (size_t)me * (size_t)cap;
+        mt[me] = tk_collect_run(x, c, lo < n ? lo : n, hi < n ? hi : n, t, cidx + off,
+                                cval + off, cap, zero, &f);
+        mt[nt + me] = f;
+    }
+    *full = 0;
+    for (id = 0; id < team; ++id) {  /* mt <= cap: stays clear of later threads' data */
+        memmove(cidx + m, cidx + (size_t)id * (size_t)cap, (size_t)mt[id] * sizeof(int32_t));
+        memmove(cval + m, cval + (size_t)id * (size_t)cap, (size_t)mt[id] * sizeof(uint32_t));
+        m += mt[id];
+        *full |= (int)mt[nt + id];
+    }
+    free(mt);
+    return m;
+}
+
+/* Sampling selection: a strided sample of |c + x| gives a threshold t that k plus a
+ * margin of the elements reach; one fused pass does c += x and collects the
  * candidates >= t in index order; the exact k-th largest is then found among the
  * candidates.  Every element >= the true k-th largest is a candidate as long as at
  * least k elements are, so the result is exactly topk_hist's; if the sample
- * misjudged (fewer than k or too many candidates), fall back to topk_hist. */
+ * misjudged (fewer than k or too many candidates), the candidates are restored and
+ * topk_hist runs on c (= c + x by then). */
 int64_t dtnn_cx_topk(const float *RESTRICT x, float *RESTRICT c, int64_t n, int64_t k,
                      int32_t *RESTRICT idx, float *RESTRICT val, int zero)
 {
-    int64_t i;
-    if (k <= 0 || k >= n || n < 8 * TOPK_SAMPLE)
+    if (k <= 0 || k >= n || n < 8 * TOPK_SAMPLE_MIN)
         return topk_hist(x, c, n, k, idx, val, zero);
-    const int64_t stride = n / TOPK_SAMPLE;
-    uint32_t sample[TOPK_SAMPLE];
-    for (i = 0; i < TOPK_SAMPLE; ++i) {
-        const int64_t p = i * stride;
-        const float v = x != NULL ? c[p] + x[p] : c[p];
-        sample[i] = f2u(v) & 0x7fffffffu;
-    }
-    qsort(sample, TOPK_SAMPLE, sizeof(uint32_t), cmp_u32_desc);
-    const double frac = (double)k / (double)n;
-    int64_t r = (int64_t)(2.0 * frac * TOPK_SAMPLE + 4.0 * sqrt(frac * TOPK_SAMPLE) + 8.0);
-    if (r >= TOPK_SAMPLE)
+    const uint32_t t = tk_sample_threshold(x, c, n, k);
+    if (t == 0)
         return topk_hist(x, c, n, k, idx, val, zero);
-    const uint32_t t = sample[r];
-    const int64_t cap = 4 * k + 4096 < n ? 4 * k + 4096 : n;
-    int32_t *cidx = (int32_t *)malloc((size_t)cap * sizeof(int32_t));
-    uint32_t *cbits = (uint32_t *)malloc((size_t)cap * sizeof(uint32_t));
-    if (cidx == NULL || cbits == NULL) {
-        free(cidx);
-        free(cbits);
-        return -1;
+    /* per thread: candidate indices and values (cap each); then tk_take's scratch */
+    const int nt = nthreads_for(n);
+    const int64_t cap = (4 * k + 4096 < n ? 4 * k + 4096 : n) + TOPK_SUB;
+    const size_t ncap = (size_t)nt * (size_t)cap;
+    uint32_t *buf = (uint32_t *)malloc((2 * ncap + 2 * (size_t)cap) * sizeof(uint32_t));
+    if (buf == NULL)
+        return topk_hist(x, c, n, k, idx, val, zero);
+    int32_t *cidx = (int32_t *)buf;
+    uint32_t *cval = buf + ncap;
+    int64_t j, out;
+    int full = 0;
+    const int64_t m = tk_collect_all(x, c, n, t, cidx, cval, cap, zero, nt, &full);
+    if (m < 0) {  /* out of memory before anything was changed */
+        free(buf);
+        return topk_hist(x, c, n, k, idx, val, zero);
     }
-    int64_t m = 0;
-    int overflow = 0;
-    if (x != NULL) {
-        for (i = 0; i < n; ++i) {
-            const float v = c[i] + x[i];
-            const uint32_t a = f2u(v) & 0x7fffffffu;
-            c[i] = v;
-            if (a >= t) {
-                if (m < cap) {
-                    cidx[m] = (int32_t)i;
-                    cbits[m] = a;
-                }
-                ++m;
-            }
-        }
+    if (full || m > cap || m < k) {
+        if (zero)
+            for (j = 0; j < m; ++j)
+                c[cidx[j]] = u2f(cval[j]);
+        out = topk_hist(NULL, c, n, k, idx, val, zero);  /* c is c + x by now */
     } else {
-        for (i = 0; i < n; ++i) {
-            const uint32_t a = f2u(c[i]) & 0x7fffffffu;
-            if (a >= t) {
-                if (m < cap) {
-                    cidx[m] = (int32_t)i;
-                    cbits[m] = a;
-                }
-                ++m;
-            }
-        }
+        out = tk_take(c, cidx, cval, m, k, idx, val, zero, buf + 2 * ncap);
     }
-    overflow = m > cap;
-    if (overflow || m < k) {  /* c already holds c + x */
-        free(cidx);
-        free(cbits);
-        return topk_hist(NULL, c, n, k, idx, val, zero);
-    }
-    uint32_t thr;
-    int64_t ties, j, out = 0;
-    select_bits(cbits, m, k, &thr, &ties);
-    for (j = 0; j < m; ++j) {
-        const uint32_t a = cbits[j];
-        if (a > thr || (a == thr && ties > 0)) {
-            ties -= (a == thr);
-            const int32_t p = cidx[j];
-            idx[out] = p;
-            val[out] = c[p];
-            if (zero)
-                c[p] = 0.0f;
-            ++out;
-        }
-    }
-    free(cidx);
-    free(cbits);
+    free(buf);
     return out;
 }
 

@@ -10,11 +10,14 @@
  *   scale    multiplies the input before conversion/quantisation
  *   alpha    multiplies the decoded value; accumulate != 0 means out += value,
  *            else out = value
- *   key      64-bit key of the counter-based RNG: element i draws
- *            u = mix32(mix32(i ^ lo32(key)) + hi32(key)) >> 8, times 2^-24, in [0, 1)
- *            (independent of the thread count: every element has its own counter)
- *   Reductions (norms) sum fixed blocks of DTNN_CX_BLOCK elements in double and then
- *   the block sums in order, so results do not depend on the number of threads.
+ *   key      64-bit key of the counter-based RNG: mixed once per call into (k0, k1)
+ *            (splitmix64 finaliser); element i draws u = hash(uint32 i) >> 8, times
+ *            2^-24, in [0, 1), hash = one xorshift-multiply round keyed by k0 and k1
+ *            (twins.py has the exact definition; independent of the thread count:
+ *            every element has its own counter)
+ *   Reductions (norms, add_l1) sum float partials of 16 terms, combine them in double
+ *   in a fixed order per block of DTNN_CX_BLOCK elements and then the block sums in
+ *   order, so results do not depend on the number of threads.
  */
 #ifndef DTNN_COMPRESS_H
 #define DTNN_COMPRESS_H
@@ -69,8 +72,10 @@ void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, const float
 
 /* top-k by magnitude of c (after c += x if x): idx ascending, val = c[idx]; among
  * equal magnitudes at the threshold the lowest indices win; zero != 0 sets the
- * selected c[idx] = 0 (error feedback).  Radix selection on the float bits (two
- * 16-bit histogram passes), no sort.  Returns the number selected (= k). */
+ * selected c[idx] = 0 (error feedback).  A sampled threshold and one fused pass that
+ * collects the candidates, or (small n, large k, or a misjudged sample) radix
+ * selection on the float bits; no sort.  Returns the number selected (= k), -1 if
+ * out of memory. */
 int64_t dtnn_cx_topk(const float *x, float *c, int64_t n, int64_t k, int32_t *idx,
                      float *val, int zero);
 /* out[idx[j]] += alpha * val[j] */
