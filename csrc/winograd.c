@@ -1,6 +1,7 @@
 /*
- * Winograd F(2x2,3x3) and F(4x4,3x3) filter, input and output transforms (see
- * winograd.h for the layouts).
+ * Winograd F(2x2,3x3) and F(4x4,3x3) filter, input and output transforms, and for
+ * backward-weights the output-gradient and filter-gradient transforms (their adjoints;
+ * see winograd.h for the layouts).
  *
  * Every transform works on LANES-wide vectors.  The input and output transforms work
  * on strips: strip q = i*nb + n is tile row i of image n (Q = th*nb strips per chunk),
@@ -18,6 +19,10 @@
  * Output job: A^T then A on LANES-wide vectors loaded straight from M, into
  * ob[m][tw*m][LANES] whose rows are then written (cropped, + bias) to the images.
  * Filter job: LANES filters w[k][c0..] at a time, straight into U.
+ * Output-gradient job (backward-weights): the input job's strips on dy's m x m tiles,
+ * A down then A across, into D (alpha², K, T) laid out like V.
+ * Filter-gradient job: LANES filters' alpha² values from dU, G^T down then across, 9
+ * taps each scattered (or added) to dw[k][c0..].
  * The (de)interleaving is done with 8x8 in-register transposes when AVX2 is there.
  *
  * The 1-D transforms are written out with shared subexpressions on GCC/Clang vector
@@ -134,6 +139,47 @@ INLINE void g_1d(int m, const float *g, int64_t gs, float *r, int64_t rs)
         vst(r + rs, vmul(0.5f, vadd(p, g1)));
         vst(r + 2 * rs, vmul(0.5f, vsub(p, g1)));
         vst(r + 3 * rs, g2);
+    }
+}
+
+/* e (m) -> A e (alpha): the adjoint of at_1d (the output-gradient transform) */
+INLINE void a_1d(int m, const float *d, int64_t ds, float *r, int64_t rs)
+{
+    if (m == 4) {
+        const vf d0 = vld(d), d1 = vld(d + ds), d2 = vld(d + 2 * ds), d3 = vld(d + 3 * ds);
+        const vf e = vadd(d0, d2), o = vadd(d1, d3);
+        const vf e4 = vadd(d0, vmul(4.0f, d2)), o8 = vadd(vmul(2.0f, d1), vmul(8.0f, d3));
+        vst(r, d0);
+        vst(r + rs, vadd(e, o));
+        vst(r + 2 * rs, vsub(e, o));
+        vst(r + 3 * rs, vadd(e4, o8));
+        vst(r + 4 * rs, vsub(e4, o8));
+        vst(r + 5 * rs, d3);
+    } else {
+        const vf d0 = vld(d), d1 = vld(d + ds);
+        vst(r, d0);
+        vst(r + rs, vadd(d0, d1));
+        vst(r + 2 * rs, vsub(d0, d1));
+        vst(r + 3 * rs, vsub(vset(0.0f), d1));
+    }
+}
+
+/* u (alpha) -> G^T u (3): the adjoint of g_1d (the filter-gradient transform) */
+INLINE void gt_1d(int m, const float *d, int64_t ds, float *r, int64_t rs)
+{
+    if (m == 4) {
+        const vf d0 = vld(d), d1 = vld(d + ds), d2 = vld(d + 2 * ds), d3 = vld(d + 3 * ds),
+                 d4 = vld(d + 4 * ds), d5 = vld(d + 5 * ds);
+        const vf s12 = vadd(d1, d2), s34 = vadd(d3, d4);
+        vst(r, vadd(vsub(vmul(0.25f, d0), vmul(1.0f / 6.0f, s12)), vmul(1.0f / 24.0f, s34)));
+        vst(r + rs, vadd(vmul(-1.0f / 6.0f, vsub(d1, d2)), vmul(1.0f / 12.0f, vsub(d3, d4))));
+        vst(r + 2 * rs, vadd(vmul(1.0f / 6.0f, vsub(s34, s12)), d5));
+    } else {
+        const vf d0 = vld(d), d1 = vld(d + ds), d2 = vld(d + 2 * ds), d3 = vld(d + 3 * ds);
+        const vf h = vmul(0.5f, vadd(d1, d2));
+        vst(r, vadd(d0, h));
+        vst(r + rs, vmul(0.5f, vsub(d1, d2)));
+        vst(r + 2 * rs, vadd(h, d3));
     }
 }
 
@@ -340,6 +386,72 @@ void dtnn_wino_filter_f32(const float *w, float *U, int64_t ups, int64_t K, int6
     }
 }
 
+/* --- filter-gradient transform (backward-weights) --------------------------------------- */
+
+/* dw[k][c0 .. c0+LANES) (+)= G^T dU[.][k][c] G for all c0 of one k */
+INLINE void dfilter_row(int m, const float *dU, int64_t ups, float *dw, int64_t C,
+                        int accumulate, int64_t k, interleave_fn gather,
+                        deinterleave_fn scatter)
+{
+    const int a = m + 2;
+    float o[AMAX * AMAX * LANES], tmp[3 * AMAX * LANES], g[9 * LANES], e[9 * LANES];
+    const float *src[LANES];
+    float *dst[LANES];
+    for (int64_t c0 = 0; c0 < C; c0 += LANES) {
+        const int nl = (int)(C - c0 < LANES ? C - c0 : LANES);
+        const float *s = dU + k * C + c0;
+        int64_t ps = ups;
+        if (nl < LANES) {                                 /* partial vector: via o */
+            memset(o, 0, sizeof(float) * a * a * LANES);
+            for (int p = 0; p < a * a; ++p)
+                memcpy(o + p * LANES, s + p * ups, sizeof(float) * nl);
+            s = o;
+            ps = LANES;
+        }
+        /* G^T down each column v (over u), then across each row r (over v) */
+        for (int v = 0; v < a; ++v)
+            gt_1d(m, s + v * ps, a * ps, tmp + v * LANES, a * LANES);
+        for (int r = 0; r < 3; ++r)
+            gt_1d(m, tmp + r * a * LANES, LANES, g + r * 3 * LANES, LANES);
+        for (int l = 0; l < LANES; ++l) dst[l] = l < nl ? dw + (k * C + c0 + l) * 9 : NULL;
+        if (accumulate) {                                 /* + the 9 taps already there */
+            for (int l = 0; l < LANES; ++l) src[l] = dst[l];
+            gather(src, e, 9);
+            for (int t = 0; t < 9; ++t)
+                vst(g + t * LANES, vadd(vld(g + t * LANES), vld(e + t * LANES)));
+        }
+        scatter(g, dst, 9);
+    }
+}
+
+DTNN_CLONES
+static void dfilter_f4(const float *dU, int64_t ups, float *dw, int64_t C, int acc,
+                       int64_t k, interleave_fn gather, deinterleave_fn scatter)
+{
+    dfilter_row(4, dU, ups, dw, C, acc, k, gather, scatter);
+}
+
+DTNN_CLONES
+static void dfilter_f2(const float *dU, int64_t ups, float *dw, int64_t C, int acc,
+                       int64_t k, interleave_fn gather, deinterleave_fn scatter)
+{
+    dfilter_row(2, dU, ups, dw, C, acc, k, gather, scatter);
+}
+
+void dtnn_wino_dfilter_f32(const float *dU, int64_t ups, float *dw, int64_t K, int64_t C,
+                           int64_t m, int accumulate)
+{
+    const interleave_fn gather = pick_interleave();
+    const deinterleave_fn scatter = pick_deinterleave();
+#pragma omp parallel for schedule(static) if (K * C * (m + 2) * (m + 2) > OMP_MIN_WORK)
+    for (int64_t k = 0; k < K; ++k) {
+        if (m == 4)
+            dfilter_f4(dU, ups, dw, C, accumulate, k, gather, scatter);
+        else
+            dfilter_f2(dU, ups, dw, C, accumulate, k, gather, scatter);
+    }
+}
+
 /* --- job layout shared by the input and output transforms ------------------------------- */
 
 /* A job is one channel and a group of up to `bpj` consecutive blocks of LANES strips.
@@ -498,6 +610,125 @@ int dtnn_wino_input_f32(const float *x, float *V, int64_t vps, int64_t nb, int64
             input_f4(&gm, x + c * H * W, V, c, b0, b1, s, R, o);
         else
             input_f2(&gm, x + c * H * W, V, c, b0, b1, s, R, o);
+    }
+    free(buf);
+    return 0;
+}
+
+/* --- output-gradient transform (backward-weights) --------------------------------------- */
+
+/* The strips, jobs and D layout of the input transform (D (alpha², K, T) like V), so the
+ * GEMM is dU[p] = D[p] @ V[p]^T.  (Lanes over 16 channels writing D as (alpha², T, K)
+ * made that GEMM an NN product, 10-15% faster on 64..128 channels, but the transform
+ * then writes scattered 64-byte pieces and ran 1.5-3x slower: no net gain, measured.) */
+typedef struct {
+    int64_t nb, K, Ho, Wo, th, tw, T, Wq, ps, Q;
+    interleave_fn gather;
+} dy_geom;
+
+/* blocks b0 .. b1 of output channel k (dyk = dy + k*Ho*Wo): the mirror of input_job on
+ * m x m tiles that do not overlap, zero past Ho / Wo.  Scratch rows (m x Wq x LANES),
+ * R ((b1-b0) x a x Wq x LANES), o (a*a x LANES) */
+INLINE void dy_job(int m, const dy_geom *gm, const float *dyk, float *D, int64_t k,
+                   int64_t b0, int64_t b1, float *rows, float *R, float *o)
+{
+    const int a = m + 2;
+    const int64_t Wq = gm->Wq, Wo = gm->Wo, Ho = gm->Ho, PS = gm->ps, Q = gm->Q;
+    const int64_t KHW = gm->K * Ho * Wo, strip = Wq * LANES;
+    const float *src[LANES], *top[LANES];
+    int64_t hrow[LANES], img[LANES];
+    for (int64_t b = b0; b < b1; ++b) {
+        const int64_t q0 = b * LANES;
+        const int nl = (int)(Q - q0 < LANES ? Q - q0 : LANES);
+        lane_strips(q0, nl, gm->nb, m, Ho, hrow, img);
+        const int same = nl == LANES && hrow[0] == hrow[LANES - 1];
+        if (same)
+            for (int l = 0; l < LANES; ++l) top[l] = dyk + img[l] * KHW;
+        /* gather: row u of lane l is output row hrow[l] + u, zero past Ho */
+        for (int u = 0; u < m; ++u) {
+            float *row = rows + u * strip;
+            int any = 0;
+            if (same) {
+                const int64_t h = hrow[0] + u;
+                any = h < Ho;
+                if (any)
+                    for (int l = 0; l < LANES; ++l) src[l] = top[l] + h * Wo;
+            } else {
+                for (int l = 0; l < LANES; ++l) {
+                    const int64_t h = hrow[l] + u;
+                    const int inside = h < Ho;
+                    src[l] = inside ? dyk + img[l] * KHW + h * Wo : NULL;
+                    any |= inside;
+                }
+            }
+            if (!any) {
+                memset(row, 0, sizeof(float) * strip);
+                continue;
+            }
+            if (Wo < Wq) memset(row + Wo * LANES, 0, sizeof(float) * (Wq - Wo) * LANES);
+            gm->gather(src, row, Wo);
+        }
+        /* A down every column of the strips */
+        float *Rb = R + (b - b0) * a * strip;
+        for (int64_t w = 0; w < Wq; ++w)
+            a_1d(m, rows + w * LANES, strip, Rb + w * LANES, strip);
+    }
+    /* A across each tile, into D[p][k][j*Q + q ...] */
+    for (int64_t j = 0; j < gm->tw; ++j)
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t q0 = b * LANES;
+            const int nl = (int)(Q - q0 < LANES ? Q - q0 : LANES);
+            float *dst = D + k * gm->T + j * Q + q0;
+            const float *s = R + (b - b0) * a * strip + j * m * LANES;
+            if (nl == LANES) {
+                for (int u = 0; u < a; ++u)
+                    a_1d(m, s + u * strip, LANES, dst + u * a * PS, PS);
+            } else {
+                for (int u = 0; u < a; ++u)
+                    a_1d(m, s + u * strip, LANES, o + u * a * LANES, LANES);
+                for (int p = 0; p < a * a; ++p)
+                    memcpy(dst + p * PS, o + p * LANES, sizeof(float) * nl);
+            }
+        }
+}
+
+DTNN_CLONES
+static void dy_f4(const dy_geom *gm, const float *dyk, float *D, int64_t k, int64_t b0,
+                  int64_t b1, float *rows, float *R, float *o)
+{
+    dy_job(4, gm, dyk, D, k, b0, b1, rows, R, o);
+}
+
+DTNN_CLONES
+static void dy_f2(const dy_geom *gm, const float *dyk, float *D, int64_t k, int64_t b0,
+                  int64_t b1, float *rows, float *R, float *o)
+{
+    dy_job(2, gm, dyk, D, k, b0, b1, rows, R, o);
+}
+
+int dtnn_wino_dy_f32(const float *dy, float *D, int64_t dps, int64_t nb, int64_t K,
+                     int64_t Ho, int64_t Wo, int64_t m, int64_t th, int64_t tw)
+{
+    const int a = (int)m + 2;
+    const int64_t Wq = tw * m;
+    dy_geom gm = {nb, K, Ho, Wo, th, tw, nb * th * tw, Wq, dps, th * nb, pick_interleave()};
+    const size_t strip = (size_t)Wq * LANES;
+    const job_plan jp = plan_jobs(K, gm.Q, a * strip);
+    size_t per = (m + (size_t)jp.bpj * a) * strip + AMAX * AMAX * LANES;
+    int nt;
+    float *buf = scratch(&per, &nt);
+    if (!buf) return -1;
+#pragma omp parallel for schedule(static) num_threads(nt) \
+    if (jp.jobs * LANES * jp.bpj * tw * a * a > OMP_MIN_WORK)
+    for (int64_t job = 0; job < jp.jobs; ++job) {
+        float *s = buf + per * (size_t)thread_id();
+        const int64_t k = job / jp.groups, b0 = (job % jp.groups) * jp.bpj;
+        const int64_t b1 = b0 + jp.bpj < jp.nblk ? b0 + jp.bpj : jp.nblk;
+        float *R = s + m * strip, *o = R + jp.bpj * a * strip;
+        if (m == 4)
+            dy_f4(&gm, dy + k * Ho * Wo, D, k, b0, b1, s, R, o);
+        else
+            dy_f2(&gm, dy + k * Ho * Wo, D, k, b0, b1, s, R, o);
     }
     free(buf);
     return 0;

@@ -35,4 +35,17 @@ int dtnn_wino_input_f32(const float *x, float *V, int64_t vps, int64_t nb, int64
 int dtnn_wino_output_f32(const float *M, int64_t mps, float *y, const float *bias,
                          int64_t nb, int64_t K, int64_t Ho, int64_t Wo, int64_t m,
                          int64_t th, int64_t tw);
+
+/* backward-weights: the adjoints of the output transform (without bias) and of the
+ * filter transform (without flip).
+ *   dy (nb, K, Ho, Wo) -> D (alpha*alpha, K, T)   D = A dy A^T per m x m tile, zero past
+ *                                                 Ho / Wo (the columns of V); D[p] at
+ *                                                 D + p*dps
+ *   dU (alpha*alpha, K, C) -> dw (K, C, 3, 3)     dw = G^T dU G (accumulate: dw +=);
+ *                                                 dU[p] at dU + p*ups */
+int dtnn_wino_dy_f32(const float *dy, float *D, int64_t dps, int64_t nb, int64_t K,
+                     int64_t Ho, int64_t Wo, int64_t m, int64_t th, int64_t tw);
+
+void dtnn_wino_dfilter_f32(const float *dU, int64_t ups, float *dw, int64_t K, int64_t C,
+                           int64_t m, int accumulate);
 #endif

@@ -11,6 +11,10 @@ cdef extern from "winograd.h" nogil:
     int dtnn_wino_output_f32(const float *M, int64_t mps, float *y, const float *bias,
                              int64_t nb, int64_t K, int64_t Ho, int64_t Wo, int64_t m,
                              int64_t th, int64_t tw)
+    int dtnn_wino_dy_f32(const float *dy, float *D, int64_t dps, int64_t nb, int64_t K,
+                         int64_t Ho, int64_t Wo, int64_t m, int64_t th, int64_t tw)
+    void dtnn_wino_dfilter_f32(const float *dU, int64_t ups, float *dw, int64_t K,
+                               int64_t C, int64_t m, int accumulate)
 
 cdef extern from "direct.h" nogil:
     void dtnn_direct_fwd_f32(const float *x, const float *w, const float *bias, float *y,

@@ -2,7 +2,8 @@
 """Compiled Winograd F(2x2,3x3) / F(4x4,3x3) transforms (C in csrc/winograd.c).
 
 Same contract and results as the numpy twins in ``dtnn.conv.kernels``
-(``winograd_filter`` / ``winograd_input`` / ``winograd_output``); see csrc/winograd.h
+(``winograd_filter`` / ``winograd_input`` / ``winograd_output`` and, for
+backward-weights, ``winograd_dy`` / ``winograd_dfilter``); see csrc/winograd.h
 for the layouts.
 """
 import numpy as np
@@ -10,7 +11,8 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t
 
-from dtnn._kernels._convk cimport (dtnn_wino_filter_f32, dtnn_wino_input_f32,
+from dtnn._kernels._convk cimport (dtnn_wino_dfilter_f32, dtnn_wino_dy_f32,
+                                   dtnn_wino_filter_f32, dtnn_wino_input_f32,
                                    dtnn_wino_output_f32)
 
 cnp.import_array()
@@ -32,10 +34,12 @@ cdef cnp.ndarray _out(object out, tuple shape):
 
 
 cdef bint _rows_ok(cnp.ndarray a):
-    """3-D float32 whose last two axes are C-contiguous; axis 0 may be padded."""
-    return (a.dtype == np.float32 and a.ndim == 3 and a.strides[2] == 4
-            and a.strides[1] == 4 * a.shape[2] and a.strides[0] % 4 == 0
-            and a.strides[0] >= 4 * a.shape[1] * a.shape[2])
+    """3-D float32 whose last two axes are C-contiguous; axis 0 may be padded.  (The
+    stride of an axis of length 1 is never used, and numpy may set it to anything.)"""
+    return (a.dtype == np.float32 and a.ndim == 3
+            and (a.shape[2] <= 1 or a.strides[2] == 4)
+            and (a.shape[1] <= 1 or a.strides[1] == 4 * a.shape[2])
+            and a.strides[0] % 4 == 0 and a.strides[0] >= 4 * a.shape[1] * a.shape[2])
 
 
 cdef cnp.ndarray _out_rows(object out, tuple shape):
@@ -123,3 +127,46 @@ def winograd_output(M, bias, Py_ssize_t nb, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssi
     if rc != 0:
         raise MemoryError("winograd_output: scratch allocation failed")
     return y
+
+
+def winograd_dy(dy, Py_ssize_t m, Py_ssize_t th, Py_ssize_t tw, out=None):
+    """dy (nb, K, Ho, Wo) -> D ((m+2)**2, K, nb*th*tw) = A dy A^T per m x m tile (zero
+    past Ho / Wo), tile column (j*th + i)*nb + n.  ``out``'s axis 0 may be padded."""
+    _check_m(m)
+    cdef cnp.ndarray da = _f32c(dy, "dy", 4)
+    cdef Py_ssize_t nb = da.shape[0], K = da.shape[1], Ho = da.shape[2], Wo = da.shape[3]
+    cdef Py_ssize_t a = m + 2
+    if th * m < Ho or tw * m < Wo:
+        raise ValueError("the tiles must cover the output")
+    cdef cnp.ndarray D = _out_rows(out, (a * a, K, nb * th * tw))
+    cdef const float *dp = <const float *>cnp.PyArray_DATA(da)
+    cdef float *Dp = <float *>cnp.PyArray_DATA(D)
+    cdef int64_t dps = D.strides[0] // 4
+    cdef int rc
+    with nogil:
+        rc = dtnn_wino_dy_f32(dp, Dp, dps, nb, K, Ho, Wo, m, th, tw)
+    if rc != 0:
+        raise MemoryError("winograd_dy: scratch allocation failed")
+    return D
+
+
+def winograd_dfilter(dU, Py_ssize_t m, bint accumulate=False, out=None):
+    """dU ((m+2)**2, K, C) -> dw (K, C, 3, 3) = G^T dU G per (k, c); ``accumulate``:
+    add into ``out`` instead of overwriting it.  dU's axis 0 may be padded."""
+    _check_m(m)
+    cdef cnp.ndarray Ua = dU if isinstance(dU, np.ndarray) else None
+    if Ua is None or not _rows_ok(Ua):
+        Ua = _f32c(dU, "dU", 3)
+    if Ua.shape[0] != (m + 2) * (m + 2):
+        raise ValueError(f"dU has shape {dU.shape}, inconsistent with m={m}")
+    if accumulate and out is None:
+        raise ValueError("accumulate needs out")
+    cdef Py_ssize_t K = Ua.shape[1], C = Ua.shape[2]
+    cdef cnp.ndarray dw = _out(out, (K, C, 3, 3))
+    cdef const float *up = <const float *>cnp.PyArray_DATA(Ua)
+    cdef int64_t ups = Ua.strides[0] // 4
+    cdef float *wp = <float *>cnp.PyArray_DATA(dw)
+    cdef int acc = 1 if accumulate else 0
+    with nogil:
+        dtnn_wino_dfilter_f32(up, ups, wp, K, C, m, acc)
+    return dw

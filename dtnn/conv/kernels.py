@@ -6,6 +6,9 @@ Winograd layouts (alpha = m + 2, tile t = (j*th + i)*nb + n, T = nb*th*tw; csrc/
     winograd_filter(w (K,C,3,3), m, flip)                      -> U (alpha², K, C)
     winograd_input(x (nb,C,H,W), pad_h, pad_w, m, th, tw)      -> V (alpha², C, T)
     winograd_output(M (alpha²,K,T), bias, nb, Ho, Wo, m, th, tw) -> y (nb, K, Ho, Wo)
+  backward-weights (the adjoints of winograd_output without bias and of winograd_filter):
+    winograd_dy(dy (nb,K,Ho,Wo), m, th, tw)                    -> D (alpha², K, T)
+    winograd_dfilter(dU (alpha²,K,C), m, accumulate)           -> dw (K, C, 3, 3)
 Direct convolution (any stride/padding/dilation/groups):
     direct_forward(x, w, bias, sh, sw, ph, pw, dh, dw, G)           -> y
     direct_backward_data(dy, w, H, W, sh, sw, ph, pw, dh, dw, G)    -> dx
@@ -91,6 +94,44 @@ def winograd_output(M, bias, nb, Ho, Wo, m, th, tw, out=None):
     return y
 
 
+def winograd_dy(dy, m, th, tw, out=None):
+    """D = A dy_t A^T for every m x m tile of dy (nb, K, Ho, Wo), zero past Ho / Wo
+    -> (alpha², K, nb*th*tw), the tile columns of ``winograd_input``.  The adjoint of
+    ``winograd_output`` (without bias): <winograd_output(M), dy> = <M, D>."""
+    nb, K, Ho, Wo = dy.shape
+    a = m + 2
+    if th * m < Ho or tw * m < Wo:
+        raise ValueError("the tiles must cover the output")
+    dp = np.zeros((nb, K, th * m, tw * m), np.float32)
+    dp[:, :, :Ho, :Wo] = dy
+    tiles = dp.reshape(nb, K, th, m, tw, m).transpose(0, 1, 2, 4, 3, 5)  # (nb,K,th,tw,m,m)
+    at = AT[m].astype(np.float32)
+    d = np.matmul(np.matmul(at.T, tiles), at)  # (nb, K, th, tw, a, a)
+    D = out if out is not None else np.empty((a * a, K, nb * th * tw), np.float32)
+    D.reshape(a, a, K, tw, th, nb)[...] = d.transpose(4, 5, 1, 3, 2, 0)
+    return D
+
+
+def winograd_dfilter(dU, m, accumulate=False, out=None):
+    """dw = G^T dU G per (k, c): dU (alpha², K, C) -> (K, C, 3, 3) float32, the adjoint
+    of ``winograd_filter`` (without flip).  ``accumulate``: add to ``out`` instead of
+    overwriting it."""
+    a2, K, C = dU.shape
+    a = m + 2
+    if a2 != a * a:
+        raise ValueError(f"dU has {a2} positions, expected {a * a}")
+    if accumulate and out is None:
+        raise ValueError("accumulate needs out")
+    kron = np.einsum("ur,vs->rsuv", G[m], G[m]).reshape(9, a * a).astype(np.float32)
+    d = np.matmul(kron, np.ascontiguousarray(dU).reshape(a2, K * C))   # (9, K*C)
+    dw = out if out is not None else np.empty((K, C, 3, 3), np.float32)
+    if accumulate:
+        dw += d.T.reshape(K, C, 3, 3)
+    else:
+        dw[...] = d.T.reshape(K, C, 3, 3)
+    return dw
+
+
 # --- direct convolution twins (via float32 im2col-free loops over taps) ---------------
 def _osz(n, k, s, p, d):
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
@@ -155,6 +196,8 @@ _twins = sys.modules[__name__]
 compiled_winograd_filter = resolve("winograd_filter", "dtnn._kernels._winograd", _twins)
 compiled_winograd_input = resolve("winograd_input", "dtnn._kernels._winograd", _twins)
 compiled_winograd_output = resolve("winograd_output", "dtnn._kernels._winograd", _twins)
+compiled_winograd_dy = resolve("winograd_dy", "dtnn._kernels._winograd", _twins)
+compiled_winograd_dfilter = resolve("winograd_dfilter", "dtnn._kernels._winograd", _twins)
 compiled_direct_forward = resolve("direct_forward", "dtnn._kernels._direct", _twins)
 compiled_direct_backward_data = resolve("direct_backward_data", "dtnn._kernels._direct", _twins)
 compiled_direct_backward_weights = resolve("direct_backward_weights", "dtnn._kernels._direct",
