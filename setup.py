@@ -119,8 +119,7 @@ KERNEL_MODULES = {
     "_winograd": ["csrc/winograd.c"],
     "_direct": ["csrc/direct.c"],
     "_transpose": ["csrc/transpose.c"],
-    "_compress": ["csrc/compress.c"],
-    "_bitpack": ["csrc/bitpack.c"],
+    "_compress": ["csrc/compress.c", "csrc/bitpack.c"],
 }
 
 

@@ -47,15 +47,6 @@
 #define BP_INLINE static inline
 #endif
 
-int dtnn_bp_openmp_enabled(void)
-{
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 int64_t dtnn_bp_packed_size(int64_t n, int bits)
 {
     return (n * (int64_t)bits + 7) / 8;

@@ -25,8 +25,6 @@
 #define DTNN_BP_BLOCK ((int64_t)8192)
 #define DTNN_BP_MIN_WORK ((int64_t)65536)
 
-int dtnn_bp_openmp_enabled(void);
-
 /* bytes of the packed stream of n elements of `bits` bits */
 int64_t dtnn_bp_packed_size(int64_t n, int bits);
 

@@ -1,10 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, embedsignature=True
-"""Compiled gradient-compression kernels (C in csrc/compress.c).
+"""Compiled gradient-compression kernels (C in csrc/compress.c and csrc/bitpack.c).
 
-Same signatures and results as the numpy twins in ``dtnn.compress.twins`` (that
-module documents the contract).  The wrappers check dtypes, contiguity and sizes,
-then call C without the GIL.
+Same signatures and results as the numpy twins in ``dtnn.compress.twins`` and
+``dtnn.compress.bitpack_twins`` (those modules document the contract).  The wrappers
+check dtypes, contiguity and sizes, then call C without the GIL.
 """
 import numpy as np
 
@@ -42,6 +42,14 @@ cdef extern from "compress.h" nogil:
                              float *out)
     void dtnn_cx_gather(const float *x, float *c, int64_t n, const int32_t *idx, int64_t k,
                         float *val, int zero)
+
+cdef extern from "bitpack.h" nogil:
+    int64_t dtnn_bp_packed_size(int64_t n, int bits)
+    void dtnn_bp_pack(const int8_t *q, uint8_t *packed, int64_t n, int bits)
+    void dtnn_bp_unpack(const uint8_t *packed, int8_t *q, int64_t n, int bits)
+    void dtnn_bp_dequantize(const uint8_t *packed, float *out, int64_t n, int bits,
+                            int64_t chunk, const float *scales, double alpha, double levels,
+                            int accumulate)
 
 cdef dict _KINDS = {"l2": 0, "max": 1, "l1": 2}
 cdef Py_ssize_t _INT32_MAX = 2147483647
@@ -325,3 +333,61 @@ def gather(c, idx, x=None, bint zero=False, val=None):
                        <const int32_t *>cnp.PyArray_DATA(ia), k,
                        <float *>cnp.PyArray_DATA(va), zero)
     return va
+
+
+# ---------------------------------------------------------------- bit packing
+cdef int _bits(object bits) except -1:
+    cdef long b = int(bits)
+    if b < 1 or b > 8:
+        raise ValueError(f"bits must be in 1..8, got {bits}")
+    return <int>b
+
+
+cdef cnp.ndarray _packed(object packed, Py_ssize_t n, int b):
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    cdef cnp.ndarray pa = _vec(packed, np.uint8, "packed")
+    cdef Py_ssize_t need = dtnn_bp_packed_size(n, b)
+    if pa.shape[0] != need:
+        raise ValueError(f"packed must have {need} bytes, got {pa.shape[0]}")
+    return pa
+
+
+def packed_size(Py_ssize_t n, bits):
+    return int(dtnn_bp_packed_size(n, _bits(bits)))
+
+
+def pack_bits(q, bits, out=None):
+    cdef int b = _bits(bits)
+    cdef cnp.ndarray qa = _vec(q, np.int8, "q")
+    cdef Py_ssize_t n = qa.shape[0]
+    cdef cnp.ndarray o = _out(out, dtnn_bp_packed_size(n, b), np.uint8, "out")
+    with nogil:
+        dtnn_bp_pack(<const int8_t *>cnp.PyArray_DATA(qa), <uint8_t *>cnp.PyArray_DATA(o),
+                     n, b)
+    return o
+
+
+def unpack_bits(packed, Py_ssize_t n, bits, out=None):
+    cdef int b = _bits(bits)
+    cdef cnp.ndarray pa = _packed(packed, n, b)
+    cdef cnp.ndarray o = _out(out, n, np.int8, "out")
+    with nogil:
+        dtnn_bp_unpack(<const uint8_t *>cnp.PyArray_DATA(pa), <int8_t *>cnp.PyArray_DATA(o),
+                       n, b)
+    return o
+
+
+def dequantize_bits(packed, Py_ssize_t n, bits, Py_ssize_t chunk, scales, double levels,
+                    double alpha=1.0, out=None, bint accumulate=False):
+    cdef int b = _bits(bits)
+    cdef cnp.ndarray pa = _packed(packed, n, b)
+    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
+    if chunk < 1 or sa.shape[0] != (n + chunk - 1) // chunk:
+        raise ValueError("scales must hold one value per chunk")
+    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
+    with nogil:
+        dtnn_bp_dequantize(<const uint8_t *>cnp.PyArray_DATA(pa), <float *>cnp.PyArray_DATA(o),
+                           n, b, chunk, <const float *>cnp.PyArray_DATA(sa), alpha, levels,
+                           accumulate)
+    return o

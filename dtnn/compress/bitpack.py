@@ -1,4 +1,4 @@
-"""Bit-packing kernels in use: compiled (``dtnn._kernels._bitpack``, C in
+"""Bit-packing kernels in use: compiled (``dtnn._kernels._compress``, C in
 ``csrc/bitpack.c``) or the numpy twins (``dtnn.compress.bitpack_twins``, which
 document the layout), picked by ``dtnn._kernels.resolve`` so that
 ``DTNN_KERNELS=numpy`` forces the twins and ``dtnn info`` lists which one runs.
@@ -13,18 +13,8 @@ from __future__ import annotations
 from dtnn._kernels import resolve
 from dtnn.compress import bitpack_twins as twins
 from dtnn.compress.bitpack_twins import packed_size  # noqa: F401  (pure arithmetic)
-
-_MODULE = "dtnn._kernels._bitpack"
+from dtnn.compress.kernels import _MODULE, compiled  # noqa: F401  (one extension for both)
 
 pack_bits = resolve("pack_bits", _MODULE, twins)
 unpack_bits = resolve("unpack_bits", _MODULE, twins)
 dequantize_bits = resolve("dequantize_bits", _MODULE, twins)
-
-
-def compiled():
-    """The compiled module, or None if it is not built."""
-    try:
-        import importlib
-        return importlib.import_module(_MODULE)
-    except ImportError:
-        return None

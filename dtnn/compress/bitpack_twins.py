@@ -1,4 +1,4 @@
-"""Numpy twins of the bit-packing kernels (``dtnn._kernels._bitpack``, C in
+"""Numpy twins of the bit-packing kernels (in ``dtnn._kernels._compress``, C in
 ``csrc/bitpack.c``): the contract and the test oracle.  ``dtnn.compress.bitpack``
 picks the compiled kernels or these.
 
@@ -86,10 +86,6 @@ def dequantize_bits(packed: np.ndarray, n: int, bits: int, chunk: int, scales: n
     q = unpack_bits(packed, n, bits)
     f = (scales.astype(np.float64) * alpha / float(levels)).astype(_F32)
     return _into(out, q.astype(_F32) * np.repeat(f, chunk)[:n], accumulate)
-
-
-def openmp_enabled() -> bool:
-    return False
 
 
 KERNELS = ("pack_bits", "unpack_bits", "dequantize_bits")

@@ -16,7 +16,7 @@ def _impls():
     out = [pytest.param(T, id="twin")]
     mod = BP.compiled()
     out.append(pytest.param(mod, id="compiled", marks=pytest.mark.skipif(
-        mod is None, reason="dtnn._kernels._bitpack is not built")))
+        mod is None, reason="dtnn._kernels._compress is not built")))
     return out
 
 
@@ -62,7 +62,7 @@ def test_round_trip_every_width_and_length(impl, bits):
         np.testing.assert_array_equal(impl.pack_bits(q, 8), q.view(np.uint8))
 
 
-@pytest.mark.skipif(BP.compiled() is None, reason="dtnn._kernels._bitpack is not built")
+@pytest.mark.skipif(BP.compiled() is None, reason="dtnn._kernels._compress is not built")
 @pytest.mark.parametrize("bits", range(1, 9))
 def test_compiled_equals_twin_bytes(bits):
     C = BP.compiled()
