@@ -29,8 +29,8 @@ def main():
     args = ap.parse_args()
 
     from mpi4py import MPI
-    from dtnn.dist.options import DistOptions
-    from dtnn.dist.reducer import GradientReducer
+    from dtnn.parallel.options import DistOptions
+    from dtnn.parallel.reducer import GradientReducer
     from dtnn.models import build_model
     from dtnn.threads import set_threads
 

@@ -381,7 +381,7 @@ def bench_mode(mode, base, x, y, args, comm):
 
 def run_bench(args, cfg, comm, names, log):
     from mpi4py import MPI
-    from dtnn.dist.scaling import apply_world_size
+    from dtnn.parallel.scaling import apply_world_size
     from dtnn.models import build_model
 
     size = comm.size
@@ -433,7 +433,7 @@ def main(argv=None):
     args = parse_args(argv)
     from mpi4py import MPI
     from dtnn.config import load_config
-    from dtnn.dist.scaling import apply_world_size
+    from dtnn.parallel.scaling import apply_world_size
 
     comm = MPI.COMM_WORLD
     torch.set_num_threads(args.threads)

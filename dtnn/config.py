@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from dtnn.dist.options import DistOptions
+from dtnn.parallel.options import DistOptions
 from dtnn.errors import ConfigError
 
 
@@ -136,7 +136,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    #: gradient exchange between processes (see dtnn/dist/options.py)
+    #: gradient exchange between processes (see dtnn/parallel/options.py)
     dist: DistOptions = field(default_factory=DistOptions)
     #: online auto-tuning of the convolution variants (see dtnn/tune)
     tune: TuneConfig = field(default_factory=TuneConfig)

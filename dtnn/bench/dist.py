@@ -2,7 +2,7 @@
 
 Every rank trains a replica on synthetic data (batch ``batch`` per rank) for
 ``warmup + steps`` steps per reducer mode; the reducer's own timers split a step into
-compute / communication / exposed communication (see ``dtnn.dist.reducer``).  A
+compute / communication / exposed communication (see ``dtnn.parallel.reducer``).  A
 raw ``MPI_Allreduce`` of the same number of bytes, timed alone, gives the cost of
 the exchange without any framework around it.
 

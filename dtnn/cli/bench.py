@@ -56,7 +56,7 @@ def run(args) -> int:
         from dtnn.cli import bench_scaling
         return bench_scaling.run(args)
     from dtnn.bench import dist
-    from dtnn.dist import get_context
+    from dtnn.parallel import get_context
     from dtnn.threads import default_threads, set_threads
 
     ctx = get_context()

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from dtnn.config import apply_dict, parse_override
-    from dtnn.dist import get_context
+    from dtnn.parallel import get_context
     from dtnn.engine.session import config_from_checkpoint, load_data
     from dtnn.engine.trainer import Trainer
     from dtnn.errors import UserError

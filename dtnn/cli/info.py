@@ -41,7 +41,7 @@ def mpi_info() -> Dict[str, Any]:
 def collect() -> Dict[str, Any]:
     import dtnn
     from dtnn import _kernels
-    from dtnn.dist import get_context
+    from dtnn.parallel import get_context
     from dtnn.malloc import malloc_report
     from dtnn.threads import default_threads, set_threads, thread_report
 
@@ -88,7 +88,7 @@ def format_info(info: Dict[str, Any]) -> str:
 
 
 def run(args) -> int:
-    from dtnn.dist.info import rank_ordered_output
+    from dtnn.parallel.info import rank_ordered_output
     info = collect()
     text = rank_ordered_output(json.dumps(info) if args.json else format_info(info),
                                as_json=args.json)

@@ -12,7 +12,7 @@ import traceback
 from typing import List, Optional
 
 from dtnn import __version__
-from dtnn.dist.failure import abort_if_distributed
+from dtnn.parallel.failure import abort_if_distributed
 from dtnn.errors import UserError
 
 #: subcommand -> module in dtnn.cli providing add_arguments(parser) and run(args)

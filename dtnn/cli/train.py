@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from dtnn.config import apply_dict, explicit_dist_options, load_config, parse_override
-from dtnn.dist import get_context
-from dtnn.dist.scaling import apply_world_size
+from dtnn.parallel import get_context
+from dtnn.parallel.scaling import apply_world_size
 from dtnn.log import get_logger, setup_logging
 from dtnn.threads import default_threads, set_threads
 

@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import dtnn.tune as T
     from dtnn.cli.train import resolve_config
-    from dtnn.dist import get_context
-    from dtnn.dist.scaling import apply_world_size
+    from dtnn.parallel import get_context
+    from dtnn.parallel.scaling import apply_world_size
     from dtnn.log import get_logger, setup_logging
     from dtnn.models import build_model
     from dtnn.threads import default_threads, set_threads

@@ -33,11 +33,12 @@ step and unit, so they need nothing but the step the reducer restores).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from dtnn.errors import ConfigError
+from dtnn.registry import Registry
 
 Shape = Tuple[int, ...]
 _MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -146,14 +147,14 @@ class Compressor:
 
 
 # --- registry -------------------------------------------------------------------------
-COMPRESSORS: Dict[str, Callable[..., Compressor]] = {}
+COMPRESSORS = Registry("compressor")
 
 
 def register(name: str):
+    """Class decorator: ``@register("topk")`` makes the compressor known by name."""
     def deco(cls):
-        COMPRESSORS[name] = cls
         cls.name = name
-        return cls
+        return COMPRESSORS.register(name)(cls)
     return deco
 
 
@@ -192,15 +193,13 @@ def build_compressor(spec: str) -> Tuple[Optional[Compressor], bool]:
     from dtnn.compress import registry  # noqa: F401  (registers the built-ins)
     name, params = parse_spec(spec)
     ef = params.pop("ef", None)
-    if name not in COMPRESSORS:
-        raise ConfigError(f"unknown compressor {name!r} (choose from: "
-                          f"{', '.join(sorted(COMPRESSORS))})")
+    factory = COMPRESSORS.get(name)  # ConfigError naming the choices if unknown
     if name == "none":
         if params:
             raise ConfigError(f"compressor 'none' takes no parameters, got {params}")
         return None, False
     try:
-        comp = COMPRESSORS[name](**params)
+        comp = factory(**params)
     except TypeError as exc:
         raise ConfigError(f"compressor {name!r}: {exc}") from None
     use_ef = comp.biased if ef is None else bool(ef)

@@ -1,7 +1,7 @@
 """fp16 and bf16: half the bytes of fp32.
 
 fp16 payloads are summable: ``reduce_op=dtnn`` (default) sums them with dtnn's
-vectorised float16 op (``dtnn.compress.fp16_sum``), ``reduce_op=mpi`` with the MPI
+vectorised float16 op (``dtnn.parallel.fp16_sum``), ``reduce_op=mpi`` with the MPI
 library's float16 ``MPI_SUM`` (slow in MPICH); ``prescale=true``
 (default) multiplies by 1/N before the conversion so that the sum of N ranks'
 values cannot overflow fp16's 65504 where the mean would not.  ``accumulate=fp32``

@@ -5,7 +5,7 @@ import pytest
 
 from dtnn.compress import COMPRESSORS, ErrorFeedback, Unit, build_compressor, parse_spec
 from dtnn.compress.powersgd import orthonormalize
-from dtnn.dist.options import DistOptions
+from dtnn.parallel.options import DistOptions
 from dtnn.errors import ConfigError
 
 ALL = ["fp16", "fp16:accumulate=fp32", "bf16", "int8", "int8:stochastic=false", "qsgd:bits=8",

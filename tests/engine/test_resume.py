@@ -2,7 +2,7 @@
 import numpy as np
 
 from dtnn.config import load_config
-from dtnn.dist import SerialContext
+from dtnn.parallel import SerialContext
 from dtnn.engine.session import train
 from dtnn.io.checkpoint import load_checkpoint
 

@@ -2,7 +2,7 @@
 import pytest
 
 from dtnn.bench import dist
-from dtnn.dist.mpi import MPIContext
+from dtnn.parallel.mpi import MPIContext
 
 from ._helpers import assert_all, assert_same_everywhere
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dtnn.data import Dataset
-from dtnn.dist.mpi import MPIContext
+from dtnn.parallel.mpi import MPIContext
 from dtnn.models import build_model
 
 from ._helpers import (assert_all, dataset, dense_net, gather_params, max_rel_diff,

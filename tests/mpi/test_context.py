@@ -10,13 +10,13 @@ pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120, method="thre
 
 @pytest.fixture(scope="module")
 def ctx():
-    from dtnn.dist.mpi import MPIContext
+    from dtnn.parallel.mpi import MPIContext
     return MPIContext()
 
 
 def test_get_context_returns_mpi_context():
-    from dtnn.dist import get_context
-    from dtnn.dist.mpi import MPIContext
+    from dtnn.parallel import get_context
+    from dtnn.parallel.mpi import MPIContext
     c = get_context()
     assert_all(isinstance(c, MPIContext), "get_context() type", type(c).__name__)
     assert_all(c.size == world().size and c.rank == world().rank, "rank/size")

@@ -9,7 +9,7 @@ rate 0; with dropout on, the replicas must still stay bit-identical.
 import numpy as np
 import pytest
 
-from dtnn.dist.mpi import MPIContext
+from dtnn.parallel.mpi import MPIContext
 
 from ._helpers import (assert_all, conv_net, dataset, dense_net, gather_params,
                        max_rel_diff, train_distributed, train_reference)

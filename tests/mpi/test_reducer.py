@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dtnn.dist.mpi import MPIContext
+from dtnn.parallel.mpi import MPIContext
 from dtnn.layers.loss import SoftmaxCrossEntropy
 
 from ._helpers import (assert_all, conv_net, dataset, dense_net, gather_params,
@@ -100,7 +100,7 @@ def test_backward_without_hook_is_an_error(ctx):
 
 
 def test_check_replicas_names_the_diverged_rank(ctx):
-    from dtnn.dist.reducer import ReplicaMismatchError
+    from dtnn.parallel.reducer import ReplicaMismatchError
     model = dense_net(0)
     reducer = ctx.make_reducer(model)
     ctx.sync_model(model)

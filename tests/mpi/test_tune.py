@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120, method="thre
 
 @pytest.fixture(scope="module")
 def ctx():
-    from dtnn.dist.mpi import MPIContext
+    from dtnn.parallel.mpi import MPIContext
     return MPIContext()
 
 

@@ -38,7 +38,7 @@ Timing (``stats()``)
     rank, ``2 (p-1)/p * payload`` (``wire_bytes_estimate``).
 
 Compression (``options.compress != "none"``)
-    The buckets are handed to ``dtnn.compress.exchange.CompressedExchange``: each
+    The buckets are handed to ``dtnn.parallel.exchange.CompressedExchange``: each
     bucket is compressed when it closes and sent by ``Iallreduce`` (summable payloads)
     or ``Iallgather`` (the rest); ``finish_step`` decodes the averages.  Small tensors
     go uncompressed in one batched allreduce; the first ``compress_warmup_steps``
@@ -57,7 +57,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from dtnn.dist.options import DistOptions
+from dtnn.parallel.options import DistOptions
 from dtnn.errors import UserError
 
 MiB = 1 << 20
@@ -139,7 +139,7 @@ class GradientReducer:
             bucket_bytes = grads.nbytes + 1
         self.buckets = plan_buckets(model, bucket_bytes)
         if self.compressor is not None:
-            from dtnn.compress.exchange import CompressedExchange
+            from dtnn.parallel.exchange import CompressedExchange
             self.exchange = CompressedExchange(comm, model, self.buckets, self.compressor,
                                                use_ef, self.options.min_compress_size,
                                                self.options.compress_seed)

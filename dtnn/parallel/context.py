@@ -3,7 +3,7 @@
 The engine never imports MPI itself.  It asks a context for its rank and size, for
 sums of small arrays (metrics, confusion matrices), and for a gradient reducer that
 is driven from ``Model.backward``'s per-layer hook.  ``SerialContext`` is the
-single-process one; ``dtnn.dist.mpi.MPIContext`` implements the same methods.
+single-process one; ``dtnn.parallel.mpi.MPIContext`` implements the same methods.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class SerialContext:
 
     def configure(self, options: Optional[dict] = None) -> None:
         """Reducer options (the config's [dist] table): checked, nothing to use alone."""
-        from dtnn.dist.options import DistOptions
+        from dtnn.parallel.options import DistOptions
         DistOptions.resolve(options)
 
     def make_reducer(self, model, options: Optional[dict] = None):

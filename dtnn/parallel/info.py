@@ -1,7 +1,7 @@
 """``dtnn info`` under MPI: one block per rank, printed by rank 0 in rank order, and
 the launcher/MPI mismatch check.
 
-    from dtnn.dist.info import rank_ordered_output
+    from dtnn.parallel.info import rank_ordered_output
     text = rank_ordered_output(format_info(info))   # None on ranks != 0
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional
 
-from dtnn.dist.launcher import launcher_size, mismatch_message
+from dtnn.parallel.launcher import launcher_size, mismatch_message
 
 
 def mismatch_warning(mpi_size: Optional[int] = None) -> Optional[str]:
@@ -19,7 +19,7 @@ def mismatch_warning(mpi_size: Optional[int] = None) -> Optional[str]:
     if env_size <= 1:
         return None
     if mpi_size is None:
-        from dtnn.dist import get_context
+        from dtnn.parallel import get_context
         mpi_size = get_context().size
     if mpi_size == 1:
         return mismatch_message(env_size, env_var, mpi_size)
@@ -32,7 +32,7 @@ def rank_ordered_output(text: str, ctx=None, as_json: bool = False) -> Optional[
     objects); other ranks get None.  A single process gets its text back, preceded by
     a WARNING block if the launcher/MPI mismatch is detected."""
     if ctx is None:
-        from dtnn.dist import get_context
+        from dtnn.parallel import get_context
         ctx = get_context()
     warning = mismatch_warning(ctx.size)
     if ctx.size == 1:

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.timeout(120, method="thread")
 
 PROBE = textwrap.dedent("""
     import json, sys
-    from dtnn.dist import get_context
+    from dtnn.parallel import get_context
     ctx = get_context()
     out = {"type": type(ctx).__name__, "rank": ctx.rank, "size": ctx.size,
            "local_size": ctx.local_size, "mpi_loaded": "mpi4py.MPI" in sys.modules}

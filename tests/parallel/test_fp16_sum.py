@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dtnn.compress.fp16_sum import half_sum
+from dtnn.parallel.fp16_sum import half_sum
 
 
 @pytest.mark.parametrize("n", [1, 7, 1000, 100_003])

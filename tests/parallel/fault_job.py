@@ -1,6 +1,6 @@
 """An MPI job whose rank 1 fails on purpose, run through the real CLI error handling.
 
-    mpiexec -n 2 python tests/dist/fault_job.py {user,bug,kill,exit,none}
+    mpiexec -n 2 python tests/parallel/fault_job.py {user,bug,kill,exit,none}
 
 Rank 1 raises a UserError ("user"), a RuntimeError ("bug"), SIGKILLs itself ("kill")
 or calls sys.exit(3) ("exit"); the other ranks meanwhile sit in collectives, as
@@ -19,7 +19,7 @@ def add_arguments(p):
 
 def run(args):
     import numpy as np
-    from dtnn.dist import get_context
+    from dtnn.parallel import get_context
     from dtnn.errors import UserError
     ctx = get_context()
     ctx.barrier()

@@ -34,8 +34,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from dtnn.dist.options import DistOptions
-from dtnn.dist.reducer import GradientReducer, float_buffers
+from dtnn.parallel.options import DistOptions
+from dtnn.parallel.reducer import GradientReducer, float_buffers
 from dtnn.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""Helpers for the serial tests of dtnn.dist: subprocesses with a hard timeout."""
+"""Helpers for the serial tests of dtnn.parallel: subprocesses with a hard timeout."""
 from __future__ import annotations
 
 import os

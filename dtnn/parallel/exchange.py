@@ -10,7 +10,7 @@ Per bucket (a contiguous slice of ``model.flat_grads``):
   closes ("batched together");
 * the unit is compressed (with error feedback if on) and its payload posted at once:
   ``Iallreduce(SUM)`` if the compressor's payloads are summable (float16 payloads with
-  dtnn's own reduction op, ``dtnn.compress.fp16_sum``, unless the compressor asks for
+  dtnn's own reduction op, ``dtnn.parallel.fp16_sum``, unless the compressor asks for
   MPI's), else ``Iallgather`` of the fixed-size byte payloads;
 * ``finish()`` waits bucket by bucket and decodes into the gradient: the summed
   payload once, or every rank's payload in rank order, each scaled by 1/N.  Every
@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from dtnn.compress.base import Compressor, Unit
-from dtnn.compress.fp16_sum import iallreduce_half
+from dtnn.parallel.fp16_sum import iallreduce_half
 from dtnn.compress.memory import ErrorFeedback
 
 #: how extra rounds (PowerSGD's second allreduce) run: "pipelined" or "blocking"

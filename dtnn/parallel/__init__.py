@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import sys
 
-from dtnn.dist.context import MismatchedContext, SerialContext
-from dtnn.dist.launcher import launcher_size, mismatch_message, mpi_requested
+from dtnn.parallel.context import MismatchedContext, SerialContext
+from dtnn.parallel.launcher import launcher_size, mismatch_message, mpi_requested
 
 _context = None
 
@@ -63,12 +63,12 @@ def _make_context():
         message = mismatch_message(env_size, env_var, 1)
         sys.stderr.write(f"dtnn: warning: {message}\n")
         return MismatchedContext(message)
-    from dtnn.dist.mpi import MPIContext
+    from dtnn.parallel.mpi import MPIContext
     return MPIContext()
 
 
-def per_rank_batch(cfg, size: int) -> int:  # re-exported, see dtnn.dist.scaling
-    from dtnn.dist.scaling import per_rank_batch as f
+def per_rank_batch(cfg, size: int) -> int:  # re-exported, see dtnn.parallel.scaling
+    from dtnn.parallel.scaling import per_rank_batch as f
     return f(cfg, size)
 
 

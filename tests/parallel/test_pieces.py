@@ -1,13 +1,13 @@
-"""Serial tests of dtnn.dist pieces: options, launcher variables, scaling, buckets."""
+"""Serial tests of dtnn.parallel pieces: options, launcher variables, scaling, buckets."""
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from dtnn.dist.launcher import launcher_rank, launcher_size, mpi_requested
-from dtnn.dist.options import DistOptions
-from dtnn.dist.reducer import plan_buckets, replica_digest
-from dtnn.dist.scaling import apply_world_size, per_rank_batch, scaled_lr
+from dtnn.parallel.launcher import launcher_rank, launcher_size, mpi_requested
+from dtnn.parallel.options import DistOptions
+from dtnn.parallel.reducer import plan_buckets, replica_digest
+from dtnn.parallel.scaling import apply_world_size, per_rank_batch, scaled_lr
 from dtnn.errors import ConfigError
 
 
