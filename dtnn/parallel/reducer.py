@@ -7,10 +7,18 @@ Buckets
     order, from the front of the vector as backward runs.  A bucket never splits a
     layer; ``bucket_mb = 0`` makes one bucket per layer with parameters.
 
+What it reduces
+    A *gradient layout* (``dtnn.parallel.layout``): a dtnn ``Model`` (wrapped in
+    ``ModelLayout``; groups = layers) or anything else with a flat float32 gradient
+    buffer and per-group ranges, e.g. ``dtnn.torch``'s layout over torch parameters.
+
 Overlap mode (default)
-    ``on_grads_ready(i)`` is called by ``Model.backward`` after layer ``i``; when ``i``
-    is the last layer of a bucket the bucket's ``Iallreduce(IN_PLACE, SUM)`` starts at
-    once.  MPICH (without an asynchronous progress thread) advances a nonblocking
+    ``on_grads_ready(i)`` is called by ``Model.backward`` after layer (group) ``i``;
+    once every group of the next unposted bucket has reported, its
+    ``Iallreduce(IN_PLACE, SUM)`` starts at once (buckets are posted strictly in
+    order, so every rank issues the same collectives in the same order).
+    ``post_remaining()`` posts what is left (groups that never reported: unused
+    parameters).  MPICH (without an asynchronous progress thread) advances a nonblocking
     collective only inside MPI calls, so every hook also calls ``Testsome`` on the
     buckets in flight: that is what makes the exchange actually run during backward
     instead of inside the final wait.  ``finish_step()`` waits for the rest and
@@ -57,6 +65,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from dtnn.parallel.layout import as_layout
 from dtnn.parallel.options import DistOptions
 from dtnn.errors import UserError
 
@@ -68,44 +77,45 @@ class ReplicaMismatchError(UserError):
 
 
 def plan_buckets(model, bucket_bytes: int) -> List[Tuple[int, int, int]]:
-    """``[(start, stop, close_layer)]``: bucket slices of the flat vector, in backward
-    order, each closed after layer ``close_layer``'s gradients are ready."""
-    itemsize = model.flat_grads.itemsize
+    """``[(start, stop, close_group)]``: bucket slices of the flat vector, in backward
+    order; ``close_group`` is the last group (layer) cut into the bucket.  ``model`` is
+    a dtnn Model or any gradient layout (``dtnn.parallel.layout``)."""
+    layout = as_layout(model)
+    itemsize = layout.flat_grads.itemsize
     buckets: List[Tuple[int, int, int]] = []
     start = stop = 0
-    last_layer = -1
-    for i in reversed(range(len(model.layers))):
-        a, b = model.layer_param_range(i)
+    last_group = -1
+    for i in reversed(range(layout.num_groups)):
+        a, b = layout.group_range(i)
         if b <= a:
             continue
         if a != stop:
             raise RuntimeError(f"layer {i}'s parameters [{a}, {b}) do not follow [{start}, "
                                f"{stop}): flat vectors are not in reverse layer order")
-        stop, last_layer = b, i
+        stop, last_group = b, i
         if (stop - start) * itemsize >= bucket_bytes:
             buckets.append((start, stop, i))
             start = stop
     if stop > start:
-        buckets.append((start, stop, last_layer))
-    if stop != model.flat_grads.size:
-        raise RuntimeError(f"buckets cover {stop} of {model.flat_grads.size} gradients")
+        buckets.append((start, stop, last_group))
+    if stop != layout.flat_grads.size:
+        raise RuntimeError(f"buckets cover {stop} of {layout.flat_grads.size} gradients")
     return buckets
 
 
 def float_buffers(model) -> List[np.ndarray]:
     """The model's floating-point buffers (BN running stats), in a fixed order."""
-    bufs = model.buffers()
+    bufs = as_layout(model).buffers()
     return [bufs[k] for k in sorted(bufs) if np.issubdtype(bufs[k].dtype, np.floating)]
 
 
 def replica_digest(model) -> Tuple[int, float]:
     """(64-bit hash of parameters + buffers, float64 sum): equal iff bit-identical."""
-    h = hashlib.sha256(np.ascontiguousarray(model.flat_params).view(np.uint8))
-    total = float(np.sum(model.flat_params, dtype=np.float64))
-    bufs = model.buffers()
-    for k in sorted(bufs):
-        h.update(np.ascontiguousarray(bufs[k]).view(np.uint8))
-        total += float(np.sum(bufs[k], dtype=np.float64))
+    h = hashlib.sha256()
+    total = 0.0
+    for arr in as_layout(model).replica_arrays():
+        h.update(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+        total += float(np.sum(arr, dtype=np.float64))
     return int.from_bytes(h.digest()[:8], "little", signed=True), total
 
 
@@ -124,9 +134,10 @@ class GradientReducer:
         self.size = comm.Get_size()
         self.rank = comm.Get_rank()
         self.model = model
+        self.layout = layout = as_layout(model)
         self.options = options or DistOptions()
         self.mode = self.options.mode
-        grads = model.flat_grads
+        grads = layout.flat_grads
         if not (grads.flags.c_contiguous and grads.dtype == np.float32):
             raise RuntimeError("model.flat_grads must be a contiguous float32 vector")
         self.grads = grads
@@ -137,10 +148,10 @@ class GradientReducer:
             self.compressor, use_ef = build_compressor(self.options.compress)
         if self.compressor is not None and self.compressor.single_bucket:
             bucket_bytes = grads.nbytes + 1
-        self.buckets = plan_buckets(model, bucket_bytes)
+        self.buckets = plan_buckets(layout, bucket_bytes)
         if self.compressor is not None:
             from dtnn.parallel.exchange import CompressedExchange
-            self.exchange = CompressedExchange(comm, model, self.buckets, self.compressor,
+            self.exchange = CompressedExchange(comm, layout, self.buckets, self.compressor,
                                                use_ef, self.options.min_compress_size,
                                                self.options.compress_seed)
         self.compress_warmup = max(self.options.compress_warmup_steps,
@@ -148,10 +159,22 @@ class GradientReducer:
         self._cx = False
         self._posted = 0
         self._views = [grads[a:b] for a, b, _ in self.buckets]
-        self._close_at: Dict[int, int] = {layer: k for k, (_, _, layer) in enumerate(self.buckets)}
+        # readiness: bucket k is posted once all its groups reported ready, and only
+        # after buckets 0..k-1 (the same collective order on every rank)
+        self._bucket_of: Dict[int, int] = {}
+        for g in range(layout.num_groups):
+            a, b = layout.group_range(g)
+            if b > a:
+                self._bucket_of[g] = next(k for k, (s, e, _) in enumerate(self.buckets)
+                                          if s <= a < e)
+        self._group_count = [0] * len(self.buckets)
+        for k in self._bucket_of.values():
+            self._group_count[k] += 1
+        self._missing: List[int] = list(self._group_count)
+        self._seen = bytearray(layout.num_groups)
         self._requests: List[Any] = []
         self._pending: List[int] = []
-        self._bufs = float_buffers(model) if self.options.average_buffers else []
+        self._bufs = float_buffers(layout) if self.options.average_buffers else []
         self._buf_pack = np.zeros(sum(b.size for b in self._bufs), np.float64)
         self._buf_req = None
         self._scale = np.float32(1.0 / self.size)
@@ -172,6 +195,8 @@ class GradientReducer:
         self._last_done: Optional[float] = None
         self._requests, self._pending = [], []
         self._posted = 0
+        self._missing = list(self._group_count)
+        self._seen = bytearray(len(self._seen))
         self._cx = self.exchange is not None and self.steps_done >= self.compress_warmup
         self._codec = 0.0
         if self._cx:
@@ -187,28 +212,56 @@ class GradientReducer:
             self._hook_mpi += time.perf_counter() - t
 
     def on_grads_ready(self, layer: int) -> None:
+        """Group (layer) ``layer``'s gradients are final for this step: post every
+        bucket, in order, whose groups are all ready; test the ones in flight."""
         if self.mode != "overlap":
             return
-        k = self._close_at.get(layer)
-        if k is None and not (self.options.progress and self._pending):
+        k = self._bucket_of.get(layer)
+        if k is not None:
+            if self._seen[layer]:
+                k = None   # reported twice: count once
+            else:
+                self._seen[layer] = 1
+                self._missing[k] -= 1
+        ready = self._posted < len(self.buckets) and self._missing[self._posted] == 0
+        if not ready and not (self.options.progress and self._pending):
             return
         t = time.perf_counter()
-        if k is not None:
-            if self._first_post is None:
-                self._first_post = t
-            if self._cx:
-                self._post_compressed(k)
-            else:
-                self._requests.append(self.comm.Iallreduce(self._MPI.IN_PLACE, self._views[k],
-                                                            op=self._MPI.SUM))
-                self._pending.append(len(self._requests) - 1)
-            self._posted += 1
+        while self._posted < len(self.buckets) and self._missing[self._posted] == 0:
+            self._post(self._posted)
         if self.options.progress and self._pending:
             self._test_pending()
         self._hook_mpi += time.perf_counter() - t - (self.exchange.codec_seconds - self._codec
                                                      if self._cx else 0.0)
         if self._cx:
             self._codec = self.exchange.codec_seconds
+
+    def post_remaining(self) -> None:
+        """Post, in order, every bucket not posted yet, whatever its groups reported:
+        gradients nobody produced this step (unused parameters) go as they are.  For
+        callers that cannot promise a hook per group (``dtnn.torch``); a no-op in
+        blocking mode (``finish_step`` sends everything)."""
+        if self.mode != "overlap" or not self._in_step:
+            return
+        t = time.perf_counter()
+        c0 = self.exchange.codec_seconds if self._cx else 0.0
+        while self._posted < len(self.buckets):
+            self._post(self._posted)
+        self._hook_mpi += time.perf_counter() - t - ((self.exchange.codec_seconds - c0)
+                                                     if self._cx else 0.0)
+        if self._cx:
+            self._codec = self.exchange.codec_seconds
+
+    def _post(self, k: int) -> None:
+        if self._first_post is None:
+            self._first_post = time.perf_counter()
+        if self._cx:
+            self._post_compressed(k)
+        else:
+            self._requests.append(self.comm.Iallreduce(self._MPI.IN_PLACE, self._views[k],
+                                                        op=self._MPI.SUM))
+            self._pending.append(len(self._requests) - 1)
+        self._posted += 1
 
     def _post_compressed(self, k: int) -> None:
         for req in self.exchange.post(k):
@@ -246,8 +299,8 @@ class GradientReducer:
             self.comm.Allreduce(self._MPI.IN_PLACE, self.grads, op=self._MPI.SUM)
             self._last_done = time.perf_counter()
         else:
-            if len(self._requests) != len(self.buckets):
-                raise RuntimeError(f"only {len(self._requests)} of {len(self.buckets)} "
+            if self._posted != len(self.buckets):
+                raise RuntimeError(f"only {self._posted} of {len(self.buckets)} "
                                    "buckets were started: was backward run with "
                                    "on_grads_ready=reducer.on_grads_ready?")
             if self._pending:
@@ -281,7 +334,7 @@ class GradientReducer:
         """Raise ReplicaMismatchError naming the ranks whose parameters or buffers
         (bit for bit) differ from rank 0's.  Collective."""
         t = time.perf_counter()
-        digest, total = replica_digest(self.model)
+        digest, total = replica_digest(self.layout)
         table = self.comm.allgather((digest, total))
         spent = time.perf_counter() - t
         self._stats["check_seconds"] += spent
