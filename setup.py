@@ -180,7 +180,10 @@ setup(
         "scikit-learn",
     ],
     extras_require={
-        "test": ["pytest", "pytest-mpi", "pytest-timeout"],
+        "test": ["pytest", "pytest-mpi", "pytest-timeout", "onnx", "onnxruntime",
+                 "torch-pruning"],
+        # dtnn export --onnx, dtnn bench infer's ONNX Runtime peer, the torch-pruning peer
+        "export": ["onnx", "onnxruntime", "torch-pruning"],
         # Always pinned: an unpinned torch resolves to multi-GB CUDA wheels.
         "torch": ["torch==2.13.0"],
     },

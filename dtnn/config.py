@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from dtnn.parallel.options import DistOptions
 from dtnn.errors import ConfigError
+from dtnn.prune.options import PruneConfig
 
 
 @dataclass
@@ -69,6 +70,10 @@ class ScheduleConfig:
     milestones: List[int] = field(default_factory=list)
     min_lr: float = 0.0
     warmup_epochs: float = 0.0
+    #: plateau reduction: multiply the lr by plateau_factor after this many evaluations
+    #: without improvement of train.monitor (0 = off); never below min_lr
+    plateau_patience: int = 0
+    plateau_factor: float = 0.1
 
 
 @dataclass
@@ -93,6 +98,12 @@ class TrainConfig:
     target_accuracy: float = 0.0
     #: stop training at the first evaluation that reaches ``train.target_accuracy``
     stop_at_target: bool = False
+    #: metric watched by early stopping and the plateau lr reduction:
+    #: eval_loss (lower is better), eval_accuracy or eval_macro_f1
+    monitor: str = "eval_loss"
+    #: stop after this many epoch-end evaluations without improvement of train.monitor
+    #: (0 = off)
+    early_stopping_patience: int = 0
 
 
 @dataclass
@@ -101,6 +112,9 @@ class OutputConfig:
     #: write checkpoint.h5 every this many epochs (0 = only at the end)
     checkpoint_every: int = 1
     progress: bool = True
+    #: also write best.h5 whenever this eval metric improves ("" = off):
+    #: eval_accuracy, eval_macro_f1 or eval_loss
+    keep_best: str = ""
 
 
 @dataclass
@@ -140,6 +154,8 @@ class Config:
     dist: DistOptions = field(default_factory=DistOptions)
     #: online auto-tuning of the convolution variants (see dtnn/tune)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    #: feature-map pruning (dtnn prune; see dtnn/prune)
+    prune: PruneConfig = field(default_factory=PruneConfig)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -247,6 +263,10 @@ class _MergeInto(dict):
     """Marks a --set on one key of a table field: merged, not replacing the table."""
 
 
+#: evaluation metrics that keep_best, early stopping and the plateau reduction can watch
+MONITORED = ("eval_loss", "eval_accuracy", "eval_macro_f1")
+
+
 def validate(cfg: Config) -> None:
     checks = [
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
@@ -262,6 +282,12 @@ def validate(cfg: Config) -> None:
         (0.0 <= cfg.train.target_accuracy <= 1.0, "train.target_accuracy must be in [0, 1]"),
         (not cfg.train.stop_at_target or cfg.train.target_accuracy > 0,
          "train.stop_at_target needs train.target_accuracy > 0"),
+        (cfg.train.monitor in MONITORED, f"train.monitor must be one of {MONITORED}"),
+        (cfg.output.keep_best in ("",) + MONITORED,
+         f"output.keep_best must be \"\" or one of {MONITORED}"),
+        (cfg.train.early_stopping_patience >= 0, "train.early_stopping_patience must be >= 0"),
+        (cfg.schedule.plateau_patience >= 0, "schedule.plateau_patience must be >= 0"),
+        (0.0 < cfg.schedule.plateau_factor < 1.0, "schedule.plateau_factor must be in (0, 1)"),
     ]
     for ok, message in checks:
         if not ok:

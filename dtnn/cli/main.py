@@ -23,6 +23,8 @@ SUBCOMMANDS = {
     "info": ("dtnn.cli.info", "show kernels, threads, MPI and library versions"),
     "bench": ("dtnn.cli.bench", "benchmarks (dist: data-parallel throughput, under mpiexec)"),
     "tune": ("dtnn.cli.tune", "pre-tune a model's convolution variants (BestOf) into the cache"),
+    "prune": ("dtnn.cli.prune", "prune conv feature maps / dense units (Taylor, L1, random)"),
+    "export": ("dtnn.cli.export", "export a checkpoint to ONNX (checked against dtnn)"),
 }
 
 
