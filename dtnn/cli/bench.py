@@ -24,6 +24,9 @@ def add_arguments(parent: argparse.ArgumentParser) -> None:
     dist_arguments(sub.add_parser("dist", help="data-parallel throughput (under mpiexec)"))
     bench_scaling.add_arguments(sub.add_parser(
         "scaling", help="dtnn vs DDP on a simulated bandwidth-limited cluster (root)"))
+    from dtnn.cli import bench_infer
+    bench_infer.add_arguments(sub.add_parser(
+        "infer", help="inference latency/memory: dtnn vs torch eager vs ONNX Runtime"))
 
 
 def dist_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,6 +55,9 @@ def dist_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    if args.what == "infer":
+        from dtnn.cli import bench_infer
+        return bench_infer.run(args)
     if args.what == "scaling":
         from dtnn.cli import bench_scaling
         return bench_scaling.run(args)

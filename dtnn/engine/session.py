@@ -8,6 +8,7 @@ Run directory layout (written by rank 0)::
     metrics.jsonl    one JSON object per epoch (plus one per evaluation, ``"event":
                      "eval"``, with train.evals_per_epoch > 1 or train.target_accuracy)
     checkpoint.h5    the latest checkpoint (HDF5; resume with --resume)
+    best.h5          the checkpoint of the best evaluation so far (output.keep_best)
     report.json      final test metrics: accuracy, per-class and macro P/R/F1, confusion
     confusion.txt    the confusion matrix as a table
     curves.png       loss/accuracy curves
@@ -26,6 +27,7 @@ from dtnn import __version__
 from dtnn.config import Config, apply_dict, to_toml
 from dtnn.data import (Augment, BatchLoader, Dataset, apply_normalization, load_dataset,
                        normalize, stratified_split)
+from dtnn.engine.monitor import from_config as monitor_from_config
 from dtnn.engine.trainer import Trainer
 from dtnn.errors import ConfigError
 from dtnn.io.checkpoint import load_checkpoint, save_checkpoint
@@ -149,15 +151,18 @@ def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
     meta = {"config": cfg.to_dict(), "dtnn_version": __version__, "classes": data.train.classes,
             "normalization": data.normalization, "processes": ctx.size}
 
+    monitor = monitor_from_config(cfg)
+
     def on_epoch_end(trainer: Trainer, record: Dict[str, Any]) -> None:
-        record = {k: v for k, v in record.items() if k != "evaluation"}
+        events = record.get("events") or {}
+        record = {k: v for k, v in record.items() if k not in ("evaluation", "events")}
         if trainer.reducer is not None:  # gradient exchange: timing split, bytes sent
             record["exchange"] = trainer.reducer.stats()
         if metrics is not None:
             metrics.write(record)
         every = cfg.output.checkpoint_every
-        last = trainer.state.epoch == trainer.epochs or trainer.stopped
-        save = last or bool(every and trainer.state.epoch % every == 0)
+        last = trainer.state.epoch == trainer.epochs or trainer.stopped or trainer.early_stopped
+        save = last or bool(every and trainer.state.epoch % every == 0) or events.get("best")
         # collective (every rank's error-feedback memory goes to rank 0): all ranks call it
         compressor = trainer.reducer.state_dict() if save and trainer.reducer else None
         if ctx.is_root and save:
@@ -165,8 +170,12 @@ def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
                       "history": {"records": json.dumps(trainer.state.history)}}
             if compressor:
                 states["compressor"] = compressor
-            save_checkpoint(run.file("checkpoint.h5"), model, step=trainer.state.step,
-                            epoch=trainer.state.epoch, states=states, meta=meta)
+            states["monitor"] = {"state": json.dumps(monitor.state_dict())}
+            args = dict(step=trainer.state.step, epoch=trainer.state.epoch, states=states,
+                        meta=meta)
+            save_checkpoint(run.file("checkpoint.h5"), model, **args)
+            if events.get("best"):   # output.keep_best
+                save_checkpoint(run.file("best.h5"), model, **args)
 
     def on_eval(trainer: Trainer, record: Dict[str, Any]) -> None:
         # mid-epoch evaluations only matter for time-to-accuracy: keep metrics.jsonl
@@ -182,11 +191,14 @@ def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
                       progress=cfg.output.progress, on_epoch_end=on_epoch_end,
                       evals_per_epoch=cfg.train.evals_per_epoch,
                       target_accuracy=cfg.train.target_accuracy,
-                      stop_at_target=cfg.train.stop_at_target, on_eval=on_eval)
+                      stop_at_target=cfg.train.stop_at_target, on_eval=on_eval,
+                      monitor=monitor)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt.states["optimizer"])
         trainer.state.epoch, trainer.state.step = ckpt.epoch, ckpt.step
         trainer.state.history = json.loads(ckpt.states.get("history", {}).get("records", "[]"))
+        if "monitor" in ckpt.states:
+            monitor.load_state_dict(json.loads(ckpt.states["monitor"]["state"]))
         if trainer.reducer is not None and "compressor" in ckpt.states:
             trainer.reducer.load_state_dict(ckpt.states["compressor"])
         log.info(f"resumed from {resume} at epoch {ckpt.epoch}, step {ckpt.step}")

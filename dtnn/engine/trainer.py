@@ -76,7 +76,8 @@ class Trainer:
                  evals_per_epoch: int = 1, target_accuracy: float = 0.0,
                  stop_at_target: bool = False,
                  on_epoch_end: Optional[Callable[["Trainer", Dict[str, Any]], None]] = None,
-                 on_eval: Optional[Callable[["Trainer", Dict[str, Any]], None]] = None):
+                 on_eval: Optional[Callable[["Trainer", Dict[str, Any]], None]] = None,
+                 monitor=None):
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.loader, self.ctx = loader, ctx
         self.epochs = epochs
@@ -95,6 +96,9 @@ class Trainer:
         self.clock = RunClock()
         self.time_to_accuracy: Optional[Dict[str, float]] = None
         self.stopped = False   # set when stop_at_target ended training early
+        #: keep-best / early stopping / plateau lr (dtnn.engine.monitor.EvalMonitor)
+        self.monitor = monitor
+        self.early_stopped = False
 
     # --- one step -------------------------------------------------------------------
     def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple:
@@ -107,7 +111,8 @@ class Trainer:
             self.reducer.start_step()
             self.model.backward(dlogits, on_grads_ready=self.reducer.on_grads_ready)
             self.reducer.finish_step()
-        self.optimizer.lr = self.schedule.lr_at(self.state.step)
+        self.optimizer.lr = self.schedule.lr_at(self.state.step) * (
+            self.monitor.lr_factor if self.monitor is not None else 1.0)
         self.optimizer.step()
         self.state.step += 1
         correct = int(np.count_nonzero(logits.argmax(axis=1) == yb))
@@ -225,12 +230,23 @@ class Trainer:
             self.state.epoch = epoch + 1
             self.state.history.append(record)
             self.log.info(_format_record(record))
+            events = self.monitor.update(record) if self.monitor is not None else {}
+            self.early_stopped = bool(events.get("stop"))
+            if events.get("reduce_lr"):
+                self.log.info(f"{self.monitor.watch.metric} has not improved for "
+                              f"{self.monitor.plateau_patience} evaluation(s): lr x "
+                              f"{self.monitor.lr_factor:g} of the schedule from now on")
             if self.on_epoch_end is not None:
-                self.on_epoch_end(self, dict(record, evaluation=evaluation))
+                self.on_epoch_end(self, dict(record, evaluation=evaluation, events=events))
             if self.stopped:
                 self.log.info(f"eval accuracy reached {self.target_accuracy:g} after "
                               f"{self.time_to_accuracy['train_seconds']:.1f} s of training "
                               f"(step {self.state.step}): stopping (train.stop_at_target)")
+                break
+            if self.early_stopped:
+                self.log.info(f"{self.monitor.watch.metric} has not improved for "
+                              f"{self.monitor.stop_patience} evaluation(s): stopping "
+                              f"(train.early_stopping_patience)")
                 break
         return self.state.history
 
