@@ -9,6 +9,7 @@ variables were exported before the libraries loaded.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Dict, List
 
 _limiter = None
@@ -34,12 +35,21 @@ def set_threads(n: int) -> int:
     import dtnn._kernels  # noqa: F401  -- load our OpenMP runtime so it gets limited too
     _limiter = threadpool_limits(limits=n)
     _warn_if_openblas_spins(n)
-    try:
-        import torch
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
+    global _threads
+    _threads = n
+    if "torch" in sys.modules:  # never import torch here: 1-2 s of start-up per rank
+        configure_torch(sys.modules["torch"])
     return n
+
+
+_threads = 0
+
+
+def configure_torch(torch) -> None:
+    """Give torch the thread count of ``set_threads`` (called where dtnn imports torch;
+    torch imported by other code reads OMP_NUM_THREADS, which set_threads exports)."""
+    if _threads:
+        torch.set_num_threads(_threads)
 
 
 def _warn_if_openblas_spins(n: int) -> None:

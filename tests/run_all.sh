@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 [ -x "$BIN/python" ] || { echo "tests: run 'bash launch/setup.sh' first"; exit 2; }
 export OMP_WAIT_POLICY=PASSIVE
+# the stall detector (dist.stall_timeout) is off in tests unless a test sets it
+export DTNN_STALL_TIMEOUT="${DTNN_STALL_TIMEOUT:-0}"
 status=0
 
 echo "== serial tests"

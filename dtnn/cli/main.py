@@ -12,7 +12,6 @@ import traceback
 from typing import List, Optional
 
 from dtnn import __version__
-from dtnn.parallel.failure import abort_if_distributed
 from dtnn.errors import UserError
 
 #: subcommand -> module in dtnn.cli providing add_arguments(parser) and run(args)
@@ -54,6 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
+    from dtnn.parallel.failure import abort_if_distributed, exit_message
     try:
         status = int(module.run(args) or 0)
     except SystemExit as exc:
@@ -67,9 +67,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         abort_if_distributed(f"dtnn {args.command}: error: {exc}", 2)
         sys.stderr.write(f"dtnn {args.command}: error: {exc}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("dtnn: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        # every rank must end: the ones blocked in MPI never see this signal
+        message, code = exit_message(exc)
+        abort_if_distributed(message, code)
+        sys.stderr.write(message + "\n")
+        return code
     except Exception:
         abort_if_distributed(traceback.format_exc(), 1)
         raise

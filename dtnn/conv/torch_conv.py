@@ -18,6 +18,8 @@ def torch_available() -> bool:
     if _torch is None:
         try:
             import torch
+            from dtnn.threads import configure_torch
+            configure_torch(torch)
             _torch = torch
         except ImportError:
             _torch = False

@@ -126,6 +126,18 @@ class RunDirectory:
 
 
 def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
+    """Train as ``cfg`` says (see the module docstring).  Under MPI, collective; a
+    failure, interrupt, stall or early exit of any rank ends the whole job
+    (``dtnn.parallel.failure.protect_job``)."""
+    from dtnn.config import explicit_dist_options
+    from dtnn.parallel.failure import protect_job
+    from dtnn.parallel.options import DistOptions
+    stall_timeout = DistOptions.resolve(explicit_dist_options(cfg)).stall_timeout
+    with protect_job(ctx, stall_timeout):
+        return _train(cfg, ctx, resume)
+
+
+def _train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
     log = get_logger()
     import dtnn.tune
     dtnn.tune.configure(cfg.tune.options(), comm=ctx)

@@ -24,6 +24,7 @@ import numpy as np
 from dtnn.data import BatchLoader, Dataset
 from dtnn.layers.loss import SoftmaxCrossEntropy
 from dtnn.log import get_logger
+from dtnn.parallel import interrupts
 from dtnn.metrics import confusion_matrix, report_from_confusion
 
 
@@ -134,6 +135,7 @@ class Trainer:
             if i >= steps or self.stopped:
                 break
             loss, correct = self.train_step(xb, yb)
+            interrupts.check()  # a Ctrl-C swallowed by some callback still ends the run
             if not np.isfinite(loss):
                 from dtnn.errors import UserError
                 raise UserError(f"loss became {loss} at step {self.state.step}: lower optim.lr")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -28,6 +29,7 @@ import h5py
 import numpy as np
 
 from dtnn.errors import ConfigError, DataError
+from dtnn.parallel import interrupts
 from dtnn.io.hdf5tree import read_json, read_tree, write_json, write_tree
 from dtnn.models.model import Model
 
@@ -95,9 +97,53 @@ def _content_digest(f: h5py.File) -> str:
 
 
 # --- writing -----------------------------------------------------------------------------
+def _host() -> str:
+    return socket.gethostname().replace("-", "_") or "localhost"
+
+
 def _temp_path(path: str) -> str:
     directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    return os.path.join(directory, f".{name}.tmp-{_host()}-{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is a dead writer too
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def remove_stale_temp_files(path: str) -> list:
+    """Delete the temporary files that writers of checkpoint ``path`` left when they
+    were killed mid-save (``.<name>.tmp-<host>-<pid>`` whose process on this host is
+    gone; ``.<name>.tmp-<pid>`` from older versions).  Files of live writers and of
+    other hosts are kept.  Returns the removed paths."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    prefix = f".{name}.tmp-"
+    removed = []
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.startswith(prefix):
+            continue
+        host, _, pid = entry[len(prefix):].rpartition("-")
+        if not pid.isdigit() or (host and host != _host()) or _pid_alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, entry))
+            removed.append(os.path.join(directory, entry))
+        except OSError:
+            pass
+    return removed
 
 
 def _fsync_path(path: str, directory: bool = False) -> None:
@@ -162,19 +208,22 @@ def save_checkpoint(path: str, model: Model, *, step: int, epoch: int,
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = _temp_path(path)
-    try:
-        with h5py.File(tmp, "w", libver=_LIBVER, track_order=True) as f:
-            _write_contents(f, model, int(step), int(epoch), states, meta)
-            f.attrs[DIGEST_ATTR] = _content_digest(f)
-            f.flush()
-        _fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
+    # SIGINT/SIGTERM wait until the file is complete (an interrupt raised inside h5py's
+    # weakref callbacks was swallowed, and training went on), then raise
+    with interrupts.deferred():
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            with h5py.File(tmp, "w", libver=_LIBVER, track_order=True) as f:
+                _write_contents(f, model, int(step), int(epoch), states, meta)
+                f.attrs[DIGEST_ATTR] = _content_digest(f)
+                f.flush()
+            _fsync_path(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
     try:
         _fsync_path(directory, directory=True)  # make the rename itself durable
     except OSError:

@@ -36,6 +36,7 @@ import numpy as np
 
 from dtnn.parallel.options import DistOptions
 from dtnn.parallel.reducer import GradientReducer, float_buffers
+from dtnn.parallel.watchdog import guard as stall_guard
 from dtnn.errors import UserError
 
 
@@ -67,11 +68,13 @@ class MPIContext:
     def allreduce_sum(self, values: np.ndarray) -> np.ndarray:
         arr = np.ascontiguousarray(values)
         out = np.empty_like(arr)
-        self.comm.Allreduce(arr, out, op=self.MPI.SUM)
+        with stall_guard("allreduce of metrics"):
+            self.comm.Allreduce(arr, out, op=self.MPI.SUM)
         return out
 
     def broadcast_object(self, obj: Any) -> Any:
-        return self.comm.bcast(obj, root=0)
+        with stall_guard("broadcast"):
+            return self.comm.bcast(obj, root=0)
 
     def node_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
         """Reduce over the ranks of this node only (the auto-tuner: ranks sharing a
@@ -79,11 +82,13 @@ class MPIContext:
         ops = {"sum": self.MPI.SUM, "max": self.MPI.MAX, "min": self.MPI.MIN}
         arr = np.ascontiguousarray(values, dtype=np.float64)
         out = np.empty_like(arr)
-        self.node_comm.Allreduce(arr, out, op=ops[op])
+        with stall_guard("node allreduce"):
+            self.node_comm.Allreduce(arr, out, op=ops[op])
         return out
 
     def barrier(self) -> None:
-        self.comm.Barrier()
+        with stall_guard("barrier"):
+            self.comm.Barrier()
 
     def configure(self, options: Optional[Dict[str, Any]] = None) -> None:
         """Set the reducer options (the config's ``[dist]`` table), checked now."""
@@ -99,6 +104,10 @@ class MPIContext:
 
     def sync_model(self, model, optimizer=None) -> None:
         """Rank 0's parameters, buffers and optimizer state on every rank."""
+        with stall_guard("start-up synchronisation"):
+            self._sync_model(model, optimizer)
+
+    def _sync_model(self, model, optimizer=None) -> None:
         self.check_consistency(model)
         self.comm.Bcast(model.flat_params, root=0)
         bufs = model.buffers()
@@ -144,7 +153,9 @@ class MPIContext:
         from dtnn import __version__
         text = model.config_json()  # always collective: no per-rank caching
         digest = hashlib.sha256((text + "\0" + __version__).encode()).hexdigest()
-        table = self.comm.allgather((digest, __version__, self.host, int(model.flat_params.size)))
+        with stall_guard("start-up consistency check"):
+            table = self.comm.allgather((digest, __version__, self.host,
+                                         int(model.flat_params.size)))
         groups: Dict[str, List[int]] = {}
         for r, row in enumerate(table):
             groups.setdefault(row[0], []).append(r)

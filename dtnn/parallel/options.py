@@ -39,11 +39,16 @@ class DistOptions:
     compress_warmup_steps: int = 0
     #: seed of the compressors' random streams (stochastic rounding, random-k, PowerSGD)
     compress_seed: int = 0
+    #: seconds one wait in a step's collectives may last before the job is aborted with
+    #: a one-line error naming the ranks that did not arrive (0 = never; see
+    #: dtnn/parallel/watchdog.py).  The test suite sets DTNN_STALL_TIMEOUT=0.
+    stall_timeout: float = 300.0
 
     #: environment variable of each option
     ENV = {"mode": "DTNN_DIST_MODE", "bucket_mb": "DTNN_BUCKET_MB",
            "progress": "DTNN_DIST_PROGRESS", "average_buffers": "DTNN_AVERAGE_BUFFERS",
-           "check_replicas": "DTNN_CHECK_REPLICAS", "compress": "DTNN_COMPRESS"}
+           "check_replicas": "DTNN_CHECK_REPLICAS", "compress": "DTNN_COMPRESS",
+           "stall_timeout": "DTNN_STALL_TIMEOUT"}
 
     @classmethod
     def resolve(cls, options: Optional[Mapping[str, Any]] = None,
@@ -67,6 +72,9 @@ class DistOptions:
             raise ConfigError(f"dist.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not self.bucket_mb >= 0:
             raise ConfigError(f"dist.bucket_mb must be >= 0, got {self.bucket_mb!r}")
+        if not self.stall_timeout >= 0:
+            raise ConfigError(f"dist.stall_timeout must be >= 0 seconds (0 = off), got "
+                              f"{self.stall_timeout!r}")
         if self.min_compress_size < 0 or self.compress_warmup_steps < 0:
             raise ConfigError("dist.min_compress_size and dist.compress_warmup_steps must "
                               "be >= 0")

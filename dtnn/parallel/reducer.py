@@ -67,6 +67,7 @@ import numpy as np
 
 from dtnn.parallel.layout import as_layout
 from dtnn.parallel.options import DistOptions
+from dtnn.parallel.watchdog import guard as stall_guard
 from dtnn.errors import UserError
 
 MiB = 1 << 20
@@ -279,6 +280,12 @@ class GradientReducer:
     def finish_step(self) -> None:
         if not self._in_step:
             raise RuntimeError("finish_step() without start_step()")
+        # every wait of the step's collectives, whatever the algorithm: timed by the
+        # watchdog (dist.stall_timeout), which names the ranks that did not arrive
+        with stall_guard("gradient exchange", self.steps_done + 1):
+            self._finish_step()
+
+    def _finish_step(self) -> None:
         t_wait = time.perf_counter()
         decode = 0.0
         if self._cx:
