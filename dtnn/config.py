@@ -268,6 +268,10 @@ MONITORED = ("eval_loss", "eval_accuracy", "eval_macro_f1")
 
 
 def validate(cfg: Config) -> None:
+    """Check every value (``ConfigError`` naming the key) and resolve the ``[dist]``
+    section once: the values this config sets explicitly, over the ``DTNN_*``
+    environment variables, over the defaults (``DistOptions.resolve``).  The result
+    stays in ``cfg.dist``; nothing downstream resolves it again."""
     checks = [
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
@@ -292,7 +296,7 @@ def validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    DistOptions.resolve(explicit_dist_options(cfg), env={})
+    cfg.dist = DistOptions.resolve(explicit_dist_options(cfg))
 
 
 def explicit_dist_options(cfg: Config) -> Dict[str, Any]:

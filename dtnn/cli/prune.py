@@ -57,7 +57,6 @@ def resolve_config(args):
 
 
 def run(args) -> int:
-    from dtnn.config import explicit_dist_options
     from dtnn.parallel import get_context
     from dtnn.parallel.scaling import apply_world_size
     from dtnn.threads import default_threads, set_threads
@@ -65,7 +64,6 @@ def run(args) -> int:
     ctx = get_context()
     setup_logging(ctx.rank, ctx.size, getattr(args, "verbose", False))
     cfg = resolve_config(args)
-    ctx.configure(explicit_dist_options(cfg))
     scaling = apply_world_size(cfg, ctx.size)
     if ctx.size > 1:
         get_logger().info(scaling)

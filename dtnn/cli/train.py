@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from dtnn.config import apply_dict, explicit_dist_options, load_config, parse_override
+from dtnn.config import apply_dict, load_config, parse_override
 from dtnn.parallel import get_context
 from dtnn.parallel.scaling import apply_world_size
 from dtnn.log import get_logger, setup_logging
@@ -49,7 +49,6 @@ def run(args) -> int:
     ctx = get_context()
     setup_logging(ctx.rank, ctx.size, getattr(args, "verbose", False))
     cfg = resolve_config(args)
-    ctx.configure(explicit_dist_options(cfg))
     scaling = apply_world_size(cfg, ctx.size)
     if ctx.size > 1:
         get_logger().info(scaling)

@@ -80,11 +80,15 @@ def _class_names(where: str, raw) -> List[str]:
 
 def datasets_from_arrays(where: str, fetch: Fetch, available: Iterable[str], *,
                          channels_last=None, classes: ClassesOption = None,
-                         name: str = "dataset",
-                         source: str = "arrays") -> Tuple[Dataset, Optional[Dataset]]:
-    """Build ``(train, test | None)``; ``where`` (the file path) prefixes every error."""
+                         name: str = "dataset", source: str = "arrays",
+                         only: Optional[str] = None) -> Tuple[Optional[Dataset],
+                                                              Optional[Dataset]]:
+    """Build ``(train, test | None)``; ``where`` (the file path) prefixes every error.
+    ``only="test"``: read just the test arrays and return ``(None, test)``."""
     available = sorted(available)
     cl = None if channels_last is None else as_bool("channels_last", channels_last)
+    if only == "test":
+        return None, _test_only(where, fetch, available, cl, classes, name, source)
     for key in ("x_train", "y_train"):
         if key not in available:
             listed = ", ".join(available) or "nothing"
@@ -120,3 +124,24 @@ def datasets_from_arrays(where: str, fetch: Fetch, available: Iterable[str], *,
     test = (Dataset(pairs[1][0], pairs[1][1], names, f"{name}-test", dict(meta))
             if len(pairs) == 2 else None)
     return train, test
+
+
+def _test_only(where: str, fetch: Fetch, available: List[str], cl: Optional[bool],
+               classes: ClassesOption, name: str, source: str) -> Dataset:
+    for key in ("x_test", "y_test"):
+        if key not in available:
+            listed = ", ".join(available) or "nothing"
+            raise DataError(f"{where}: no test split (missing array '{key}'; found: {listed})")
+    x = _samples(where, "x_test", fetch("x_test"), cl)
+    y = _labels(where, "y_test", fetch("y_test"))
+    if len(x) != len(y):
+        raise DataError(f"{where}: x_test has {len(x)} samples but y_test has {len(y)} labels")
+    names = as_classes("classes", classes)
+    if names is None and "classes" in available:
+        names = _class_names(where, fetch("classes"))
+    if names is None:
+        names = default_class_names(y)
+    if len(y) and int(y.max()) >= len(names):
+        raise DataError(f"{where}: y_test has label {int(y.max())}, out of range for "
+                        f"{len(names)} classes")
+    return Dataset(x, y, names, f"{name}-test", {"source": source, "path": where})

@@ -94,22 +94,31 @@ def _ensure_loaders() -> None:
     from dtnn.data import digits, hdf5, idx, npz, synthetic  # noqa: F401
 
 
-def load_dataset(source: str, path: Optional[str] = None,
-                 **options) -> Tuple[Dataset, Optional[Dataset]]:
+def load_dataset(source: str, path: Optional[str] = None, *, only: Optional[str] = None,
+                 **options) -> Tuple[Optional[Dataset], Optional[Dataset]]:
     """Load ``(train, test)`` from a registered source; ``test`` may be ``None``.
 
     ``source`` is one of ``DATASETS.names()``: idx, fashion-mnist, npz, hdf5, digits,
     synthetic.  Unknown options raise ``ConfigError`` listing the accepted ones.
+    ``only="test"`` returns ``(None, test)``; loaders that keep the splits in separate
+    files or arrays (a keyword ``only``) then read no training data at all.
     """
     _ensure_loaders()
     fn = DATASETS.get(source)
     params = inspect.signature(fn).parameters
-    accepted = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    accepted = [n for n, p in params.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "only"]
     for key in options:
         if key not in accepted:
             listed = ", ".join(accepted) or "none"
             raise ConfigError(f"dataset '{source}' has no option '{key}' (options: {listed})")
-    return fn(path, **options)
+    if only is None:
+        return fn(path, **options)
+    if only != "test":
+        raise ValueError(f"load_dataset: only must be None or 'test', got {only!r}")
+    if "only" in params:
+        return fn(path, only=only, **options)
+    return None, fn(path, **options)[1]
 
 
 # --- normalisation ---------------------------------------------------------------------

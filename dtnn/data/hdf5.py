@@ -30,8 +30,10 @@ def _h5py():
 
 @DATASETS.register("hdf5")
 def load_hdf5(path, *, channels_last=None, classes: ClassesOption = None,
-              group: str = "/") -> Tuple[Dataset, Optional[Dataset]]:
-    """Load an HDF5 file.  ``channels_last=True`` for (N, H, W, C) samples."""
+              group: str = "/",
+              only: Optional[str] = None) -> Tuple[Optional[Dataset], Optional[Dataset]]:
+    """Load an HDF5 file.  ``channels_last=True`` for (N, H, W, C) samples;
+    ``only="test"`` reads just ``x_test``/``y_test``."""
     if path is None:
         raise ConfigError("dataset 'hdf5' needs a path to an HDF5 file")
     h5py = _h5py()
@@ -60,7 +62,8 @@ def load_hdf5(path, *, channels_last=None, classes: ClassesOption = None,
                 raise DataError(f"{p}: cannot read '{key}' ({_one_line(e)})") from None
 
         return datasets_from_arrays(str(p), fetch, keys, channels_last=channels_last,
-                                    classes=classes, name=p.stem, source="hdf5")
+                                    classes=classes, name=p.stem, source="hdf5",
+                                    only=only)
 
 
 def save_hdf5(path, train: Dataset, test: Optional[Dataset] = None) -> None:

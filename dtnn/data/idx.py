@@ -145,12 +145,14 @@ def _looks_like_fashion(directory: Path) -> bool:
 
 
 @DATASETS.register("idx")
-def load_idx(path, *, classes: ClassesOption = None) -> Tuple[Dataset, Optional[Dataset]]:
+def load_idx(path, *, classes: ClassesOption = None,
+             only: Optional[str] = None) -> Tuple[Optional[Dataset], Optional[Dataset]]:
     """Train (and, if present, t10k test) sets from a directory of IDX files.
 
     ``classes``: class names (list, comma-separated string or count).  Default:
     Fashion-MNIST names if the directory path mentions "fashion", else "0".."9".
-    Labels must be below the number of classes.
+    Labels must be below the number of classes.  ``only="test"``: just the t10k files
+    (returns ``(None, test)``).
     """
     if path is None:
         raise ConfigError("dataset 'idx' needs a path: the directory holding the IDX files")
@@ -170,6 +172,12 @@ def load_idx(path, *, classes: ClassesOption = None) -> Tuple[Dataset, Optional[
     for split in ("train", "t10k"):
         for kind in ("images", "labels"):
             found[split, kind] = _find(directory, split, kind)
+    if only == "test":
+        for kind in ("images", "labels"):
+            if found["t10k", kind] is None:
+                raise DataError(f"{_expected(directory, 't10k', kind)}: file not found")
+        return None, _load_pair(found["t10k", "images"], found["t10k", "labels"], names,
+                                f"{base}-test")
     for kind in ("images", "labels"):
         if found["train", kind] is None:
             raise DataError(f"{_expected(directory, 'train', kind)}: file not found")
@@ -191,7 +199,8 @@ def load_idx(path, *, classes: ClassesOption = None) -> Tuple[Dataset, Optional[
 
 
 @DATASETS.register("fashion-mnist")
-def load_fashion_mnist(path=None) -> Tuple[Dataset, Optional[Dataset]]:
+def load_fashion_mnist(path=None, *,
+                       only: Optional[str] = None) -> Tuple[Optional[Dataset], Optional[Dataset]]:
     """Fashion-MNIST (60000 train / 10000 test, 1x28x28, 10 classes) from IDX files.
 
     ``path`` defaults to ``/usr/share/datasets/fashion-mnist`` (Debian package
@@ -202,8 +211,9 @@ def load_fashion_mnist(path=None) -> Tuple[Dataset, Optional[Dataset]]:
         raise DataError(f"{directory}: Fashion-MNIST not found (install it with "
                         "`apt-get install dataset-fashion-mnist`, or pass the directory "
                         "holding its IDX files)")
-    train, test = load_idx(directory, classes=list(FASHION_MNIST_CLASSES))
-    train.name = "fashion-mnist"
+    train, test = load_idx(directory, classes=list(FASHION_MNIST_CLASSES), only=only)
+    if train is not None:
+        train.name = "fashion-mnist"
     if test is not None:
         test.name = "fashion-mnist-test"
     return train, test

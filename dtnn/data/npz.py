@@ -21,9 +21,10 @@ def _one_line(e: BaseException) -> str:
 
 
 @DATASETS.register("npz")
-def load_npz(path, *, channels_last=None,
-             classes: ClassesOption = None) -> Tuple[Dataset, Optional[Dataset]]:
-    """Load an .npz archive.  ``channels_last=True`` for (N, H, W, C) samples."""
+def load_npz(path, *, channels_last=None, classes: ClassesOption = None,
+             only: Optional[str] = None) -> Tuple[Optional[Dataset], Optional[Dataset]]:
+    """Load an .npz archive.  ``channels_last=True`` for (N, H, W, C) samples;
+    ``only="test"`` reads just ``x_test``/``y_test``."""
     if path is None:
         raise ConfigError("dataset 'npz' needs a path to an .npz file")
     p = Path(path)
@@ -56,7 +57,8 @@ def load_npz(path, *, channels_last=None,
 
     with archive:
         return datasets_from_arrays(str(p), fetch, archive.files, channels_last=channels_last,
-                                    classes=classes, name=p.stem, source="npz")
+                                    classes=classes, name=p.stem, source="npz",
+                                    only=only)
 
 
 def save_npz(path, train: Dataset, test: Optional[Dataset] = None) -> None:

@@ -30,11 +30,14 @@ from dtnn.data import (Augment, BatchLoader, Dataset, apply_normalization, load_
 from dtnn.engine.monitor import from_config as monitor_from_config
 from dtnn.engine.trainer import Trainer
 from dtnn.errors import ConfigError
-from dtnn.io.checkpoint import load_checkpoint, save_checkpoint
+from dtnn.engine.evaluate import Evaluation, evaluate
+from dtnn.io.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from dtnn.io.jsonl import JsonlWriter
 from dtnn.log import get_logger
-from dtnn.metrics import format_confusion, format_report
+from dtnn.layers.loss import SoftmaxCrossEntropy
+from dtnn.metrics import format_report
 from dtnn.models import Model, build_model
+from dtnn.parallel.optimizer import DistributedOptimizer
 from dtnn.optim import OPTIMIZERS, build_optimizer
 from dtnn.optim.schedules import build_schedule
 
@@ -101,8 +104,14 @@ def make_loader(cfg: Config, train: Dataset, ctx) -> BatchLoader:
 
 
 def config_from_checkpoint(path: str) -> Config:
-    ckpt = load_checkpoint(path)
-    saved = ckpt.meta.get("config")
+    """The training config saved in checkpoint ``path`` (reads only its metadata)."""
+    return config_from_meta(read_meta(path), path)
+
+
+def config_from_meta(meta: Dict[str, Any], path: str) -> Config:
+    """The training config inside a checkpoint's ``meta`` (``path`` names the file in
+    errors)."""
+    saved = meta.get("config")
     if not saved:
         raise ConfigError(f"{path}: checkpoint has no saved training config")
     return apply_dict(Config(), saved, path)
@@ -129,11 +138,8 @@ def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
     """Train as ``cfg`` says (see the module docstring).  Under MPI, collective; a
     failure, interrupt, stall or early exit of any rank ends the whole job
     (``dtnn.parallel.failure.protect_job``)."""
-    from dtnn.config import explicit_dist_options
     from dtnn.parallel.failure import protect_job
-    from dtnn.parallel.options import DistOptions
-    stall_timeout = DistOptions.resolve(explicit_dist_options(cfg)).stall_timeout
-    with protect_job(ctx, stall_timeout):
+    with protect_job(ctx, cfg.dist.stall_timeout):   # cfg.dist: resolved by the config
         return _train(cfg, ctx, resume)
 
 
@@ -151,7 +157,12 @@ def _train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
         model = build_model(cfg.model.name, data.train.x.shape[1:], len(data.train.classes),
                             seed=cfg.train.seed, **opts)
     loader = make_loader(cfg, data.train, ctx)
-    optimizer = make_optimizer(cfg, model)
+    # the gradient exchange comes from cfg.dist (resolved once, by config.validate);
+    # a fresh run starts every replica from rank 0's state, a resumed one from the file
+    optimizer = DistributedOptimizer(
+        make_optimizer(cfg, model), model, ctx=ctx, options=cfg.dist,
+        loss=SoftmaxCrossEntropy(label_smoothing=cfg.train.label_smoothing),
+        broadcast=ckpt is None)
     schedule = make_schedule(cfg, loader.steps_per_epoch)
     run = RunDirectory(cfg.output.run_dir, ctx.is_root)
     metrics = None
@@ -176,12 +187,11 @@ def _train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
         last = trainer.state.epoch == trainer.epochs or trainer.stopped or trainer.early_stopped
         save = last or bool(every and trainer.state.epoch % every == 0) or events.get("best")
         # collective (every rank's error-feedback memory goes to rank 0): all ranks call it
-        compressor = trainer.reducer.state_dict() if save and trainer.reducer else None
+        states = optimizer.state_dict() if save else None   # optimizer + compressor
         if ctx.is_root and save:
-            states = {"optimizer": optimizer.state_dict(),
-                      "history": {"records": json.dumps(trainer.state.history)}}
-            if compressor:
-                states["compressor"] = compressor
+            states["history"] = {"records": json.dumps(trainer.state.history)}
+            if not states.get("compressor"):
+                states.pop("compressor", None)
             states["monitor"] = {"state": json.dumps(monitor.state_dict())}
             args = dict(step=trainer.state.step, epoch=trainer.state.epoch, states=states,
                         meta=meta)
@@ -197,7 +207,6 @@ def _train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
             metrics.write(record)
 
     trainer = Trainer(model, optimizer, schedule, loader, ctx, epochs=cfg.train.epochs,
-                      label_smoothing=cfg.train.label_smoothing,
                       max_steps_per_epoch=cfg.train.max_steps_per_epoch,
                       eval_batch_size=cfg.train.eval_batch_size,
                       progress=cfg.output.progress, on_epoch_end=on_epoch_end,
@@ -206,16 +215,12 @@ def _train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
                       stop_at_target=cfg.train.stop_at_target, on_eval=on_eval,
                       monitor=monitor)
     if ckpt is not None:
-        optimizer.load_state_dict(ckpt.states["optimizer"])
+        optimizer.load_state_dict(ckpt.states)
         trainer.state.epoch, trainer.state.step = ckpt.epoch, ckpt.step
         trainer.state.history = json.loads(ckpt.states.get("history", {}).get("records", "[]"))
         if "monitor" in ckpt.states:
             monitor.load_state_dict(json.loads(ckpt.states["monitor"]["state"]))
-        if trainer.reducer is not None and "compressor" in ckpt.states:
-            trainer.reducer.load_state_dict(ckpt.states["compressor"])
         log.info(f"resumed from {resume} at epoch {ckpt.epoch}, step {ckpt.step}")
-    else:
-        ctx.sync_model(model, optimizer)
 
     run.write_text("config.toml", to_toml(cfg))
     run.write_text("model.txt", model.summary() + "\n")
@@ -229,21 +234,22 @@ def _train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
         write_report(run.path)
     result: Dict[str, Any] = {"history": history, "run_dir": cfg.output.run_dir}
     if data.test is not None:
-        result["test"] = final_report(trainer, data.test, run)
+        result["test"] = final_report(model, data.test, ctx, run,
+                                      cfg.train.eval_batch_size).to_dict()
     if run.active:
         plot_curves(history, run.file("curves.png"))
     return result
 
 
-def final_report(trainer: Trainer, test: Dataset, run: RunDirectory) -> Dict[str, Any]:
-    ev = trainer.evaluate(test)
-    report = dict(ev["report"], loss=ev["loss"], confusion=ev["confusion"].tolist())
+def final_report(model: Model, test: Dataset, ctx, run: RunDirectory,
+                 batch_size: int = 500) -> Evaluation:
+    """Evaluate on the test set; rank 0 writes report.json and confusion.txt."""
+    ev = evaluate(model, test, ctx, batch_size)
     if run.active:
-        run.write_text("report.json", json.dumps(report, indent=2) + "\n")
-        table = format_confusion(ev["confusion"], test.classes)
-        run.write_text("confusion.txt", table + "\n")
-        get_logger().info("test set:\n" + format_report(ev["report"]) + "\n" + table)
-    return report
+        run.write_text("report.json", ev.to_json())
+        run.write_text("confusion.txt", ev.confusion_table() + "\n")
+        get_logger().info("test set:\n" + format_report(ev.report) + "\n" + ev.confusion_table())
+    return ev
 
 
 def plot_curves(history, path: str) -> None:

@@ -11,7 +11,9 @@ the first evaluation whose accuracy reaches ``target_accuracy``; with
 checkpoint; a resume continues with the next epoch).
 
 Everything the loop needs is handed in already built (see ``engine.session``), so the
-loop itself holds no policy about data sources, models or processes.
+loop itself holds no policy about data sources, models or processes.  A step is
+``DistributedOptimizer.step`` (forward, loss, backward with the gradient exchange,
+update): the same call a user's own loop makes.
 """
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from dtnn.data import BatchLoader, Dataset
+from dtnn.engine.evaluate import Evaluation, evaluate
 from dtnn.layers.loss import SoftmaxCrossEntropy
 from dtnn.log import get_logger
 from dtnn.parallel import interrupts
-from dtnn.metrics import confusion_matrix, report_from_confusion
+from dtnn.parallel.optimizer import DistributedOptimizer
 
 
 @dataclass
@@ -34,7 +37,7 @@ class EpochStats:
     correct: int = 0
     samples: int = 0
     seconds: float = 0.0
-    evaluation: Optional[Dict[str, Any]] = None
+    evaluation: Optional[Evaluation] = None
 
     def add(self, loss: float, correct: int, n: int) -> None:
         self.loss_sum += loss * n
@@ -71,6 +74,11 @@ def eval_points(steps: int, evals_per_epoch: int) -> List[int]:
 
 
 class Trainer:
+    """Runs epochs of ``DistributedOptimizer`` steps with evaluations, records and
+    callbacks.  ``optimizer`` is a ``DistributedOptimizer`` (built by the caller from
+    the run's ``[dist]`` options) or a plain optimizer, which is then wrapped with the
+    default exchange options and ``label_smoothing``."""
+
     def __init__(self, model, optimizer, schedule, loader: BatchLoader, ctx, *,
                  epochs: int, label_smoothing: float = 0.0, max_steps_per_epoch: int = 0,
                  eval_batch_size: int = 500, progress: bool = True,
@@ -79,10 +87,15 @@ class Trainer:
                  on_epoch_end: Optional[Callable[["Trainer", Dict[str, Any]], None]] = None,
                  on_eval: Optional[Callable[["Trainer", Dict[str, Any]], None]] = None,
                  monitor=None):
-        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        if not isinstance(optimizer, DistributedOptimizer):
+            optimizer = DistributedOptimizer(
+                optimizer, model, ctx=ctx, broadcast=False,
+                loss=SoftmaxCrossEntropy(label_smoothing=label_smoothing))
+        self.distributed = optimizer
+        self.loss_fn = optimizer.loss_fn
+        self.model, self.optimizer, self.schedule = model, optimizer.optimizer, schedule
         self.loader, self.ctx = loader, ctx
         self.epochs = epochs
-        self.loss_fn = SoftmaxCrossEntropy(label_smoothing=label_smoothing)
         self.max_steps = max_steps_per_epoch
         self.eval_batch_size = eval_batch_size
         self.progress = progress and ctx.is_root
@@ -91,7 +104,8 @@ class Trainer:
         self.evals_per_epoch = max(1, int(evals_per_epoch))
         self.target_accuracy = float(target_accuracy)
         self.stop_at_target = bool(stop_at_target)
-        self.reducer = ctx.make_reducer(model)
+        #: the gradient exchange (None in a single process)
+        self.reducer = optimizer.exchange
         self.state = TrainState()
         self.log = get_logger()
         self.clock = RunClock()
@@ -103,20 +117,11 @@ class Trainer:
 
     # --- one step -------------------------------------------------------------------
     def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple:
-        logits = self.model.forward(xb, training=True)
-        loss = self.loss_fn.forward(logits, yb)
-        dlogits = self.loss_fn.backward()
-        if self.reducer is None:
-            self.model.backward(dlogits)
-        else:
-            self.reducer.start_step()
-            self.model.backward(dlogits, on_grads_ready=self.reducer.on_grads_ready)
-            self.reducer.finish_step()
         self.optimizer.lr = self.schedule.lr_at(self.state.step) * (
             self.monitor.lr_factor if self.monitor is not None else 1.0)
-        self.optimizer.step()
+        loss = self.distributed.step(self.model, xb, yb)
         self.state.step += 1
-        correct = int(np.count_nonzero(logits.argmax(axis=1) == yb))
+        correct = int(np.count_nonzero(self.distributed.logits.argmax(axis=1) == yb))
         return loss, correct
 
     # --- one epoch ------------------------------------------------------------------
@@ -164,32 +169,17 @@ class Trainer:
                     leave=False, dynamic_ncols=True)
 
     # --- evaluation -------------------------------------------------------------------
-    def evaluate(self, ds: Dataset) -> Dict[str, Any]:
-        """Loss and metrics on ``ds``, sharded over processes and summed."""
-        rank, size = self.ctx.rank, self.ctx.size
-        idx = np.arange(rank, len(ds.y), size)
-        num_classes = len(ds.classes)
-        cm = np.zeros((num_classes, num_classes), np.int64)
-        loss_sum = 0.0
-        loss_fn = SoftmaxCrossEntropy()
-        for start in range(0, len(idx), self.eval_batch_size):
-            sel = idx[start:start + self.eval_batch_size]
-            xb, yb = ds.x[sel], ds.y[sel]
-            logits = self.model.forward(xb, training=False)
-            loss_sum += loss_fn.forward(logits, yb) * len(sel)
-            cm += confusion_matrix(yb, logits.argmax(axis=1), num_classes)
-        totals = self.ctx.allreduce_sum(np.concatenate([[loss_sum], cm.ravel()]).astype(np.float64))
-        cm = np.rint(totals[1:]).astype(np.int64).reshape(num_classes, num_classes)
-        report = report_from_confusion(cm, ds.classes)
-        return {"loss": float(totals[0] / max(1, cm.sum())), "report": report, "confusion": cm}
+    def evaluate(self, ds: Dataset) -> Evaluation:
+        """Loss and metrics on ``ds``, sharded over processes (``engine.evaluate``)."""
+        return evaluate(self.model, ds, self.ctx, self.eval_batch_size)
 
     def _evaluate_point(self, eval_set: Dataset, epoch: int, done: int,
-                        steps: int) -> Dict[str, Any]:
+                        steps: int) -> Evaluation:
         """Evaluate, update time-to-accuracy, maybe stop; report it via ``on_eval``."""
         t0 = time.perf_counter()
         evaluation = self.evaluate(eval_set)
         self.clock.eval_seconds += time.perf_counter() - t0
-        accuracy = evaluation["report"]["accuracy"]
+        accuracy = evaluation.accuracy
         timing = self._timing()
         if (self.target_accuracy > 0 and self.time_to_accuracy is None
                 and accuracy >= self.target_accuracy):
@@ -202,7 +192,7 @@ class Trainer:
         if self.on_eval is not None:
             self.on_eval(self, {"event": "eval", "epoch": epoch + 1,
                                 "epoch_progress": epoch + done / max(1, steps),
-                                "step": self.state.step, "eval_loss": evaluation["loss"],
+                                "step": self.state.step, "eval_loss": evaluation.loss,
                                 "eval_accuracy": accuracy, **timing})
         return evaluation
 
@@ -225,9 +215,8 @@ class Trainer:
             record = self._epoch_record(epoch, stats)
             evaluation = stats.evaluation
             if evaluation is not None:
-                record.update(eval_loss=evaluation["loss"],
-                              eval_accuracy=evaluation["report"]["accuracy"],
-                              eval_macro_f1=evaluation["report"]["macro"]["f1"])
+                record.update(eval_loss=evaluation.loss, eval_accuracy=evaluation.accuracy,
+                              eval_macro_f1=evaluation.report["macro"]["f1"])
             record.update(self._timing())
             self.state.epoch = epoch + 1
             self.state.history.append(record)

@@ -53,6 +53,9 @@ class Model:
         self.slots: List[ParamSlot] = []
         self.output_shape: Shape = self.input_shape
         self.built = False
+        #: called after each layer's backward when ``backward`` gets no hook of its own
+        #: (set by ``dtnn.DistributedOptimizer`` so a plain ``backward`` exchanges)
+        self.grad_hook: Optional[GradReadyHook] = None
 
     # --- construction ----------------------------------------------------------------
     def build(self, seed: int = 0) -> "Model":
@@ -102,8 +105,11 @@ class Model:
         """Back-propagate ``dy`` (d loss / d output); gradients land in ``flat_grads``.
 
         ``on_grads_ready(i)`` is called as soon as layer ``i``'s gradients are final,
-        so a reducer can start communicating them while earlier layers still compute.
+        so a reducer can start communicating them while earlier layers still compute;
+        without one, ``self.grad_hook`` (if set) is called.
         """
+        if on_grads_ready is None:
+            on_grads_ready = getattr(self, "grad_hook", None)
         for i in reversed(range(len(self.layers))):
             dy = self.layers[i].backward(dy)
             if on_grads_ready is not None:

@@ -37,4 +37,4 @@ def build_optimizer(name: str, model: Any, **options: Any) -> Optimizer:
         raise ValueError("build_optimizer: the model must be built first (model.build())")
     check_options(f"optimizer '{name}'", cls.__init__, options,
                   reserved=("params", "grads", "decay_mask"))
-    return cls(model.flat_params, model.flat_grads, model.decay_mask, **options)
+    return cls(model, **options)

@@ -15,13 +15,13 @@ on every step.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
 from dtnn.errors import ConfigError
 from dtnn.optim._checks import as_bool, as_float, check_vectors, load_buffers, require
-from dtnn.optim.base import OPTIMIZERS, Optimizer
+from dtnn.optim.base import OPTIMIZERS, Optimizer, flat_vectors
 
 
 @OPTIMIZERS.register("adam")
@@ -29,10 +29,12 @@ class Adam(Optimizer):
     """Adam on flat vectors.  ``lr`` and ``weight_decay`` may change between steps;
     ``betas``/``eps``/``decoupled`` are fixed at construction."""
 
-    def __init__(self, params: np.ndarray, grads: np.ndarray, decay_mask: np.ndarray,
-                 lr: float, betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+    def __init__(self, params, grads: Optional[np.ndarray] = None,
+                 decay_mask: Optional[np.ndarray] = None, *, lr: float,
+                 betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decoupled: bool = False):
         owner = f"optimizer '{type(self).registry_name}'"
+        params, grads, decay_mask, model = flat_vectors(params, grads, decay_mask)
         check_vectors(owner, params, grads, decay_mask)
         lr = as_float(owner, "lr", lr)
         eps = as_float(owner, "eps", eps)
@@ -45,7 +47,8 @@ class Adam(Optimizer):
         require(owner, "eps", eps, eps >= 0, ">= 0")
         require(owner, "weight_decay", weight_decay, weight_decay >= 0, ">= 0")
         require(owner, "betas", list(betas), 0 <= b1 < 1 and 0 <= b2 < 1, "two numbers in [0, 1)")
-        super().__init__(params, grads, decay_mask, lr=lr, weight_decay=weight_decay)
+        super().__init__(params, grads, decay_mask, lr=lr, weight_decay=weight_decay,
+                         model=model)
         self.betas = (b1, b2)
         self.eps = eps
         self.decoupled = decoupled
@@ -108,8 +111,9 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay; like torch, ``weight_decay`` defaults to 0.01."""
 
-    def __init__(self, params: np.ndarray, grads: np.ndarray, decay_mask: np.ndarray,
-                 lr: float, betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+    def __init__(self, params, grads: Optional[np.ndarray] = None,
+                 decay_mask: Optional[np.ndarray] = None, *, lr: float,
+                 betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01):
         super().__init__(params, grads, decay_mask, lr=lr, betas=betas, eps=eps,
                          weight_decay=weight_decay, decoupled=True)

@@ -15,12 +15,12 @@ still intact after ``step()`` (the gradient reducer or a compressor may look at 
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
 from dtnn.optim._checks import as_bool, as_float, check_vectors, load_buffers, require
-from dtnn.optim.base import OPTIMIZERS, Optimizer
+from dtnn.optim.base import OPTIMIZERS, Optimizer, flat_vectors
 
 
 @OPTIMIZERS.register("sgd")
@@ -28,10 +28,12 @@ class SGD(Optimizer):
     """SGD on flat vectors.  Only ``lr`` and ``weight_decay`` may be changed between
     steps; the other hyper-parameters are fixed at construction."""
 
-    def __init__(self, params: np.ndarray, grads: np.ndarray, decay_mask: np.ndarray,
-                 lr: float, momentum: float = 0.0, nesterov: bool = False,
+    def __init__(self, params, grads: Optional[np.ndarray] = None,
+                 decay_mask: Optional[np.ndarray] = None, *, lr: float,
+                 momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, dampening: float = 0.0):
         owner = "optimizer 'sgd'"
+        params, grads, decay_mask, model = flat_vectors(params, grads, decay_mask)
         check_vectors(owner, params, grads, decay_mask)
         lr = as_float(owner, "lr", lr)
         weight_decay = as_float(owner, "weight_decay", weight_decay)
@@ -45,7 +47,8 @@ class SGD(Optimizer):
         if nesterov:
             require(owner, "nesterov", nesterov, momentum > 0 and dampening == 0,
                     "false unless momentum > 0 and dampening == 0")
-        super().__init__(params, grads, decay_mask, lr=lr, weight_decay=weight_decay)
+        super().__init__(params, grads, decay_mask, lr=lr, weight_decay=weight_decay,
+                         model=model)
         self.momentum = momentum
         self.nesterov = nesterov
         self.dampening = dampening

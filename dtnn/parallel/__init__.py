@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import sys
 
-from dtnn.parallel.context import MismatchedContext, SerialContext
+from dtnn.parallel.context import Context, MismatchedContext, SerialContext
+from dtnn.parallel.optimizer import DistributedOptimizer
 from dtnn.parallel.launcher import launcher_size, mismatch_message, mpi_requested
 
 _context = None
@@ -72,4 +73,5 @@ def per_rank_batch(cfg, size: int) -> int:  # re-exported, see dtnn.parallel.sca
     return f(cfg, size)
 
 
-__all__ = ["SerialContext", "MismatchedContext", "get_context", "per_rank_batch"]
+__all__ = ["Context", "SerialContext", "MismatchedContext", "DistributedOptimizer",
+           "get_context", "per_rank_batch"]

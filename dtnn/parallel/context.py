@@ -2,19 +2,78 @@
 
 The engine never imports MPI itself.  It asks a context for its rank and size, for
 sums of small arrays (metrics, confusion matrices), and for a gradient reducer that
-is driven from ``Model.backward``'s per-layer hook.  ``SerialContext`` is the
-single-process one; ``dtnn.parallel.mpi.MPIContext`` implements the same methods.
+is driven from ``Model.backward``'s per-layer hook.  ``Context`` is the typed
+protocol; ``SerialContext`` (one process) and ``dtnn.parallel.mpi.MPIContext``
+implement it, and ``tests/parallel/test_context_protocol.py`` checks that both do.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Protocol, Union, runtime_checkable
 
 import numpy as np
 
 from dtnn.errors import UserError
+from dtnn.parallel.options import DistOptions
+
+#: what ``make_reducer`` accepts: resolved options, or a mapping of explicit values
+#: (resolved over the defaults and the ``DTNN_*`` environment), or None (the same, empty)
+ReducerOptions = Union[DistOptions, Mapping[str, Any], None]
+
+
+@runtime_checkable
+class Context(Protocol):
+    """Who this process is in the job and how it talks to the others.
+
+    Everything above ``dtnn.parallel`` (trainer, evaluation, tuner, CLI) uses only
+    these names, so the same code runs alone and under ``mpiexec``."""
+
+    rank: int         #: this process, 0 .. size - 1
+    size: int         #: processes in the job
+    local_rank: int   #: this process among those on its host
+    local_size: int   #: processes on this host
+    num_nodes: int    #: hosts in the job
+
+    @property
+    def is_root(self) -> bool:
+        """True on rank 0, the process that logs and writes files."""
+
+    def allreduce_sum(self, values: np.ndarray) -> np.ndarray:
+        """Element-wise sum of ``values`` over all processes (a new array)."""
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every process."""
+
+    def node_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
+        """Reduce ``values`` (op: sum, max, min) over the processes of this host."""
+
+    def barrier(self) -> None:
+        """Wait until every process gets here."""
+
+    def make_reducer(self, model, options: ReducerOptions = None):
+        """The gradient exchange for ``model`` (None when alone): a
+        ``dtnn.parallel.reducer.GradientReducer`` driven by the training step."""
+
+    def sync_model(self, model, optimizer=None) -> None:
+        """Copy rank 0's parameters, buffers (and optimizer state) to every process."""
+
+    def abort(self, code: int = 1) -> None:
+        """End the whole job now (every process) with exit status ``code``."""
+
+    def describe(self) -> str:
+        """One line saying where this process runs."""
+
+
+def resolve_options(options: ReducerOptions) -> DistOptions:
+    """``options`` as a checked ``DistOptions``; already resolved ones pass through."""
+    if isinstance(options, DistOptions):
+        options.validate()
+        return options
+    return DistOptions.resolve(options)
 
 
 class SerialContext:
+    """The context of a single process: every collective is the identity."""
+
     rank = 0
     size = 1
     local_rank = 0
@@ -38,13 +97,9 @@ class SerialContext:
     def barrier(self) -> None:
         pass
 
-    def configure(self, options: Optional[dict] = None) -> None:
-        """Reducer options (the config's [dist] table): checked, nothing to use alone."""
-        from dtnn.parallel.options import DistOptions
-        DistOptions.resolve(options)
-
-    def make_reducer(self, model, options: Optional[dict] = None):
-        """No gradient exchange in a single process."""
+    def make_reducer(self, model, options: ReducerOptions = None):
+        """No gradient exchange in a single process (the options are still checked)."""
+        resolve_options(options)
         return None
 
     def sync_model(self, model, optimizer=None) -> None:
@@ -66,7 +121,7 @@ class MismatchedContext(SerialContext):
     def __init__(self, message: str):
         self.message = message
 
-    def make_reducer(self, model, options: Optional[dict] = None):
+    def make_reducer(self, model, options: ReducerOptions = None):
         raise UserError(self.message)
 
     def describe(self) -> str:

@@ -34,14 +34,16 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from dtnn.parallel.options import DistOptions
-from dtnn.parallel.reducer import GradientReducer, float_buffers
 from dtnn.parallel.watchdog import guard as stall_guard
 from dtnn.errors import UserError
+from dtnn.parallel.context import ReducerOptions, resolve_options
+from dtnn.parallel.reducer import GradientReducer, float_buffers
 
 
 class MPIContext:
-    def __init__(self, comm=None, options: Optional[Dict[str, Any]] = None):
+    """The ``Context`` of one rank of an MPI job (see the module docstring)."""
+
+    def __init__(self, comm=None):
         from mpi4py import MPI
         self.MPI = MPI
         base = MPI.COMM_WORLD if comm is None else comm
@@ -57,10 +59,8 @@ class MPIContext:
         self.leader_comm = None if leader == MPI.COMM_NULL else leader
         self.num_nodes = int(self.comm.allreduce(1 if self.local_rank == 0 else 0))
         self.host = MPI.Get_processor_name()
-        #: options for make_reducer (the config's [dist] table); see DistOptions
-        self.options: Dict[str, Any] = dict(options or {})
 
-    # --- the SerialContext interface ------------------------------------------------------
+    # --- the Context protocol ------------------------------------------------------
     @property
     def is_root(self) -> bool:
         return self.rank == 0
@@ -90,14 +90,10 @@ class MPIContext:
         with stall_guard("barrier"):
             self.comm.Barrier()
 
-    def configure(self, options: Optional[Dict[str, Any]] = None) -> None:
-        """Set the reducer options (the config's ``[dist]`` table), checked now."""
-        DistOptions.resolve(options)
-        self.options = dict(options or {})
-
-    def make_reducer(self, model, options: Optional[Dict[str, Any]] = None) -> GradientReducer:
-        """Check the replicas match, give dropout a per-rank stream, build the reducer."""
-        opts = DistOptions.resolve({**self.options, **(options or {})})
+    def make_reducer(self, model, options: ReducerOptions = None) -> GradientReducer:
+        """Check the replicas match, give dropout a per-rank stream, build the reducer
+        with ``options`` (the config's ``[dist]`` section, see ``DistOptions``)."""
+        opts = resolve_options(options)
         self.check_consistency(model)
         self.reseed_dropout(model)
         return GradientReducer(self.comm, model, opts)

@@ -1,8 +1,12 @@
-"""Options of the distributed engine: defaults < environment (``DTNN_*``) < explicit.
+"""Options of the gradient exchange: defaults < environment (``DTNN_*``) < explicit.
 
-The config file will carry them as a ``[dist]`` table (``dist.mode``,
-``dist.bucket_mb``, ...); until then ``make_reducer(model, options)`` takes a plain
-dict and the environment variables below fill in what it does not say.
+They are the config's ``[dist]`` section (``dist.mode``, ``dist.bucket_mb``, ...).
+``dtnn.config.load_config`` resolves that section once (``DistOptions.resolve``: the
+values the config sets explicitly, over the ``DTNN_*`` environment variables, over
+the defaults) and stores the result in ``cfg.dist``; ``engine.session.train`` hands
+``cfg.dist`` to ``ctx.make_reducer(model, cfg.dist)`` unchanged.  Library users pass
+a ``DistOptions`` or a plain dict (resolved the same way) to ``make_reducer`` or to
+``dtnn.DistributedOptimizer``.
 """
 from __future__ import annotations
 

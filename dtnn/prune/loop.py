@@ -158,10 +158,15 @@ class Pruner:
         self.optimizer = build_optimizer("sgd", self.model, lr=self.cfg.prune.lr,
                                          momentum=o.momentum, nesterov=o.nesterov,
                                          weight_decay=o.weight_decay)
+        from dtnn.layers.loss import SoftmaxCrossEntropy
+        from dtnn.parallel.optimizer import DistributedOptimizer
         schedule = build_schedule("constant", self.cfg.prune.lr, 1)
-        self.trainer = Trainer(self.model, self.optimizer, schedule, self.loader, self.ctx,
-                               epochs=1, label_smoothing=self.cfg.train.label_smoothing,
-                               eval_batch_size=self.cfg.train.eval_batch_size,
+        # the exchange from the run's [dist] options; every rank holds the same model
+        step = DistributedOptimizer(
+            self.optimizer, self.model, ctx=self.ctx, options=self.cfg.dist, broadcast=False,
+            loss=SoftmaxCrossEntropy(label_smoothing=self.cfg.train.label_smoothing))
+        self.trainer = Trainer(self.model, step, schedule, self.loader, self.ctx,
+                               epochs=1, eval_batch_size=self.cfg.train.eval_batch_size,
                                progress=False)
         # dropout: a stream per (seed, step, rank), so a resumed run draws the same masks
         self.model.reseed_rngs(self.cfg.prune.seed, self.state.step * 65536 + self.ctx.rank)
@@ -182,8 +187,8 @@ class Pruner:
                   "flops_kept": cost["flops"] / orig["flops"], **cost,
                   "latency_b1_ms": latency, "processes": self.ctx.size}
         if ev is not None:
-            record.update(test_accuracy=ev["report"]["accuracy"],
-                          test_macro_f1=ev["report"]["macro"]["f1"], test_loss=ev["loss"])
+            record.update(test_accuracy=ev.accuracy, test_macro_f1=ev.report["macro"]["f1"],
+                          test_loss=ev.loss)
         return record
 
     def scores(self) -> Dict[int, np.ndarray]:

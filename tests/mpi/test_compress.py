@@ -157,7 +157,7 @@ def _shared_tmpdir(ctx):
                                             ("qsgd:bits=4", 4.0), ("powersgd:rank=2", 0.001),
                                             ("qsgd:bits=2", 0.001)])
 def test_checkpoint_resume_continues_exactly(ctx, spec, bucket_mb):
-    from dtnn.config import explicit_dist_options, load_config
+    from dtnn.config import load_config
     from dtnn.engine.session import train
     from dtnn.io.checkpoint import load_checkpoint
 
@@ -177,7 +177,6 @@ def test_checkpoint_resume_continues_exactly(ctx, spec, bucket_mb):
         for name, epochs, resume in [("full", 2, None), ("part", 1, None),
                                      ("part", 2, os.path.join(root, "part", "checkpoint.h5"))]:
             c = cfg(name, epochs)
-            ctx.configure(explicit_dist_options(c))
             train(c, ctx, resume=resume)
         ctx.barrier()
         full = load_checkpoint(os.path.join(root, "full", "checkpoint.h5"))
@@ -190,7 +189,6 @@ def test_checkpoint_resume_continues_exactly(ctx, spec, bucket_mb):
         assert_all(st["world_size"] == ctx.size and f"rank{ctx.size - 1}" in st,
                    "every rank's state saved")
     finally:
-        ctx.configure({})
         ctx.barrier()
         if ctx.rank == 0:
             shutil.rmtree(root, ignore_errors=True)

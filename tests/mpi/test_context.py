@@ -84,3 +84,8 @@ def test_dropout_streams_differ_across_ranks(ctx):
     masks = world().allgather(h.copy())
     distinct = len({m.tobytes() for m in masks})
     assert_all(distinct == ctx.size, "each rank draws its own dropout mask", str(distinct))
+
+
+def test_mpi_context_implements_the_context_protocol(ctx):
+    from dtnn.parallel.context import Context
+    assert_all(isinstance(ctx, Context), "MPIContext is a Context")

@@ -1,0 +1,164 @@
+"""``DistributedOptimizer``: an optimizer whose step first averages the gradients of
+every process (the Horovod / ChainerMN shape, over dtnn's own gradient exchange).
+
+One call per step::
+
+    opt = dtnn.DistributedOptimizer(dtnn.optim.SGD(model, lr=0.05, momentum=0.9),
+                                    compress="powersgd:rank=2")
+    loss = opt.step(model, x, y)      # forward, loss, backward + exchange, update
+
+or with your own forward and backward::
+
+    logits = model.forward(x, training=True)
+    loss = loss_fn.forward(logits, y)
+    model.backward(loss_fn.backward())   # the exchange overlaps with it (per-layer hook)
+    opt.step()                           # waits for the exchange, then updates
+
+Construction (a collective: every process calls it) checks that all replicas have the
+same architecture, gives dropout a per-process stream, builds the gradient exchange
+(``ctx.make_reducer``: buckets, overlap, compression with error feedback) and, unless
+``broadcast=False``, copies rank 0's parameters, buffers and optimizer state to every
+process.  In a single process there is no exchange and ``step`` is exactly the
+wrapped optimizer's step.  ``dtnn train`` runs its steps through this class, so a
+custom loop over the same model, data order and options gives the same numbers.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from dtnn.parallel.context import ReducerOptions
+from dtnn.parallel.options import DistOptions
+
+
+class DistributedOptimizer:
+    """Wrap ``optimizer`` so that each ``step`` uses gradients averaged over processes.
+
+    Arguments:
+        optimizer: a ``dtnn.optim`` optimizer (``dtnn.optim.SGD(model, ...)``).
+        model: the model it updates; defaults to the model the optimizer was built from.
+        ctx: the process context (default ``dtnn.parallel.get_context()``).
+        compress: gradient compression spec, e.g. ``"topk:ratio=0.01"``,
+            ``"powersgd:rank=2"`` (shortcut for ``options["compress"]``).
+        options: the exchange options (``DistOptions`` or a dict of its fields, e.g.
+            ``{"bucket_mb": 8, "mode": "blocking"}``; see ``dtnn.parallel.options``).
+        loss: the loss of ``step(model, x, y)`` (default softmax cross-entropy).
+        schedule: optional LR schedule; each step sets ``lr = schedule.lr_at(steps)``.
+        broadcast: start every replica from rank 0's state (False when every process
+            has loaded the same checkpoint).
+    """
+
+    def __init__(self, optimizer, model=None, *, ctx=None, compress: Optional[str] = None,
+                 options: ReducerOptions = None, loss=None, schedule=None,
+                 broadcast: bool = True):
+        self.optimizer = optimizer
+        self.model = model if model is not None else getattr(optimizer, "model", None)
+        if self.model is None:
+            raise TypeError("DistributedOptimizer: pass model= (this optimizer was built "
+                            "from flat vectors, not from a model)")
+        if ctx is None:
+            from dtnn.parallel import get_context
+            ctx = get_context()
+        self.ctx = ctx
+        if compress is not None:
+            base = options.to_dict() if isinstance(options, DistOptions) else dict(options or {})
+            options = {**base, "compress": compress}
+        #: the gradient exchange (``GradientReducer``); None in a single process
+        self.exchange = ctx.make_reducer(self.model, options)
+        if broadcast:
+            ctx.sync_model(self.model, optimizer)
+        if loss is None:
+            from dtnn.layers.loss import SoftmaxCrossEntropy
+            loss = SoftmaxCrossEntropy()
+        self.loss_fn = loss
+        self.schedule = schedule
+        #: the logits of the last ``step(model, x, y)``
+        self.logits: Optional[np.ndarray] = None
+        self._started = False
+        if self.exchange is not None:
+            # a plain model.backward(dy) drives the exchange too (see Model.backward)
+            self.model.grad_hook = self._on_grads_ready
+
+    # --- the step -------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return self.optimizer.lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.optimizer.lr = value
+
+    def backward(self, dy: np.ndarray) -> None:
+        """``model.backward(dy)`` with the exchange of each bucket started as soon as
+        its gradients are ready."""
+        if self.exchange is None:
+            self.model.backward(dy)
+            return
+        self._on_grads_ready(None)  # start the step before the first layer's backward
+        self.model.backward(dy, on_grads_ready=self._on_grads_ready)
+
+    def step(self, model=None, x: Optional[np.ndarray] = None,
+             y: Optional[np.ndarray] = None) -> Optional[float]:
+        """With ``x`` and ``y``: forward, loss, backward (exchanging gradients), update;
+        returns this process's mean loss on the batch.  Without: update from the
+        gradients of the last ``model.backward`` (averaged first)."""
+        loss = None
+        if x is not None:
+            if model is not None and model is not self.model:
+                raise ValueError("DistributedOptimizer.step: model is not the one this "
+                                 "optimizer updates")
+            if y is None:
+                raise TypeError("DistributedOptimizer.step(model, x, y): y is missing")
+            logits = self.model.forward(x, training=True)
+            loss = float(self.loss_fn.forward(logits, y))
+            self.backward(self.loss_fn.backward())
+            self.logits = logits
+        self.synchronize()
+        if self.schedule is not None:
+            self.optimizer.lr = self.schedule.lr_at(self.optimizer.steps)
+        self.optimizer.step()
+        return loss
+
+    def synchronize(self) -> None:
+        """Finish the gradient exchange of this step (a no-op alone); ``step`` calls it.
+        Call it yourself to look at (or clip) the averaged gradients before stepping."""
+        if self.exchange is None:
+            return
+        if not self._started:  # backward ran without the hook: exchange everything now
+            self._on_grads_ready(None)
+            for i in reversed(range(len(self.model.layers))):
+                self.exchange.on_grads_ready(i)
+        self.exchange.finish_step()
+        self._started = False
+
+    def _on_grads_ready(self, layer: Optional[int]) -> None:
+        if not self._started:
+            self.exchange.start_step()   # the forward pass is over: buffers are final
+            self._started = True
+        if layer is not None:
+            self.exchange.on_grads_ready(layer)
+
+    def zero_grad(self) -> None:
+        """Nothing to do: ``model.backward`` overwrites the gradients (torch-shaped
+        loops may keep calling it)."""
+
+    # --- state ----------------------------------------------------------------------
+    def stats(self) -> Dict[str, Any]:
+        """Exchange timing and bytes per step (``GradientReducer.stats``); {} alone."""
+        return self.exchange.stats() if self.exchange is not None else {}
+
+    def state_dict(self) -> Dict[str, Any]:
+        """``{"optimizer": ..., "compressor": ...}``.  Collective under MPI (every
+        rank's error-feedback memory is gathered on rank 0; other ranks get an empty
+        ``compressor`` entry): every process must call it."""
+        state: Dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
+        if self.exchange is not None:
+            state["compressor"] = self.exchange.state_dict()
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore ``state_dict()`` (every process passes the whole dict)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.exchange is not None and state.get("compressor"):
+            self.exchange.load_state_dict(state["compressor"])
