@@ -127,8 +127,7 @@ class DistributedOptimizer:
             return
         if not self._started:  # backward ran without the hook: exchange everything now
             self._on_grads_ready(None)
-            for i in reversed(range(len(self.model.layers))):
-                self.exchange.on_grads_ready(i)
+        self.exchange.post_remaining()
         self.exchange.finish_step()
         self._started = False
 
