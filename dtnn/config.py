@@ -259,6 +259,21 @@ def parse_override(item: str) -> Dict[str, Any]:
     return {parts[0]: {parts[1]: value}}
 
 
+def reject_overrides(items: List[str], *, command: str, ignored: tuple = (),
+                     allowed: Optional[tuple] = None) -> None:
+    """ConfigError for a ``--set`` that ``command`` would silently ignore: keys in the
+    ``ignored`` sections (or, with ``allowed``, outside those sections/keys)."""
+    for item in items:
+        key = item.split("=", 1)[0].strip()
+        section = key.split(".", 1)[0]
+        bad = section in ignored or (allowed is not None and not any(
+            key == a or key.startswith(a + ".") for a in allowed))
+        if bad:
+            use = (f"it only takes {', '.join(a + ('' if '.' in a else '.*') for a in allowed)}"
+                   if allowed is not None else f"[{section}] is not used by it")
+            raise ConfigError(f"--set {item}: {command} ignores '{key}' ({use})")
+
+
 class _MergeInto(dict):
     """Marks a --set on one key of a table field: merged, not replacing the table."""
 

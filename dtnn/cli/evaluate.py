@@ -20,6 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from dtnn.cli._checks import existing_file, writable_output, write_text
+    from dtnn.config import reject_overrides
+    existing_file(args.checkpoint, "checkpoint")   # before numpy, h5py or MPI load
+    if args.out:
+        writable_output(args.out, "--out")
+    reject_overrides(args.overrides, allowed=("data",), command="dtnn eval")
     from dtnn.engine.evaluate import evaluate_checkpoint
     from dtnn.parallel import get_context
     from dtnn.threads import default_threads, set_threads
@@ -32,7 +38,6 @@ def run(args) -> int:
     if ctx.is_root:
         print(ev.text())
         if args.out:
-            with open(args.out, "w") as fh:
-                fh.write(ev.to_json())
+            write_text(args.out, ev.to_json(), "--out")
             get_logger().info(f"report written to {args.out}")
     return 0

@@ -18,6 +18,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _version(module: str) -> str:
+    """The installed version, read from the package metadata: importing torch only to
+    print its version cost seconds of start-up."""
+    from importlib import metadata
+    mod = sys.modules.get(module)
+    if mod is not None and getattr(mod, "__version__", None):
+        return str(mod.__version__)
+    try:
+        return metadata.version(module)
+    except metadata.PackageNotFoundError:
+        pass
     try:
         mod = __import__(module)
         return getattr(mod, "__version__", "?")

@@ -35,7 +35,10 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The whole parser, or (``only``) one whose other subcommands are left without
+    their options: building a subcommand's options imports its module, and ``dtnn
+    --help`` or ``dtnn eval missing.h5`` must not wait for numpy, h5py or MPI."""
     parser = OneLineParser(prog="dtnn", description="Distributed deep-learning training "
                            "on CPU clusters (numpy/Cython kernels + MPI).")
     parser.add_argument("--version", action="version", version=f"dtnn {__version__}")
@@ -44,13 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(p)
+        if only is None or name == only:
+            importlib.import_module(module).add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 
 
+def _chosen(argv: List[str]) -> Optional[str]:
+    for item in argv:
+        if item in SUBCOMMANDS:
+            return item
+        if not item.startswith("-"):
+            return None
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = _chosen(argv)
+    parser = build_parser(chosen) if chosen else build_parser(only="")
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
     from dtnn.parallel.failure import abort_if_distributed, exit_message

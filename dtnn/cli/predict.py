@@ -17,10 +17,21 @@ from dtnn.errors import DataError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="checkpoint.h5 written by dtnn train")
     p.add_argument("inputs", nargs="+", help="image files, or .npy/.npz arrays (key 'x')")
-    p.add_argument("--top", type=int, default=3, help="show the K most likely classes")
+    p.add_argument("--top", type=_positive_int, default=3,
+                   help="show the K most likely classes (K >= 1)")
     p.add_argument("--invert", action="store_true",
                    help="invert images (dark strokes on white -> light on black, like MNIST)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def load_inputs(paths: List[str], shape, invert: bool) -> np.ndarray:
@@ -75,6 +86,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def run(args) -> int:
+    from dtnn.cli._checks import existing_file
+    existing_file(args.checkpoint, "checkpoint")   # before h5py and the model load
+    for path in args.inputs:
+        existing_file(path, "input")
     from dtnn.data import apply_normalization, Dataset
     from dtnn.engine.session import load_for_inference
 

@@ -3,11 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from dtnn.config import apply_dict, load_config, parse_override
-from dtnn.parallel import get_context
-from dtnn.parallel.scaling import apply_world_size
-from dtnn.log import get_logger, setup_logging
-from dtnn.threads import default_threads, set_threads
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,6 +13,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue from a checkpoint.h5 (uses its saved config unless --config "
                    "is given; --set still applies, e.g. train.epochs=20 to train longer)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a non-empty run directory (its dtnn files are "
+                   "deleted once everything is validated); without it a non-empty run "
+                   "directory is refused unless --resume")
     p.add_argument("--run-dir", metavar="DIR", help="shortcut for --set output.run_dir=DIR")
     p.add_argument("--compress", metavar="SPEC",
                    help='gradient compression, shortcut for --set dist.compress="SPEC", e.g. '
@@ -25,6 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args):
+    from dtnn.cli._checks import existing_file
+    from dtnn.config import apply_dict, load_config, parse_override, reject_overrides
+    if args.resume:
+        existing_file(args.resume, "checkpoint")   # before h5py loads
+    reject_overrides(args.overrides, ignored=("prune",), command="dtnn train")
     overrides = list(args.overrides)
     if args.run_dir:
         overrides.append(f"output.run_dir={_quote(args.run_dir)}")
@@ -46,13 +50,17 @@ def _quote(text: str) -> str:
 
 
 def run(args) -> int:
+    from dtnn.log import get_logger, setup_logging
+    from dtnn.parallel import get_context
+    from dtnn.parallel.scaling import apply_world_size
+    from dtnn.threads import default_threads, set_threads
+    cfg = resolve_config(args)  # config errors before MPI starts or numpy loads
     ctx = get_context()
     setup_logging(ctx.rank, ctx.size, getattr(args, "verbose", False))
-    cfg = resolve_config(args)
     scaling = apply_world_size(cfg, ctx.size)
     if ctx.size > 1:
         get_logger().info(scaling)
     set_threads(cfg.train.threads or default_threads(ctx.local_size))
     from dtnn.engine.session import train
-    train(cfg, ctx, resume=args.resume)
+    train(cfg, ctx, resume=args.resume, overwrite=args.overwrite)
     return 0

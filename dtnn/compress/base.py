@@ -198,10 +198,22 @@ def build_compressor(spec: str) -> Tuple[Optional[Compressor], bool]:
         if params:
             raise ConfigError(f"compressor 'none' takes no parameters, got {params}")
         return None, False
+    import inspect
+    accepted = [k for k, p in inspect.signature(factory).parameters.items()
+                if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in params:
+        if key not in accepted:
+            known = ", ".join(accepted + ["ef"])
+            raise ConfigError(f"compression spec {spec!r}: compressor {name!r} has no "
+                              f"parameter {key!r} (it takes: {known})")
     try:
         comp = factory(**params)
-    except TypeError as exc:
-        raise ConfigError(f"compressor {name!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        text = " ".join(str(exc).split())
+        words = [k for k, v in params.items() if isinstance(v, str) and repr(v) in text]
+        if words:  # float("abc") inside the compressor: name the parameter instead
+            text = f"{words[0]}={params[words[0]]!r} is not a number"
+        raise ConfigError(f"compression spec {spec!r}: {text}") from None
     use_ef = comp.biased if ef is None else bool(ef)
     return comp, use_ef
 

@@ -78,6 +78,21 @@ def _class_names(where: str, raw) -> List[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in arr.tolist()]
 
 
+def _check_contiguous(where: str, pairs) -> None:
+    """Without class names, the labels must be exactly 0..K-1 (each one used): one
+    stray label (99 among ten classes) would otherwise make a 100-class model."""
+    present = np.unique(np.concatenate([y for _, y in pairs]))
+    if len(present) == 0 or len(present) == int(present[-1]) + 1:
+        return
+    missing = np.setdiff1d(np.arange(int(present[-1]) + 1), present)
+    gap = (f"{int(missing[0])}" if len(missing) == 1 else
+           f"{int(missing[0])}..{int(missing[-1])}" if len(missing) == missing[-1] - missing[0] + 1
+           else f"{len(missing)} values below it")
+    raise DataError(f"{where}: labels go up to {int(present[-1])} but {gap} never "
+                    f"appear{'s' if len(missing) == 1 else ''}: labels must be the class "
+                    f"indices 0..K-1, or the file must name its classes (a 'classes' array)")
+
+
 def datasets_from_arrays(where: str, fetch: Fetch, available: Iterable[str], *,
                          channels_last=None, classes: ClassesOption = None,
                          name: str = "dataset", source: str = "arrays",
@@ -114,6 +129,7 @@ def datasets_from_arrays(where: str, fetch: Fetch, available: Iterable[str], *,
     if names is None and "classes" in available:
         names = _class_names(where, fetch("classes"))
     if names is None:
+        _check_contiguous(where, pairs)
         names = default_class_names(*(y for _, y in pairs))
     for (x, y), key in zip(pairs, ("y_train", "y_test")):
         if len(y) and int(y.max()) >= len(names):

@@ -1,8 +1,14 @@
 """Batch augmentation: random shift (zero-pad + random crop) and horizontal flip.
 
-The random numbers for a batch come from ``(seed, epoch, rank, step)`` alone, so a run
-that resumes at any step reproduces the same augmentation without saving rng state,
-and different ranks of a distributed run draw different, non-overlapping streams.
+Each sample's random numbers come from ``(seed, epoch, sample index)`` alone -- the
+sample's index in the dataset, not its rank, step or position in a batch -- through a
+counter-based hash (splitmix64, vectorised over the batch).  So:
+
+* W processes with batch B and 1 process with batch W*B see exactly the same
+  augmented samples (and, with the shared sample order, train identically up to float
+  rounding);
+* a run that resumes at any step reproduces the same augmentation without saving any
+  random state.
 """
 from __future__ import annotations
 
@@ -17,8 +23,30 @@ from dtnn.errors import ConfigError
 _AUG_TAG = 0xA6  # keeps augmentation streams apart from other users of the same seed
 
 
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (uint64 arithmetic wraps modulo 2**64)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def sample_uniform(seed: int, epoch: int, indices: np.ndarray, draw: int) -> np.ndarray:
+    """float64 in [0, 1), one per index: the ``draw``-th random number of each sample in
+    ``epoch`` (a pure function of its arguments)."""
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        key = _mix(np.uint64((_AUG_TAG << 56) ^ (int(seed) & 0xFFFFFFFFFFFFFF)) + golden)
+        key = _mix(key + np.uint64(int(epoch) & 0xFFFFFFFFFFFFFFFF) * golden)
+        key = _mix(key + np.uint64(int(draw)) * golden)
+        z = _mix(key + np.asarray(indices, np.int64).astype(np.uint64) * golden)
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
 class Augment:
-    """``Augment(shift=2, flip=False, seed=0)(x, epoch=e, rank=r, step=i) -> array``.
+    """``Augment(shift=2, flip=False, seed=0)(x, epoch=e, indices=idx) -> array``.
+
+    ``indices`` are the dataset indices of the samples in ``x`` (what keys their random
+    numbers); by default ``0..n-1``.
 
     * ``shift``: each sample is zero-padded by ``shift`` pixels on every side and a
       random H x W window is cropped back, i.e. its content moves by an independent
@@ -47,9 +75,6 @@ class Augment:
     def __repr__(self) -> str:
         return f"Augment(shift={self.shift}, flip={self.flip}, seed={self.seed})"
 
-    def rng(self, epoch: int, rank: int, step: int) -> np.random.Generator:
-        return np.random.default_rng([_AUG_TAG, self.seed, int(epoch), int(rank), int(step)])
-
     def _pad_buffer(self, shape) -> np.ndarray:
         n = shape[0]
         buf = self._pad
@@ -58,7 +83,7 @@ class Augment:
             buf = self._pad = np.zeros(shape, np.float32)
         return buf[:n]
 
-    def __call__(self, x: np.ndarray, *, epoch: int = 0, rank: int = 0, step: int = 0,
+    def __call__(self, x: np.ndarray, *, epoch: int = 0, indices: Optional[np.ndarray] = None,
                  out: Optional[np.ndarray] = None) -> np.ndarray:
         """Augmented copy of ``x`` (or written into ``out``, which may be ``x`` itself)."""
         if out is None:
@@ -71,19 +96,22 @@ class Augment:
             raise ConfigError(f"augmentation needs image batches (N, C, H, W), got shape "
                               f"{x.shape}; disable shift/flip for feature data")
         n, c, h, w = x.shape
-        rng = self.rng(epoch, rank, step)
+        idx = np.arange(n) if indices is None else np.asarray(indices)
+        if idx.shape != (n,):
+            raise ValueError(f"indices must have shape ({n},), got {idx.shape}")
         if self.shift > 0:
             s = self.shift
             pad = self._pad_buffer((n, c, h + 2 * s, w + 2 * s))
             pad[:, :, s:s + h, s:s + w] = x
             # window (dy, dx) of the padded image = content moved by (s - dy, s - dx)
-            dy = rng.integers(0, 2 * s + 1, size=n)
-            dx = rng.integers(0, 2 * s + 1, size=n)
+            span = 2 * s + 1
+            dy = (sample_uniform(self.seed, epoch, idx, 0) * span).astype(np.intp)
+            dx = (sample_uniform(self.seed, epoch, idx, 1) * span).astype(np.intp)
             windows = sliding_window_view(pad, (h, w), axis=(2, 3))  # (n, c, 2s+1, 2s+1, h, w)
             out[...] = windows[np.arange(n), :, dy, dx]
         elif out is not x:
             out[...] = x
         if self.flip:
-            mirror = rng.random(n) < 0.5
+            mirror = sample_uniform(self.seed, epoch, idx, 2) < 0.5
             out[mirror] = out[mirror, :, :, ::-1]
         return out

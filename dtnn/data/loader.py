@@ -117,7 +117,7 @@ class BatchLoader:
             np.take(x, idx, axis=0, out=xb, mode="clip")  # mode != raise: unbuffered
             np.take(y, idx, axis=0, out=yb, mode="clip")
             if self.augment is not None:
-                self.augment(xb, epoch=epoch, rank=self.rank, step=step, out=xb)
+                self.augment(xb, epoch=epoch, indices=idx, out=xb)  # keyed by sample
             yield xb, yb
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
@@ -27,7 +26,10 @@ from dtnn import __version__
 from dtnn.config import Config, apply_dict, to_toml
 from dtnn.data import (Augment, BatchLoader, Dataset, apply_normalization, load_dataset,
                        normalize, stratified_split)
+from dtnn.engine import resume as resumed
 from dtnn.engine.monitor import from_config as monitor_from_config
+from dtnn.engine.preflight import check_train
+from dtnn.engine.rundir import RunDirectory
 from dtnn.engine.trainer import Trainer
 from dtnn.errors import ConfigError
 from dtnn.engine.evaluate import Evaluation, evaluate
@@ -79,7 +81,9 @@ def make_optimizer(cfg: Config, model: Model):
     return build_optimizer(o.name, model, lr=o.lr, **_accepted(cls.__init__, options))
 
 
-def make_schedule(cfg: Config, steps_per_epoch: int):
+def make_schedule(cfg: Config, steps_per_epoch: int, epochs: Optional[int] = None):
+    """The configured schedule over ``epochs`` (default ``train.epochs``) epochs of
+    ``steps_per_epoch`` optimizer steps (the steps actually taken per epoch)."""
     s = cfg.schedule
     options = {"step_size": s.step_size, "gamma": s.gamma, "milestones": list(s.milestones),
                "min_lr": s.min_lr}
@@ -91,7 +95,8 @@ def make_schedule(cfg: Config, steps_per_epoch: int):
     options = {k: options[k] for k in keep}
     if s.warmup_epochs > 0:
         options["warmup_epochs"] = s.warmup_epochs
-    return build_schedule(s.name, cfg.optim.lr, steps_per_epoch, cfg.train.epochs, **options)
+    return build_schedule(s.name, cfg.optim.lr, steps_per_epoch,
+                          cfg.train.epochs if epochs is None else epochs, **options)
 
 
 def make_loader(cfg: Config, train: Dataset, ctx) -> BatchLoader:
@@ -117,39 +122,31 @@ def config_from_meta(meta: Dict[str, Any], path: str) -> Config:
     return apply_dict(Config(), saved, path)
 
 
-class RunDirectory:
-    """Rank 0 writes; other ranks hold a do-nothing twin."""
-
-    def __init__(self, path: str, active: bool):
-        self.path, self.active = path, active
-        if active:
-            os.makedirs(path, exist_ok=True)
-
-    def file(self, name: str) -> str:
-        return os.path.join(self.path, name)
-
-    def write_text(self, name: str, text: str) -> None:
-        if self.active:
-            with open(self.file(name), "w") as fh:
-                fh.write(text)
-
-
-def train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
-    """Train as ``cfg`` says (see the module docstring).  Under MPI, collective; a
+def train(cfg: Config, ctx, resume: Optional[str] = None,
+          overwrite: bool = False) -> Dict[str, Any]:
+    """Train as ``cfg`` says (see the module docstring).  ``resume``: continue from
+    this checkpoint (``dtnn.engine.resume``); ``overwrite``: start afresh in a
+    non-empty run directory (``dtnn.engine.rundir``).  Under MPI, collective; a
     failure, interrupt, stall or early exit of any rank ends the whole job
     (``dtnn.parallel.failure.protect_job``)."""
     from dtnn.parallel.failure import protect_job
     with protect_job(ctx, cfg.dist.stall_timeout):   # cfg.dist: resolved by the config
-        return _train(cfg, ctx, resume)
+        return _train(cfg, ctx, resume, overwrite)
 
 
-def _train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
+def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str, Any]:
     log = get_logger()
+    # everything that can be checked before the data loads, and nothing written yet
+    check_train(cfg, resume=resume, overwrite=overwrite, is_root=ctx.is_root)
+    ckpt = load_checkpoint(resume) if resume else None
+    if ckpt is not None:
+        resumed.check_config(cfg, ckpt.meta.get("config") or {}, resume)
+        resumed.check_epochs(resume, cfg.train.epochs, ckpt.epoch)
     import dtnn.tune
     dtnn.tune.configure(cfg.tune.options(), comm=ctx)
-    ckpt = load_checkpoint(resume) if resume else None
     data = load_data(cfg, ckpt.meta.get("normalization") if ckpt else None)
     if ckpt is not None:
+        resumed.check_data(resume, ckpt.model, ckpt.meta.get("classes"), data)
         model = ckpt.model
     else:
         opts = dict(cfg.model.options)
@@ -163,16 +160,23 @@ def _train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
         make_optimizer(cfg, model), model, ctx=ctx, options=cfg.dist,
         loss=SoftmaxCrossEntropy(label_smoothing=cfg.train.label_smoothing),
         broadcast=ckpt is None)
-    schedule = make_schedule(cfg, loader.steps_per_epoch)
+    steps = loader.steps_per_epoch
+    if cfg.train.max_steps_per_epoch:
+        steps = min(steps, cfg.train.max_steps_per_epoch)
+    saved_plan = None
+    if ckpt is not None:  # checkpoints before the plan was saved: planned as configured
+        saved_plan = ckpt.meta.get("schedule") or resumed.plan_schedule(
+            lambda e, n: None, int((ckpt.meta.get("config") or {}).get("train", {}).get(
+                "epochs", cfg.train.epochs)), steps)[1]
+    schedule, schedule_plan = resumed.plan_schedule(
+        lambda epochs, n: make_schedule(cfg, n, epochs), cfg.train.epochs, steps, saved_plan,
+        ckpt.step if ckpt else 0, ckpt.epoch if ckpt else 0)
     run = RunDirectory(cfg.output.run_dir, ctx.is_root)
     metrics = None
-    if run.active:
-        if ckpt is None and os.path.exists(run.file("metrics.jsonl")):
-            os.remove(run.file("metrics.jsonl"))  # a new run in an old directory starts afresh
-        metrics = JsonlWriter(run.file("metrics.jsonl"))
 
     meta = {"config": cfg.to_dict(), "dtnn_version": __version__, "classes": data.train.classes,
-            "normalization": data.normalization, "processes": ctx.size}
+            "normalization": data.normalization, "processes": ctx.size,
+            "schedule": schedule_plan}
 
     monitor = monitor_from_config(cfg)
 
@@ -181,23 +185,25 @@ def _train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
         record = {k: v for k, v in record.items() if k not in ("evaluation", "events")}
         if trainer.reducer is not None:  # gradient exchange: timing split, bytes sent
             record["exchange"] = trainer.reducer.stats()
-        if metrics is not None:
-            metrics.write(record)
         every = cfg.output.checkpoint_every
         last = trainer.state.epoch == trainer.epochs or trainer.stopped or trainer.early_stopped
         save = last or bool(every and trainer.state.epoch % every == 0) or events.get("best")
         # collective (every rank's error-feedback memory goes to rank 0): all ranks call it
         states = optimizer.state_dict() if save else None   # optimizer + compressor
+        rng = resumed.gather_rng(ctx, model) if save else None  # every rank's dropout
         if ctx.is_root and save:
             states["history"] = {"records": json.dumps(trainer.state.history)}
             if not states.get("compressor"):
                 states.pop("compressor", None)
+            states["rng"] = rng
             states["monitor"] = {"state": json.dumps(monitor.state_dict())}
             args = dict(step=trainer.state.step, epoch=trainer.state.epoch, states=states,
                         meta=meta)
             save_checkpoint(run.file("checkpoint.h5"), model, **args)
             if events.get("best"):   # output.keep_best
                 save_checkpoint(run.file("best.h5"), model, **args)
+        if metrics is not None:  # after its checkpoint: the record never runs ahead
+            metrics.write(record)
 
     def on_eval(trainer: Trainer, record: Dict[str, Any]) -> None:
         # mid-epoch evaluations only matter for time-to-accuracy: keep metrics.jsonl
@@ -220,8 +226,13 @@ def _train(cfg: Config, ctx, resume: Optional[str] = None) -> Dict[str, Any]:
         trainer.state.history = json.loads(ckpt.states.get("history", {}).get("records", "[]"))
         if "monitor" in ckpt.states:
             monitor.load_state_dict(json.loads(ckpt.states["monitor"]["state"]))
+        resumed.restore_rng(ctx, model, ckpt.states.get("rng"), log)
         log.info(f"resumed from {resume} at epoch {ckpt.epoch}, step {ckpt.step}")
 
+    # validated: the first write into the run directory
+    run.prepare(overwrite=overwrite, resume_step=ckpt.step if ckpt else None)
+    if run.active:
+        metrics = JsonlWriter(run.file("metrics.jsonl"))
     run.write_text("config.toml", to_toml(cfg))
     run.write_text("model.txt", model.summary() + "\n")
     if ctx.is_root:

@@ -17,9 +17,19 @@ from __future__ import annotations
 
 import sys
 
-from dtnn.parallel.context import Context, MismatchedContext, SerialContext
-from dtnn.parallel.optimizer import DistributedOptimizer
 from dtnn.parallel.launcher import launcher_size, mismatch_message, mpi_requested
+
+
+def __getattr__(name: str):
+    # the contexts need numpy: loaded on first use, so that importing a light module
+    # of this package (options, launcher, failure) keeps `dtnn --help` fast
+    if name in ("Context", "SerialContext", "MismatchedContext"):
+        from dtnn.parallel import context
+        return getattr(context, name)
+    if name == "DistributedOptimizer":
+        from dtnn.parallel.optimizer import DistributedOptimizer
+        return DistributedOptimizer
+    raise AttributeError(f"module 'dtnn.parallel' has no attribute {name!r}")
 
 _context = None
 
@@ -44,6 +54,7 @@ def get_context(fresh: bool = False):
 
 
 def _make_context():
+    from dtnn.parallel.context import MismatchedContext, SerialContext
     forced = mpi_requested()
     if forced is False:
         return SerialContext()

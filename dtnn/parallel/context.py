@@ -90,6 +90,10 @@ class SerialContext:
     def broadcast_object(self, obj: Any) -> Any:
         return obj
 
+    def gather_object(self, obj: Any) -> Any:
+        """Every rank's ``obj`` as a list on rank 0 (None elsewhere)."""
+        return [obj]
+
     def node_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
         """Reduce over the ranks of this node (op: sum, max, min); alone: a copy."""
         return np.asarray(values).copy()

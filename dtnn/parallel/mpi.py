@@ -76,6 +76,11 @@ class MPIContext:
         with stall_guard("broadcast"):
             return self.comm.bcast(obj, root=0)
 
+    def gather_object(self, obj: Any) -> Any:
+        """Every rank's ``obj`` as a list on rank 0 (None elsewhere)."""
+        with stall_guard("gather"):
+            return self.comm.gather(obj, root=0)
+
     def node_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
         """Reduce over the ranks of this node only (the auto-tuner: ranks sharing a
         host agree on a choice; other hosts may choose differently)."""

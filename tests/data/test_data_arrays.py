@@ -125,6 +125,13 @@ def test_label_errors(fmt, tmp_path):
     msg = error_text(fmt, tmp_path, x_train=images(2), y_train=np.array([0, 2]),
                      classes=np.array(["a", "b"]))
     assert "label 2" in msg and "2 classes" in msg
+    # without class names the labels must be 0..K-1: one stray 99 is not a 100-class task
+    y = np.arange(20) % 10
+    y[7] = 99
+    msg = error_text(fmt, tmp_path, x_train=images(20), y_train=y)
+    assert "labels go up to 99 but 10..98 never appear" in msg and "'classes'" in msg
+    msg = error_text(fmt, tmp_path, x_train=images(4), y_train=np.array([0, 1, 3, 3]))
+    assert "labels go up to 3 but 2 never appears" in msg
     bad = np.ones((2, 3, 3))
     bad[1, 1, 1] = np.nan
     assert "NaN" in error_text(fmt, tmp_path, x_train=bad, y_train=np.array([0, 1]))

@@ -1,4 +1,5 @@
-"""Augment: random shift = np.roll of centred content, flips, reproducibility."""
+"""Augment: random shift = np.roll of centred content, flips, reproducibility, and
+randomness keyed by the sample (1 and N processes see the same augmented samples)."""
 import numpy as np
 
 from dtnn.data import Augment
@@ -23,7 +24,7 @@ def find_roll(src, dst, s):
 def test_single_pixel_moves_like_roll():
     x = np.zeros((200, 1, 7, 7), np.float32)
     x[:, 0, 3, 3] = 1.0
-    y = Augment(shift=2, seed=0)(x, epoch=0, rank=0, step=0)
+    y = Augment(shift=2, seed=0)(x, epoch=0)
     assert y.shape == x.shape and y.dtype == np.float32
     assert np.all(y.sum(axis=(1, 2, 3)) == 1.0)            # the pixel is never lost
     offsets = set()
@@ -36,7 +37,7 @@ def test_single_pixel_moves_like_roll():
 
 def test_shift_is_roll_of_whole_image_and_crops_at_border():
     x = centred_batch(border=2)
-    y = Augment(shift=2, seed=1)(x, epoch=3, rank=1, step=5)
+    y = Augment(shift=2, seed=1)(x, epoch=3, indices=np.arange(64) + 640)
     moved = 0
     for i in range(len(x)):
         r = find_roll(x[i], y[i], 2)
@@ -51,20 +52,47 @@ def test_shift_is_roll_of_whole_image_and_crops_at_border():
     assert np.all(out[:, 0, :, 3] == 0.0)
 
 
-def test_reproducible_from_seed_epoch_rank_step():
+def test_reproducible_from_seed_epoch_and_sample_index():
     x = centred_batch()
+    idx = np.arange(100, 164)
     aug = Augment(shift=2, flip=True, seed=7)
-    a = aug(x, epoch=1, rank=0, step=3)
-    np.testing.assert_array_equal(a, Augment(shift=2, flip=True, seed=7)(x, epoch=1, rank=0,
-                                                                          step=3))
-    for kw in ({"epoch": 2, "rank": 0, "step": 3}, {"epoch": 1, "rank": 1, "step": 3},
-               {"epoch": 1, "rank": 0, "step": 4}):
+    a = aug(x, epoch=1, indices=idx)
+    np.testing.assert_array_equal(a, Augment(shift=2, flip=True, seed=7)(x, epoch=1,
+                                                                          indices=idx))
+    for kw in ({"epoch": 2, "indices": idx}, {"epoch": 1, "indices": idx + 1}):
         assert not np.array_equal(a, aug(x, **kw)), kw
-    assert not np.array_equal(a, Augment(shift=2, flip=True, seed=8)(x, epoch=1, rank=0, step=3))
+    assert not np.array_equal(a, Augment(shift=2, flip=True, seed=8)(x, epoch=1, indices=idx))
     # in-place use (as the loader does) gives the same result
     buf = x.copy()
-    aug(buf, epoch=1, rank=0, step=3, out=buf)
+    aug(buf, epoch=1, indices=idx, out=buf)
     np.testing.assert_array_equal(buf, a)
+
+
+def test_a_sample_is_augmented_the_same_in_any_batch():
+    x = centred_batch(n=12)
+    idx = np.arange(500, 512)
+    aug = Augment(shift=2, flip=True, seed=3)
+    whole = aug(x, epoch=4, indices=idx)
+    perm = np.random.default_rng(0).permutation(12)
+    np.testing.assert_array_equal(aug(x[perm], epoch=4, indices=idx[perm]), whole[perm])
+    for part in np.array_split(np.arange(12), 5):
+        np.testing.assert_array_equal(aug(x[part], epoch=4, indices=idx[part]), whole[part])
+
+
+def test_n_ranks_see_the_augmented_samples_of_one_process():
+    from dtnn.data import BatchLoader, Dataset
+    x = centred_batch(n=96)
+    ds = Dataset(x, np.arange(96) % 3, ["a", "b", "c"], "aug")
+    aug = Augment(shift=2, flip=True, seed=5)
+    for world in (2, 4):
+        one = BatchLoader(ds, 8 * world, seed=1, augment=aug)
+        ranks = [BatchLoader(ds, 8, seed=1, rank=r, world_size=world, augment=aug)
+                 for r in range(world)]
+        for epoch in (0, 3):
+            steps = zip(one.epoch(epoch), *(l.epoch(epoch) for l in ranks))
+            for (xb, yb), *parts in steps:
+                np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), xb)
+                np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), yb)
 
 
 def test_flip_only_when_enabled():

@@ -1,4 +1,5 @@
-"""An interrupted and resumed run ends with the same weights as an uninterrupted one."""
+"""An interrupted and resumed run ends with the same weights, optimizer state and
+dropout stream as an uninterrupted one (one process; N processes: tests/mpi)."""
 import numpy as np
 
 from dtnn.config import load_config
@@ -19,9 +20,18 @@ def _config(run_dir, epochs):
     return load_config(None, OVERRIDES + [f"train.epochs={epochs}", f'output.run_dir="{run_dir}"'])
 
 
-def test_resume_is_exact(tmp_path):
+def test_resume_is_exact(tmp_path, monkeypatch):
+    from dtnn.engine.trainer import Trainer
     train(_config(tmp_path / "full", 3), SerialContext())
-    train(_config(tmp_path / "part", 2), SerialContext())
+    fit = Trainer.fit
+
+    def interrupted_after_two_epochs(self, eval_set):
+        self.epochs = 2
+        return fit(self, eval_set)
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "fit", interrupted_after_two_epochs)
+        train(_config(tmp_path / "part", 3), SerialContext())
     resumed = _config(tmp_path / "part", 3)
     train(resumed, SerialContext(), resume=str(tmp_path / "part" / "checkpoint.h5"))
     full = load_checkpoint(str(tmp_path / "full" / "checkpoint.h5"))
@@ -32,3 +42,5 @@ def test_resume_is_exact(tmp_path):
         np.testing.assert_array_equal(value, part.model.buffers()[key])
     for key, value in full.states["optimizer"].items():
         np.testing.assert_array_equal(value, part.states["optimizer"][key])
+    assert full.states["rng"] == part.states["rng"]  # dropout stream
+    assert full.states["rng"]["world_size"] == 1

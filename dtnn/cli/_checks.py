@@ -1,0 +1,45 @@
+"""Argument checks that run before any heavy import (numpy, h5py, MPI, torch): a
+missing file or an unwritable output is reported in a fraction of a second, as one
+line (``UserError``, exit status 2)."""
+from __future__ import annotations
+
+import os
+
+from dtnn.errors import ConfigError, DataError
+
+
+def existing_file(path: str, what: str = "file") -> None:
+    if not os.path.exists(path):
+        raise DataError(f"{what} {path}: file not found")
+    if os.path.isdir(path):
+        raise DataError(f"{what} {path}: is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{what} {path}: not readable")
+
+
+def writable_output(path: str, option: str) -> None:
+    """``path`` can be created or replaced (its directory exists and is writable)."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{option} {path}: is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{option} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (os.path.exists(path)
+                                                   and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{option} {path}: not writable")
+
+
+def write_text(path: str, text: str, option: str) -> None:
+    """Write ``path`` atomically; an OS error is a one-line ConfigError."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ConfigError(f"{option} {path}: cannot write ({exc.strerror or exc})") from None
