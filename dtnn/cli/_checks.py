@@ -17,6 +17,21 @@ def existing_file(path: str, what: str = "file") -> None:
         raise DataError(f"{what} {path}: not readable")
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def checkpoint_file(path: str) -> None:
+    """An existing HDF5 file (the signature is read without importing h5py; a file with
+    a user block, signature further in, is left to h5py)."""
+    existing_file(path, "checkpoint")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head != HDF5_SIGNATURE:
+        import h5py
+        if not h5py.is_hdf5(path):
+            raise DataError(f"checkpoint {path}: not an HDF5 file")
+
+
 def writable_output(path: str, option: str) -> None:
     """``path`` can be created or replaced (its directory exists and is writable)."""
     if os.path.isdir(path):

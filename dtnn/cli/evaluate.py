@@ -20,9 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from dtnn.cli._checks import existing_file, writable_output, write_text
+    from dtnn.cli._checks import checkpoint_file, writable_output, write_text
     from dtnn.config import reject_overrides
-    existing_file(args.checkpoint, "checkpoint")   # before numpy, h5py or MPI load
+    checkpoint_file(args.checkpoint)   # before numpy, h5py or MPI load
     if args.out:
         writable_output(args.out, "--out")
     reject_overrides(args.overrides, allowed=("data",), command="dtnn eval")

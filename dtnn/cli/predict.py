@@ -86,8 +86,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def run(args) -> int:
-    from dtnn.cli._checks import existing_file
-    existing_file(args.checkpoint, "checkpoint")   # before h5py and the model load
+    from dtnn.cli._checks import checkpoint_file, existing_file
+    checkpoint_file(args.checkpoint)   # before h5py and the model load
     for path in args.inputs:
         existing_file(path, "input")
     from dtnn.data import apply_normalization, Dataset

@@ -24,10 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args):
-    from dtnn.cli._checks import existing_file
+    from dtnn.cli._checks import checkpoint_file
     from dtnn.config import apply_dict, load_config, parse_override, reject_overrides
     if args.resume:
-        existing_file(args.resume, "checkpoint")   # before h5py loads
+        checkpoint_file(args.resume)   # before h5py loads
     reject_overrides(args.overrides, ignored=("prune",), command="dtnn train")
     overrides = list(args.overrides)
     if args.run_dir:
