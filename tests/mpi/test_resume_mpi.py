@@ -56,16 +56,13 @@ def _stop_after(monkeypatch, epochs):
     ["model.options={filters=4,hidden=16}", 'dist.compress="qsgd:bits=4"'],
 ], ids=["dropout+augment", "dropout+augment+topk+adam", "qsgd"])
 def test_resume_equals_uninterrupted_run(ctx, extra, monkeypatch):
-    from dtnn.config import explicit_dist_options
     from dtnn.engine.session import train
     from dtnn.io.checkpoint import load_checkpoint
 
     root = ctx.broadcast_object(tempfile.mkdtemp(prefix="dtnn-resume-") if ctx.is_root
                                 else None)
     try:
-        full = _config(root, "full", extra)
-        ctx.configure(explicit_dist_options(full))
-        train(full, ctx)
+        train(_config(root, "full", extra), ctx)
         with monkeypatch.context() as m:
             _stop_after(m, 2)
             train(_config(root, "part", extra), ctx)
@@ -93,7 +90,6 @@ def test_resume_equals_uninterrupted_run(ctx, extra, monkeypatch):
                                                                     "metrics.jsonl"))]
         assert_all(metrics == [1, 2, 3], "metrics.jsonl", str(metrics))
     finally:
-        ctx.configure({})
         ctx.barrier()
         if ctx.is_root:
             shutil.rmtree(root, ignore_errors=True)
