@@ -1,8 +1,9 @@
 """Build script for dtnn: package metadata and the Cython/C kernel extensions.
 
-Extensions (Cython wrappers in dtnn/_kernels/, plain C in csrc/):
-  dtnn._kernels._im2col  <- dtnn/_kernels/_im2col.pyx + csrc/im2col.c
-  dtnn._kernels._pool    <- dtnn/_kernels/_pool.pyx   + csrc/pool.c
+Extensions (Cython wrappers in dtnn/_kernels/, plain C in csrc/): see KERNEL_MODULES.
+They are built for the baseline ISA, so they run on any x86-64 CPU; AVX2 / AVX-512
+paths use function-level target attributes and are picked at run time (csrc/isa.c,
+DTNN_ISA caps them).
 
 OpenMP is used only if a probe program compiles, links and runs with the
 configured compiler.  Environment switches:
@@ -114,12 +115,13 @@ class BuildExt(build_ext):
 
 #: compiled module (dtnn._kernels.<name>, from dtnn/_kernels/<name>.pyx) -> its C sources
 KERNEL_MODULES = {
-    "_im2col": ["csrc/im2col.c"],
+    "_im2col": ["csrc/im2col.c", "csrc/im2col_fused.c", "csrc/im2col_fused_avx512.c",
+                "csrc/im2col_fused_avx2.c", "csrc/isa.c"],
     "_pool": ["csrc/pool.c"],
-    "_winograd": ["csrc/winograd.c"],
-    "_direct": ["csrc/direct.c"],
+    "_winograd": ["csrc/winograd.c", "csrc/isa.c"],
+    "_direct": ["csrc/direct.c", "csrc/isa.c"],
     "_transpose": ["csrc/transpose.c"],
-    "_compress": ["csrc/compress.c", "csrc/bitpack.c"],
+    "_compress": ["csrc/compress.c", "csrc/bitpack.c", "csrc/isa.c"],
 }
 
 
@@ -129,7 +131,9 @@ def _extensions():
     common = dict(
         include_dirs=["csrc", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        depends=["csrc/dtnn_kernels.h", "dtnn/_kernels/_ckernels.pxd"],
+        depends=["csrc/dtnn_kernels.h", "csrc/dtnn_isa.h", "csrc/im2col_fused.h",
+                 "csrc/im2col_fused_ops.h", "dtnn/_kernels/_ckernels.pxd",
+                 "dtnn/_kernels/_isa.pxi"],
     )
     exts = [Extension(f"dtnn._kernels.{name}", [f"dtnn/_kernels/{name}.pyx", *c_sources],
                       **common)

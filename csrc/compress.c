@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "compress.h"
+#include "dtnn_isa.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -68,22 +69,15 @@ static inline float u2f(uint32_t u)
 /* ---------------------------------------------------------------- dispatch
  * Every streaming kernel is a *range body* (an always-inline function over
  * [s, e)) compiled twice: for the baseline ISA and, on x86 with GCC/Clang, with
- * AVX2 (+F16C for the half conversions), picked once at run time.  The wheel keeps
+ * AVX2 (+F16C for the half conversions), picked at run time (dtnn_isa_active()).  The wheel keeps
  * running on any x86-64, and the vectoriser gets 256-bit registers, 32-bit integer
  * multiplies (the RNG) and roundings where the CPU has them. */
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define CX_X86 1
 #include <immintrin.h>
 #define CX_AVX2 __attribute__((target("avx2,f16c")))
-static int cx_has_avx2(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-    }
-    return v;
-}
+/* the CPU has AVX2 + F16C and DTNN_ISA does not cap it off (csrc/dtnn_isa.h) */
+static int cx_has_avx2(void) { return dtnn_isa_active() >= DTNN_ISA_AVX2; }
 #else
 #define CX_X86 0
 static int cx_has_avx2(void) { return 0; }

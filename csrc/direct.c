@@ -11,11 +11,29 @@
 #include <string.h>
 
 #include "direct.h"
+#include "dtnn_isa.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define DTNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* Each per-plane body is compiled three times (baseline, AVX2 + FMA, AVX-512) so the
+ * vectoriser gets the wide registers; the clone runs by dtnn_isa_active(), so DTNN_ISA
+ * can force a narrower one (tests, benchmarks). */
+#define BODY static inline __attribute__((always_inline))
+#if DTNN_X86
+#define DIRECT_CLONES(name, params, args)                                       \
+    static void name##_gen params { name##_body args; }                         \
+    DTNN_TARGET_AVX2 static void name##_avx2 params { name##_body args; }       \
+    DTNN_TARGET_AVX512 static void name##_avx512 params { name##_body args; }   \
+    static void name params                                                     \
+    {                                                                           \
+        const int level = dtnn_isa_active();                                    \
+        if (level >= DTNN_ISA_AVX512)                                           \
+            name##_avx512 args;                                                 \
+        else if (level == DTNN_ISA_AVX2)                                        \
+            name##_avx2 args;                                                   \
+        else                                                                    \
+            name##_gen args;                                                    \
+    }
 #else
-#define DTNN_CLONES
+#define DIRECT_CLONES(name, params, args) static void name params { name##_body args; }
 #endif
 
 /* outputs o in [0, n_out) with 0 <= o*stride + off < n_in  ->  [*lo, *hi) */
@@ -32,11 +50,11 @@ static inline void vrange(int64_t n_out, int64_t n_in, int64_t stride, int64_t o
     *hi = h;
 }
 
-DTNN_CLONES
-static void fwd_plane(const float *x, const float *wk, float b, float *yp, int64_t Cg,
-                      int64_t H, int64_t W, int64_t R, int64_t S, int64_t sh, int64_t sw,
-                      int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t Ho,
-                      int64_t Wo)
+#define FWD_PARAMS (const float *x, const float *wk, float b, float *yp, int64_t Cg, \
+                    int64_t H, int64_t W, int64_t R, int64_t S, int64_t sh, int64_t sw, \
+                    int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t Ho, int64_t Wo)
+#define FWD_ARGS (x, wk, b, yp, Cg, H, W, R, S, sh, sw, ph, pw, dh, dw, Ho, Wo)
+BODY void fwd_plane_body FWD_PARAMS
 {
     for (int64_t i = 0; i < Ho * Wo; ++i) yp[i] = b;
     for (int64_t c = 0; c < Cg; ++c) {
@@ -62,6 +80,8 @@ static void fwd_plane(const float *x, const float *wk, float b, float *yp, int64
     }
 }
 
+DIRECT_CLONES(fwd_plane, FWD_PARAMS, FWD_ARGS)
+
 void dtnn_direct_fwd_f32(const float *x, const float *w, const float *bias, float *y,
                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                          int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
@@ -77,11 +97,12 @@ void dtnn_direct_fwd_f32(const float *x, const float *w, const float *bias, floa
     }
 }
 
-DTNN_CLONES
-static void bwd_data_plane(const float *dyn, const float *w, float *dxp, int64_t c,
-                           int64_t Cg, int64_t Kg, int64_t g, int64_t H, int64_t W,
-                           int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
-                           int64_t pw, int64_t dh, int64_t dw, int64_t Ho, int64_t Wo)
+#define BWD_PARAMS (const float *dyn, const float *w, float *dxp, int64_t c, int64_t Cg, \
+                    int64_t Kg, int64_t g, int64_t H, int64_t W, int64_t R, int64_t S, \
+                    int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, \
+                    int64_t Ho, int64_t Wo)
+#define BWD_ARGS (dyn, w, dxp, c, Cg, Kg, g, H, W, R, S, sh, sw, ph, pw, dh, dw, Ho, Wo)
+BODY void bwd_data_plane_body BWD_PARAMS
 {
     const int64_t cl = c - g * Cg;
     memset(dxp, 0, sizeof(float) * H * W);
@@ -109,6 +130,8 @@ static void bwd_data_plane(const float *dyn, const float *w, float *dxp, int64_t
     }
 }
 
+DIRECT_CLONES(bwd_data_plane, BWD_PARAMS, BWD_ARGS)
+
 void dtnn_direct_bwd_data_f32(const float *dy, const float *w, float *dx, int64_t N,
                               int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                               int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
@@ -123,11 +146,12 @@ void dtnn_direct_bwd_data_f32(const float *dy, const float *w, float *dx, int64_
     }
 }
 
-DTNN_CLONES
-static void bwd_w_slice(const float *dy, const float *x, float *out, int64_t N, int64_t k,
-                        int64_t c, int64_t C, int64_t K, int64_t H, int64_t W, int64_t R,
-                        int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                        int64_t dh, int64_t dw, int64_t Ho, int64_t Wo)
+#define BWW_PARAMS (const float *dy, const float *x, float *out, int64_t N, int64_t k, \
+                    int64_t c, int64_t C, int64_t K, int64_t H, int64_t W, int64_t R, \
+                    int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, \
+                    int64_t dw, int64_t Ho, int64_t Wo)
+#define BWW_ARGS (dy, x, out, N, k, c, C, K, H, W, R, S, sh, sw, ph, pw, dh, dw, Ho, Wo)
+BODY void bwd_w_slice_body BWW_PARAMS
 {
     for (int64_t r = 0; r < R; ++r) {
         int64_t hlo, hhi;
@@ -155,6 +179,8 @@ static void bwd_w_slice(const float *dy, const float *x, float *out, int64_t N, 
         }
     }
 }
+
+DIRECT_CLONES(bwd_w_slice, BWW_PARAMS, BWW_ARGS)
 
 void dtnn_direct_bwd_weights_f32(const float *dy, const float *x, float *dwt, int64_t N,
                                  int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,

@@ -1,12 +1,17 @@
 /*
- * Fused ("implicit im2col") convolution kernels, AVX-512 (csrc/im2col.c).
+ * Fused ("implicit im2col") convolution kernels, AVX-512 and AVX2 + FMA
+ * (csrc/im2col_fused.c, im2col_fused_avx512.c, im2col_fused_avx2.c).
  *
  * They compute the convolution GEMMs without materialising the column matrix: the
  * micro-kernels read a zero-padded copy of a block of images (see the comment in
- * im2col.c).  Built for any x86-64 target with function-level target attributes;
- * dtnn_fused_supported() says whether this CPU can run them (callers fall back to
- * im2col + BLAS when it cannot; the functions then return without writing).  Pointers must not
- * alias; the workspace needs no alignment or initialisation.
+ * im2col_fused.c).  Built for any x86-64 target with function-level target attributes.
+ * ``isa`` picks the instruction set: -1 the active level (dtnn_isa.h: the CPU's best,
+ * capped by DTNN_ISA), or DTNN_ISA_AVX512 / DTNN_ISA_AVX2.  dtnn_fused_isa(isa) says
+ * which level a request runs at, or -1 when it cannot run on this CPU (callers fall
+ * back to im2col + BLAS; the functions then return without writing).  Results do not
+ * depend on the thread count; they differ between ISAs only by rounding (the AVX2
+ * and AVX-512 tiles sum in the same order, FMA for FMA).  Pointers must not alias;
+ * the workspace needs no alignment or initialisation.
  *
  * Layouts are NCHW float32, C-contiguous, weights (K, C/G, R, S); groups G.
  */
@@ -15,8 +20,11 @@
 
 #include <stdint.h>
 
-/* 1 if the kernels were compiled in and this CPU has AVX-512F, else 0. */
-int dtnn_fused_supported(void);
+/* The level (DTNN_ISA_AVX512 / DTNN_ISA_AVX2) a request runs at, or -1 if it cannot
+ * run here (not compiled in, or the CPU lacks the instructions, or capped below AVX2). */
+int dtnn_fused_isa(int isa);
+/* 1 if the path for ``isa`` was compiled in (whether or not this CPU runs it). */
+int dtnn_fused_compiled(int isa);
 
 /* Forward of any convolution (stride, padding, dilation, groups); bias may be NULL:
  *   y[n, g*Kg + o, ho, wo] = bias[g*Kg + o] + sum_{i < Cg, r, s} wt(g, o, i, r*S + s)
@@ -33,7 +41,8 @@ void dtnn_conv_fwd_f32(const float *x, const float *w, const float *bias, float 
                        int64_t R, int64_t S, int64_t sh, int64_t sw,
                        int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
                        int64_t Ho, int64_t Wo, int64_t G,
-                       int64_t w_gs, int64_t w_so, int64_t w_si, int64_t w_st, float *ws);
+                       int64_t w_gs, int64_t w_so, int64_t w_si, int64_t w_st, int isa,
+                       float *ws);
 
 /* Backward-weights of any convolution (stride, padding, dilation, groups):
  *   dw[k, c, r, s] = sum_{n, ho, wo} dy[n, k, ho, wo] * x[n, g*Cg + c, ho*sh - ph + r*dh,
@@ -46,6 +55,6 @@ void dtnn_conv_bww_f32(const float *x, const float *dy, float *dw,
                        int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                        int64_t R, int64_t S, int64_t sh, int64_t sw,
                        int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
-                       int64_t Ho, int64_t Wo, int64_t G, float *ws);
+                       int64_t Ho, int64_t Wo, int64_t G, int isa, float *ws);
 
 #endif /* DTNN_IM2COL_FUSED_H */

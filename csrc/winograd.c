@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "winograd.h"
+#include "dtnn_isa.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -291,8 +292,7 @@ static void deinterleave_avx2(const float *inter, float *const *dst, int64_t n)
 static interleave_fn pick_interleave(void)
 {
 #ifdef HAVE_AVX2_PATH
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) return interleave_avx2;
+    if (dtnn_isa_active() >= DTNN_ISA_AVX2) return interleave_avx2;
 #endif
     return interleave_any;
 }
@@ -300,8 +300,7 @@ static interleave_fn pick_interleave(void)
 static deinterleave_fn pick_deinterleave(void)
 {
 #ifdef HAVE_AVX2_PATH
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) return deinterleave_avx2;
+    if (dtnn_isa_active() >= DTNN_ISA_AVX2) return deinterleave_avx2;
 #endif
     return deinterleave_any;
 }

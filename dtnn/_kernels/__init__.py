@@ -3,7 +3,9 @@
 Every kernel exists twice: a Cython/C version (``dtnn._kernels._<module>``, built by
 setup.py from ``csrc/`` + ``.pyx``) and a pure-numpy twin in ``dtnn._kernels.twins``.
 The twin is the test oracle and the fallback when the extension is not built.
-``DTNN_KERNELS=numpy`` forces the twins (useful for debugging and for tests).
+``DTNN_KERNELS=numpy`` (or ``DTNN_ISA=numpy``) forces the twins (useful for debugging
+and for tests).  Compiled kernels pick an instruction-set path at run time
+(``dtnn._kernels.isa``: AVX-512 / AVX2 / generic, capped by ``DTNN_ISA``).
 
 Callers import the functions from here, never from the submodules::
 
@@ -12,7 +14,6 @@ Callers import the functions from here, never from the submodules::
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Callable, Dict
 
 from dtnn._kernels import twins
@@ -26,7 +27,13 @@ _COMPILED_MODULES = {
 }
 
 _active: Dict[str, str] = {}
+_modules: Dict[str, str] = {}
 _import_errors: Dict[str, str] = {}
+
+
+def _twins_forced() -> bool:
+    from dtnn._kernels.isa import requested
+    return requested(strict=False) == "numpy"
 
 
 def resolve(name: str, compiled_module: str, twin_module) -> Callable:
@@ -34,7 +41,8 @@ def resolve(name: str, compiled_module: str, twin_module) -> Callable:
     same name in ``twin_module`` when the extension is missing or DTNN_KERNELS=numpy.
     Subsystems (compression, convolution variants) call this for their own kernels, so
     ``active()`` and ``dtnn info`` list every kernel in the package."""
-    if os.environ.get("DTNN_KERNELS", "").lower() != "numpy":
+    _modules[name] = compiled_module
+    if not _twins_forced():
         try:
             fn = getattr(importlib.import_module(compiled_module), name)
             _active[name] = "compiled"
@@ -50,8 +58,14 @@ def _resolve(name: str) -> Callable:
 
 
 def active() -> Dict[str, str]:
-    """Which implementation each kernel uses: 'compiled' or 'numpy'."""
+    """Which implementation each kernel uses: 'compiled' or 'numpy' (which ISA path a
+    compiled one takes: ``dtnn._kernels.isa.kernel_report()``)."""
     return dict(_active)
+
+
+def modules() -> Dict[str, str]:
+    """Kernel name -> the compiled module that provides it."""
+    return dict(_modules)
 
 
 def openmp_info() -> Dict[str, object]:

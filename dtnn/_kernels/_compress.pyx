@@ -13,6 +13,8 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 cnp.import_array()
 
+include "_isa.pxi"
+
 cdef extern from "compress.h" nogil:
     int dtnn_cx_openmp_enabled()
     int dtnn_cx_openmp_max_threads()
@@ -391,3 +393,16 @@ def dequantize_bits(packed, Py_ssize_t n, bits, Py_ssize_t chunk, scales, double
                            n, b, chunk, <const float *>cnp.PyArray_DATA(sa), alpha, levels,
                            accumulate)
     return o
+
+
+def isa_paths():
+    """Kernel name -> ISA paths compiled in: the streaming kernels are cloned for AVX2
+    (+F16C) and the baseline (csrc/compress.c); the index kernels and the bit-packing
+    (csrc/bitpack.c) are baseline only."""
+    cloned = ("uniform", "f32_to_f16", "f16_to_f32", "f32_to_bf16", "bf16_to_f32",
+              "chunk_norms", "quantize_i8", "dequantize_i8", "terngrad_quantize",
+              "terngrad_dequantize", "add_l1", "sign_pack", "sign_unpack", "topk")
+    plain = ("scatter_add", "gather", "pack_bits", "unpack_bits", "dequantize_bits")
+    paths = {n: ["avx2", "generic"] for n in cloned}
+    paths.update({n: ["generic"] for n in plain})
+    return paths

@@ -15,6 +15,8 @@ from dtnn._kernels._convk cimport (
 
 cnp.import_array()
 
+include "_isa.pxi"
+
 
 cdef cnp.ndarray _f32c(object a, str name, int ndim):
     if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != ndim:
@@ -87,3 +89,9 @@ def direct_backward_weights(dy, x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t sh,
         dtnn_direct_bwd_weights_f32(dp, xp, wp, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
                                     G, Ho, Wo)
     return dwt
+
+
+def isa_paths():
+    """Kernel name -> ISA paths compiled in (per-plane loops cloned per ISA, csrc/direct.c)."""
+    names = ("direct_forward", "direct_backward_data", "direct_backward_weights")
+    return {n: ["avx512", "avx2", "generic"] for n in names}

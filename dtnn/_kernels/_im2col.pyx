@@ -137,8 +137,11 @@ def col2im(col, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
 
 
 # --- fused ("implicit im2col") convolution kernels (csrc/im2col.c, im2col_fused.h) ---
+include "_isa.pxi"
+
 cdef extern from "im2col_fused.h" nogil:
-    int dtnn_fused_supported()
+    int dtnn_fused_isa(int isa)
+    int dtnn_fused_compiled(int isa)
     int64_t dtnn_conv_fwd_ws_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                                     int64_t R, int64_t S, int64_t ph, int64_t pw,
                                     int64_t Ho, int64_t Wo, int64_t G)
@@ -147,7 +150,8 @@ cdef extern from "im2col_fused.h" nogil:
                            int64_t R, int64_t S, int64_t sh, int64_t sw,
                            int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
                            int64_t Ho, int64_t Wo, int64_t G,
-                           int64_t w_gs, int64_t w_so, int64_t w_si, int64_t w_st, float *ws)
+                           int64_t w_gs, int64_t w_so, int64_t w_si, int64_t w_st, int isa,
+                           float *ws)
     int64_t dtnn_conv_bww_ws_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                                     int64_t R, int64_t S, int64_t ph, int64_t pw,
                                     int64_t Ho, int64_t Wo, int64_t G)
@@ -155,20 +159,52 @@ cdef extern from "im2col_fused.h" nogil:
                            int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                            int64_t R, int64_t S, int64_t sh, int64_t sw,
                            int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
-                           int64_t Ho, int64_t Wo, int64_t G, float *ws)
+                           int64_t Ho, int64_t Wo, int64_t G, int isa, float *ws)
 
 #: largest padded plane block the kernels index with 32-bit offsets
 cdef Py_ssize_t _MAX_BLOCK = 2 ** 31 - 1
 
 
+#: ISA names of the fused kernels' paths (csrc/dtnn_isa.h levels)
+FUSED_PATHS = {"avx512": 2, "avx2": 1}
+
+
+cdef int _isa_code(object isa) except -2:
+    if isa is None:
+        return -1
+    if isa not in FUSED_PATHS:
+        raise ValueError(f"isa must be one of {sorted(FUSED_PATHS)} or None, got {isa!r}")
+    return FUSED_PATHS[isa]
+
+
+def fused_isa(isa=None):
+    """The path ('avx512' or 'avx2') a request runs on (None: the active level), or
+    None when the fused kernels cannot run here (no AVX2, or capped by DTNN_ISA)."""
+    cdef int level = dtnn_fused_isa(_isa_code(isa))
+    for name, code in FUSED_PATHS.items():
+        if code == level:
+            return name
+    return None
+
+
+def fused_compiled_paths():
+    """The fused kernels' ISA paths compiled into this build (whether or not they run here)."""
+    return [name for name, code in FUSED_PATHS.items() if dtnn_fused_compiled(code)]
+
+
 def fused_supported():
-    """True if the fused kernels are compiled in and this CPU runs them (AVX-512F)."""
-    return bool(dtnn_fused_supported())
+    """True if the fused kernels run on this CPU at the active ISA level (AVX2 or AVX-512)."""
+    return dtnn_fused_isa(-1) >= 0
 
 
-cdef _require_fused():
-    if not dtnn_fused_supported():
-        raise RuntimeError("fused convolution kernels need an x86-64 CPU with AVX-512F")
+cdef int _require_fused(object isa) except -2:
+    cdef int code = _isa_code(isa)
+    if dtnn_fused_isa(code) < 0:
+        if isa is None:
+            raise RuntimeError("fused convolution kernels need an x86-64 CPU with AVX2 + FMA "
+                               "(or DTNN_ISA caps them off)")
+        raise RuntimeError(f"the fused kernels' {isa} path cannot run on this CPU")
+    return code
 
 
 cdef _check_groups(Py_ssize_t C, Py_ssize_t K, Py_ssize_t groups):
@@ -198,7 +234,7 @@ cdef _conv_fwd(cnp.ndarray xa, const float *wp, object bias, cnp.ndarray ya,
                Py_ssize_t K, Py_ssize_t R, Py_ssize_t S, Py_ssize_t sh, Py_ssize_t sw,
                Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t G,
                Py_ssize_t w_gs, Py_ssize_t w_so, Py_ssize_t w_si, Py_ssize_t w_st,
-               object workspace):
+               object workspace, int isa):
     cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
     cdef Py_ssize_t Ho = ya.shape[2], Wo = ya.shape[3]
     cdef cnp.ndarray ba
@@ -216,18 +252,19 @@ cdef _conv_fwd(cnp.ndarray xa, const float *wp, object bias, cnp.ndarray ya,
     cdef float *wsp = <float *>cnp.PyArray_DATA(ws)
     with nogil:
         dtnn_conv_fwd_f32(xp, wp, bp, yp, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw,
-                          Ho, Wo, G, w_gs, w_so, w_si, w_st, wsp)
+                          Ho, Wo, G, w_gs, w_so, w_si, w_st, isa, wsp)
     return ya
 
 
 def fused_forward(x, w, bias, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h,
                   Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t groups,
-                  out=None, workspace=None):
+                  out=None, workspace=None, isa=None):
     """y = conv(x, w) + bias for x (N, C, H, W), w (K, C/groups, R, S), bias (K,) or
     None -> y (N, K, Ho, Wo), any stride, padding, dilation and groups.
-    ``workspace(n)`` (optional) returns >= n float32 of scratch.  Same result as
+    ``workspace(n)`` (optional) returns >= n float32 of scratch; ``isa`` ('avx512',
+    'avx2' or None for the active level) picks the path.  Same result as
     ``dtnn.conv.im2col_fused.fused_forward``."""
-    _require_fused()
+    cdef int code = _require_fused(isa)
     cdef cnp.ndarray xa = _input_f32(x, "x", 4)
     cdef cnp.ndarray wa = _input_f32(w, "w", 4)
     cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
@@ -246,17 +283,17 @@ def fused_forward(x, w, bias, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize
         raise ValueError("out must not overlap the input array")
     return _conv_fwd(xa, <const float *>cnp.PyArray_DATA(wa), bias, ya, K, R, S,
                      stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
-                     Kg * Cg * T, Cg * T, T, 1, workspace)
+                     Kg * Cg * T, Cg * T, T, 1, workspace, code)
 
 
 def fused_backward_data(dy, w, Py_ssize_t H, Py_ssize_t W, Py_ssize_t pad_h,
                         Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w,
-                        Py_ssize_t groups, out=None, workspace=None):
+                        Py_ssize_t groups, out=None, workspace=None, isa=None):
     """dx (N, C, H, W) of a stride-1 convolution from dy (N, K, Ho, Wo) and w
     (K, C/groups, R, S); needs pad <= dil*(kernel-1) in both dimensions (it runs the
     forward kernel on dy with the flipped filters).  Same result as
     ``dtnn.conv.im2col_fused.fused_backward_data``."""
-    _require_fused()
+    cdef int code = _require_fused(isa)
     cdef cnp.ndarray da = _input_f32(dy, "dy", 4)
     cdef cnp.ndarray wa = _input_f32(w, "w", 4)
     cdef Py_ssize_t N = da.shape[0], K = da.shape[1], Ho = da.shape[2], Wo = da.shape[3]
@@ -282,17 +319,17 @@ def fused_backward_data(dy, w, Py_ssize_t H, Py_ssize_t W, Py_ssize_t pad_h,
     # the forward kernel with in/out channels swapped and the taps read backwards
     return _conv_fwd(da, <const float *>cnp.PyArray_DATA(wa) + (T - 1), None, xa, C, R, S,
                      1, 1, qh, qw, dil_h, dil_w, groups, Kg * Cg * T, T, Cg * T, -1,
-                     workspace)
+                     workspace, code)
 
 
 def fused_backward_weights(dy, x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h,
                            Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
                            Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t groups, out=None,
-                           workspace=None):
+                           workspace=None, isa=None):
     """dw (K, C/groups, R, S) of any convolution from dy (N, K, Ho, Wo) and x (N, C, H, W)
     (``out`` is overwritten).  Same result as
     ``dtnn.conv.im2col_fused.fused_backward_weights``."""
-    _require_fused()
+    cdef int code = _require_fused(isa)
     cdef cnp.ndarray da = _input_f32(dy, "dy", 4)
     cdef cnp.ndarray xa = _input_f32(x, "x", 4)
     cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
@@ -317,5 +354,12 @@ def fused_backward_weights(dy, x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_
     cdef float *wsp = <float *>cnp.PyArray_DATA(ws)
     with nogil:
         dtnn_conv_bww_f32(xp, dp, op, N, C, H, W, K, R, S, stride_h, stride_w,
-                          pad_h, pad_w, dil_h, dil_w, Ho, Wo, groups, wsp)
+                          pad_h, pad_w, dil_h, dil_w, Ho, Wo, groups, code, wsp)
     return dwa
+
+
+def isa_paths():
+    """Kernel name -> ISA paths compiled into this module ('generic': the baseline build)."""
+    fused = fused_compiled_paths()
+    return {"im2col": ["generic"], "col2im": ["generic"], "fused_forward": fused,
+            "fused_backward_data": fused, "fused_backward_weights": fused}

@@ -17,6 +17,8 @@ from dtnn._kernels._convk cimport (dtnn_wino_dfilter_f32, dtnn_wino_dy_f32,
 
 cnp.import_array()
 
+include "_isa.pxi"
+
 
 cdef cnp.ndarray _f32c(object a, str name, int ndim):
     if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != ndim:
@@ -170,3 +172,11 @@ def winograd_dfilter(dU, Py_ssize_t m, bint accumulate=False, out=None):
     with nogil:
         dtnn_wino_dfilter_f32(up, ups, wp, K, C, m, acc)
     return dw
+
+
+def isa_paths():
+    """Kernel name -> ISA paths compiled in: the transforms' lane (de)interleaving has an
+    AVX2 path (csrc/winograd.c), the rest is the baseline build."""
+    names = ("winograd_filter", "winograd_input", "winograd_output", "winograd_dy",
+             "winograd_dfilter")
+    return {n: ["avx2", "generic"] for n in names}

@@ -1,8 +1,10 @@
 """``dtnn info``: what this installation runs with.
 
-Compiled kernels vs numpy twins, OpenMP, BLAS/OpenMP thread pools (threadpoolctl),
-MPI library and this process's rank, and library versions.  Under ``mpiexec`` every
-rank prints one block (in rank order).
+Per compiled kernel, the instruction-set path that runs on this CPU (avx512 / avx2 /
+generic, numpy for a twin, or what replaces it) and the compiled paths that cannot run
+here; OpenMP, BLAS/OpenMP thread pools (threadpoolctl), MPI library and this process's
+rank, and library versions.  Under ``mpiexec`` every rank prints one block (in rank
+order).
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import argparse
 import json
 import platform
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,13 +62,16 @@ def collect() -> Dict[str, Any]:
         import dtnn.compress  # noqa: F401
     except ImportError:
         pass
+    from dtnn._kernels import isa
     ctx = get_context()
     threads = set_threads(default_threads(ctx.local_size))
     return {
         "dtnn": dtnn.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "kernels": _kernels.active(),
+        "cpu": {"model": cpu_model(), "best_isa": isa.cpu(), "isa": isa.active(),
+                "DTNN_ISA": isa.requested()},   # strict: a bad value is a one-line error
+        "kernels": isa.kernel_report(),
         "openmp": _kernels.openmp_info(),
         "threads_per_process": threads,
         "thread_pools": thread_report(),
@@ -76,10 +81,45 @@ def collect() -> Dict[str, Any]:
     }
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_kernels(kernels: Dict[str, Dict[str, Any]]) -> List[str]:
+    """One line per group of kernels with the same paths: what runs here, what is
+    compiled and cannot run here (CPU), and what DTNN_ISA caps off."""
+    groups: Dict[tuple, List[str]] = {}
+    for name, k in sorted(kernels.items()):
+        sig = (k["runs"], tuple(k["compiled"]), tuple(k["cannot_run"]), tuple(k["capped"]))
+        groups.setdefault(sig, []).append(name)
+    lines = [f"  {'runs here':<12} {'compiled paths':<22} kernels"]
+    for (runs, compiled, off, capped), names in sorted(groups.items(),
+                                                       key=lambda kv: kv[1][0]):
+        paths = ",".join(compiled) or "-"
+        notes = []
+        if off:
+            notes.append(f"cannot run on this CPU: {','.join(off)}")
+        if capped:
+            notes.append(f"capped off by DTNN_ISA: {','.join(capped)}")
+        note = f"  [{'; '.join(notes)}]" if notes else ""
+        lines.append(f"  {runs:<12} {paths:<22} {', '.join(names)}{note}")
+    return lines
+
+
 def format_info(info: Dict[str, Any]) -> str:
     lines = [f"dtnn {info['dtnn']} on Python {info['python']} ({info['platform']})"]
-    kernels = ", ".join(f"{k}={v}" for k, v in sorted(info["kernels"].items()))
-    lines.append(f"kernels: {kernels}")
+    cpu = info["cpu"]
+    lines.append(f"CPU: {cpu['model']}; best ISA level {cpu['best_isa']}, kernels run at "
+                 f"{cpu['isa']} (DTNN_ISA={cpu['DTNN_ISA']})")
+    lines.append("kernels:")
+    lines.extend(format_kernels(info["kernels"]))
     omp = info["openmp"]
     lines.append(f"OpenMP: {'on' if omp['openmp'] else 'off'} (max threads {omp['max_threads']})")
     lines.append(f"threads per process: {info['threads_per_process']}")

@@ -20,9 +20,10 @@ deep network does not pin one workspace per layer.
 (C, H*W) block already *is* its column matrix, so they run as a batch of GEMMs straight
 from the input into the output.
 
-Fused kernels.  On x86-64 CPUs with AVX-512F (``fused_available()``) the passes run by
-default on the fused ("implicit im2col") C kernels of ``dtnn._kernels._im2col``
-(csrc/im2col.c): their GEMMs read a zero-padded copy of a block of images directly, so
+Fused kernels.  On x86-64 CPUs with AVX2 + FMA or AVX-512F (``fused_available()``;
+``fused_isa()`` says which path, ``DTNN_ISA`` caps it) the passes run by default on the
+fused ("implicit im2col") C kernels of ``dtnn._kernels._im2col`` (csrc/im2col_fused*.c):
+their GEMMs read a zero-padded copy of a block of images directly, so
 there is no column matrix, no NCHW layout change and no dW temporary, and they are
 parallel (OpenMP) over pixels and channels instead of alternating with OpenBLAS's
 threads.  The unfold/GEMM path above remains for the 1x1 forward (a plain batched matmul at
@@ -53,21 +54,29 @@ fused_backward_weights = resolve("fused_backward_weights", "dtnn._kernels._im2co
                                  _fused_twins)
 
 
-def _fused_compiled() -> bool:
+def _fused_module():
     if fused_forward is _fused_twins.fused_forward:
-        return False      # DTNN_KERNELS=numpy or no extension: the twins are no faster
+        return None       # DTNN_KERNELS=numpy or no extension: the twins are no faster
     try:
-        return bool(importlib.import_module("dtnn._kernels._im2col").fused_supported())
-    except (ImportError, AttributeError):
-        return False
+        mod = importlib.import_module("dtnn._kernels._im2col")
+        return mod if hasattr(mod, "fused_isa") else None
+    except ImportError:
+        return None
 
 
-_FUSED = _fused_compiled()
+_EXT = _fused_module()
+
+
+def fused_isa() -> Optional[str]:
+    """The fused kernels' path that runs now ('avx512' or 'avx2'), or None when they
+    cannot run (no AVX2, DTNN_ISA=generic/numpy, or no extension)."""
+    return _EXT.fused_isa() if _EXT is not None else None
 
 
 def fused_available() -> bool:
-    """Whether the fused kernels are compiled in and run on this CPU (AVX-512F)."""
-    return _FUSED
+    """Whether the fused kernels are compiled in and run on this CPU at the active ISA
+    level (AVX2 + FMA or AVX-512F)."""
+    return _EXT is not None and bool(_EXT.fused_supported())
 
 
 def _workspace(name: str, size: int) -> np.ndarray:
@@ -126,7 +135,7 @@ class Im2ColConv(ConvAlgorithm):
     # --- which passes run fused ----------------------------------------------------
     def _fused_ok(self, g: ConvGeometry, out_channels: int) -> bool:
         ho, wo = g.out_hw
-        return (_FUSED and self.fused and out_channels // g.groups >= self.fused_min_channels
+        return (self.fused and fused_available() and out_channels // g.groups >= self.fused_min_channels
                 and g.N * ho * wo >= self.fused_min_pixels)
 
     @staticmethod

@@ -17,7 +17,8 @@ fused_backward_weights(dy, x, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil
                        groups, out=None, workspace=None)
     dw (K, C/groups, R, S) of any convolution (``out`` is overwritten).
 
-``workspace`` (a callable returning scratch) is accepted and ignored here.
+``workspace`` (a callable returning scratch) and ``isa`` (the compiled kernels' path)
+are accepted and ignored here.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _result(res: np.ndarray, out):
 
 
 def fused_forward(x, w, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
-                  out=None, workspace=None):
+                  out=None, workspace=None, isa=None):
     x = np.ascontiguousarray(x, np.float32)
     w = np.ascontiguousarray(w, np.float32)
     N, C, H, W = x.shape
@@ -57,7 +58,7 @@ def fused_forward(x, w, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, gr
 
 
 def fused_backward_data(dy, w, H, W, pad_h, pad_w, dil_h, dil_w, groups, out=None,
-                        workspace=None):
+                        workspace=None, isa=None):
     dy = np.ascontiguousarray(dy, np.float32)
     w = np.ascontiguousarray(w, np.float32)
     N, K, Ho, Wo = dy.shape
@@ -76,7 +77,7 @@ def fused_backward_data(dy, w, H, W, pad_h, pad_w, dil_h, dil_w, groups, out=Non
 
 
 def fused_backward_weights(dy, x, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-                           groups, out=None, workspace=None):
+                           groups, out=None, workspace=None, isa=None):
     dy = np.ascontiguousarray(dy, np.float32)
     x = np.ascontiguousarray(x, np.float32)
     N, C, H, W = x.shape

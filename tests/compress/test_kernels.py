@@ -8,6 +8,8 @@ from dtnn.compress import twins as T
 C = pytest.importorskip("dtnn._kernels._compress")
 
 SIZES = [1, 7, 8, 9, 1000, 70001]
+#: the kernels' compiled paths: tests taking ``isa_level`` run once per path (conftest.py)
+ISA_LEVELS = ("avx2", "generic")
 
 
 def _data(n, seed=0, spread=True):
@@ -18,7 +20,7 @@ def _data(n, seed=0, spread=True):
     return x
 
 
-def test_uniform_matches_twin():
+def test_uniform_matches_twin(isa_level):
     for key in (0, 1, 2**63 + 5, 2**64 - 1):
         np.testing.assert_array_equal(C.uniform(50001, key), T.uniform(50001, key))
     u = C.uniform(200000, 42)
@@ -61,7 +63,7 @@ def test_uniform_pairs_fill_the_square():
 
 
 @pytest.mark.parametrize("n", SIZES)
-def test_half_conversions(n):
+def test_half_conversions(n, isa_level):
     x = _data(n)
     if n >= 9:
         x[:6] = [0.0, -0.0, np.inf, -np.inf, np.nan, 7e4]
@@ -85,7 +87,7 @@ def test_fp16_is_correctly_rounded():
 
 @pytest.mark.parametrize("kind", ["l2", "max", "l1"])
 @pytest.mark.parametrize("chunk", [1, 31, 33, 512, 10000, 70001])
-def test_chunk_norms(kind, chunk):
+def test_chunk_norms(kind, chunk, isa_level):
     """max is exact; the sums use float partials of 16 terms combined in double
     (relative error <= ~16 * 2^-24 = 1e-6 for non-negative terms, plus the final
     rounding to float32), so 1e-5 relative to the float64 twin."""
@@ -115,7 +117,7 @@ def test_chunk_norms_sum_accuracy_and_threads(kind):
 
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("stochastic", [True, False])
-def test_quantize_dequantize_i8(n, stochastic):
+def test_quantize_dequantize_i8(n, stochastic, isa_level):
     x = _data(n, 2, spread=False)
     chunk = 512
     scales = T.chunk_norms(x, chunk, "l2")
@@ -132,7 +134,7 @@ def test_quantize_dequantize_i8(n, stochastic):
 
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("chunk", [0, 4, 512])
-def test_terngrad(n, chunk):
+def test_terngrad(n, chunk, isa_level):
     x = _data(n, 3, spread=False)
     ch = chunk if 0 < chunk < n else max(4, ((n + 3) // 4) * 4)
     s = T.chunk_norms(x, ch, "max")
@@ -148,7 +150,7 @@ def test_terngrad(n, chunk):
 
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("chunk", [0, 8, 512])
-def test_sign(n, chunk):
+def test_sign(n, chunk, isa_level):
     x, e = _data(n, 4), _data(n, 5)
     e1, e2 = e.copy(), e.copy()
     l1a, l1b = C.add_l1(x, e1), T.add_l1(x, e2)
@@ -170,7 +172,7 @@ def test_sign(n, chunk):
 
 @pytest.mark.parametrize("n", [1, 9, 1000, 70001])
 @pytest.mark.parametrize("frac", [0.001, 0.01, 0.5, 1.0])
-def test_topk_matches_twin_and_is_topk(n, frac):
+def test_topk_matches_twin_and_is_topk(n, frac, isa_level):
     k = max(1, int(frac * n))
     x = _data(n, 6)
     c = np.round(_data(n, 7, spread=False) * 4).astype(np.float32)  # many ties

@@ -160,7 +160,7 @@ def test_winograd_filter_cache_in_inference_follows_weight_updates():
 
 
 @pytest.mark.parametrize("m", [2, 4])
-def test_winograd_kernels_match_twins(m):
+def test_winograd_kernels_match_twins(m, isa_level):
     rng = np.random.default_rng(4)
     for nb, C, H, W, p in [(2, 3, 7, 9, 1), (1, 5, 8, 8, 0), (3, 70, 5, 6, 2)]:
         Ho, Wo = H + 2 * p - 2, W + 2 * p - 2
@@ -174,7 +174,7 @@ def test_winograd_kernels_match_twins(m):
                                    K_.winograd_output(M, b, nb, Ho, Wo, m, th, tw), atol=1e-4)
 
 
-def test_direct_and_transpose_kernels_match_twins():
+def test_direct_and_transpose_kernels_match_twins(isa_level):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 6, 9, 8)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)

@@ -2,13 +2,15 @@
 
 Three layers of checks: the numpy twins against a float64 reference (always run); the
 compiled kernels against the twins on a seeded sweep of geometries, plus their argument
-handling (skipped when the extension or an AVX-512 CPU is missing); and ``Im2ColConv``
-with and without the fused kernels against the float64 reference, all three passes.
-Errors are normwise, ||ours - ref|| / ||ref||.
+handling, once per ISA path (AVX-512, AVX2 + FMA; a path this CPU cannot run is skipped
+with the reason); and ``Im2ColConv`` with the fused kernels at each ISA level and with
+unfold + GEMM against the float64 reference, all three passes.  Errors are normwise,
+||ours - ref|| / ||ref||.
 """
 import numpy as np
 import pytest
 
+from dtnn._kernels import isa as isa_mod
 from dtnn._kernels import twins
 from dtnn.conv import ConvGeometry
 from dtnn.conv import im2col as im2col_mod
@@ -20,7 +22,26 @@ try:
     HAVE_FUSED = bool(_ext.fused_supported())
 except ImportError:  # extension not built
     _ext, HAVE_FUSED = None, False
-needs_fused = pytest.mark.skipif(not HAVE_FUSED, reason="fused kernels not built or no AVX-512F")
+
+
+def _why_not(isa):
+    """Why the fused kernels' ``isa`` path cannot be tested here (None: it can)."""
+    if _ext is None:
+        return "dtnn._kernels._im2col is not built"
+    if isa not in _ext.fused_compiled_paths():
+        return f"the fused {isa} path is not compiled into this build"
+    if _ext.fused_isa(isa) is None:
+        return f"this CPU cannot run the fused {isa} path (its best level: {isa_mod.cpu()})"
+    return None
+
+
+#: one parameter per ISA path of the fused kernels, skipped with the reason where the
+#: CPU cannot run it (an AVX2-only CI machine skips the AVX-512 ones and says so)
+ISAS = [pytest.param(i, id=i, marks=pytest.mark.skipif(_why_not(i) is not None,
+                                                     reason=_why_not(i) or "runs"))
+        for i in ("avx512", "avx2")]
+needs_fused = pytest.mark.skipif(not HAVE_FUSED, reason=_why_not("avx2") or
+                                 "the fused kernels are capped off (DTNN_ISA)")
 
 
 def ref64(x, w, b, dy, stride, padding, dilation, groups):
@@ -125,22 +146,56 @@ def _id(c):
     return f"{N}x{C}x{H}x{W}-k{K}-{R}x{S}-s{st[0]}{st[1]}-p{pad[0]}{pad[1]}-d{dil[0]}{dil[1]}-g{G}"
 
 
-@needs_fused
-@pytest.mark.parametrize("case", SWEEP, ids=[_id(c) for c in SWEEP])
-def test_compiled_matches_twins(case):
+def _compiled(case, isa):
+    """y, dw, dx (None unless backward-data applies) of the compiled kernels' ``isa`` path."""
     N, C, H, W, K, R, S, st, pad, dil, G = case
     x, w, b, dy = _data(*case, seed=len(_id(case)), bias=N % 2 == 0)
-    assert err(_ext.fused_forward(x, w, b, *st, *pad, *dil, G),
-               tw.fused_forward(x, w, b, *st, *pad, *dil, G)) < 1e-5
-    assert err(_ext.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G),
-               tw.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G)) < 1e-5
+    y = _ext.fused_forward(x, w, b, *st, *pad, *dil, G, isa=isa)
+    dw = _ext.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G, isa=isa)
+    dx = None
     if st == (1, 1) and pad[0] <= dil[0] * (R - 1) and pad[1] <= dil[1] * (S - 1):
-        assert err(_ext.fused_backward_data(dy, w, H, W, *pad, *dil, G),
-                   tw.fused_backward_data(dy, w, H, W, *pad, *dil, G)) < 1e-5
+        dx = _ext.fused_backward_data(dy, w, H, W, *pad, *dil, G, isa=isa)
+    return y, dw, dx
 
 
-@needs_fused
-def test_out_and_workspace_arguments():
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", SWEEP, ids=[_id(c) for c in SWEEP])
+def test_compiled_matches_twins(case, isa):
+    N, C, H, W, K, R, S, st, pad, dil, G = case
+    x, w, b, dy = _data(*case, seed=len(_id(case)), bias=N % 2 == 0)
+    y, dw, dx = _compiled(case, isa)
+    assert err(y, tw.fused_forward(x, w, b, *st, *pad, *dil, G)) < 1e-5
+    assert err(dw, tw.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G)) < 1e-5
+    if dx is not None:
+        assert err(dx, tw.fused_backward_data(dy, w, H, W, *pad, *dil, G)) < 1e-5
+
+
+@pytest.mark.skipif(_why_not("avx512") is not None or _why_not("avx2") is not None,
+                    reason=f"needs both ISA paths: {_why_not('avx512') or _why_not('avx2')}")
+def test_isa_paths_agree_bit_for_bit():
+    """The AVX2 tiles sum in the AVX-512 tiles' order, one FMA per term, so the two
+    paths give identical floats: a layer's result does not depend on the node's CPU."""
+    for case in SWEEP[::3]:
+        for a, b_ in zip(_compiled(case, "avx512"), _compiled(case, "avx2")):
+            if a is not None:
+                np.testing.assert_array_equal(a, b_)
+
+
+def test_isa_argument_is_checked():
+    if _ext is None:
+        pytest.skip("dtnn._kernels._im2col is not built")
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="isa must be"):
+        _ext.fused_forward(x, w, None, 1, 1, 1, 1, 1, 1, 1, isa="sse9")
+    for isa in ("avx512", "avx2"):
+        if _ext.fused_isa(isa) is None:       # a path this CPU cannot run: a clear error
+            with pytest.raises(RuntimeError, match=isa):
+                _ext.fused_forward(x, w, None, 1, 1, 1, 1, 1, 1, 1, isa=isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_out_and_workspace_arguments(isa):
     case = (3, 16, 8, 8, 20, 3, 3, (1, 1), (1, 1), (1, 1), 1)
     x, w, b, dy = _data(*case)
     asked = []
@@ -150,38 +205,39 @@ def test_out_and_workspace_arguments():
         return np.full(n + 5, np.nan, np.float32)   # stale contents must not matter
 
     y_out = np.full((3, 20, 8, 8), np.nan, np.float32)
-    y = _ext.fused_forward(x, w, b, 1, 1, 1, 1, 1, 1, 1, out=y_out, workspace=workspace)
+    y = _ext.fused_forward(x, w, b, 1, 1, 1, 1, 1, 1, 1, out=y_out, workspace=workspace,
+                           isa=isa)
     assert y is y_out and asked
     np.testing.assert_allclose(y, tw.fused_forward(x, w, b, 1, 1, 1, 1, 1, 1, 1),
                                rtol=1e-5, atol=1e-5)
     dw_out = np.full(w.shape, np.nan, np.float32)      # overwritten, not accumulated
     dw = _ext.fused_backward_weights(dy, x, 3, 3, 1, 1, 1, 1, 1, 1, 1, out=dw_out,
-                                     workspace=workspace)
+                                     workspace=workspace, isa=isa)
     assert dw is dw_out
     np.testing.assert_allclose(dw, tw.fused_backward_weights(dy, x, 3, 3, 1, 1, 1, 1, 1, 1, 1),
                                rtol=1e-4, atol=1e-4)
     dx_out = np.full(x.shape, np.nan, np.float32)
-    dx = _ext.fused_backward_data(dy, w, 8, 8, 1, 1, 1, 1, 1, out=dx_out,
+    dx = _ext.fused_backward_data(dy, w, 8, 8, 1, 1, 1, 1, 1, out=dx_out, isa=isa,
                                   workspace=lambda n: np.empty(1, np.float32))  # too small
     assert dx is dx_out
     np.testing.assert_allclose(dx, tw.fused_backward_data(dy, w, 8, 8, 1, 1, 1, 1, 1),
                                rtol=1e-5, atol=1e-5)
 
 
-@needs_fused
-def test_non_contiguous_inputs_and_empty_batch():
+@pytest.mark.parametrize("isa", ISAS)
+def test_non_contiguous_inputs_and_empty_batch(isa):
     rng = np.random.default_rng(3)
     big = rng.standard_normal((2, 32, 6, 6)).astype(np.float32)
     x = big[:, ::2]
     w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)[:, :, ::-1]
     assert not x.flags.c_contiguous and not w.flags.c_contiguous
-    np.testing.assert_allclose(_ext.fused_forward(x, w, None, 1, 1, 1, 1, 1, 1, 1),
+    np.testing.assert_allclose(_ext.fused_forward(x, w, None, 1, 1, 1, 1, 1, 1, 1, isa=isa),
                                tw.fused_forward(x, w, None, 1, 1, 1, 1, 1, 1, 1),
                                rtol=1e-5, atol=1e-5)
     x0 = np.zeros((0, 16, 6, 6), np.float32)
-    assert _ext.fused_forward(x0, w, None, 1, 1, 1, 1, 1, 1, 1).shape == (0, 24, 6, 6)
+    assert _ext.fused_forward(x0, w, None, 1, 1, 1, 1, 1, 1, 1, isa=isa).shape == (0, 24, 6, 6)
     dw = _ext.fused_backward_weights(np.zeros((0, 24, 6, 6), np.float32), x0, 3, 3,
-                                     1, 1, 1, 1, 1, 1, 1)
+                                     1, 1, 1, 1, 1, 1, 1, isa=isa)
     np.testing.assert_array_equal(dw, np.zeros((24, 16, 3, 3), np.float32))
 
 
@@ -209,29 +265,38 @@ def test_bad_arguments_raise_value_error(call):
         call(x, w, dy)
 
 
-@needs_fused
-def test_thread_count_does_not_change_results():
+@pytest.mark.parametrize("isa", ISAS)
+def test_thread_count_does_not_change_results(isa):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     case = (6, 24, 12, 12, 40, 3, 3, (1, 1), (1, 1), (1, 1), 1)
     x, w, b, dy = _data(*case)
     res = []
     for n in (1, 2):
         with threadpoolctl.threadpool_limits(n, user_api="openmp"):
-            res.append((_ext.fused_forward(x, w, b, 1, 1, 1, 1, 1, 1, 1),
-                        _ext.fused_backward_data(dy, w, 12, 12, 1, 1, 1, 1, 1),
-                        _ext.fused_backward_weights(dy, x, 3, 3, 1, 1, 1, 1, 1, 1, 1)))
+            res.append((_ext.fused_forward(x, w, b, 1, 1, 1, 1, 1, 1, 1, isa=isa),
+                        _ext.fused_backward_data(dy, w, 12, 12, 1, 1, 1, 1, 1, isa=isa),
+                        _ext.fused_backward_weights(dy, x, 3, 3, 1, 1, 1, 1, 1, 1, 1, isa=isa)))
     for a, b_ in zip(*res):
         np.testing.assert_array_equal(a, b_)
 
 
 def test_fused_available_matches_dispatch():
-    import os
-    if os.environ.get("DTNN_KERNELS", "").lower() == "numpy" or _ext is None:
-        assert not im2col_mod.fused_available()
+    if isa_mod.requested() == "numpy" or _ext is None:
+        assert not im2col_mod.fused_available() and im2col_mod.fused_isa() is None
         assert im2col_mod.fused_forward is tw.fused_forward
-    else:
-        assert im2col_mod.fused_available() == HAVE_FUSED
-        assert im2col_mod.fused_forward is _ext.fused_forward
+        return
+    assert im2col_mod.fused_available() == HAVE_FUSED
+    assert im2col_mod.fused_forward is _ext.fused_forward
+    best = isa_mod.runnable(_ext.fused_compiled_paths(), isa_mod.active())
+    assert im2col_mod.fused_isa() == (best[0] if best else None)
+    # DTNN_ISA's levels, set at run time: generic turns the fused kernels off
+    with isa_mod.capped("generic"):
+        assert not im2col_mod.fused_available() and im2col_mod.fused_isa() is None
+        assert not Im2ColConv().fused_forward_ok(G_(8, 64, 16, 16, 64, 3, 3, (1, 1), (1, 1)))
+    if _why_not("avx2") is None:
+        with isa_mod.capped("avx2"):
+            assert im2col_mod.fused_isa() == "avx2" and isa_mod.active() == "avx2"
+    assert im2col_mod.fused_available() == HAVE_FUSED
 
 
 # --- the im2col variant -------------------------------------------------------------
@@ -248,9 +313,14 @@ ALGO_CASES = [
 ]
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "gemm"])
+@pytest.mark.parametrize("mode", ISAS + ["gemm"])
 @pytest.mark.parametrize("g", ALGO_CASES, ids=[g.tag().replace(" ", "_") for g in ALGO_CASES])
-def test_im2col_variant_matches_reference(g, fused):
+def test_im2col_variant_matches_reference(g, mode):
+    with isa_mod.capped(mode if mode != "gemm" else "avx512"):
+        _variant_matches_reference(g, fused=mode != "gemm")
+
+
+def _variant_matches_reference(g, fused):
     x, w, b, dy = _data(g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.padding, g.dilation,
                         g.groups, seed=7)
     y_ref, dx_ref, dw_ref = ref64(x, w, b, dy, g.stride, g.padding, g.dilation, g.groups)

@@ -8,6 +8,9 @@ from dtnn.conv import CONV_ALGORITHMS, ConvGeometry
 from dtnn.conv import kernels as K_
 from dtnn.conv.winograd import LANES, WinogradConv, _position_stride, _rows
 
+#: the transforms' compiled paths: tests taking ``isa_level`` run once per path (conftest.py)
+ISA_LEVELS = ("avx2", "generic")
+
 
 def _padded(a2, r, t, pad=16):
     buf = np.full(a2 * (r * t + pad), np.nan, np.float32)
@@ -16,7 +19,7 @@ def _padded(a2, r, t, pad=16):
 
 @pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("flip", [False, True])
-def test_filter_matches_twin(m, flip):
+def test_filter_matches_twin(m, flip, isa_level):
     rng = np.random.default_rng(10)
     for K, C in [(3, 5), (7, 16), (33, 40)]:
         w = rng.standard_normal((K, C, 3, 3)).astype(np.float32)
@@ -37,7 +40,7 @@ def test_flipped_filter_is_the_rotated_filter():
 
 
 @pytest.mark.parametrize("m", [2, 4])
-def test_input_and_output_match_twins_on_vector_paths(m):
+def test_input_and_output_match_twins_on_vector_paths(m, isa_level):
     rng = np.random.default_rng(12)
     # nb >= 16: full vectors (+ a partial tail for 19); W = 8, 16: whole 8-float rows,
     # W = 13: rows with a scalar tail; padding 0..2

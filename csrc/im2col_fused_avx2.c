@@ -1,0 +1,195 @@
+/*
+ * AVX2 + FMA pieces of the fused convolution kernels (see im2col_fused_ops.h and the
+ * comment in im2col_fused.c), for x86-64 CPUs without AVX-512.  Compiled with
+ * function-level target attributes, like the AVX-512 file.
+ *
+ * With 16 ymm registers the micro-tiles are 6 x 16 channels (12 accumulators, 2
+ * vectors of the packed operand, 1 broadcast), the usual AVX2 GEMM shape.  The
+ * layouts are the AVX-512 ones (k-tiles of 64 channels), so a k-tile of nv vectors of
+ * 16 channels is nv micro-tiles side by side:
+ *
+ * Forward: per pixel tile, the nv 16-channel slices of the k-tile run one after the
+ * other, so the 6 x (chunk rows) inputs they broadcast are reloaded from L1, and each
+ * slice reads a 64-byte line per W^T row.  The reduction chunk is 64 rows (16 KiB of
+ * W^T), half the AVX-512 one: AVX2-only CPUs have 32 KiB L1 data caches.
+ * Backward-weights: the nv slices each sweep the block's Q pixels of dY^T (one line
+ * per pixel and slice, streamed from L2).
+ */
+#include "im2col_fused_ops.h"
+
+#if DTNN_FUSED_X86
+#include <immintrin.h>
+
+#include "dtnn_isa.h"
+
+#define KT FUSED_KT
+#define AVX2 DTNN_TARGET_AVX2
+#define AVX2_INLINE static inline __attribute__((always_inline)) DTNN_TARGET_AVX2
+
+static const int32_t mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* a mask of the first n (0..8) lanes */
+AVX2_INLINE __m256i lanes8(int64_t n)
+{
+    n = n < 0 ? 0 : (n > 8 ? 8 : n);
+    return _mm256_loadu_si256((const __m256i *)(mask_table + 8 - n));
+}
+
+/* in-register transpose of an 8x8 block: r[i][j] -> r[j][i] */
+AVX2_INLINE void tr8(__m256 *r)
+{
+    __m256 t[8], s[8];
+    int i;
+    for (i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (i = 0; i < 8; i += 4) {
+        s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (i = 0; i < 4; ++i) {
+        r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+    }
+}
+
+/* rows i < ni of an 8-wide slab (n lanes valid; masked loads never touch the rest) */
+AVX2_INLINE void load8(__m256 *r, const float *src, int64_t lds, int64_t ni, int64_t n)
+{
+    int i;
+    if (n >= 8) {
+        for (i = 0; i < 8; ++i)
+            r[i] = i < ni ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
+    } else {
+        const __m256i m = lanes8(n);
+        for (i = 0; i < 8; ++i)
+            r[i] = i < ni ? _mm256_maskload_ps(src + i * lds, m) : _mm256_setzero_ps();
+    }
+}
+
+AVX2_INLINE void store8(float *dst, __m256 v, int64_t n)
+{
+    if (n >= 8)
+        _mm256_storeu_ps(dst, v);
+    else
+        _mm256_maskstore_ps(dst, lanes8(n), v);
+}
+
+AVX2 static void tr_block_avx2(const float *src, int64_t lds, int64_t ni, int64_t nj,
+                               float *dst, int64_t ldd, int full_rows)
+{
+    int64_t ib, jb;
+    for (ib = 0; ib < 16; ib += 8) {
+        const int64_t ni8 = ni - ib < 0 ? 0 : (ni - ib > 8 ? 8 : ni - ib);
+        if (ni8 == 0 && !full_rows)
+            break;
+        for (jb = 0; jb < nj; jb += 8) {
+            const int64_t nj8 = nj - jb > 8 ? 8 : nj - jb;
+            __m256 r[8];
+            int64_t j;
+            load8(r, src + ib * lds + jb, lds, ni8, nj8);
+            tr8(r);
+            for (j = 0; j < nj8; ++j)
+                store8(dst + (jb + j) * ldd + ib, r[j], full_rows ? 8 : ni8);
+        }
+    }
+}
+
+AVX2 static void store_y_avx2(const float *src, int64_t lds, int64_t np, int64_t nk,
+                              const float *bias, float *dst, int64_t P)
+{
+    int64_t pb, kb;
+    for (pb = 0; pb < np; pb += 8) {
+        const int64_t np8 = np - pb > 8 ? 8 : np - pb;
+        for (kb = 0; kb < nk; kb += 8) {
+            const int64_t nk8 = nk - kb > 8 ? 8 : nk - kb;
+            __m256 r[8];
+            int64_t i;
+            load8(r, src + pb * lds + kb, lds, np8, 8);   /* Y^T rows are 64 wide */
+            tr8(r);
+            for (i = 0; i < nk8; ++i) {
+                const __m256 b = _mm256_set1_ps(bias ? bias[kb + i] : 0.0f);
+                store8(dst + (kb + i) * P + pb, _mm256_add_ps(r[i], b), np8);
+            }
+        }
+    }
+}
+
+/* ---- forward micro-tile: 6 output pixels x 16 channels (2 vectors) ----------------- */
+#define R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+AVX2_INLINE void fw16(const float *xb, const int64_t *jo, int64_t J, const int32_t *idx,
+                      const float *wt, float *yt, int acc)
+{
+#define FD(u) __m256 a##u##0 = _mm256_setzero_ps(), a##u##1 = a##u##0; \
+    const int64_t i##u = idx[u];
+    R6(FD)
+    if (acc) {
+#define FL(u) a##u##0 = _mm256_load_ps(yt + u * KT); a##u##1 = _mm256_load_ps(yt + u * KT + 8);
+        R6(FL)
+    }
+    int64_t j;
+    for (j = 0; j < J; ++j) {
+        const float *xp = xb + jo[j];
+        const __m256 w0 = _mm256_load_ps(wt), w1 = _mm256_load_ps(wt + 8);
+        wt += KT;
+#define FF(u) { const __m256 b = _mm256_broadcast_ss(xp + i##u); \
+        a##u##0 = _mm256_fmadd_ps(b, w0, a##u##0); a##u##1 = _mm256_fmadd_ps(b, w1, a##u##1); }
+        R6(FF)
+    }
+#define FS(u) _mm256_store_ps(yt + u * KT, a##u##0); _mm256_store_ps(yt + u * KT + 8, a##u##1);
+    R6(FS)
+}
+
+AVX2 static void fw_tiles_avx2(int nv, const float *xg, const int64_t *jo, int64_t nj,
+                               const int32_t *pidx, int64_t Qb, int64_t t0, int64_t t1,
+                               const float *wt, float *yt, int acc)
+{
+    int64_t tt;
+    for (tt = t0; tt < t1; ++tt) {
+        const int64_t q0 = tt * FUSED_ROWS;
+        int32_t idx[FUSED_ROWS];
+        int u, v;
+        for (u = 0; u < FUSED_ROWS; ++u)
+            idx[u] = pidx[q0 + u < Qb ? q0 + u : q0];
+        for (v = 0; v < nv; ++v)
+            fw16(xg, jo, nj, idx, wt + 16 * v, yt + q0 * KT + 16 * v, acc);
+    }
+}
+
+/* ---- backward-weights micro-tile: 6 (channel, tap) rows x 16 channels -------------- */
+AVX2_INLINE void bw16(const float *const *xr, const int32_t *pidx, int64_t Q, const float *d,
+                      float *c, int64_t ldc, int rows, int acc)
+{
+#define BD(i) __m256 a##i##0 = _mm256_setzero_ps(), a##i##1 = a##i##0; const float *x##i = xr[i];
+    R6(BD)
+    int64_t q;
+    for (q = 0; q < Q; ++q) {
+        const int64_t idx = pidx[q];
+        const __m256 d0 = _mm256_load_ps(d), d1 = _mm256_load_ps(d + 8);
+        d += KT;
+#define BF(i) { const __m256 b = _mm256_broadcast_ss(x##i + idx); \
+        a##i##0 = _mm256_fmadd_ps(b, d0, a##i##0); a##i##1 = _mm256_fmadd_ps(b, d1, a##i##1); }
+        R6(BF)
+    }
+#define BA(i, u) _mm256_storeu_ps(cr + 8 * u, acc ? _mm256_add_ps(_mm256_loadu_ps(cr + 8 * u), \
+                                                                  a##i##u) : a##i##u)
+#define BS(i) if (i < rows) { float *cr = c + i * ldc; BA(i, 0); BA(i, 1); }
+    R6(BS)
+}
+
+AVX2 static void bw_tile_avx2(int nv, const float *const *xr, const int32_t *pidx, int64_t Q,
+                              const float *d, float *c, int64_t ldc, int rows, int acc)
+{
+    int v;
+    for (v = 0; v < nv; ++v)
+        bw16(xr, pidx, Q, d + 16 * v, c + 16 * v, ldc, rows, acc);
+}
+
+const dtnn_fused_ops dtnn_fused_ops_avx2 = {
+    "avx2", tr_block_avx2, store_y_avx2, fw_tiles_avx2, bw_tile_avx2, 64};
+
+#endif /* DTNN_FUSED_X86 */

@@ -1,0 +1,57 @@
+/*
+ * The ISA-specific pieces of the fused convolution kernels (internal to
+ * csrc/im2col_fused*.c).  The driver (im2col_fused.c, baseline ISA) does the blocking,
+ * padding and offsets; everything that touches vectors goes through one of these
+ * tables: im2col_fused_avx512.c (16-lane zmm) and im2col_fused_avx2.c (8-lane ymm).
+ *
+ * Shared layouts (all 64-byte aligned, k-tiles of FUSED_KT = 64 output channels,
+ * padded to a multiple of 16 with zeros):
+ *   W^T  [g][k-tile][row j][64]      row j = channel i * taps + tap t
+ *   Y^T  [k-tile][pixel q][64]
+ *   dY^T [g][k-tile][pixel q][64]
+ *   dW^T [g][row j][Kgp]
+ */
+#ifndef DTNN_IM2COL_FUSED_OPS_H
+#define DTNN_IM2COL_FUSED_OPS_H
+
+#include <stdint.h>
+
+#define FUSED_KT 64      /* output channels per k-tile */
+#define FUSED_ROWS 6     /* pixels (forward) / (channel, tap) rows (bwd-w) per micro-tile */
+
+typedef struct {
+    const char *name;
+    /* dst[j*ldd + i] = src[i*lds + j] for i < ni, j < nj (both <= 16).  Rows j >= nj of
+     * dst are not written; lanes ni..15 of each written row are set to 0 when
+     * full_rows, else left alone.  ldd may be negative. */
+    void (*tr_block)(const float *src, int64_t lds, int64_t ni, int64_t nj, float *dst,
+                     int64_t ldd, int full_rows);
+    /* dst[i*P + p] = src[p*lds + i] (+ bias[i] when bias != NULL), p < np, i < nk
+     * (both <= 16): a 16 x 16 block of Y^T into NCHW */
+    void (*store_y)(const float *src, int64_t lds, int64_t np, int64_t nk,
+                    const float *bias, float *dst, int64_t P);
+    /* forward micro-tiles t0 .. t1-1 (FUSED_ROWS pixels each; Qb pixels in the block)
+     * of one k-tile with nv (1..4) vectors of 16 channels, over reduction rows
+     * [0, nj) of a chunk: y[q][k] (+)= sum_j xg[jo[j] + pidx[q]] * wt[j][k];
+     * yt is the k-tile's Y^T, acc: add to what is there */
+    void (*fw_tiles)(int nv, const float *xg, const int64_t *jo, int64_t nj,
+                     const int32_t *pidx, int64_t Qb, int64_t t0, int64_t t1,
+                     const float *wt, float *yt, int acc);
+    /* backward-weights micro-tile: FUSED_ROWS (channel, tap) rows (rows < FUSED_ROWS
+     * valid) x nv vectors of 16 channels, summed over Q pixels:
+     * c[i][k] (+)= sum_q xr[i][pidx[q]] * d[q][k]; acc: add to c */
+    void (*bw_tile)(int nv, const float *const *xr, const int32_t *pidx, int64_t Q,
+                    const float *d, float *c, int64_t ldc, int rows, int acc);
+    /* reduction rows per forward chunk (the chunk of W^T the micro-tiles keep in L1) */
+    int64_t fw_chunk;
+} dtnn_fused_ops;
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define DTNN_FUSED_X86 1
+extern const dtnn_fused_ops dtnn_fused_ops_avx512;
+extern const dtnn_fused_ops dtnn_fused_ops_avx2;
+#else
+#define DTNN_FUSED_X86 0
+#endif
+
+#endif /* DTNN_IM2COL_FUSED_OPS_H */
