@@ -11,7 +11,9 @@ export DTNN_STALL_TIMEOUT="${DTNN_STALL_TIMEOUT:-0}"
 status=0
 
 echo "== serial tests"
-"$BIN/python" -m pytest -q -p no:cacheprovider tests || status=1
+# -rs: every skipped test is listed with its reason (tests/conftest.py fails a skip
+# that gives none)
+"$BIN/python" -m pytest -q -rs -p no:cacheprovider tests || status=1
 
 if ls tests/mpi/test_*.py >/dev/null 2>&1; then
     for n in 2 4; do

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     cmd = [find_mpiexec(), "-n", str(args.np), sys.executable, WRAPPER, log_dir,
-           "--with-mpi", args.tests, "-p", "no:cacheprovider", "-q", *args.pytest_args]
+           "--with-mpi", args.tests, "-p", "no:cacheprovider", "-q", "-rs", *args.pytest_args]
     print(f"run_mpi: {' '.join(cmd)}  (other ranks' logs: {log_dir})", flush=True)
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
