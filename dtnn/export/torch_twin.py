@@ -190,3 +190,6 @@ class KMaxPool(nn.Module):
 @TWINS.register("kmaxpool")
 def _kmax(layer) -> nn.Module:
     return KMaxPool(layer)
+
+
+from dtnn.export import torch_twin_blocks as _blocks  # noqa: E402,F401  (relu6, residual, concat)
