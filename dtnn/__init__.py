@@ -1,4 +1,21 @@
-"""dtnn: distributed deep-learning training for CPU clusters (numpy/Cython kernels + MPI)."""
+"""dtnn: distributed deep-learning training for CPU clusters (numpy/Cython kernels + MPI).
+
+The public API (everything a training script needs, under one name)::
+
+    import dtnn
+    ctx = dtnn.init()                                  # serial or MPI, decided by the launcher
+    train, test = dtnn.data.load("fashion-mnist")
+    model = dtnn.models.build("vgg11_bn", train.sample_shape, train.num_classes, width=0.5)
+    opt = dtnn.DistributedOptimizer(dtnn.optim.SGD(model, lr=0.05, momentum=0.9),
+                                    compress="powersgd:rank=2")
+    for x, y in dtnn.data.loader(train, batch_size=64, ctx=ctx).epoch(0):
+        loss = opt.step(model, x, y)
+
+``init``, ``DistributedOptimizer``, ``Sequential``, ``evaluate``, ``save``/``load``,
+``train`` (what ``dtnn train`` runs) and ``load_config`` are here; the subpackages
+``models``, ``layers``, ``optim``, ``data``, ``parallel``, ``compress``, ``tune`` hold
+the rest.  Names load on first use, so ``import dtnn`` stays cheap.
+"""
 
 __version__ = "0.1.0"
 
@@ -22,3 +39,44 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 from dtnn.malloc import tune_malloc as _tune_malloc  # noqa: E402
 
 _tune_malloc()
+
+
+#: public name -> (module, attribute); imported on first access (PEP 562)
+_EXPORTS = {
+    "init": ("dtnn.api", "init"),
+    "save": ("dtnn.api", "save"),
+    "load": ("dtnn.api", "load"),
+    "Context": ("dtnn.parallel.context", "Context"),
+    "DistributedOptimizer": ("dtnn.parallel.optimizer", "DistributedOptimizer"),
+    "get_context": ("dtnn.parallel", "get_context"),
+    "Sequential": ("dtnn.models.sequential", "Sequential"),
+    "Model": ("dtnn.models.model", "Model"),
+    "evaluate": ("dtnn.engine.evaluate", "evaluate"),
+    "Evaluation": ("dtnn.engine.evaluate", "Evaluation"),
+    "evaluate_checkpoint": ("dtnn.engine.evaluate", "evaluate_checkpoint"),
+    "train": ("dtnn.engine.session", "train"),
+    "Config": ("dtnn.config", "Config"),
+    "load_config": ("dtnn.config", "load_config"),
+    "UserError": ("dtnn.errors", "UserError"),
+}
+_SUBPACKAGES = ("api", "models", "layers", "optim", "data", "parallel", "compress", "tune",
+                "engine", "io", "metrics", "conv", "config", "errors")
+
+__all__ = sorted(_EXPORTS) + ["models", "layers", "optim", "data", "parallel", "compress",
+                              "tune", "__version__"]
+
+
+def __getattr__(name):
+    import importlib
+    if name in _EXPORTS:
+        module, attr = _EXPORTS[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"dtnn.{name}")
+    raise AttributeError(f"module 'dtnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBPACKAGES))

@@ -1,5 +1,10 @@
 """Datasets, loaders, preprocessing and mini-batching.
 
+    train, test = dtnn.data.load("fashion-mnist")       # standardised, stats in .meta
+    for xb, yb in dtnn.data.loader(train, 64, ctx=ctx).epoch(e): ...
+
+The pieces underneath:
+
     from dtnn.data import load_dataset, normalize, stratified_split, BatchLoader, Augment
 
     train, test = load_dataset("fashion-mnist")
@@ -10,6 +15,7 @@
 
 Sources (``DATASETS.names()``): idx, fashion-mnist, npz, hdf5, digits, synthetic.
 """
+from dtnn.data.api import Splits, load, load_splits, loader, resolve_source
 from dtnn.data.augment import Augment
 from dtnn.data.dataset import (DATASETS, NORMALIZE_MODES, Dataset, apply_normalization,
                                compute_stats, load_dataset, normalize, normalize_array,
@@ -23,7 +29,7 @@ from dtnn.data.npz import load_npz, save_npz
 from dtnn.data.synthetic import load_synthetic
 
 __all__ = [
-    "Augment", "BatchLoader", "DATASETS", "Dataset", "FASHION_MNIST_CLASSES",
+    "load", "load_splits", "loader", "resolve_source", "Splits", "Augment", "BatchLoader", "DATASETS", "Dataset", "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR", "NORMALIZE_MODES", "apply_normalization", "compute_stats",
     "epoch_permutation", "load_dataset", "load_digits", "load_fashion_mnist", "load_hdf5",
     "load_idx", "load_npz", "load_synthetic", "normalize", "normalize_array", "read_idx_images",

@@ -103,11 +103,12 @@ def load_split(cfg, split: str, normalization: Optional[Dict[str, Any]]) -> Data
     """One split of ``cfg.data``, normalised as in training.  The test split with stored
     statistics reads only the test files; otherwise the training data is loaded too
     (the held-out validation split and fresh statistics need it)."""
-    from dtnn.data import apply_normalization, load_dataset
+    from dtnn.data import apply_normalization, load_dataset, resolve_source
 
     d = cfg.data
     if split == "test" and (normalization is not None or not d.normalize):
-        _, test = load_dataset(d.source, d.path or None, only="test", **d.options)
+        source, path = resolve_source(d.source, d.path or None)
+        _, test = load_dataset(source, path, only="test", **d.options)
         if test is None:
             raise UserError(f"data source '{d.source}' has no test split")
         if d.normalize:

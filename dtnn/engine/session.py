@@ -24,8 +24,7 @@ import numpy as np
 
 from dtnn import __version__
 from dtnn.config import Config, apply_dict, to_toml
-from dtnn.data import (Augment, BatchLoader, Dataset, apply_normalization, load_dataset,
-                       normalize, stratified_split)
+from dtnn.data import Augment, BatchLoader, Dataset, load_splits
 from dtnn.engine import resume as resumed
 from dtnn.engine.monitor import from_config as monitor_from_config
 from dtnn.engine.preflight import check_train
@@ -53,19 +52,13 @@ class Datasets:
 
 
 def load_data(cfg: Config, normalization: Optional[Dict[str, Any]] = None) -> Datasets:
+    """The ``[data]`` section's datasets (``dtnn.data.load_splits``); ``normalization``
+    (from a checkpoint) is applied instead of fresh training-set statistics."""
     d = cfg.data
-    train, test = load_dataset(d.source, d.path or None, **d.options)
-    val = None
-    if d.val_fraction > 0:
-        train, val = stratified_split(train, d.val_fraction, seed=cfg.train.seed)
-    others = [ds for ds in (val, test) if ds is not None]
-    if d.normalize:
-        if normalization is None:
-            normalization = normalize(train, *others)
-        else:
-            for ds in [train, *others]:
-                apply_normalization(ds, normalization)
-    return Datasets(train, val if val is not None else test, test, normalization)
+    s = load_splits(d.source, d.path or None, normalize_inputs=d.normalize,
+                    val_fraction=d.val_fraction, seed=cfg.train.seed,
+                    normalization=normalization, **d.options)
+    return Datasets(s.train, s.val if s.val is not None else s.test, s.test, s.normalization)
 
 
 def _accepted(fn, values: Dict[str, Any]) -> Dict[str, Any]:

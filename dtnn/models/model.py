@@ -166,6 +166,27 @@ class Model:
         return cls(layers, tuple(config["input_shape"]), name=config.get("name", "model"),
                    arch=config.get("arch")).build(seed)
 
+    def state_dict(self) -> Dict[str, Any]:
+        """Copies of everything a trained model holds: ``params`` (the flat vector),
+        ``buffers`` (BN running statistics) and ``rng`` (dropout streams)."""
+        return {"params": self.flat_params.copy(),
+                "buffers": {k: v.copy() for k, v in self.buffers().items()},
+                "rng": self.rng_states()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore ``state_dict()`` into this (built, same-architecture) model."""
+        params = np.asarray(state["params"], np.float32)
+        if params.shape != self.flat_params.shape:
+            raise ValueError(f"load_state_dict: {params.size} parameters in the state, "
+                             f"{self.flat_params.size} in the model")
+        np.copyto(self.flat_params, params)
+        mine = self.buffers()
+        if set(state.get("buffers", {})) != set(mine):
+            raise ValueError("load_state_dict: the buffers differ from this model's "
+                             f"({sorted(state.get('buffers', {}))} vs {sorted(mine)})")
+        self.load_buffers(state["buffers"])
+        self.set_rng_states(state.get("rng", {}))
+
     def buffers(self) -> Dict[str, np.ndarray]:
         """Non-trainable state (BN running stats), keyed '<layer>/<name>'."""
         return {f"{i}/{k}": v for i, l in enumerate(self.layers) for k, v in l.buffers.items()}

@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Optional
 from dtnn.tune.bestof import BestOf, TuneState, key_str
 from dtnn.tune.cache import TuneCache, default_cache_dir
 
-__all__ = ["BestOf", "TuneState", "TuneCache", "TuneOptions", "configure", "get_tuner",
+__all__ = ["BestOf", "TuneState", "TuneCache", "TuneOptions", "configure", "current_comm",
+           "get_tuner",
            "tuners", "reset", "collect", "key_str", "default_cache_dir", "current_threads"]
 
 
@@ -48,6 +49,11 @@ def configure(options: Optional[TuneOptions] = None, comm=None) -> TuneOptions:
 
 def options() -> TuneOptions:
     return _options
+
+
+def current_comm():
+    """The node communicator given to the last ``configure`` (None if none)."""
+    return _comm
 
 
 def _get_cache() -> Optional[TuneCache]:

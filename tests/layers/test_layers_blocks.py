@@ -70,47 +70,38 @@ def _randomise_bn(layers, seed):
             layer.params["beta"][...] = rng.uniform(-0.5, 0.5, layer.params["beta"].shape)
 
 
-def _check_block(block, body, shortcut, x, merge="add"):
-    y0, _, _, model = run_model(block, x, None)
-    _randomise_bn(body + (shortcut or []), 5)
-    dy = rand(y0.shape, seed=3)
-    y, dx = _rerun(model, x, dy)
+def _compare(layers, x, torch_fn, merge_layer=None):
+    """Model([Probe] + layers) vs ``torch_fn(xt, leaves)`` (float64): output, d(input)
+    and every parameter gradient, which must live in the model's flat vector."""
+    from ._helpers import Probe
+    model = Model([Probe()] + layers, x.shape[1:]).build(0)
+    _randomise_bn([l for l in layers] + [c for l in layers if hasattr(l, "children")
+                                         for _, _, c in l.children()], 5)
+    dy = rand(model.forward(x, training=True).shape, seed=3)
+    y = model.forward(x, training=True)
+    model.backward(dy)
     leaves = {}
     xt = t64(x, grad=True)
-    hb = _torch_chain(xt, body, leaves)
-    hs = _torch_chain(xt, shortcut, leaves) if shortcut else xt
-    yt = hb + hs if merge == "add" else torch.cat([hb, hs], 1)
-    close(y, yt, TOL, "block forward")
+    yt = torch_fn(xt, leaves)
+    close(y, yt, TOL, "forward")
     flat = [(l, n, t) for l, d in leaves.items() for n, t in d.items()]
     got = torch_backward(yt, dy, [xt] + [t for _, _, t in flat])
-    close(dx, got[0], TOL, "block dx")
+    close(model.layers[0].dx, got[0], TOL, "dx")   # the Probe saw d(input)
     for (layer, name, _), ref in zip(flat, got[1:]):
         close(layer.grads[name], ref, TOL, f"{layer.name} d{name}")
         assert np.shares_memory(layer.grads[name], model.flat_grads)
 
 
-def _rerun(model, x, dy):
-    y = model.forward(x, training=True)
-    model.backward(dy)
-    return y, model.layers[0].dx   # the Probe saw d(input)
+def _check_block(block, body, shortcut, x, merge="add"):
+    def reference(xt, leaves):
+        hb = _torch_chain(xt, body, leaves)
+        hs = _torch_chain(xt, shortcut, leaves) if shortcut else xt
+        return hb + hs if merge == "add" else torch.cat([hb, hs], 1)
+    _compare([block], x, reference)
 
 
 def _check_chain(layers, x):
-    from ._helpers import Probe
-    model = Model([Probe()] + layers, x.shape[1:]).build(0)
-    _randomise_bn(layers, 6)
-    y0 = model.forward(x, training=True)
-    dy = rand(y0.shape, seed=4)
-    y, dx = _rerun(model, x, dy)
-    leaves = {}
-    xt = t64(x, grad=True)
-    yt = _torch_chain(xt, layers, leaves)
-    close(y, yt, TOL, "chain forward")
-    flat = [(l, n, t) for l, d in leaves.items() for n, t in d.items()]
-    got = torch_backward(yt, dy, [xt] + [t for _, _, t in flat])
-    close(dx, got[0], TOL, "chain dx")
-    for (layer, name, _), ref in zip(flat, got[1:]):
-        close(layer.grads[name], ref, TOL, f"{layer.name} d{name}")
+    _compare(layers, x, lambda xt, leaves: _torch_chain(xt, layers, leaves))
 
 
 def _body(c_in, c_out, stride=1):
