@@ -28,6 +28,10 @@ LAYER_CASES = [
     (L.PReLU(init=0.1, channelwise=False), (3, 2, 2)),
     (L.Dropout(0.25), (6,)),
     (L.Flatten(), (2, 3, 4)),
+    (L.ReLU6(), (3, 2, 2)),
+    (L.Residual([L.Conv2D(4, 3, stride=2, padding=1), L.BatchNorm(), L.ReLU6()],
+                shortcut=[L.Conv2D(4, 1, stride=2, bias=False)]), (2, 6, 6)),
+    (L.Concat([[L.Dense(3), L.ReLU()], [], [L.Dense(2, bias=False)]]), (5,)),
 ]
 
 
