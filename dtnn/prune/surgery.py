@@ -63,6 +63,14 @@ def remove_units(model, removals: Mapping[int, Iterable[int]]):
         if keep.size == g.units:
             continue
         _cut_group(g, keep, config, params, buffers)
+    # the builder's options no longer describe the shapes: say so in the arch record
+    # (the layer configurations are what rebuilds the model)
+    arch = dict(config.get("arch") or {})
+    arch["pruned"] = {str(i): int(spec["config"]["out_channels"] if spec["type"] == "conv2d"
+                                  else spec["config"]["units"])
+                      for i, spec in enumerate(config["layers"])
+                      if spec["type"] in ("conv2d", "dense")}
+    config["arch"] = arch
     pruned = Model.from_config(config, seed=0)
     for layer, p, b in zip(pruned.layers, params, buffers):
         for name, value in p.items():

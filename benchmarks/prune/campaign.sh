@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The pruning campaign of benchmarks/results/prune.md, one step per invocation so each
+# call stays short on a shared machine:  bash benchmarks/prune/campaign.sh STEP [OUT]
+# STEP: base | taylor | l1 | random | taylor-n4 | torch-pruning | bench | report
+# OUT (default /tmp/dtnn-prune) receives the run directories; nothing is written under
+# benchmarks/results unless you copy it there.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${2:-/tmp/dtnn-prune}
+BIN=.venv/bin
+CFG=benchmarks/prune/cnet_fmnist.toml
+BASE=$OUT/base/checkpoint.h5
+PRUNE_ARGS=(--keep 0.2 --config "$CFG" --set output.progress=false)
+case "$1" in
+  base)   $BIN/dtnn train --config "$CFG" --run-dir "$OUT/base" ;;
+  taylor|l1|random)
+          $BIN/dtnn prune "$BASE" "${PRUNE_ARGS[@]}" --criterion "$1" --run-dir "$OUT/$1" ;;
+  taylor-n4)
+          # same global batch (64 = 4 x 16); latency is not measured with 4 busy ranks
+          $BIN/mpiexec -n 4 $BIN/dtnn prune "$BASE" "${PRUNE_ARGS[@]}" --criterion taylor \
+              --set train.global_batch_size=64 --set prune.latency_reps=0 \
+              --run-dir "$OUT/taylor-n4" ;;
+  torch-pruning)
+          $BIN/python benchmarks/prune/torch_pruning_peer.py "$BASE" --out "$OUT/torch-pruning" \
+              --keep 0.2 --steps 16 --batches 10 --finetune 100 --lr 0.01 ;;
+  bench)  for ck in "$BASE" "$OUT/taylor/pruned.h5"; do
+              $BIN/dtnn bench infer "$ck" --batch 64 --json "${ck%.h5}.infer.json"
+          done ;;
+  report) $BIN/python -c "import sys; from dtnn.prune.report import compare; compare(sys.argv[2:], sys.argv[1])" \
+              "$OUT/criteria.png" "$OUT/taylor" "$OUT/l1" "$OUT/random" "$OUT/torch-pruning" ;;
+  *) echo "unknown step $1"; exit 2 ;;
+esac
