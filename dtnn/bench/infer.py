@@ -91,19 +91,6 @@ def _dtnn_runner(checkpoint: str, threads: int, conv: str):
     return model, (lambda x: model.forward(x, training=False))
 
 
-def _settle(fn, x, cap: int = 400) -> int:
-    """Forward calls until every BestOf tuner has decided (at most ``cap``)."""
-    import dtnn.tune as tune
-    calls = 0
-    while calls < cap:
-        fn(x)
-        calls += 1
-        states = [st for bo in tune.tuners().values() for st in bo._states.values()]
-        if all(st.settled for st in states):
-            break
-    return calls
-
-
 def _torch_runner(checkpoint: str, threads: int):
     import torch
     torch.set_num_threads(threads)
@@ -125,6 +112,7 @@ def _ort_runner(onnx_path: str, threads: int):
 
 def worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Measure one engine at one thread count (runs in a child process)."""
+    from dtnn.prune.cost import settle_tuning
     engine, threads = spec["engine"], int(spec["threads"])
     base = _rss_mb()
     settle_calls = 0
@@ -141,7 +129,7 @@ def worker(spec: Dict[str, Any]) -> Dict[str, Any]:
                            (f"batch{spec['batch']}", spec["batch"], spec["reps_n"])):
         x = rng.standard_normal((n,) + shape).astype(np.float32)
         if engine == "dtnn":
-            settle_calls += _settle(fn, x)
+            settle_calls += settle_tuning(fn, x)
         out[label] = _time(fn, x, reps, spec["warmup"], spec["budget_s"])
     out.update(peak_rss_mb=_peak_mb(), rss_after_imports_mb=base,
                rss_growth_mb=_peak_mb() - base, tuning_calls=settle_calls)

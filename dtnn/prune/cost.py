@@ -35,10 +35,28 @@ def model_cost(model) -> Dict[str, Any]:
             "maps_per_layer": convs, "units_per_layer": hidden}
 
 
+def settle_tuning(fn, x, cap: int = 400) -> int:
+    """Call ``fn(x)`` (an inference forward pass) until BestOf's inference tuner has
+    decided for every shape (at most ``cap`` calls), so that timings that follow measure
+    the chosen variants, not the tuning; returns the number of calls."""
+    import dtnn.tune as tune
+    from dtnn.conv.bestof import TUNER_INFER
+    calls = 0
+    while calls < cap:
+        fn(x)
+        calls += 1
+        bo = tune.tuners().get(TUNER_INFER)
+        if bo is None or all(st.settled for st in bo._states.values()):
+            break
+    return calls
+
+
 def batch1_latency_ms(model, reps: int = 20, warmup: int = 3) -> float:
-    """Median wall time of one single-sample forward pass (inference mode), in ms."""
+    """Median wall time of one single-sample forward pass (inference mode), in ms,
+    once BestOf's inference tuning for this shape has settled."""
     x = np.random.default_rng(0).standard_normal((1,) + tuple(model.input_shape)
                                                 ).astype(np.float32)
+    settle_tuning(lambda v: model.forward(v, training=False), x)
     for _ in range(warmup):
         model.forward(x, training=False)
     times = []

@@ -45,7 +45,9 @@ def _curves(axes, records, label: str) -> None:
                if r.get(key) is not None]
         if pts:
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="o", ms=3, label=label)
+            # latency is measured, not computed: points, not a line through the noise
+            style = "none" if key == "latency_b1_ms" else "-"
+            ax.plot(xs, ys, marker="o", ms=3, linestyle=style, label=label)
 
 
 def _finish_curves(fig, axes, path: str) -> None:
