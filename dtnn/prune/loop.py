@@ -52,6 +52,7 @@ class PruneState:
     original: Dict[str, Any] = field(default_factory=dict)
     records: List[Dict[str, Any]] = field(default_factory=list)
     done: bool = False
+    final_done: bool = False   # the optional final fine-tuning phase (prune.final_epochs)
 
 
 class BatchStream:

@@ -37,6 +37,9 @@ class PruneConfig:
     latency_reps: int = 20
     #: seed of the random criterion and of the fine-tuning data order
     seed: int = 0
+    #: after the last step, fine-tune up to this many epochs with the trainer's
+    #: output.keep_best / train.early_stopping_patience / schedule.plateau_* (0 = none)
+    final_epochs: int = 0
 
     def validate(self) -> None:
         from dtnn.prune.criteria import CRITERIA
@@ -56,6 +59,7 @@ class PruneConfig:
             (self.min_units >= 1, "prune.min_units must be >= 1"),
             (self.eval_every >= 1, "prune.eval_every must be >= 1"),
             (self.latency_reps >= 0, "prune.latency_reps must be >= 0"),
+            (self.final_epochs >= 0, "prune.final_epochs must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

@@ -93,6 +93,15 @@ def run_prune(cfg, ctx, checkpoint: str, resume: bool = False) -> Dict[str, Any]
             writer.write(record)
             _save_state(pruner, state_path)
         log.info(_describe(record))
+    if cfg.prune.final_epochs and not pruner.state.final_done:
+        from dtnn.prune.final import final_finetune
+        record = final_finetune(pruner, run_dir)
+        pruner.state.records.append(record)
+        pruner.state.final_done = True
+        if writer:
+            writer.write(record)
+            _save_state(pruner, state_path)
+        log.info("after final fine-tuning: " + _describe(record))
     result = os.path.join(run_dir, RESULT_FILE)
     if active:
         _write_result(pruner, ckpt, result)

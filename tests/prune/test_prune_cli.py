@@ -169,3 +169,15 @@ def test_export_and_bench_errors(args, words, trained, foreign, tmp_path):
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert words in lines[0]
+
+
+def test_final_finetuning_keeps_the_best(trained, tmp_path):
+    run = tmp_path / "final"
+    assert main(["prune", trained, *PRUNE, "--run-dir", str(run),
+                 "--set", "prune.final_epochs=2", "--set", "output.keep_best=eval_accuracy",
+                 "--set", "schedule.plateau_patience=1"]) == 0
+    recs = _records(run)
+    assert recs[-1]["phase"] == "final" and recs[-1]["final_epochs"] >= 1
+    best = load_checkpoint(str(run / "best.h5")).model.flat_params
+    np.testing.assert_array_equal(load_checkpoint(str(run / "pruned.h5")).model.flat_params, best)
+    assert recs[-1]["params"] == recs[-2]["params"]   # fine-tuning does not change shapes
