@@ -56,7 +56,10 @@ def _finish_curves(fig, axes, path: str) -> None:
         ax.set_xlabel(name)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:   # e.g. latency not measured (prune.latency_reps = 0)
+            ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
