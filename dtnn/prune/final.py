@@ -39,9 +39,13 @@ def final_finetune(pruner, run_dir: str) -> Dict[str, Any]:
             save_checkpoint(best, pruner.model, step=trainer.state.step,
                             epoch=trainer.state.epoch, meta=pruner.meta)
 
-    trainer = Trainer(pruner.model, optimizer, schedule, pruner.loader, ctx,
-                      epochs=p.final_epochs, label_smoothing=cfg.train.label_smoothing,
-                      eval_batch_size=cfg.train.eval_batch_size,
+    from dtnn.layers.loss import SoftmaxCrossEntropy
+    from dtnn.parallel.optimizer import DistributedOptimizer
+    step = DistributedOptimizer(   # the exchange from the run's [dist] options
+        optimizer, pruner.model, ctx=ctx, options=cfg.dist, broadcast=False,
+        loss=SoftmaxCrossEntropy(label_smoothing=cfg.train.label_smoothing))
+    trainer = Trainer(pruner.model, step, schedule, pruner.loader, ctx,
+                      epochs=p.final_epochs, eval_batch_size=cfg.train.eval_batch_size,
                       progress=cfg.output.progress, on_epoch_end=on_epoch_end,
                       monitor=monitor)
     pruner.model.reseed_rngs(p.seed, 1 << 30 | ctx.rank)
