@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The pruning campaign of benchmarks/results/prune.md, one step per invocation so each
 # call stays short on a shared machine:  bash benchmarks/prune/campaign.sh STEP [OUT]
-# STEP: base | taylor | l1 | random | taylor-n4 | torch-pruning | bench | report
+# STEP: base | taylor | l1 | random | taylor-n4 | torch-pruning | final-CRITERION |
+#       bench | report
 # OUT (default /tmp/dtnn-prune) receives the run directories; nothing is written under
 # benchmarks/results unless you copy it there.
 set -euo pipefail
@@ -20,6 +21,16 @@ case "$1" in
           $BIN/mpiexec -n 4 $BIN/dtnn prune "$BASE" "${PRUNE_ARGS[@]}" --criterion taylor \
               --set train.global_batch_size=64 --set prune.latency_reps=0 \
               --run-dir "$OUT/taylor-n4" ;;
+  final-*)
+          # the finished run continued (--resume) with prune.final_epochs: up to 3 epochs,
+          # best on a 10% validation split kept, early stopping, plateau lr reduction
+          crit=${1#final-}
+          rm -rf "$OUT/$crit-ft" && cp -r "$OUT/$crit" "$OUT/$crit-ft"
+          $BIN/dtnn prune "$BASE" "${PRUNE_ARGS[@]}" --criterion "$crit" --resume \
+              --run-dir "$OUT/$crit-ft" --set prune.final_epochs=3 \
+              --set data.val_fraction=0.1 --set output.keep_best=eval_accuracy \
+              --set train.monitor=eval_accuracy --set train.early_stopping_patience=2 \
+              --set schedule.plateau_patience=1 ;;
   torch-pruning)
           $BIN/python benchmarks/prune/torch_pruning_peer.py "$BASE" --out "$OUT/torch-pruning" \
               --keep 0.2 --steps 16 --batches 10 --finetune 100 --lr 0.01 ;;
@@ -27,6 +38,9 @@ case "$1" in
               $BIN/dtnn bench infer "$ck" --batch 64 --json "${ck%.h5}.infer.json"
           done ;;
   report) $BIN/python -c "import sys; from dtnn.prune.report import compare; compare(sys.argv[2:], sys.argv[1])" \
-              "$OUT/criteria.png" "$OUT/taylor" "$OUT/l1" "$OUT/random" "$OUT/torch-pruning" ;;
+              "$OUT/criteria.png" "$OUT/taylor" "$OUT/l1" "$OUT/random" "$OUT/torch-pruning" \
+              "$OUT/taylor-n4"
+          $BIN/python benchmarks/prune/summarize.py "$OUT/taylor" "$OUT/l1" "$OUT/random" \
+              "$OUT/taylor-n4" "$OUT/torch-pruning" > "$OUT/summary.md" ;;
   *) echo "unknown step $1"; exit 2 ;;
 esac
