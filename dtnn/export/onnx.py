@@ -10,7 +10,8 @@ dtnn layer              ONNX
 conv2d                  Conv (pads, strides, dilations, group)
 dense                   Gemm (B = the (in, out) weight as stored)
 batchnorm               BatchNormalization (running statistics)
-relu / prelu            Relu / PRelu (slope shaped to broadcast per channel)
+relu / prelu / relu6    Relu / PRelu (slope shaped to broadcast per channel) / Clip
+residual / concat       the branches' nodes, then Add / Concat(axis=1)
 maxpool2d / avgpool2d   MaxPool / AveragePool (count_include_pad=1)
 globalavg/maxpool       GlobalAveragePool / GlobalMaxPool + Flatten
 kmaxpool                TopK, TopK (ascending positions), GatherElements
@@ -56,7 +57,7 @@ def _pads(p) -> List[int]:
     return [int(p[0]), int(p[1]), int(p[0]), int(p[1])]
 
 
-def _layer(g: _Graph, i: int, layer, x: str) -> str:
+def _layer(g: _Graph, i, layer, x: str) -> str:
     kind, tag = layer.registry_name, f"l{i}"
     if kind == "conv2d":
         ins = [x, g.const(f"{tag}_w", layer.params["weight"])]
@@ -77,6 +78,19 @@ def _layer(g: _Graph, i: int, layer, x: str) -> str:
         return g.node("BatchNormalization", ins, tag, epsilon=layer.eps)[0]
     if kind == "relu":
         return g.node("Relu", [x], tag)[0]
+    if kind == "relu6":
+        lo, hi = (g.const(f"{tag}_{n}", np.array(v, np.float32)) for n, v in (("lo", 0), ("hi", 6)))
+        return g.node("Clip", [x, lo, hi], tag)[0]
+    if kind in ("residual", "concat"):
+        outs = []
+        for b, branch in enumerate(layer.branches):
+            y = x
+            for j, child in enumerate(branch):
+                y = _layer(g, f"{i}_{b}_{j}", child, y)
+            outs.append(y)
+        if kind == "residual":
+            return g.node("Add", outs, tag)[0]
+        return g.node("Concat", outs, tag, axis=1)[0]
     if kind == "prelu":
         alpha = layer.params["alpha"]
         extra = len(layer.input_shape) - 1 if alpha.size > 1 else 0

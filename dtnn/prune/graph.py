@@ -10,6 +10,11 @@ consumer that reads them::
         | KMaxPool/Flatten -> [Dropout]* -> Dense (the rows of each channel's block)
     Dense(U) -> [BatchNorm | PReLU | ReLU | Dropout]* -> Dense (its rows)
 
+(ReLU6 counts as ReLU.) A residual or concat block anywhere between a producer and its
+consumer ends the group: the producer is reported as not prunable (cutting channels
+that a block adds or concatenates needs the whole block's channels to agree, which this
+surgery does not do), and layers inside blocks are not pruned.
+
 The criterion is measured at the *tap*: the output of the last channel-wise affine
 layer of the group (the BatchNorm if there is one, else the producer), i.e. after the
 conv/BN and before the nonlinearity. Everything after the tap maps a zero channel to a
@@ -27,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 #: layers after a producer that keep one value (or one map) per unit
-CHANNEL_WISE = {"batchnorm", "prelu", "relu", "dropout"}
+CHANNEL_WISE = {"batchnorm", "prelu", "relu", "relu6", "dropout"}
 #: spatial layers that keep the channel axis of a feature map
 SPATIAL = {"maxpool2d", "avgpool2d"}
 #: layers that turn (C, ...) maps into per-channel blocks of features

@@ -48,6 +48,8 @@ def _curves(axes, records, label: str) -> None:
             # latency is measured, not computed: points, not a line through the noise
             style = "none" if key == "latency_b1_ms" else "-"
             ax.plot(xs, ys, marker="o", ms=3, linestyle=style, label=label)
+            if key == "latency_b1_ms":
+                ax.set_xscale("log")
 
 
 def _finish_curves(fig, axes, path: str) -> None:

@@ -41,3 +41,13 @@ def test_pruned_model_exports(tmp_path):
     weights = {i.name: i for i in proto.graph.initializer}
     first = [w for name, w in weights.items() if name.startswith("l0_w")][0]
     assert list(first.dims)[0] == pruned.layers[0].out_channels
+
+
+def test_blocks_and_relu6_export(tmp_path):
+    from dtnn.models import build_model
+    model = build_model("mobilenet_v2", (1, 28, 28), 10, width=0.25)
+    _randomise(model)
+    path = export_onnx(model, str(tmp_path / "mb.onnx"))
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    result = check(model, path, x)
+    assert result["max_abs_diff"] <= 1e-4 * max(1.0, result["max_abs_output"]), result

@@ -106,3 +106,26 @@ def test_bad_removals():
         remove_units(model, {11: [0]})
     with pytest.raises(ValueError, match="not a Conv2D or Dense"):
         remove_units(model, {1: [0]})
+
+
+def test_blocks_are_reported_not_cut():
+    """Residual/concat blocks end a group: the producer before one is not prunable, with
+    the reason; a model whose every conv is in or before a block is refused."""
+    from dtnn.config import Config
+    from dtnn.layers import Conv2D, Dense, Flatten, GlobalAvgPool, ReLU
+    from dtnn.layers.blocks import Residual
+    from dtnn.prune.loop import check_prunable
+    layers = [Conv2D(4, 3, padding=1), ReLU(),
+              Residual([Conv2D(4, 3, padding=1), ReLU()]),
+              Conv2D(6, 3, padding=1), ReLU(), GlobalAvgPool(), Dense(3)]
+    model = Model(layers, (1, 6, 6)).build(0)
+    groups = {g.producer: g for g in prunable_groups(model)}
+    assert "layer 2 (residual)" in groups[0].reason
+    assert groups[3].prunable                       # after the block: fine
+    assert remove_units(model, {3: [0, 1]}).layers[3].out_channels == 4
+    with pytest.raises(ConfigError, match="cannot be pruned"):
+        remove_units(model, {0: [0]})
+    only_blocks = Model([Conv2D(4, 3, padding=1), Residual([Conv2D(4, 3, padding=1)]),
+                         Flatten(), Dense(3)], (1, 6, 6)).build(0)
+    with pytest.raises(ConfigError, match="no Conv2D layer of this model can be pruned"):
+        check_prunable(only_blocks, Config())
