@@ -34,9 +34,13 @@ case "$1" in
   torch-pruning)
           $BIN/python benchmarks/prune/torch_pruning_peer.py "$BASE" --out "$OUT/torch-pruning" \
               --keep 0.2 --steps 16 --batches 10 --finetune 100 --lr 0.01 ;;
-  bench)  for ck in "$BASE" "$OUT/taylor/pruned.h5"; do
-              $BIN/dtnn bench infer "$ck" --batch 64 --json "${ck%.h5}.infer.json"
-          done ;;
+  bench)  # run under /work/bin/quiet: timings
+          for ck in "$BASE" "$OUT/taylor-ft/pruned.h5"; do
+              $BIN/dtnn bench infer "$ck" --batch 64 --json "${ck%.h5}.infer.json" \
+                  --markdown "${ck%.h5}.infer.md"
+          done
+          $BIN/python benchmarks/prune/profile_b1.py "$BASE" "$OUT/taylor-ft/pruned.h5" \
+              > "$OUT/profile_b1.md" ;;
   report) $BIN/python -c "import sys; from dtnn.prune.report import compare; compare(sys.argv[2:], sys.argv[1])" \
               "$OUT/criteria.png" "$OUT/taylor" "$OUT/l1" "$OUT/random" "$OUT/torch-pruning" \
               "$OUT/taylor-n4"
