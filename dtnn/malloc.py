@@ -13,7 +13,6 @@ thresholds lets freed blocks be reused, which is what jemalloc/tcmalloc users ge
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # mallopt parameter numbers from glibc's <malloc.h>
@@ -34,11 +33,15 @@ def tune_malloc() -> bool:
         return _state["tuned"]
     ok = False
     if os.environ.get("DTNN_MALLOC", "").strip().lower() != "system":
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-        except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
-            mallopt = None
+        mallopt = None
+        # the running process already has libc loaded: look mallopt up there first
+        # (ctypes.util.find_library runs ldconfig/gcc: up to a second of start-up)
+        for name in (None, "libc.so.6"):
+            try:
+                mallopt = ctypes.CDLL(name).mallopt
+                break
+            except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
+                continue
         if mallopt is not None:
             mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
             ok = all(mallopt(p, v) == 1 for p, v in ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD),

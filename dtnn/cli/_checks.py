@@ -46,15 +46,8 @@ def writable_output(path: str, option: str) -> None:
 
 def write_text(path: str, text: str, option: str) -> None:
     """Write ``path`` atomically; an OS error is a one-line ConfigError."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    from dtnn.engine.rundir import write_text_atomic
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise ConfigError(f"{option} {path}: cannot write ({exc.strerror or exc})") from None

@@ -28,7 +28,8 @@ def resolve_config(args):
     from dtnn.config import apply_dict, load_config, parse_override, reject_overrides
     if args.resume:
         checkpoint_file(args.resume)   # before h5py loads
-    reject_overrides(args.overrides, ignored=("prune",), command="dtnn train")
+    reject_overrides(args.overrides, ignored=("prune",),
+                     command=f"dtnn {getattr(args, 'command', None) or 'train'}")
     overrides = list(args.overrides)
     if args.run_dir:
         overrides.append(f"output.run_dir={_quote(args.run_dir)}")

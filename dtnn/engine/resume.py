@@ -119,6 +119,8 @@ class StretchedSchedule:
                 f"(x{1 / last[2] if last[2] else float('inf'):.3g} slower)")
 
     def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (copy, pickle)
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 

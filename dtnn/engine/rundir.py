@@ -107,18 +107,10 @@ class RunDirectory:
         """Write ``name`` atomically (a temporary file renamed into place)."""
         if not self.active:
             return
-        target = self.file(name)
-        tmp = os.path.join(self.path, f".{name}{TEMP_MARK}{os.getpid()}")
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, target)
+            write_text_atomic(self.file(name), text)
         except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise self.error(exc, target) from None
+            raise self.error(exc, self.file(name)) from None
 
     def error(self, exc: OSError, target: Optional[str] = None) -> ConfigError:
         what = exc.strerror or str(exc)
@@ -126,6 +118,23 @@ class RunDirectory:
             what = "no space left on the device"
         return ConfigError(f"run directory {self.path}: cannot write "
                            f"{os.path.basename(target) if target else 'to it'} ({what})")
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``path`` through a temporary file renamed over it: readers see the old or
+    the new content, never a part.  Raises OSError (the temporary file removed)."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".{os.path.basename(path)}{TEMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def truncate_metrics(path: str, step: int) -> List[dict]:
@@ -139,9 +148,6 @@ def truncate_metrics(path: str, step: int) -> List[dict]:
     keep = [r for r, drop in zip(records, late) if not drop]
     dropped = [r for r, drop in zip(records, late) if drop]
     if dropped:
-        tmp = f"{path}{TEMP_MARK}{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for r in keep:
-                fh.write(json.dumps(r, separators=(",", ":")) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(json.dumps(r, separators=(",", ":")) + "\n"
+                                        for r in keep))
     return dropped

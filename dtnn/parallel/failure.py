@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -66,6 +67,9 @@ def abort_job(message: str, code: int) -> None:
     finally:
         try:
             if world is not None:
+                # the launcher forwards this rank's stderr through a pipe; MPI_Abort tears
+                # the job down at once and can beat the message to the terminal
+                time.sleep(0.2)
                 world[2].Abort(code or 1)
         finally:
             # MPICH's MPI_Abort can return to the caller after notifying the launcher;

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator, Optional
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -107,15 +107,7 @@ def deferred() -> Iterator[None]:
     if not _in_main_thread():
         yield
         return
-    if _state.installed:
-        _state.depth += 1
-        try:
-            yield
-        finally:
-            _state.depth -= 1
-        check()
-        return
-    with handled(record_only=False):
+    with (nullcontext() if _state.installed else handled(record_only=False)):
         _state.depth += 1
         try:
             yield

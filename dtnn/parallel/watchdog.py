@@ -132,7 +132,7 @@ class Watchdog:
         for signum in data:
             if signum in _SIGNAL_NAMES:
                 if self.rank > 0:  # Ctrl-C reaches every rank: let rank 0 say it once
-                    time.sleep(0.3)
+                    time.sleep(0.5)
                 abort_job(f"dtnn: interrupted by {_SIGNAL_NAMES[signum]}: ending the job "
                           "on every rank (the last complete checkpoint is kept)",
                           128 + signum)

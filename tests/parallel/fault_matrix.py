@@ -21,14 +21,15 @@ _LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "MPI_LOCAL", "HYDRA_", "MV2_", "
                       "DTNN_MPI")
 DRIVER = os.path.join(HERE, "fault_driver.py")
 
-#: a tiny job: 20 steps per epoch, a checkpoint every epoch, training for long enough
+#: a tiny job: 640 samples (5 steps per epoch on 2 ranks, 2 on 4), a checkpoint every
+#: epoch, 200 epochs (the fault always comes first)
 TRAIN_ARGS = ["--set", "data.source=synthetic",
               "--set", "data.options={shape = [1, 8, 8], classes = 4, n_train = 640, "
                        "n_test = 64}",
               "--set", "model.options.filters=4", "--set", "model.options.hidden=16",
               "--set", "train.epochs=200", "--set", "output.progress=false",
               "--set", "optim.lr=0.02"]
-FAULT_STEP = 25  # in epoch 2 (so epoch 1's checkpoint exists); epoch 2 ends at step 40
+FAULT_STEP = 25  # several epochs in: checkpoints exist
 
 
 @dataclass
