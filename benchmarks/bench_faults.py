@@ -107,8 +107,8 @@ def main(argv=None) -> int:
               f"`dist.stall_timeout` ({args.stall_timeout:g} s here, 300 s by default) plus "
               "the time the waiting rank gives the others to say where they are (half the "
               "timeout, 1 to 3 s): the stopped one never answers and is named. SIGKILL is "
-              "noticed by hydra itself (status 9). \"processes left\" counts live "
-              "processes of the job 5 s after mpiexec exited (zombies awaiting the "
+              "noticed by hydra itself (status 9). \"processes left\" counts processes "
+              "of the job still alive 5 s after mpiexec exited (zombies awaiting the "
               "launcher's reaping are not alive); \"last checkpoint\" is loaded and "
               "digest-checked after every run.", ""]
     lines += ["## Start-up", "", "| command | median | max |", "|---|---|---|"]
