@@ -172,6 +172,15 @@ class Pruner:
         # dropout: a stream per (seed, step, rank), so a resumed run draws the same masks
         self.model.reseed_rngs(self.cfg.prune.seed, self.state.step * 65536 + self.ctx.rank)
 
+    def _cost_record(self, removed: int, cost: Dict[str, Any]) -> Dict[str, Any]:
+        orig = self.state.original
+        return {"step": self.state.step, "criterion": self.cfg.prune.criterion,
+                "removed": removed, "iterations": self.state.iterations,
+                "maps_kept": cost["maps"] / orig["maps"],
+                "params_kept": cost["params"] / orig["params"],
+                "flops_kept": cost["flops"] / orig["flops"], **cost,
+                "processes": self.ctx.size}
+
     def measure(self, removed: int) -> Dict[str, Any]:
         if self.trainer is None:
             self._new_trainer()
@@ -180,13 +189,7 @@ class Pruner:
         latency = None
         if self.cfg.prune.latency_reps and self.ctx.is_root:
             latency = batch1_latency_ms(self.model, self.cfg.prune.latency_reps)
-        orig = self.state.original
-        record = {"step": self.state.step, "criterion": self.cfg.prune.criterion,
-                  "removed": removed, "iterations": self.state.iterations,
-                  "maps_kept": cost["maps"] / orig["maps"],
-                  "params_kept": cost["params"] / orig["params"],
-                  "flops_kept": cost["flops"] / orig["flops"], **cost,
-                  "latency_b1_ms": latency, "processes": self.ctx.size}
+        record = dict(self._cost_record(removed, cost), latency_b1_ms=latency)
         if ev is not None:
             record.update(test_accuracy=ev.accuracy, test_macro_f1=ev.report["macro"]["f1"],
                           test_loss=ev.loss)
@@ -230,7 +233,7 @@ class Pruner:
         if finished or self.state.step % self.cfg.prune.eval_every == 0:
             record = self.measure(removed)
         else:
-            record = {"step": self.state.step, "removed": removed, **cost}
+            record = self._cost_record(removed, cost)
         record["finetune_loss"] = loss
         record["removed_per_layer"] = {str(k): len(v) for k, v in removals.items()}
         self.state.records.append(record)

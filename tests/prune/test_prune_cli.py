@@ -181,3 +181,14 @@ def test_final_finetuning_keeps_the_best(trained, tmp_path):
     best = load_checkpoint(str(run / "best.h5")).model.flat_params
     np.testing.assert_array_equal(load_checkpoint(str(run / "pruned.h5")).model.flat_params, best)
     assert recs[-1]["params"] == recs[-2]["params"]   # fine-tuning does not change shapes
+
+
+@pytest.mark.parametrize("target", ["params", "flops"])
+def test_parameter_and_flops_targets(trained, tmp_path, target):
+    run = tmp_path / target
+    assert main(["prune", trained, "--keep", "0.6", "--set", f"prune.target={target}",
+                 "--set", "prune.step_fraction=0.1", "--set", "prune.batches=1",
+                 "--set", "prune.finetune_steps=1", "--set", "prune.latency_reps=0",
+                 "--set", "prune.eval_every=100", "--run-dir", str(run)]) == 0
+    recs = _records(run)
+    assert recs[-1][f"{target}_kept"] <= 0.6 < recs[-2][f"{target}_kept"]
