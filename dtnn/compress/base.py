@@ -84,6 +84,12 @@ class Compressor:
     single_bucket = False
     #: uncompressed steps before compression starts (PowerSGD's start_step)
     warmup_steps = 0
+    #: any slice of a unit can be encoded as a unit of its own and decoded payloads
+    #: can be re-encoded (quantisers): the quantised ring (``qring``) may carry it
+    chunkable = False
+    #: payloads are (index, value) entries, ``entries(payload)`` (top-k): the sparse
+    #: collectives (``gtopk``, ``sparse``) may carry it
+    sparse = False
 
     def __init__(self, **params: Any):
         if params:

@@ -33,6 +33,7 @@ class FP16(Compressor):
         self.prescale = bool(prescale)
         self.accumulate = accumulate
         self.summable = accumulate == "fp16"
+        self.chunkable = not self.summable
 
     def _pre(self) -> float:
         return 1.0 / self.world_size if (self.prescale and self.summable) else 1.0
@@ -65,6 +66,8 @@ class FP16(Compressor):
 
 @register("bf16")
 class BF16(Compressor):
+    chunkable = True
+
     def __init__(self):
         super().__init__()
 

@@ -29,6 +29,7 @@ from dtnn.errors import ConfigError
 
 
 class _Int8Family(Compressor):
+    chunkable = True
     levels = 127.0
     chunk = 0  # 0 = one chunk per unit
     kind = "max"
@@ -114,6 +115,8 @@ class QSGD(_Int8Family):
 
 @register("terngrad")
 class TernGrad(Compressor):
+    chunkable = True
+
     def __init__(self, chunk: int = 512):
         super().__init__()
         chunk = int(chunk)

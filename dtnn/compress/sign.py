@@ -23,6 +23,7 @@ from dtnn.errors import ConfigError
 
 @register("sign")
 class Sign(Compressor):
+    chunkable = True
     biased = True
 
     def __init__(self, chunk: int = 512):

@@ -32,6 +32,7 @@ def _check_ratio(name: str, ratio: float) -> float:
 @register("topk")
 class TopK(Compressor):
     biased = True
+    sparse = True
 
     def __init__(self, ratio: float = 0.01, scope: str = "layer"):
         super().__init__()
@@ -79,6 +80,12 @@ class TopK(Compressor):
 
     def compress_plain(self, x, unit):
         return self.compress(x, unit, None)
+
+    @staticmethod
+    def entries(payload: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(int32 indices, float32 values) of a payload (views)."""
+        ktot = payload.size // 8
+        return payload[4 * ktot:].view(np.int32), payload[:4 * ktot].view(np.float32)
 
     def decompress_add(self, payload, out, alpha, unit):
         ktot = payload.size // 8

@@ -6,36 +6,51 @@ Per bucket (a contiguous slice of ``model.flat_grads``):
   not contiguous in the flat vector (a small bias between two weights) they are
   copied into a staging vector first;
 * the smaller tensors (biases, BatchNorm scales) of *all* buckets are copied into one
-  fp32 vector and averaged by a single ``Iallreduce`` posted when the last bucket
+  fp32 vector and averaged by one uncompressed allreduce started when the last bucket
   closes ("batched together");
-* the unit is compressed (with error feedback if on) and its payload posted at once:
-  ``Iallreduce(SUM)`` if the compressor's payloads are summable (float16 payloads with
-  dtnn's own reduction op, ``dtnn.parallel.fp16_sum``, unless the compressor asks for
-  MPI's), else ``Iallgather`` of the fixed-size byte payloads;
-* ``finish()`` waits bucket by bucket and decodes into the gradient: the summed
-  payload once, or every rank's payload in rank order, each scaled by 1/N.  Every
-  rank decodes the same bytes in the same order, so replicas stay bit-identical.
-* extra rounds (PowerSGD's Q = M^T P) are pipelined: as bucket k's round-1 sum
-  arrives, ``next_round`` runs (orthogonalise P, compute Q) and Q's ``Iallreduce``
-  is posted at once, so it travels while bucket k+1 is waited for and computed;
-  the buckets with a pending round are decoded in a second pass, in bucket order.
-  Each bucket runs the same arithmetic as with a blocking ``Allreduce`` per round,
-  and every rank posts the collectives in the same (bucket) order.
-  ``DTNN_CX_ROUNDS=blocking`` (or ``rounds="blocking"``) restores one blocking
-  ``Allreduce`` per extra round (the reference the tests compare against).
+* the unit is compressed (with error feedback if on) and handed to a *transport*, the
+  collective that moves this compressor's payloads (``dtnn.parallel.collectives``,
+  registry ``TRANSPORTS``), which also decodes the average into the gradient when it
+  completes:
+
+  ``allreduce``  summable payloads (fp16, random-k, PowerSGD's P and Q) summed by an
+                 allreduce algorithm (``ring`` over point-to-point by default); extra
+                 rounds (PowerSGD's Q = M^T P) start as soon as the previous round
+                 of the same bucket arrives;
+  ``allgather``  opaque payloads collected from every rank and decoded in rank order
+                 (each rank receives N-1 payloads: traffic grows with N);
+  ``qring``      quantised reduce-scatter + allgather: every hop decodes, sums in
+                 fp32 and re-quantises (stochastic rounding or error feedback), then
+                 the owner's final payload goes round unchanged: 2 (N-1)/N payloads;
+  ``gtopk``      top-k: sparse reduce-scatter by index range, then a balanced global
+                 top-k (k/N entries per range) allgathered (Ok-Topk);
+  ``sparse``     top-k: sparse reduce-scatter, each range sent sparse or dense,
+                 whichever is smaller, to everybody (SparCML's switch).
+
+  ``collective = "auto"`` picks by payload and world size (``choose_transport``).
+* Hierarchical (several ranks per node, ``hierarchical=True``): the node's ranks send
+  their unit to the node leader over shared memory, the leaders run the transport
+  between nodes (compression on the inter-node part only), and the leader sends the
+  decoded average back.
+
+Every rank decodes the same bytes in the same order, so replicas stay bit-identical.
+``DTNN_CX_ROUNDS=blocking`` (``rounds="blocking"``) runs the extra rounds after the
+last bucket, one at a time in bucket order: the reference the tests compare the
+pipelined rounds with.
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from dtnn.compress.base import Compressor, Unit
-from dtnn.parallel.fp16_sum import iallreduce_half
 from dtnn.compress.memory import ErrorFeedback
+from dtnn.parallel import collectives as C
+from dtnn.parallel.collectives.base import TRANSPORTS, ChainOp, Op, ReqOp, Topology
 
 #: how extra rounds (PowerSGD's second allreduce) run: "pipelined" or "blocking"
 ROUNDS = ("pipelined", "blocking")
@@ -52,65 +67,103 @@ def _merge(ranges: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
 
 
 @dataclass
-class _Plan:
+class Plan:
     unit: Optional[Unit]
     ranges: List[Tuple[int, int]]        # big tensors' ranges in flat_grads
     stage: Optional[np.ndarray] = None   # the unit's vector (a view if contiguous)
     staged: bool = False                 # stage is a copy that must be written back
-    recv: Optional[np.ndarray] = None    # allgather receive buffer
-    payload: Optional[np.ndarray] = None
-    request: Any = None
+    payload: Optional[np.ndarray] = None  # summable payload awaiting blocking rounds
+
+
+def choose_transport(compressor: Compressor, size: int) -> str:
+    """The collective for a compressor's payloads on ``size`` ranks (``auto``).
+
+    Summable payloads: allreduce.  Opaque ones: on 2 ranks an allgather receives one
+    payload, as little as any scheme, with a single quantisation; from 3 ranks on the
+    allgather's N-1 payloads per rank outgrow the 2 (N-1)/N of a reduce-scatter +
+    allgather: ``qring`` for quantisers, ``gtopk`` for top-k."""
+    if compressor.summable:
+        return "allreduce"
+    if size <= 2:
+        return "allgather"
+    if getattr(compressor, "sparse", False):
+        return "gtopk"
+    if getattr(compressor, "chunkable", False):
+        return "qring"
+    return "allgather"
 
 
 class CompressedExchange:
-    def __init__(self, comm, model, buckets, compressor: Compressor, error_feedback: bool,
-                 min_size: int, seed: int = 0, rounds: Optional[str] = None):
-        from mpi4py import MPI
+    def __init__(self, topo: Topology, model, buckets, compressor: Compressor,
+                 error_feedback: bool, min_size: int, seed: int = 0,
+                 rounds: Optional[str] = None, collective: str = "auto",
+                 algorithm: str = "ring", hierarchical: bool = False):
         rounds = (rounds or os.environ.get("DTNN_CX_ROUNDS", "") or "pipelined").lower()
         if rounds not in ROUNDS:
             raise ValueError(f"rounds must be one of {', '.join(ROUNDS)}, got {rounds!r}")
-        self.rounds = rounds
+        from mpi4py import MPI
         self.MPI = MPI
-        self.comm = comm
-        self.size = comm.Get_size()
-        self.rank = comm.Get_rank()
+        self.rounds = rounds
+        self.topo = topo
+        self.size, self.rank = topo.size, topo.rank
         self.compressor = compressor
         compressor.setup(self.size, self.rank, seed)
-        self._half_sum = (np.dtype(getattr(compressor, "payload_dtype", np.uint8)) == np.float16
-                          and getattr(compressor, "reduce_op", "dtnn") == "dtnn")
         self.ef = ErrorFeedback() if error_feedback else None
         self.grads = model.flat_grads
         self.alpha = 1.0 / self.size
-        self.plans: List[_Plan] = []
+        self.plans: List[Plan] = []
         small: List[Tuple[int, int]] = []
-        for k, (a, b, _) in enumerate(buckets):
+        for a, b, _ in buckets:
             slots = sorted((s for s in model.slots if a <= s.offset < b), key=lambda s: s.offset)
             big = [s for s in slots if s.size >= max(1, min_size)]
             small += [(s.offset, s.offset + s.size) for s in slots if s.size < max(1, min_size)]
             if not big:
-                self.plans.append(_Plan(None, []))
+                self.plans.append(Plan(None, []))
                 continue
             tensors, off = [], 0
             for s in big:
                 tensors.append((off, tuple(s.shape)))
                 off += s.size
             ranges = _merge([(s.offset, s.offset + s.size) for s in big])
-            plan = _Plan(Unit(k, off, tensors), ranges)
+            plan = Plan(Unit(len(self.plans), off, tensors), ranges)
             if len(ranges) == 1:
                 plan.stage = self.grads[ranges[0][0]:ranges[0][1]]
             else:
                 plan.stage, plan.staged = np.empty(off, np.float32), True
-            if not compressor.summable:
-                plan.recv = np.empty(self.size * compressor.payload_size(plan.unit), np.uint8)
             self.plans.append(plan)
         self.small_ranges = _merge(small)
         self.small_buf = np.empty(sum(b - a for a, b in self.small_ranges), np.float32)
-        self._small_req = None
+        # the inter-node network: every rank, or one leader per node (hierarchical)
+        self.hierarchical = bool(hierarchical and topo.multi_node and topo.local_size > 1)
+        self.net: Optional[Topology] = topo
+        if self.hierarchical:
+            leaders = topo.comm.Split(0 if topo.local_rank == 0 else MPI.UNDEFINED, topo.rank)
+            self.net = (Topology(leaders, leaders.Split(leaders.Get_rank(), key=0))
+                        if topo.local_rank == 0 else None)
+        net_size = topo.nodes if self.hierarchical else self.size
+        self.collective = (choose_transport(compressor, net_size) if collective == "auto"
+                           else collective)
+        self.algorithm = algorithm
+        self._transports: Dict[str, Any] = {}
+        self.transport = None
+        self.set_collective(self.collective)
+        self.small_algo = C.build(algorithm, topo)
         self._posted = 0
         self.step = 0
-        #: per step: seconds compressing / decoding, bytes this rank sent
+        #: per step: seconds compressing / decoding, payload bytes this rank sent
         self.codec_seconds = 0.0
         self.sent_bytes = 0
+
+    def set_collective(self, name: str) -> None:
+        """Use transport ``name`` from the next bucket on (the tuner switches them
+        between steps; built once, on the ranks of the inter-node network)."""
+        self.collective = name
+        if self.net is None:
+            return
+        t = self._transports.get(name)
+        if t is None:
+            t = self._transports[name] = TRANSPORTS.get(name)(self, self.net, self.algorithm)
+        self.transport = t
 
     @property
     def compressed_elements(self) -> int:
@@ -122,123 +175,91 @@ class CompressedExchange:
         self.codec_seconds = 0.0
         self.sent_bytes = 0
 
+    # --- services for the transports -------------------------------------------------
+    def timed(self, fn, *args, **kwargs):
+        """Run a codec function, adding its time to ``codec_seconds``."""
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.codec_seconds += time.perf_counter() - t
+        return out
+
+    def residual(self, unit: Unit) -> Optional[np.ndarray]:
+        return self.ef.residual(unit.index, unit.size) if self.ef is not None else None
+
+    def encode(self, plan: Plan) -> np.ndarray:
+        """The unit's payload (error feedback applied); counts it as sent."""
+        payload = self.timed(self.compressor.compress, plan.stage, plan.unit,
+                             self.residual(plan.unit))
+        self.sent_bytes += payload.nbytes
+        return payload
+
+    def write_back(self, plan: Plan) -> None:
+        if plan.staged:
+            o = 0
+            for a, b in plan.ranges:
+                self.grads[a:b] = plan.stage[o:o + b - a]
+                o += b - a
+
     # --- post one bucket ----------------------------------------------------------------
-    def post(self, k: int) -> List[Any]:
-        """Compress bucket ``k`` and start its collective; returns the new requests."""
-        MPI = self.MPI
+    def post(self, k: int) -> List[Op]:
+        """Start bucket ``k``'s exchange; returns its ops (they decode when done)."""
         plan = self.plans[k]
-        reqs: List[Any] = []
+        ops: List[Op] = []
         if plan.unit is not None:
-            t = time.perf_counter()
             if plan.staged:
+                t = time.perf_counter()
                 o = 0
                 for a, b in plan.ranges:
                     plan.stage[o:o + b - a] = self.grads[a:b]
                     o += b - a
-            unit = plan.unit
-            unit.step = self.step
-            residual = self.ef.residual(unit.index, unit.size) if self.ef is not None else None
-            payload = self.compressor.compress(plan.stage, unit, residual)
-            self.codec_seconds += time.perf_counter() - t
-            plan.payload = payload
-            self.sent_bytes += payload.nbytes
-            if self.compressor.summable and self._half_sum:
-                plan.request = iallreduce_half(self.comm, MPI, payload)
-            elif self.compressor.summable:
-                plan.request = self.comm.Iallreduce(MPI.IN_PLACE, payload, op=MPI.SUM)
+                self.codec_seconds += time.perf_counter() - t
+            plan.unit.step = self.step
+            if self.hierarchical:
+                ops.append(_NodeLeaderOp(self, plan))
             else:
-                plan.request = self.comm.Iallgather(payload, plan.recv)
-            reqs.append(plan.request)
+                ops.append(self.transport.start(plan))
         self._posted += 1
         if self._posted == len(self.plans) and self.small_buf.size:
             o = 0
             for a, b in self.small_ranges:
                 self.small_buf[o:o + b - a] = self.grads[a:b]
                 o += b - a
-            self._small_req = self.comm.Iallreduce(MPI.IN_PLACE, self.small_buf, op=MPI.SUM)
             self.sent_bytes += self.small_buf.nbytes
-            reqs.append(self._small_req)
-        return reqs
+            ops.append(_ThenOp(self.small_algo.start(self.small_buf), self._small_done))
+        return ops
 
-    # --- wait and decode ----------------------------------------------------------------
-    def finish(self) -> float:
-        """Wait for every bucket and decode the averages into ``flat_grads``; returns the
-        seconds spent decoding (the rest of the time was waiting)."""
-        comp = self.compressor
-        pipelined = self.rounds == "pipelined"
-        decode = 0.0
-        pending: List[_Plan] = []  # buckets whose next round is in flight
+    def _small_done(self) -> None:
+        self.small_buf *= np.float32(self.alpha)
+        o = 0
+        for a, b in self.small_ranges:
+            self.grads[a:b] = self.small_buf[o:o + b - a]
+            o += b - a
+
+    def finish_rounds(self) -> float:
+        """``rounds="blocking"``: the remaining rounds of every bucket, in bucket order,
+        each waited for before the next starts (after every op completed; the same
+        algorithm as the pipelined rounds, so the same sums); seconds spent."""
+        t0 = time.perf_counter()
         for plan in self.plans:
-            if plan.unit is None:
+            if plan.payload is None:
                 continue
-            plan.request.Wait()
-            t = time.perf_counter()
-            if comp.summable and pipelined:
-                if self._next_round(plan):
-                    pending.append(plan)
-                    decode += time.perf_counter() - t
-                    continue
-            elif comp.summable:
-                while True:  # reference: one blocking Allreduce per extra round
-                    nxt = comp.next_round(plan.payload, plan.unit)
-                    if nxt is None:
-                        break
-                    decode += time.perf_counter() - t
-                    self.comm.Allreduce(self.MPI.IN_PLACE, nxt, op=self.MPI.SUM)
-                    self.sent_bytes += nxt.nbytes
-                    t = time.perf_counter()
-                    plan.payload = nxt
-            self._decode(plan)
-            decode += time.perf_counter() - t
-        while pending:  # later rounds, in bucket order (the order they were posted)
-            still: List[_Plan] = []
-            for plan in pending:
-                plan.request.Wait()
-                t = time.perf_counter()
-                if self._next_round(plan):
-                    still.append(plan)
-                else:
-                    self._decode(plan)
-                decode += time.perf_counter() - t
-            pending = still
-        if self._small_req is not None:
-            self._small_req.Wait()
-            self._small_req = None
-            self.small_buf *= np.float32(self.alpha)
-            o = 0
-            for a, b in self.small_ranges:
-                self.grads[a:b] = self.small_buf[o:o + b - a]
-                o += b - a
-        self.codec_seconds += decode
-        return decode
+            payload = plan.payload
+            while True:
+                nxt = self.timed(self.compressor.next_round, payload, plan.unit)
+                if nxt is None:
+                    break
+                C.wait([self.transport.algo.start(nxt)])
+                self.sent_bytes += nxt.nbytes
+                payload = nxt
+            self.timed(self.decode_sum, payload, plan)
+            plan.payload = None
+        return time.perf_counter() - t0
 
-    def _next_round(self, plan: _Plan) -> bool:
-        """Run the compressor's next round on the summed payload and post its
-        ``Iallreduce``; False if there is none (the payload is final)."""
-        nxt = self.compressor.next_round(plan.payload, plan.unit)
-        if nxt is None:
-            return False
-        plan.payload = nxt
-        plan.request = self.comm.Iallreduce(self.MPI.IN_PLACE, nxt, op=self.MPI.SUM)
-        self.sent_bytes += nxt.nbytes
-        return True
-
-    def _decode(self, plan: _Plan) -> None:
-        """Decode the bucket's final payload (summed, or every rank's) into the gradient."""
-        comp, unit = self.compressor, plan.unit
+    def decode_sum(self, payload: np.ndarray, plan: Plan) -> None:
+        """Decode a summed payload into the unit's gradient (the average)."""
         plan.stage.fill(0.0)
-        if comp.summable:
-            comp.decompress_add(plan.payload, plan.stage, self.alpha, unit)
-        else:
-            m = plan.recv.size // self.size
-            for r in range(self.size):
-                comp.decompress_add(plan.recv[r * m:(r + 1) * m], plan.stage, self.alpha, unit)
-        if plan.staged:
-            o = 0
-            for a, b in plan.ranges:
-                self.grads[a:b] = plan.stage[o:o + b - a]
-                o += b - a
-        plan.payload = plan.request = None
+        self.compressor.decompress_add(payload, plan.stage, self.alpha, plan.unit)
+        self.write_back(plan)
 
     # --- state ----------------------------------------------------------------------------
     def local_state(self) -> Dict[str, Any]:
@@ -249,3 +270,58 @@ class CompressedExchange:
         if self.ef is not None:
             self.ef.load_state_dict(state.get("ef", {}) or {})
         self.compressor.load_state_dict(state.get("compressor", {}) or {})
+
+
+class _ThenOp(ChainOp):
+    """Run ``then()`` once ``op`` is done."""
+
+    def __init__(self, op: Op, then):
+        super().__init__()
+        self._op, self._then, self._stage = op, then, 0
+        self.begin()
+
+    def _next(self):
+        self._stage += 1
+        if self._stage == 1:
+            return self._op
+        self._then()
+        return None
+
+
+class _NodeLeaderOp(ChainOp):
+    """Hierarchical compressed exchange of one unit: local ranks send their unit to
+    the node leader (shared memory), the leader sums them in local-rank order, runs
+    the transport with the other leaders and sends the decoded average back."""
+
+    def __init__(self, cx: CompressedExchange, plan: Plan):
+        super().__init__()
+        self.cx, self.plan = cx, plan
+        topo = cx.topo
+        self.node, self.L = topo.node_comm, topo.local_size
+        self.leader = topo.local_rank == 0
+        self.tag = topo.tags(2, self.node)
+        self.net_tag = cx.transport.reserve() if self.leader else None
+        self.stage = 0
+        self.begin()
+
+    def _next(self):
+        self.stage += 1
+        plan, node, tag = self.plan, self.node, self.tag
+        if not self.leader:
+            if self.stage == 1:
+                return ReqOp([node.Isend(plan.stage, 0, tag)])
+            if self.stage == 2:
+                return ReqOp([node.Irecv(plan.stage, 0, tag + 1)])
+            self.cx.write_back(plan)
+            return None
+        if self.stage == 1:
+            self.parts = [np.empty_like(plan.stage) for _ in range(self.L - 1)]
+            return ReqOp([node.Irecv(b, l + 1, tag) for l, b in enumerate(self.parts)])
+        if self.stage == 2:
+            for b in self.parts:          # in local-rank order: the same on every run
+                plan.stage += b
+            self.parts = []
+            return self.cx.transport.start(plan, self.net_tag)
+        if self.stage == 3:
+            return ReqOp([node.Isend(plan.stage, l, tag + 1) for l in range(1, self.L)])
+        return None

@@ -49,3 +49,9 @@ def iallreduce_half(comm, MPI, payload: np.ndarray):
     """Start an in-place sum of a float16 array over ``comm``."""
     return comm.Iallreduce(MPI.IN_PLACE, [payload.view(np.uint16), MPI.UNSIGNED_SHORT],
                            op=fp16_sum_op(MPI))
+
+
+def half_add(own: np.ndarray, received: np.ndarray) -> None:
+    """``own += received`` for float16 arrays (or their uint16 views), in place: the
+    reduction step of dtnn's own collectives (the same arithmetic as the MPI op)."""
+    half_sum(received, own)

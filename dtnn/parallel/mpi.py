@@ -59,6 +59,16 @@ class MPIContext:
         self.leader_comm = None if leader == MPI.COMM_NULL else leader
         self.num_nodes = int(self.comm.allreduce(1 if self.local_rank == 0 else 0))
         self.host = MPI.Get_processor_name()
+        self._topology = None
+
+    def topology(self):
+        """The gradient exchange's communicators (made once, collectively, on first
+        use): a duplicate of ``comm`` and of ``node_comm``, so exchange messages never
+        meet any other traffic."""
+        if self._topology is None:
+            from dtnn.parallel.collectives import Topology
+            self._topology = Topology(self.comm.Dup(), self.node_comm.Dup())
+        return self._topology
 
     # --- the Context protocol ------------------------------------------------------
     @property
@@ -101,7 +111,7 @@ class MPIContext:
         opts = resolve_options(options)
         self.check_consistency(model)
         self.reseed_dropout(model)
-        return GradientReducer(self.comm, model, opts)
+        return GradientReducer(self.comm, model, opts, topology=self.topology())
 
     def sync_model(self, model, optimizer=None) -> None:
         """Rank 0's parameters, buffers and optimizer state on every rank."""

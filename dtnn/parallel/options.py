@@ -27,9 +27,22 @@ class DistOptions:
     #: bucket size in MiB (a bucket closes at the first layer boundary past this size);
     #: 0 = one bucket per layer with parameters
     bucket_mb: float = 4.0
-    #: call MPI_Testsome from every backward hook so MPICH progresses the collectives
-    #: while the backward pass computes (without it they mostly run in the final wait)
+    #: advance the collectives in flight from every backward hook, so they run while
+    #: the backward pass computes (without it they mostly run in the final wait)
     progress: bool = True
+    #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
+    #: topology; see reducer.choose_algorithm) or one of dtnn.parallel.collectives:
+    #: "mpi" (MPI_Iallreduce), "ring", "hier" (hierarchical, several ranks per node)
+    algorithm: str = "auto"
+    #: collective for compressed payloads: "auto" (by payload and world size),
+    #: "allreduce", "allgather", "qring" (quantised reduce-scatter + allgather),
+    #: "gtopk" (balanced global top-k), "sparse" (SparCML, sparse/dense switch)
+    collective: str = "auto"
+    #: BestOf picks the algorithm (then the bucket size) online from step times:
+    #: "auto" = when the job spans several nodes, "true", "false"
+    tune: str = "auto"
+    #: a dedicated thread compresses, communicates and decodes while backward runs
+    comm_thread: bool = False
     #: average BatchNorm running statistics (and other float buffers) every step
     average_buffers: bool = True
     #: debug: after every step compare a checksum of parameters and buffers across ranks
@@ -52,7 +65,9 @@ class DistOptions:
     ENV = {"mode": "DTNN_DIST_MODE", "bucket_mb": "DTNN_BUCKET_MB",
            "progress": "DTNN_DIST_PROGRESS", "average_buffers": "DTNN_AVERAGE_BUFFERS",
            "check_replicas": "DTNN_CHECK_REPLICAS", "compress": "DTNN_COMPRESS",
-           "stall_timeout": "DTNN_STALL_TIMEOUT"}
+           "stall_timeout": "DTNN_STALL_TIMEOUT",
+           "algorithm": "DTNN_ALGORITHM", "collective": "DTNN_COLLECTIVE",
+           "tune": "DTNN_DIST_TUNE", "comm_thread": "DTNN_COMM_THREAD"}
 
     @classmethod
     def resolve(cls, options: Optional[Mapping[str, Any]] = None,
@@ -79,6 +94,19 @@ class DistOptions:
         if not self.stall_timeout >= 0:
             raise ConfigError(f"dist.stall_timeout must be >= 0 seconds (0 = off), got "
                               f"{self.stall_timeout!r}")
+        from dtnn.parallel.collectives import ALGORITHMS, TRANSPORTS
+        if self.algorithm != "auto" and self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"dist.algorithm must be auto or one of "
+                              f"{', '.join(ALGORITHMS.names())}, got {self.algorithm!r}")
+        if self.collective != "auto" and self.collective not in TRANSPORTS:
+            raise ConfigError(f"dist.collective must be auto or one of "
+                              f"{', '.join(TRANSPORTS.names())}, got {self.collective!r}")
+        if self.tune in ("1", "yes", "on"):
+            self.tune = "true"
+        if self.tune in ("0", "no", "off"):
+            self.tune = "false"
+        if self.tune not in ("auto", "true", "false"):
+            raise ConfigError(f"dist.tune must be auto, true or false, got {self.tune!r}")
         if self.min_compress_size < 0 or self.compress_warmup_steps < 0:
             raise ConfigError("dist.min_compress_size and dist.compress_warmup_steps must "
                               "be >= 0")

@@ -1,0 +1,137 @@
+"""``qring`` transport: quantised reduce-scatter + allgather (int8, QSGD, TernGrad,
+sign, bf16: any compressor whose payload can encode an arbitrary slice, marked
+``chunkable``).
+
+The unit is cut into N chunks (aligned to the compressor's own chunk).  Reduce-
+scatter around the ring: in step s rank r sends chunk (r - s) compressed; the next
+rank decodes it, adds its own chunk in fp32 and compresses the partial sum again for
+the next hop.  After N-1 steps rank r holds the fp32 sum of chunk r + 1; it
+compresses it once more and that payload goes round the ring unchanged (allgather),
+so every rank decodes the same bytes: replicas stay bit-identical.  Each rank sends
+2 (N-1)/N of one payload per step instead of receiving N-1 payloads (allgather).
+
+Error: every rank compresses every element exactly once per step (N-1 chunks as hops
+of the reduce-scatter, its own chunk for the allgather).
+* stochastic rounding (int8, QSGD, TernGrad): each compression is unbiased given its
+  input, so the sum stays unbiased (E[Q(a + Q(b))] = a + b); each has its own RNG
+  stream (seed, rank, step, unit, chunk); the variance adds up over the hops;
+* error feedback (sign, or ``ef=true``): the residual of the element a rank
+  compressed is kept in that rank's memory (the unit's usual residual vector), and
+  the sum over ranks of the residual changes is exactly what the hops dropped, so the
+  usual error-feedback argument holds for the global sum.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from dtnn.parallel.collectives import base as B
+from dtnn.parallel.collectives.transport import Transport
+
+
+class _QRingOp(B.Op):
+    name = "qring"
+
+    def __init__(self, t: "QRingTransport", plan, tag: int):
+        super().__init__()
+        self.t, self.plan, self.tag = t, plan, tag
+        p, r = t.size, t.rank
+        self.p, self.r = p, r
+        self.left, self.right = (r - 1) % p, (r + 1) % p
+        unit = plan.unit
+        self.bounds = B.chunk_bounds(unit.size, p, t.align)
+        self.subs = [t.sub_unit(unit, c, self.bounds[c], self.bounds[c + 1]) for c in range(p)]
+        comp = t.compressor
+        self.msize = [comp.payload_size(u) if u.size else 0 for u in self.subs]
+        self.res = t.cx.residual(unit)
+        self.acc = np.empty(max(u.size for u in self.subs), np.float32)
+        self.rbuf = np.empty(max(self.msize), np.uint8)
+        self.final: List[np.ndarray] = [None] * p    # the allgathered payloads
+        self.step = 0
+        self.sendbuf = self._enc(r, self._x(r))    # step 0 sends our own chunk r
+        self._post()
+
+    def _x(self, c: int) -> np.ndarray:
+        c %= self.p
+        return self.plan.stage[self.bounds[c]:self.bounds[c + 1]]
+
+    def _enc(self, c: int, v: np.ndarray) -> np.ndarray:
+        u = self.subs[c]
+        if u.size == 0:
+            return np.empty(0, np.uint8)
+        res = None if self.res is None else self.res[self.bounds[c]:self.bounds[c + 1]]
+        payload = self.t.cx.timed(self.t.compressor.compress, v, u, res)
+        self.t.cx.sent_bytes += payload.nbytes
+        return payload.view(np.uint8)
+
+    def _chunks(self):
+        """(chunk sent, chunk received) in the current step."""
+        s, p, r = self.step, self.p, self.r
+        if s < p - 1:
+            return (r - s) % p, (r - s - 1) % p
+        k = s - (p - 1)
+        return (r + 1 - k) % p, (r - k) % p
+
+    def _post(self) -> None:
+        send_c, recv_c = self._chunks()
+        rb = self.rbuf[:self.msize[recv_c]]
+        if self.step >= self.p - 1:
+            rb = self.final[recv_c] = np.empty(self.msize[recv_c], np.uint8)
+        self.reqs = [self.t.comm.Irecv(rb, self.left, self.tag),
+                     self.t.comm.Isend(self.sendbuf, self.right, self.tag)]
+        self.sent += self.sendbuf.nbytes
+        self.received += rb.nbytes
+
+    def _advance(self) -> bool:
+        p, cx, comp = self.p, self.t.cx, self.t.compressor
+        send_c, recv_c = self._chunks()
+        u = self.subs[recv_c]
+        if self.step < p - 1:     # decode the partial sum, add ours, re-compress
+            acc = self.acc[:u.size]
+            np.copyto(acc, self._x(recv_c))
+            if u.size:
+                cx.timed(comp.decompress_add, self.rbuf[:self.msize[recv_c]], acc, 1.0, u)
+            if self.step == p - 2:   # the full sum of our chunk: its final payload
+                self.final[recv_c] = self.sendbuf = self._enc(recv_c, acc)
+            else:
+                self.sendbuf = self._enc(recv_c, acc)
+        else:                      # allgather: forward what arrived
+            self.sendbuf = self.final[recv_c]
+        self.step += 1
+        if self.step == 2 * (p - 1):
+            cx.timed(self._decode)
+            return True
+        self._post()
+        return False
+
+    def _decode(self) -> None:
+        plan, cx, comp = self.plan, self.t.cx, self.t.compressor
+        for c in range(self.p):
+            out = self._x(c)
+            out.fill(0.0)
+            if self.subs[c].size:
+                comp.decompress_add(self.final[c], out, cx.alpha, self.subs[c])
+        cx.write_back(plan)
+        self.final = []
+
+
+@B.TRANSPORTS.register("qring")
+class QRingTransport(Transport):
+    name = "qring"
+
+    def __init__(self, cx, net, algorithm: str = "ring"):
+        super().__init__(cx, net, algorithm)
+        comp = self.compressor
+        if comp.summable or not getattr(comp, "chunkable", False):
+            from dtnn.errors import ConfigError
+            raise ConfigError(f"dist.collective=qring: {comp.name} payloads cannot be "
+                              "re-encoded chunk by chunk (use allgather)")
+        chunk = int(getattr(comp, "chunk", 0) or 0)
+        self.align = max(8, -(-chunk // 8) * 8)
+
+    def start(self, plan, tag=None):
+        if self.size == 1:
+            from dtnn.parallel.collectives.cx_allgather import AllgatherTransport
+            return AllgatherTransport.start(self, plan, tag)
+        return _QRingOp(self, plan, self.reserve() if tag is None else tag)
