@@ -13,7 +13,12 @@ step time.  Every row starts from the same initial weights and optimizer state.
 Mode ``none`` runs the same steps with the gradient exchange skipped (replicas drift
 apart; only the time matters): the compute-only reference for "communication
 efficiency" = samples/s with the exchange / samples/s without it.  Each compressor
-spec in ``compress`` gives one row per exchange mode (``none`` = uncompressed).
+spec in ``compress`` gives one row per exchange mode (``none`` = uncompressed); a
+spec may carry reducer options for its rows after a ``|``, e.g.
+``none|algorithm=mpi`` or ``topk:ratio=0.01|comm_thread=true,collective=allgather``
+(``dist`` sets them for every row).  Rows whose exchange tunes itself
+(``tune=true``) run their warm-up until the tuner has decided (at most
+``tune_steps``), then time the winner.
 """
 from __future__ import annotations
 
@@ -49,8 +54,17 @@ def raw_allreduce_seconds(ctx, nbytes: int, repeats: int = 10) -> Optional[float
     return _max(ctx, (time.perf_counter() - t) / repeats)
 
 
-def _timed_steps(ctx, net, opt, loss_fn, x, y, reducer, warmup: int, steps: int):
-    """Per-step seconds of the last ``steps`` of ``warmup + steps`` training steps."""
+def _timed_steps(ctx, net, opt, loss_fn, x, y, reducer, warmup: int, steps: int,
+                 tune_steps: int = 0):
+    """Per-step seconds of the last ``steps`` of ``warmup + steps`` training steps
+    (the warm-up goes on while the reducer's tuner decides, at most ``tune_steps``)."""
+    tuner = getattr(reducer, "tuner", None)
+    if tuner is not None:
+        for _ in range(tune_steps):
+            if tuner.settled:
+                break
+            _one_step(net, loss_fn, x, y, reducer)
+            opt.step()
     times = []
     for i in range(warmup + steps):
         if i == warmup:
@@ -59,24 +73,45 @@ def _timed_steps(ctx, net, opt, loss_fn, x, y, reducer, warmup: int, steps: int)
             if hasattr(ctx, "comm"):
                 ctx.comm.Barrier()
         t = time.perf_counter()
-        logits = net.forward(x, training=True)
-        loss_fn.forward(logits, y)
-        if reducer is None:
-            net.backward(loss_fn.backward())
-        else:
-            reducer.start_step()
-            net.backward(loss_fn.backward(), on_grads_ready=reducer.on_grads_ready)
-            reducer.finish_step()
+        _one_step(net, loss_fn, x, y, reducer)
         opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - t)
     return times
 
 
+def _one_step(net, loss_fn, x, y, reducer) -> None:
+    logits = net.forward(x, training=True)
+    loss_fn.forward(logits, y)
+    if reducer is None:
+        net.backward(loss_fn.backward())
+    else:
+        reducer.start_step()
+        net.backward(loss_fn.backward(), on_grads_ready=reducer.on_grads_ready)
+        reducer.finish_step()
+
+
+def split_spec(spec: str) -> tuple:
+    """``"topk:ratio=0.01|comm_thread=true"`` -> ("topk:ratio=0.01", {"comm_thread": "true"})."""
+    comp, _, rest = spec.partition("|")
+    opts: Dict[str, Any] = {}
+    for item in filter(None, (t.strip() for t in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            from dtnn.errors import ConfigError
+            raise ConfigError(f"--compress {spec!r}: expected SPEC|key=value,..., got {item!r}")
+        opts[key.strip()] = value.strip()
+    return comp.strip() or "none", opts
+
+
 def _reducer_row(ctx, reducer, step: float, bucket_mb: float, progress: bool):
     """The reducer's split of the mean step ``step`` (slowest rank), its byte counts."""
     s = reducer.stats()
-    row: Dict[str, Any] = {"mean_step_seconds": step}
+    row: Dict[str, Any] = {"mean_step_seconds": step, "algorithm": s.get("algorithm"),
+                           "comm_thread": s.get("comm_thread"),
+                           "bucket_mb": s.get("bucket_mb"),
+                           "tuning": [{k: t[k] for k in ("tuner", "winner", "stats", "rounds")}
+                                      for t in s.get("tuning", [])]}
     for key in ("exposed_comm_seconds", "comm_seconds", "hook_mpi_seconds",
                 "backward_seconds", "codec_seconds"):
         row[key] = _max(ctx, s[key])
@@ -85,7 +120,9 @@ def _reducer_row(ctx, reducer, step: float, bucket_mb: float, progress: bool):
     row["compute_seconds"] = (step - row["exposed_comm_seconds"] - row["hook_mpi_seconds"]
                               - row["codec_seconds"])
     sent = int(s["sent_bytes"]) if s["sent_bytes"] else int(s["payload_bytes"])
-    row.update(buckets=s["buckets"], bucket_mb=bucket_mb, progress=progress,
+    for key in ("wire_sent_bytes", "wire_recv_bytes"):
+        row[key] = _max(ctx, s[key])
+    row.update(buckets=s["buckets"], progress=progress,
                payload_bytes=s["payload_bytes"], sent_bytes=sent,
                compression_ratio=s["payload_bytes"] / sent if sent else None,
                wire_bytes_estimate=s["wire_bytes_estimate"])
@@ -96,7 +133,8 @@ def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
         classes: int = 10, model_options: Optional[Dict[str, Any]] = None, batch: int = 64,
         steps: int = 20, warmup: int = 3, modes: Sequence[str] = ("overlap", "blocking"),
         bucket_mb: float = 4.0, progress: bool = True,
-        compress: Sequence[str] = ("none",)) -> Dict[str, Any]:
+        compress: Sequence[str] = ("none",), dist: Optional[Dict[str, Any]] = None,
+        tune_steps: int = 80) -> Dict[str, Any]:
     net = build_model(model, tuple(input_shape), classes, seed=0, **(model_options or {}))
     opt = build_optimizer("sgd", net, lr=0.01, momentum=0.9)
     ctx.sync_model(net, opt)
@@ -117,15 +155,21 @@ def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
             np.copyto(v, start_buffers[k])
         opt = build_optimizer("sgd", net, lr=0.01, momentum=0.9)
         reducer = None
+        comp, extra = split_spec(spec)
         if mode != "none":
             reducer = ctx.make_reducer(net, {"mode": mode, "bucket_mb": bucket_mb,
-                                             "progress": progress, "compress": spec})
-        step_times = _timed_steps(ctx, net, opt, loss_fn, x, y, reducer, warmup, steps)
+                                             "progress": progress, "compress": comp,
+                                             **(dist or {}), **extra})
+        step_times = _timed_steps(ctx, net, opt, loss_fn, x, y, reducer, warmup, steps,
+                                  tune_steps)
+        if reducer is not None:
+            reducer.close()
         # median: robust to the odd step another process on the machine steals
         step = _max(ctx, float(np.median(step_times)))
         # the reducer's timers are means: split the mean step, not the median
         mean_step = _max(ctx, float(np.mean(step_times)))
         row: Dict[str, Any] = {"mode": mode if ctx.size > 1 else "serial", "compress": spec,
+                               "dist": {**(dist or {}), **extra},
                                "ranks": ctx.size, "batch_per_rank": batch,
                                "global_batch": batch * ctx.size, "steps": steps,
                                "step_seconds": step,
@@ -136,6 +180,7 @@ def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
                        sent_bytes=0, wire_bytes_estimate=0, compression_ratio=None)
         else:
             row.update(_reducer_row(ctx, reducer, mean_step, bucket_mb, progress))
+            row["bucket_mb"] = reducer.bucket_mb
         results.append(row)
         if ctx.size == 1:
             break  # one serial row is enough
@@ -145,4 +190,17 @@ def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
     return {"model": model, "model_options": model_options or {},
             "input_shape": list(input_shape), "params": net.num_params(),
             "grad_bytes": int(net.flat_grads.nbytes), "ranks": ctx.size,
-            "local_size": ctx.local_size, "host": platform.node(), "results": results}
+            "local_size": ctx.local_size, "nodes": getattr(ctx, "num_nodes", 1),
+            "host": platform.node(), "cpu": cpu_name(), "results": results}
+
+
+def cpu_name() -> str:
+    """The CPU model (results must say which CPU they were measured on)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

@@ -82,6 +82,12 @@ class Plan:
     timeout: float = 1800.0
     fresh: bool = False
     frameworks: List[str] = field(default_factory=lambda: ["dtnn", "torch-ddp"])
+    #: ranks on each simulated host (placed round-robin: 2 hosts x 2 = ranks 0,2 on h0)
+    ranks_per_host: int = 1
+    #: reducer options for every dtnn row ("key=value")
+    dist: List[str] = field(default_factory=list)
+    #: dtnn exchange modes (none = the compute-only reference)
+    modes: List[str] = field(default_factory=lambda: ["none", "overlap", "blocking"])
 
 
 class Cluster:
@@ -173,8 +179,11 @@ def model_config(plan: Plan, name: str, options: Dict[str, Any]) -> Path:
 def dtnn_command(plan: Plan, name: str, options: Dict[str, Any], out: Path) -> List[str]:
     cmd = [sys.executable, "-m", "dtnn", "bench", "dist", "--model", name,
            "--batch", str(plan.batch), "--steps", str(plan.steps),
-           "--warmup", str(plan.warmup), "--threads", "1", "--json", str(out),
-           "--mode", "none", "--mode", "overlap", "--mode", "blocking"]
+           "--warmup", str(plan.warmup), "--threads", "1", "--json", str(out)]
+    for mode in plan.modes:
+        cmd += ["--mode", mode]
+    for item in plan.dist:
+        cmd += ["--dist", item]
     for key, value in options.items():
         cmd += ["--model-option", f"{key}={json.dumps(value)}"]
     for spec in plan.compress:
@@ -225,7 +234,8 @@ class Recorder:
 
 
 def machine_note() -> Dict[str, Any]:
-    return {"machine": platform.node(), "cores": os.cpu_count(),
+    from dtnn.bench.dist import cpu_name
+    return {"machine": platform.node(), "cores": os.cpu_count(), "cpu": cpu_name(),
             "load_average": [round(v, 2) for v in os.getloadavg()],
             "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
@@ -255,10 +265,11 @@ def run_throughput(plan: Plan, log=print) -> int:
     failures = 0
     try:
         for hosts, link in cells(plan):
+            ranks = hosts * plan.ranks_per_host
             todo = [(m, fw) for m in plan.models for fw in plan.frameworks
                     if (fw == "dtnn" or plan.ddp) and (plan.fresh or not rec.done(
                         kind="throughput", model_spec=m, hosts=hosts, link=link,
-                        framework=fw))]
+                        framework=fw, ranks=ranks))]
             if not todo:
                 continue
             log(f"== {hosts} host(s), link {link}")
@@ -274,8 +285,9 @@ def run_throughput(plan: Plan, log=print) -> int:
 
 def _throughput_cell(plan, root, cluster, rec, spec, hosts, link, frameworks, log) -> int:
     name, options = parse_model(spec)
+    ranks = hosts * plan.ranks_per_host
     cell = {"model_spec": spec, "model": name, "model_options": options, "hosts": hosts,
-            "link": link, "ranks": hosts, "oversubscription": hosts / (os.cpu_count() or 1),
+            "link": link, "ranks": ranks, "oversubscription": ranks / (os.cpu_count() or 1),
             **machine_note()}
     tmp = plan.out / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -289,8 +301,8 @@ def _throughput_cell(plan, root, cluster, rec, spec, hosts, link, frameworks, lo
         jobs.append(("torch-ddp", ddp_command(plan, cfg, root, tmp / "ddp.json"),
                      tmp / "ddp.json"))
     for framework, cmd, out in jobs:
-        log(f"  {spec}: {framework} on {hosts} rank(s) over {link}")
-        result = run_json(cluster.argv(hosts, cmd), out, plan.timeout, log)
+        log(f"  {spec}: {framework} on {ranks} rank(s), {hosts} host(s), over {link}")
+        result = run_json(cluster.argv(ranks, cmd), out, plan.timeout, log)
         if "error" in result:
             log(f"    FAILED: {result['error']}")
             rec.write(dict(cell, kind="throughput-error", framework=framework,

@@ -27,6 +27,9 @@ def add_arguments(parent: argparse.ArgumentParser) -> None:
     from dtnn.cli import bench_infer
     bench_infer.add_arguments(sub.add_parser(
         "infer", help="inference latency/memory: dtnn vs torch eager vs ONNX Runtime"))
+    from dtnn.cli import bench_model
+    bench_model.add_arguments(sub.add_parser(
+        "model", help="cost model of the gradient exchange: calibrate, validate, predict"))
 
 
 def dist_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,6 +50,10 @@ def dist_arguments(p: argparse.ArgumentParser) -> None:
                    help="compressor spec, repeatable (one row per spec and mode), e.g. "
                         "--compress none --compress topk:ratio=0.01 (default: none)")
     p.add_argument("--bucket-mb", type=float, default=4.0)
+    p.add_argument("--dist", action="append", default=[], metavar="KEY=VALUE",
+                   help="reducer option for every row (the [dist] section), repeatable, "
+                        "e.g. --dist algorithm=ring --dist comm_thread=true; a --compress "
+                        "spec may add its own after '|': none|algorithm=mpi")
     p.add_argument("--no-progress", action="store_true",
                    help="do not call MPI_Testsome from the backward hooks")
     p.add_argument("--threads", type=int, default=0,
@@ -55,6 +62,9 @@ def dist_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    if args.what == "model":
+        from dtnn.cli import bench_model
+        return bench_model.run(args)
     if args.what == "infer":
         from dtnn.cli import bench_infer
         return bench_infer.run(args)
@@ -87,13 +97,22 @@ def run(args) -> int:
                 modes.append(one)
     specs = args.compress or ["none"]
     from dtnn.compress import check_spec
+    from dtnn.parallel.options import DistOptions
+    dist_opts = {}
+    for item in args.dist:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--dist: expected KEY=VALUE, got {item!r}")
+        dist_opts[key.strip()] = value.strip()
     for spec in specs:
-        if spec != "none":
-            check_spec(spec)
+        comp, extra = dist.split_spec(spec)
+        if comp != "none":
+            check_spec(comp)
+        DistOptions.resolve({**dist_opts, **extra})
     result = dist.run(ctx, args.model, shape, args.classes, options, batch=args.batch,
                       steps=args.steps, warmup=args.warmup, modes=modes,
                       bucket_mb=args.bucket_mb, progress=not args.no_progress,
-                      compress=specs)
+                      compress=specs, dist=dist_opts)
     result["threads_per_rank"] = threads
     if not ctx.is_root:
         return 0

@@ -28,6 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="+", default=["vgg11_bn:width=0.5", "simplecnn"],
                    metavar="NAME[:k=v,...]", help="zoo models with builder options")
     p.add_argument("--hosts", nargs="+", type=int, default=[1, 2, 4])
+    p.add_argument("--ranks-per-host", type=int, default=1,
+                   help="ranks on each simulated host (hierarchical exchange)")
+    p.add_argument("--dist", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="reducer options for every dtnn row (see dtnn bench dist --dist)")
+    p.add_argument("--modes", nargs="+", default=["none", "overlap", "blocking"],
+                   choices=["none", "overlap", "blocking"], help="dtnn exchange modes")
     p.add_argument("--links", nargs="+", default=["shm", "100mbit", "1gbit"],
                    help="shm (plain mpiexec, shared memory) or a tc rate (100mbit, 1gbit)")
     p.add_argument("--compress", nargs="+", default=list(DEFAULT_COMPRESS), metavar="SPEC")
@@ -59,10 +65,12 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     status = 0
     if not args.report_only:
+        from dtnn.bench.dist import split_spec
         from dtnn.compress import check_spec
         for spec in args.compress:
-            if spec != "none":
-                check_spec(spec)
+            comp, _ = split_spec(spec)
+            if comp != "none":
+                check_spec(comp)
         bad = [m for m in args.ddp if m not in DEFAULT_DDP]
         if bad:
             raise ConfigError(f"--ddp: unknown mode(s) {', '.join(bad)} (known: "
@@ -82,7 +90,9 @@ def run(args) -> int:
             plan = Plan(out=out, models=args.models, hosts=args.hosts, links=args.links,
                         compress=args.compress, ddp=args.ddp, batch=args.batch,
                         steps=args.steps, warmup=args.warmup, timeout=args.timeout,
-                        fresh=args.fresh, frameworks=args.frameworks)
+                        fresh=args.fresh, frameworks=args.frameworks,
+                        ranks_per_host=args.ranks_per_host, dist=list(args.dist),
+                        modes=list(args.modes))
             status = run_throughput(plan, log=_log)
     path = write_report(out)
     _log(f"report: {path}")

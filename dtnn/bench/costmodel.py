@@ -1,0 +1,182 @@
+"""An alpha-beta cost model of dtnn's gradient exchange (``dtnn bench model``).
+
+Links: a message of n bytes between two hosts takes ``alpha + n * beta`` (alpha:
+latency and per-message cost; beta = 1 / usable bandwidth).  ``fit_link`` fits both
+to the simulated cluster's allreduce sweeps (``dtnn bench collectives``).
+
+Collectives (N ranks exchanging a vector of n bytes; every rank sends and receives
+the same amount, the links are full duplex and switched):
+
+    ring / qring      2 (N-1) alpha + 2 (N-1)/N n beta          (payload bytes for qring)
+    mpi               2 log2(N) alpha + 2 (N-1)/N n beta        (recursive halving +
+                      doubling; a non power of two costs one more exchange of n)
+    hier              the ring between nodes on the node's sum: N = nodes, while the
+                      node's L ranks reduce over shared memory (n / shm bandwidth)
+    allgather         (N-1) alpha + (N-1) m beta               (m: one rank's payload)
+    gtopk             2 (N-1) alpha + 2 (N-1)/N 8k beta         (k entries of 8 bytes)
+    sparse (SparCML)  (N-1) alpha + (N-1)/N 8k beta  +  (N-1) alpha + (N-1)/N u beta,
+                      u = min(8 k_union, 4 n), k_union = n (1 - (1 - k/n)^N)
+
+Codec: seconds per element to encode and decode, measured on this machine
+(``measure_codec``); the quantised ring encodes and decodes every element about
+twice (once per hop of the reduce-scatter, once for the allgather).
+
+Step (``predict_step``): the buckets become ready during backward at measured times
+(``ready``: fraction of the step, from the backward hooks of one rank); each
+bucket's collective starts when it is ready and the link is free, and the step ends
+when the last one ends or compute ends, whichever is later:
+
+    step = compute + codec + max(0, finish_of_last_bucket - compute)
+
+Communication efficiency = compute / step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+
+@dataclass
+class Link:
+    alpha: float      # seconds per message
+    beta: float       # seconds per byte
+    name: str = ""
+
+    @classmethod
+    def nominal(cls, bits_per_second: float, efficiency: float = 0.95,
+                alpha: float = 50e-6, name: str = "") -> "Link":
+        """A link of this rate; ``efficiency``: the share TCP/IP leaves usable."""
+        return cls(alpha, 8.0 / (bits_per_second * efficiency), name)
+
+
+def fit_link(rows: Sequence[Tuple[int, int, float]], name: str = "") -> Link:
+    """Least-squares alpha, beta of ring allreduce times ``(ranks, bytes, seconds)``:
+    t = 2 (N-1) alpha + 2 (N-1)/N n beta."""
+    a = np.array([[2.0 * (p - 1), 2.0 * (p - 1) / p * n] for p, n, _ in rows])
+    t = np.array([s for _, _, s in rows])
+    (alpha, beta), *_ = np.linalg.lstsq(a, t, rcond=None)
+    return Link(max(float(alpha), 1e-6), float(beta), name)
+
+
+def _log2(n: int) -> float:
+    return math.log2(n) if n > 1 else 0.0
+
+
+def allreduce_seconds(algo: str, nbytes: float, ranks: int, link: Link,
+                      local: int = 1, shm_bytes_per_s: float = 4e9) -> float:
+    """Seconds of one allreduce of ``nbytes`` over ``ranks`` ranks (``local`` per node)."""
+    if ranks <= 1 or nbytes <= 0:
+        return 0.0
+    if algo == "hier" and local > 1:
+        nodes = max(1, ranks // local)
+        intra = 2.0 * (local - 1) / local * nbytes / shm_bytes_per_s
+        return intra + allreduce_seconds("ring", nbytes, nodes, link)
+    p = ranks
+    bw = 2.0 * (p - 1) / p * nbytes * link.beta
+    if algo == "mpi":
+        extra = 0.0 if p & (p - 1) == 0 else nbytes * link.beta
+        return 2.0 * math.ceil(_log2(p)) * link.alpha + bw + extra
+    return 2.0 * (p - 1) * link.alpha + bw
+
+
+@dataclass
+class Codec:
+    """Seconds per element: encode (with error feedback if on) and decode."""
+    encode: float
+    decode: float
+    payload_ratio: float          # payload bytes / fp32 bytes
+    summable: bool = False
+    rounds: int = 1
+    sparse_k: Optional[float] = None   # top-k: fraction of entries
+
+
+@dataclass
+class Exchange:
+    """What one step exchanges: buckets (bytes, ready at fraction of compute)."""
+    buckets: List[Tuple[float, float]]
+    small_bytes: float = 0.0
+
+
+def transport_seconds(collective: str, nbytes: float, codec: Optional[Codec], ranks: int,
+                      link: Link, local: int = 1) -> Tuple[float, float, float]:
+    """(network seconds, codec seconds, bytes received per rank) of one bucket."""
+    n_el = nbytes / 4.0
+    p = ranks
+    if codec is None:
+        algo = collective
+        sec = allreduce_seconds(algo, nbytes, p, link, local)
+        return sec, 0.0, 2.0 * (p - 1) / p * nbytes / (local if algo == "hier" else 1)
+    m = codec.payload_ratio * nbytes
+    if collective == "allreduce":
+        sec = codec.rounds * allreduce_seconds("ring", m / codec.rounds, p, link)
+        return sec, n_el * (codec.encode + codec.decode), 2.0 * (p - 1) / p * m
+    if collective == "allgather":
+        return ((p - 1) * (link.alpha + m * link.beta),
+                n_el * (codec.encode + p * codec.decode), (p - 1) * m)
+    if collective == "qring":
+        sec = 2.0 * (p - 1) * link.alpha + 2.0 * (p - 1) / p * m * link.beta
+        hops = 2.0 * n_el * (codec.encode + codec.decode)
+        return sec, hops, 2.0 * (p - 1) / p * m
+    k = (codec.sparse_k or 0.01) * n_el
+    rs = (p - 1) * link.alpha + (p - 1) / p * 8 * k * link.beta
+    if collective == "gtopk":
+        ag = (p - 1) * link.alpha + (p - 1) / p * 8 * k * link.beta
+        got = 2.0 * (p - 1) / p * 8 * k
+    else:  # sparse (SparCML): the union of N random top-k sets, or dense
+        union = n_el * (1.0 - (1.0 - k / n_el) ** p)
+        block = min(8.0 * union, 4.0 * n_el)
+        ag = (p - 1) * link.alpha + (p - 1) / p * block * link.beta
+        got = (p - 1) / p * (8 * k + block)
+    return rs + ag, n_el * (codec.encode + codec.decode), got
+
+
+def predict_step(compute: float, exchange: Exchange, ranks: int, link: Link,
+                 collective: str = "ring", codec: Optional[Codec] = None, local: int = 1,
+                 overlap: bool = True) -> Dict[str, float]:
+    """Step time, its split and the bytes per rank (see the module docstring)."""
+    free = 0.0
+    codec_total = 0.0
+    recv = 0.0
+    for nbytes, ready in exchange.buckets:
+        net, cod, got = transport_seconds(collective, nbytes, codec, ranks, link, local)
+        codec_total += cod
+        recv += got
+        start = max(free, (ready if overlap else 1.0) * compute)
+        free = start + net
+    if exchange.small_bytes:
+        net, _, got = transport_seconds("mpi" if codec is None else "ring",
+                                        exchange.small_bytes, None, ranks, link, local)
+        free += net
+        recv += got
+    exposed = max(0.0, free - compute)
+    step = compute + codec_total + exposed
+    return {"step": step, "compute": compute, "codec": codec_total, "exposed": exposed,
+            "comm": free, "efficiency": compute / step if step > 0 else 1.0,
+            "recv_bytes": recv}
+
+
+@dataclass
+class ModelProfile:
+    """One zoo model as the cost model sees it (measured on this machine)."""
+    name: str
+    params: int
+    compute: float                       # seconds per step, one rank, one core
+    ready: List[Tuple[float, float]] = field(default_factory=list)  # (bytes, fraction)
+
+    def exchange(self, bucket_mb: float = 4.0) -> Exchange:
+        """Cut the per-layer gradients (in backward order) into buckets of
+        ``bucket_mb``; a bucket is ready when its last layer is."""
+        out, acc, cap = [], 0.0, bucket_mb * (1 << 20)
+        last = 0.0
+        for nbytes, frac in self.ready:
+            acc += nbytes
+            last = frac
+            if acc >= cap:
+                out.append((acc, frac))
+                acc = 0.0
+        if acc:
+            out.append((acc, last))
+        return Exchange(out)

@@ -1,0 +1,76 @@
+"""``dtnn bench model``: the alpha-beta cost model of the gradient exchange.
+
+    dtnn bench model --sweep benchmarks/results/collectives/sweep.jsonl \\
+        --validate benchmarks/results/scaling_exchange/scaling.jsonl \\
+        --out benchmarks/results/model
+
+Calibrates on this machine (zoo models' step times and gradient readiness, codec time
+per element), fits the links to the collectives sweep, checks the predictions
+against the simulated-cluster measurements (``--validate``), and predicts 2..256
+nodes at 1/10/100 Gbit/s: ``OUT/model.json``, ``OUT/model.md``, ``OUT/model_*.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from dtnn.errors import ConfigError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from dtnn.bench.model import DEFAULT_MODELS, DEFAULT_SPECS
+    p.add_argument("--sweep", nargs="+", required=True, metavar="JSONL",
+                   help="dtnn bench collectives results (the link fit)")
+    p.add_argument("--validate", nargs="*", default=[], metavar="JSONL",
+                   help="dtnn bench scaling results to check the predictions against")
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    p.add_argument("--compress", nargs="+", default=list(DEFAULT_SPECS), metavar="SPEC")
+    p.add_argument("--nodes", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64, 128, 256])
+    p.add_argument("--links", nargs="+", default=["1gbit", "10gbit", "100gbit"])
+    p.add_argument("--batch", type=int, default=32, help="samples per rank per step")
+    p.add_argument("--out", default="benchmarks/results/model", metavar="DIR")
+
+
+def run(args) -> int:
+    from dtnn.bench import model as M
+    from dtnn.compress import check_spec
+    from dtnn.bench.scaling import read_records
+    from dtnn.threads import set_threads
+    for path in list(args.sweep) + list(args.validate):
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: no such results file")
+    for spec in args.compress:
+        if spec != "none":
+            check_spec(spec)
+    bad = [l for l in args.links if l not in M.RATES]
+    if bad:
+        raise ConfigError(f"--links: unknown rate(s) {', '.join(bad)} (known: "
+                          f"{', '.join(M.RATES)})")
+    set_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    links = {}
+    for path in args.sweep:
+        links.update(M.fit_links(Path(path)))
+    records = [r for path in args.validate for r in read_records(Path(path))]
+    wanted = list(dict.fromkeys(list(args.models) + [r["model_spec"] for r in records
+                                                     if r.get("kind") == "throughput"]))
+    profiles = {m: M.profile_model(m, batch=args.batch) for m in wanted}
+    codecs = {s: M.measure_codec(s) for s in args.compress}
+    checks = M.validate(records, profiles, codecs, links)
+    rows = M.extrapolate({m: profiles[m] for m in args.models}, codecs, links, args.nodes,
+                         args.links)
+    from dtnn.bench.dist import cpu_name
+    result = {"cpu": cpu_name(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "links": {k: M.dump(v) for k, v in links.items()},
+              "profiles": {k: M.dump(v) for k, v in profiles.items()},
+              "codecs": {k: M.dump(v) for k, v in codecs.items()},
+              "validation": checks, "predictions": rows}
+    (out / "model.json").write_text(json.dumps(result, indent=1))
+    plots = M.plot(rows, out)
+    (out / "model.md").write_text(M.report(result, plots))
+    print(f"model: {out / 'model.md'} ({len(checks)} validation rows, "
+          f"{len(rows)} predictions)")
+    return 0
