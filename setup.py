@@ -185,7 +185,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-mpi", "pytest-timeout", "onnx", "onnxruntime",
-                 "torch-pruning"],
+                 "torch-pruning", "pdoc"],   # pdoc: the API reference (tests/test_api_reference.py)
         # dtnn export --onnx, dtnn bench infer's ONNX Runtime peer, the torch-pruning peer
         "export": ["onnx", "onnxruntime", "torch-pruning"],
         # Always pinned: an unpinned torch resolves to multi-GB CUDA wheels.

@@ -158,6 +158,7 @@ class Config:
     prune: PruneConfig = field(default_factory=PruneConfig)
 
     def to_dict(self) -> Dict[str, Any]:
+        """The whole config as nested dicts (JSON/TOML-able)."""
         return dataclasses.asdict(self)
 
 
@@ -225,6 +226,8 @@ def apply_dict(cfg: Config, data: Dict[str, Any], where: str) -> Config:
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> Config:
+    """A checked ``Config`` from a TOML file (optional) plus ``--set``-style overrides
+    (``"train.epochs=5"``); unknown keys and bad values raise ConfigError."""
     cfg = Config()
     if path:
         try:

@@ -73,6 +73,8 @@ class Unit:
 
 
 class Compressor:
+    """A gradient compressor: maths only (encode, decode, state); the reducer moves its
+    payloads."""
     name = "base"
     #: payloads of different ranks can be summed by MPI_SUM (allreduce)
     summable = False
@@ -100,9 +102,11 @@ class Compressor:
         self.seed = 0
 
     def setup(self, world_size: int, rank: int, seed: int = 0) -> None:
+        """Bind to this rank of ``world_size`` and seed its random streams."""
         self.world_size, self.rank, self.seed = int(world_size), int(rank), int(seed)
 
     def key(self, unit: Unit) -> int:
+        """The random-stream key of ``unit`` (seed, rank, step, tensor index)."""
         return stream_key(self.seed, self.rank, unit.step, unit.index)
 
     # --- to implement ----------------------------------------------------------------
@@ -111,6 +115,7 @@ class Compressor:
         raise NotImplementedError
 
     def compress_plain(self, x: np.ndarray, unit: Unit) -> np.ndarray:
+        """The payload of ``x`` without error feedback (subclasses implement it)."""
         raise NotImplementedError
 
     def decompress_add(self, payload: np.ndarray, out: np.ndarray, alpha: float,
@@ -121,6 +126,8 @@ class Compressor:
     # --- provided --------------------------------------------------------------------
     def compress(self, x: np.ndarray, unit: Unit,
                  residual: Optional[np.ndarray] = None) -> np.ndarray:
+        """The payload of ``x`` (+ error-feedback residual when ``memory`` is given; the new
+        residual is kept there)."""
         if residual is None:
             return self.compress_plain(x, unit)
         residual += x
@@ -134,6 +141,8 @@ class Compressor:
         return payload
 
     def next_round(self, summed: np.ndarray, unit: Unit) -> Optional[np.ndarray]:
+        """Multi-round compressors (PowerSGD): the next payload from the summed one, or None
+        when done."""
         return None
 
     def decompress(self, payload: np.ndarray, unit: Unit) -> np.ndarray:
@@ -143,12 +152,15 @@ class Compressor:
         return out
 
     def state_dict(self) -> Dict[str, Any]:
+        """State that must survive a checkpoint (e.g. PowerSGD's Q); {} when stateless."""
         return {}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore ``state_dict()``."""
         pass
 
     def describe(self) -> str:
+        """The spec string that builds this compressor."""
         return self.name
 
 
@@ -225,4 +237,5 @@ def build_compressor(spec: str) -> Tuple[Optional[Compressor], bool]:
 
 
 def check_spec(spec: str) -> None:
+    """ConfigError unless ``spec`` names a registered compressor with valid options."""
     build_compressor(spec)

@@ -67,9 +67,11 @@ class Augment:
 
     @property
     def enabled(self) -> bool:
+        """True when any augmentation is switched on."""
         return self.shift > 0 or self.flip
 
     def config(self) -> dict:
+        """The constructor arguments (JSON-able)."""
         return {"shift": self.shift, "flip": self.flip, "seed": self.seed}
 
     def __repr__(self) -> str:

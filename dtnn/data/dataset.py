@@ -66,6 +66,7 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (``len(classes)``)."""
         return len(self.classes)
 
     @property
@@ -80,9 +81,11 @@ class Dataset:
                        name or self.name, dict(self.meta))
 
     def class_counts(self) -> np.ndarray:
+        """Samples per class (int64, length ``num_classes``)."""
         return np.bincount(self.y, minlength=self.num_classes)
 
     def summary(self) -> str:
+        """One line: name, sample count, sample shape, classes."""
         return (f"{self.name}: {len(self)} samples of shape {self.sample_shape}, "
                 f"{self.num_classes} classes")
 

@@ -79,6 +79,7 @@ class BatchLoader:
 
     @property
     def global_batch(self) -> int:
+        """Samples per step over all processes (``batch_size * world_size``)."""
         return self.batch_size * self.world_size
 
     def __len__(self) -> int:

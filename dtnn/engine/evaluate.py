@@ -37,6 +37,7 @@ class Evaluation:
 
     @property
     def accuracy(self) -> float:
+        """Fraction of samples classified correctly."""
         return float(self.report["accuracy"])
 
     def to_dict(self) -> Dict[str, Any]:
@@ -44,9 +45,11 @@ class Evaluation:
         return dict(self.report, loss=self.loss, confusion=self.confusion.tolist())
 
     def to_json(self) -> str:
+        """``to_dict()`` as indented JSON text (the report file format)."""
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def confusion_table(self) -> str:
+        """The confusion matrix as a printable table with class names."""
         return format_confusion(self.confusion, self.classes)
 
     def text(self) -> str:

@@ -57,6 +57,7 @@ class Layer:
         return self.output_shape
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """Output of the layer for batch ``x``; with ``training`` it keeps what backward needs."""
         raise NotImplementedError
 
     def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
@@ -66,12 +67,15 @@ class Layer:
 
     # --- helpers -------------------------------------------------------------------
     def add_param(self, name: str, value: np.ndarray, decay: bool = False) -> None:
+        """Create parameter ``name`` (float32) and its gradient; ``decay``: weight decay
+        applies."""
         self.params[name] = np.ascontiguousarray(value, dtype=np.float32)
         self.grads[name] = np.zeros_like(self.params[name])
         if decay and name not in self.decay_params:
             self.decay_params = tuple(self.decay_params) + (name,)
 
     def set_grad(self, name: str, value: np.ndarray) -> None:
+        """Write the gradient of ``name`` in place (it is a view of the model's flat vector)."""
         np.copyto(self.grads[name], value, casting="same_kind")
 
     def get_config(self) -> Dict[str, Any]:
@@ -80,6 +84,7 @@ class Layer:
         return dict(self.config)
 
     def num_params(self) -> int:
+        """Number of trainable scalars in this layer."""
         return int(sum(p.size for p in self.params.values()))
 
     def describe(self) -> str:

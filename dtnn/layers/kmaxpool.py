@@ -23,6 +23,9 @@ from dtnn.layers.base import LAYERS, Layer, Shape
 
 @LAYERS.register("kmaxpool")
 class KMaxPool(Layer):
+    """k-max pooling: keep the k largest values of each feature map in their original order (a
+    fixed ``k``, or the dynamic k of Kalchbrenner et al. from ``k_top``, ``layer``,
+    ``num_layers``)."""
     def __init__(self, k: Optional[int] = None, k_top: Optional[int] = None,
                  layer: Optional[int] = None, num_layers: Optional[int] = None):
         super().__init__(k=k, k_top=k_top, layer=layer, num_layers=num_layers)

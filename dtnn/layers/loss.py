@@ -24,9 +24,12 @@ class SoftmaxCrossEntropy:
         self._labels: Optional[np.ndarray] = None
 
     def get_config(self):
+        """The constructor arguments (JSON-able)."""
         return {"label_smoothing": self.label_smoothing}
 
     def forward(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        """Mean cross-entropy of ``logits`` against integer labels ``y`` (keeps the softmax for
+        ``backward``)."""
         logits = np.asarray(logits)
         labels = np.asarray(labels)
         if logits.ndim != 2:

@@ -36,10 +36,13 @@ class ParamSlot:
 
     @property
     def size(self) -> int:
+        """Number of scalars in the tensor."""
         return int(np.prod(self.shape, dtype=np.int64))
 
 
 class Model:
+    """A sequence of layers with all parameters in ``flat_params`` and all gradients in
+    ``flat_grads`` (see the module docstring); build it with ``build(seed)``."""
     def __init__(self, layers: Sequence[Layer], input_shape: Shape, name: str = "model",
                  arch: Optional[Dict[str, Any]] = None):
         self.layers: List[Layer] = list(layers)
@@ -97,6 +100,8 @@ class Model:
 
     # --- computation -------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Run every layer on batch ``x``; ``training`` keeps what ``backward`` needs (and uses
+        batch statistics, dropout)."""
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -123,6 +128,7 @@ class Model:
 
     # --- introspection ---------------------------------------------------------------
     def num_params(self) -> int:
+        """Number of trainable scalars."""
         return int(self.flat_params.size)
 
     def layer_param_range(self, i: int) -> Tuple[int, int]:
@@ -133,6 +139,7 @@ class Model:
         return (min(o for o, _ in offs), max(e for _, e in offs))
 
     def summary(self) -> str:
+        """The model as a table: layers, output shapes, parameter counts."""
         rows = [("#", "layer", "output shape", "params")]
         for i, layer in enumerate(self.layers):
             rows.append((str(i), layer.describe(), str(tuple(layer.output_shape or ())),
@@ -157,6 +164,7 @@ class Model:
         }
 
     def config_json(self) -> str:
+        """``get_config()`` as canonical JSON (same text on every rank for the same model)."""
         return json.dumps(self.get_config(), sort_keys=True)
 
     @classmethod
@@ -192,6 +200,7 @@ class Model:
         return {f"{i}/{k}": v for i, l in enumerate(self.layers) for k, v in l.buffers.items()}
 
     def load_buffers(self, buffers: Dict[str, np.ndarray]) -> None:
+        """Copy ``buffers()``-keyed arrays into this model's buffers."""
         for key, value in buffers.items():
             i, name = key.split("/", 1)
             np.copyto(self.layers[int(i)].buffers[name], value)
@@ -202,6 +211,7 @@ class Model:
                 if l.rng is not None and getattr(l, "uses_rng", False)}
 
     def set_rng_states(self, states: Dict[str, Any]) -> None:
+        """Restore ``rng_states()``."""
         for i, state in states.items():
             self.layers[int(i)].rng.bit_generator.state = state
 

@@ -22,6 +22,9 @@ Shape = Tuple[int, ...]
 
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, seed: int = 0,
                 **options: Any) -> Model:
+    """Zoo model ``name`` (``MODELS.names()``) for per-sample ``input_shape`` and
+    ``num_classes``, built with ``seed``; ``options`` go to the builder (ConfigError if it does
+    not take one)."""
     builder = MODELS.get(name)
     try:
         layers = builder(tuple(input_shape), int(num_classes), **options)

@@ -56,4 +56,5 @@ class Optimizer:
         raise NotImplementedError
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore ``state_dict()`` (DataError if it belongs to another optimizer or model)."""
         raise NotImplementedError

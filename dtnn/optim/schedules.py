@@ -49,9 +49,11 @@ class Schedule:
         return f"lr schedule '{self.registry_name}'"
 
     def epoch_of(self, step: int) -> int:
+        """The epoch (0-based) that global step ``step`` falls in."""
         return int(step) // self.steps_per_epoch
 
     def lr_at(self, step: int) -> float:
+        """The learning rate of global step ``step`` (0-based)."""
         raise NotImplementedError
 
     def __call__(self, step: int) -> float:
@@ -65,11 +67,13 @@ class Schedule:
         return step
 
     def describe(self) -> str:
+        """One line naming the schedule and its settings."""
         return f"{self.registry_name}(lr={self.base_lr:g})"
 
 
 @SCHEDULES.register("constant")
 class ConstantSchedule(Schedule):
+    """``base_lr`` at every step."""
     def lr_at(self, step: int) -> float:
         self._check_step(step)
         return self.base_lr
@@ -155,6 +159,8 @@ class WarmupSchedule(Schedule):
         self.start_factor = float(start_factor)
 
     def factor_at(self, step: int) -> float:
+        """The warm-up multiplier at ``step``: linear from the start factor to 1 over the
+        warm-up."""
         step = self._check_step(step)
         if step >= self.warmup_steps:
             return 1.0

@@ -79,7 +79,8 @@ def _make_context():
     return MPIContext()
 
 
-def per_rank_batch(cfg, size: int) -> int:  # re-exported, see dtnn.parallel.scaling
+def per_rank_batch(cfg, size: int) -> int:
+    """The batch each of ``size`` processes takes (see ``dtnn.parallel.scaling``)."""
     from dtnn.parallel.scaling import per_rank_batch as f
     return f(cfg, size)
 

@@ -71,7 +71,7 @@ def resolve_options(options: ReducerOptions) -> DistOptions:
     return DistOptions.resolve(options)
 
 
-class SerialContext:
+class SerialContext(Context):
     """The context of a single process: every collective is the identity."""
 
     rank = 0

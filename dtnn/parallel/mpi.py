@@ -36,11 +36,11 @@ import numpy as np
 
 from dtnn.parallel.watchdog import guard as stall_guard
 from dtnn.errors import UserError
-from dtnn.parallel.context import ReducerOptions, resolve_options
+from dtnn.parallel.context import Context, ReducerOptions, resolve_options
 from dtnn.parallel.reducer import GradientReducer, float_buffers
 
 
-class MPIContext:
+class MPIContext(Context):
     """The ``Context`` of one rank of an MPI job (see the module docstring)."""
 
     def __init__(self, comm=None):

@@ -83,6 +83,7 @@ class DistributedOptimizer:
     # --- the step -------------------------------------------------------------------
     @property
     def lr(self) -> float:
+        """The wrapped optimizer's learning rate (settable)."""
         return self.optimizer.lr
 
     @lr.setter

@@ -84,14 +84,17 @@ def get_tuner(name: str, alternatives, local: bool = False, **kwargs) -> BestOf:
 
 
 def tuners() -> Dict[str, BestOf]:
+    """The process-wide tuners by name."""
     return dict(_tuners)
 
 
 def reset() -> None:
+    """Drop every tuner (decisions in the on-disk cache stay)."""
     _tuners.clear()
 
 
 def collect() -> List[Dict[str, Any]]:
+    """Report rows of every tuner (what ``tune/report`` writes)."""
     rows: List[Dict[str, Any]] = []
     for bo in _tuners.values():
         rows.extend(bo.report())

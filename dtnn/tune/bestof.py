@@ -58,6 +58,7 @@ class TuneState:
 
     @property
     def settled(self) -> bool:
+        """True once a winner is chosen for this key."""
         return self.winner is not None
 
 
@@ -66,6 +67,8 @@ def _median(v: Sequence[float]) -> float:
 
 
 class BestOf:
+    """Picks the fastest of interchangeable alternatives per problem key by timing the real
+    calls (see the module docstring)."""
     def __init__(self, name: str, alternatives: Mapping[str, Callable[..., Any]] | Sequence[str],
                  *, default: Optional[str] = None, rounds: int = 5, warmup: int = 1,
                  prune_after: int = 2, prune_ratio: float = 1.5, gross_ratio: float = 4.0,
@@ -116,6 +119,7 @@ class BestOf:
         return np.asarray(self.comm.node_allreduce(values, "max"), dtype=np.float64)
 
     def state(self, key: Hashable, label: Optional[str] = None) -> TuneState:
+        """The tuning state of ``key`` (created, and looked up in the cache, on first use)."""
         st = self._states.get(key)
         if st is None:
             alive = [n for n in (self.candidates(key) if self.candidates else self.names)
@@ -157,15 +161,18 @@ class BestOf:
 
     # --- the online protocol ----------------------------------------------------------
     def winner(self, key: Hashable) -> Optional[str]:
+        """The chosen alternative for ``key``, or None while tuning."""
         return self._winners.get(key)
 
     def settled(self, key: Hashable) -> bool:
+        """True once ``key`` has a winner."""
         w = self._winners.get(key)
         if w is not None:
             return True
         return self.state(key).settled
 
     def choose(self, key: Hashable, label: Optional[str] = None) -> str:
+        """The alternative to run for ``key`` now (the winner, or the next one to time)."""
         w = self._winners.get(key)
         if w is not None:
             return w
@@ -177,6 +184,7 @@ class BestOf:
                                             st.alive.index(n)))
 
     def record(self, key: Hashable, name: str, seconds: float, valid: bool = True) -> None:
+        """Add a timing of ``name`` on ``key`` (``valid=False``: a sample not to count)."""
         st = self.state(key)
         if st.winner is not None:
             return
@@ -236,6 +244,7 @@ class BestOf:
 
     # --- reporting ----------------------------------------------------------------------
     def report(self) -> List[Dict[str, Any]]:
+        """One row per key: winner, medians per alternative, rounds, source."""
         rows = []
         for key, st in self._states.items():
             win = st.winner
@@ -257,6 +266,7 @@ class BestOf:
 
 
 def key_str(key: Hashable) -> str:
+    """A problem key as a stable string (cache keys, reports)."""
     if isinstance(key, tuple):
         return "|".join(key_str(k) for k in key)
     if hasattr(key, "tag"):

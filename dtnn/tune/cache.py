@@ -20,6 +20,8 @@ from dtnn.tune.bestof import key_str
 
 
 def default_cache_dir(configured: Optional[str] = None) -> str:
+    """The decision cache directory: ``configured``, else ``$DTNN_TUNE_CACHE``, else
+    ``~/.cache/dtnn/tune``."""
     env = os.environ.get("DTNN_TUNE_CACHE")
     if env:
         return env
@@ -44,6 +46,7 @@ def cpu_tag() -> str:
 
 
 class TuneCache:
+    """Decisions on disk, one JSON file per host and CPU model, so later runs skip tuning."""
     def __init__(self, directory: Optional[str] = None):
         self.directory = default_cache_dir(directory) if not directory else directory
         host = socket.gethostname().split(".")[0] or "host"
@@ -63,11 +66,13 @@ class TuneCache:
         return f"{tuner}::{key_str(key)}"
 
     def get(self, tuner: str, key: Hashable) -> Optional[Dict[str, Any]]:
+        """The stored entry of ``key`` for ``tuner``, or None."""
         if self._data is None:
             self._data = self._load()
         return self._data.get(self.entry_key(tuner, key))
 
     def put(self, tuner: str, key: Hashable, entry: Dict[str, Any]) -> None:
+        """Store ``entry`` for ``key`` of ``tuner`` (written at once, atomically)."""
         if self._data is None:
             self._data = self._load()
         k = self.entry_key(tuner, key)
