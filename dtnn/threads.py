@@ -33,6 +33,8 @@ def set_threads(n: int) -> int:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)  # for anything loaded later (and child processes)
     import dtnn._kernels  # noqa: F401  -- load our OpenMP runtime so it gets limited too
+    if n > 1:
+        _fix_openblas_spin()
     _limiter = threadpool_limits(limits=n)
     _warn_if_openblas_spins(n)
     global _threads
@@ -52,6 +54,35 @@ def configure_torch(torch) -> None:
         torch.set_num_threads(_threads)
 
 
+def _fix_openblas_spin() -> None:
+    """Make import order irrelevant: when numpy (hence OpenBLAS) loaded before dtnn could
+    set ``OPENBLAS_THREAD_TIMEOUT``, make each loaded OpenBLAS read its environment
+    again (``openblas_read_env``) and stop its worker threads
+    (``blas_thread_shutdown_``, what its own fork handler calls); the next threaded
+    call starts them with the short spin.  Only where both functions are exported and
+    the timeout then reads 1; anything else is left as it was (and warned about)."""
+    import dtnn
+    if not dtnn.OPENBLAS_TIMEOUT_TOO_LATE:
+        return
+    import ctypes
+    from threadpoolctl import threadpool_info
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "1"
+    fixed = 0
+    libraries = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    for info in libraries:
+        try:
+            lib = ctypes.CDLL(info["filepath"])
+            lib.openblas_read_env()
+            if lib.openblas_thread_timeout() != 1:
+                continue
+            lib.blas_thread_shutdown_()
+            fixed += 1
+        except (OSError, AttributeError):
+            continue
+    if libraries and fixed == len(libraries):
+        dtnn.OPENBLAS_TIMEOUT_TOO_LATE = False
+
+
 def _warn_if_openblas_spins(n: int) -> None:
     import dtnn
     if n > 1 and dtnn.OPENBLAS_TIMEOUT_TOO_LATE and not getattr(_warn_if_openblas_spins,
@@ -59,9 +90,9 @@ def _warn_if_openblas_spins(n: int) -> None:
         _warn_if_openblas_spins.done = True
         from dtnn.log import get_logger
         get_logger().warning(
-            "numpy was imported before dtnn, so OpenBLAS workers busy-wait after each "
-            "GEMM and slow down the next torch/OpenMP call; import dtnn first or export "
-            "OPENBLAS_THREAD_TIMEOUT=1")
+            "this OpenBLAS was loaded before dtnn and could not be told to stop "
+            "busy-waiting after each GEMM (it slows the next torch/OpenMP call); "
+            "import dtnn first or export OPENBLAS_THREAD_TIMEOUT=1")
 
 
 def thread_report() -> List[Dict[str, Any]]:
