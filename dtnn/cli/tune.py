@@ -6,13 +6,11 @@ config, until every convolution's choice has settled.  The decisions go to the t
 cache (``$DTNN_TUNE_CACHE``, ``[tune] cache_dir`` or ``~/.cache/dtnn/tune``), which
 later ``dtnn train`` / ``eval`` / ``predict`` runs with ``model.conv_algorithm =
 "bestof"`` reuse, so they start at full speed.  Under mpiexec, the ranks of each node
-tune together (timings reduced over the node).
+tune together (timings reduced over the node).  The work is ``dtnn.tune.pretune``.
 """
 from __future__ import annotations
 
 import argparse
-
-import numpy as np
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +34,7 @@ def run(args) -> int:
     from dtnn.log import get_logger, setup_logging
     from dtnn.models import build_model
     from dtnn.threads import default_threads, set_threads
+    from dtnn.tune.pretune import pretune
     from dtnn.tune.report import format_report, write_report
 
     ctx = get_context()
@@ -55,29 +54,11 @@ def run(args) -> int:
     opts = dict(cfg.model.options)
     opts["conv_algorithm"] = "bestof"
     model = build_model(cfg.model.name, shape, classes, seed=cfg.train.seed, **opts)
-    rng = np.random.default_rng(0)
-    convs = [l for l in model.layers if getattr(l, "algorithm", None) is not None
-             and hasattr(l.algorithm, "key")]
-
-    def settled(n: int, training: bool) -> bool:
-        # a collective-free local check: every rank runs the same steps, and decisions
-        # are taken on node-reduced statistics, so all ranks settle at the same step
-        return all(l.algorithm.tuner(training).settled(l.algorithm.key(l.geometry(n), training))
-                   for l in convs)
-
-    modes = [(True, cfg.train.batch_size)]
-    if not args.no_infer:
-        modes.append((False, cfg.train.eval_batch_size))
-    for training, n in modes:
-        x = rng.standard_normal((n,) + tuple(shape)).astype(np.float32)
-        steps = 0
-        while steps < args.max_steps and not (steps and settled(n, training)):
-            out = model.forward(x, training=training)
-            if training:
-                model.backward(np.ones_like(out) / out.size)
-            steps += 1
-        log.info(f"{'training' if training else 'inference'} (batch {n}): "
-                 f"{'settled' if settled(n, training) else 'NOT settled'} after {steps} steps")
+    done = pretune(model, cfg.train.batch_size,
+                   None if args.no_infer else cfg.train.eval_batch_size, args.max_steps)
+    for mode, (ok, steps) in done.items():
+        n = cfg.train.batch_size if mode == "training" else cfg.train.eval_batch_size
+        log.info(f"{mode} (batch {n}): {'settled' if ok else 'NOT settled'} after {steps} steps")
     rows = T.collect()
     if ctx.is_root:
         print(format_report(rows), end="")

@@ -12,9 +12,10 @@ from typing import Any, Dict, List, Optional
 
 from dtnn.tune.bestof import BestOf, TuneState, key_str
 from dtnn.tune.cache import TuneCache, default_cache_dir
+from dtnn.tune.pretune import pretune
 
 __all__ = ["BestOf", "TuneState", "TuneCache", "TuneOptions", "configure", "current_comm",
-           "get_tuner",
+           "get_tuner", "pretune",
            "tuners", "reset", "collect", "key_str", "default_cache_dir", "current_threads"]
 
 
