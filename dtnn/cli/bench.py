@@ -23,7 +23,8 @@ def add_arguments(parent: argparse.ArgumentParser) -> None:
     sub.required = True
     dist_arguments(sub.add_parser("dist", help="data-parallel throughput (under mpiexec)"))
     bench_scaling.add_arguments(sub.add_parser(
-        "scaling", help="dtnn vs DDP on a simulated bandwidth-limited cluster (root)"))
+        "scaling", help="dtnn vs DDP on a simulated bandwidth-limited cluster (root; needs a "
+        "source checkout: it runs launch/simcluster.py and benchmarks/ddp_peer.py)"))
     from dtnn.cli import bench_infer
     bench_infer.add_arguments(sub.add_parser(
         "infer", help="inference latency/memory: dtnn vs torch eager vs ONNX Runtime"))
