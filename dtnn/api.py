@@ -28,8 +28,9 @@ def init(threads: int = 0, *, logging: bool = True) -> Context:
     Under ``mpiexec``/``srun`` (several processes) the context is MPI's, else serial.
     Sets the BLAS/OpenMP/torch threads (``threads``, default: this host's cores shared
     by its processes), the convolution tuner's defaults (as ``dtnn train``), rank-0
-    logging, and, with several processes, makes an uncaught exception on one rank end
-    the whole job instead of leaving the others waiting.  Safe to call again."""
+    logging, and, with several processes, makes an uncaught exception, a Ctrl-C, a stall
+    (``dist.stall_timeout``) or an early exit on one rank end the whole job instead of
+    leaving the others waiting (``dtnn.parallel.failure.watch_job``).  Safe to call again."""
     from dtnn.config import TuneConfig
     from dtnn.parallel import get_context
     from dtnn.threads import default_threads, set_threads
@@ -44,6 +45,8 @@ def init(threads: int = 0, *, logging: bool = True) -> Context:
         dtnn.tune.configure(TuneConfig().options(), comm=ctx)
     if ctx.size > 1:
         _abort_on_uncaught_exception()
+        from dtnn.parallel.failure import watch_job
+        watch_job(ctx)  # stalls, Ctrl-C and a rank leaving early end the whole job
     return ctx
 
 

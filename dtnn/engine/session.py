@@ -192,9 +192,11 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
             states["monitor"] = {"state": json.dumps(monitor.state_dict())}
             args = dict(step=trainer.state.step, epoch=trainer.state.epoch, states=states,
                         meta=meta)
-            save_checkpoint(run.file("checkpoint.h5"), model, **args)
-            if events.get("best"):   # output.keep_best
-                save_checkpoint(run.file("best.h5"), model, **args)
+            for name in ("checkpoint.h5", "best.h5") if events.get("best") else ("checkpoint.h5",):
+                try:  # (best.h5: output.keep_best)
+                    save_checkpoint(run.file(name), model, **args)
+                except OSError as exc:  # disk full, directory gone: one line, not a trace
+                    raise run.error(exc, run.file(name)) from None
         if metrics is not None:  # after its checkpoint: the record never runs ahead
             metrics.write(record)
 

@@ -119,3 +119,19 @@ def protect_job(ctx, stall_timeout: Optional[float] = None) -> Iterator[None]:
     except BaseException as exc:  # noqa: B902 - every way out of one rank ends the job
         message, code = exit_message(exc)
         abort_job(message, code)
+
+
+def watch_job(ctx, stall_timeout: Optional[float] = None) -> None:
+    """``protect_job`` for a custom training loop, from now until the process ends
+    (``dtnn.init()`` calls it): the watchdog runs (stall detection, the exit check)
+    and SIGINT/SIGTERM end the whole job.  Collective; nothing to do alone.
+    ``stall_timeout`` defaults to ``dist.stall_timeout``'s (``DTNN_STALL_TIMEOUT``)."""
+    comm = getattr(ctx, "comm", None)
+    if getattr(ctx, "size", 1) <= 1 or comm is None:
+        return
+    from dtnn.parallel import interrupts, watchdog
+    if stall_timeout is None:
+        from dtnn.parallel.options import DistOptions
+        stall_timeout = DistOptions.resolve().stall_timeout
+    wd = watchdog.start(comm, stall_timeout)
+    interrupts.install(record_only=True, wakeup_fd=wd.signal_w)

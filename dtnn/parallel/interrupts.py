@@ -71,24 +71,21 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-@contextmanager
-def handled(record_only: bool = False, wakeup_fd: Optional[int] = None) -> Iterator[None]:
-    """Install the handler for SIGINT and SIGTERM for the block (main thread only;
-    elsewhere a no-op).  ``wakeup_fd``: also write each signal number to this fd."""
+def install(record_only: bool = False, wakeup_fd: Optional[int] = None):
+    """Put the handler in place for SIGINT and SIGTERM (main thread only; returns a
+    function that restores what was there, or None if nothing was changed).
+    ``wakeup_fd``: also write each signal number to this fd."""
     if not _in_main_thread() or _state.installed:
-        yield
-        return
+        return None
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    old_fd = None
     _state.pending, _state.depth = None, 0
     _state.installed, _state.record_only = True, record_only
-    try:
-        for s in SIGNALS:
-            signal.signal(s, _handler)
-        if wakeup_fd is not None:
-            old_fd = signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
-        yield
-    finally:
+    for s in SIGNALS:
+        signal.signal(s, _handler)
+    old_fd = (signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
+              if wakeup_fd is not None else None)
+
+    def restore() -> None:
         if wakeup_fd is not None:
             signal.set_wakeup_fd(old_fd if old_fd is not None else -1)
         for s, h in previous.items():
@@ -96,6 +93,19 @@ def handled(record_only: bool = False, wakeup_fd: Optional[int] = None) -> Itera
         _state.installed, _state.record_only = False, False
         if not record_only:
             _state.pending = None
+
+    return restore
+
+
+@contextmanager
+def handled(record_only: bool = False, wakeup_fd: Optional[int] = None) -> Iterator[None]:
+    """``install()`` for the block (a no-op if the handler is already in place)."""
+    restore = install(record_only, wakeup_fd)
+    try:
+        yield
+    finally:
+        if restore is not None:
+            restore()
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """An interrupted and resumed run ends with the same weights, optimizer state and
 dropout stream as an uninterrupted one (one process; N processes: tests/mpi)."""
 import numpy as np
+import pytest
 
 from dtnn.config import load_config
 from dtnn.parallel import SerialContext
@@ -44,3 +45,28 @@ def test_resume_is_exact(tmp_path, monkeypatch):
         np.testing.assert_array_equal(value, part.states["optimizer"][key])
     assert full.states["rng"] == part.states["rng"]  # dropout stream
     assert full.states["rng"]["world_size"] == 1
+
+
+@pytest.mark.parametrize("extra", [
+    [], ["model.options={filters = 4, hidden = 8, dropout = 0.5}", "data.augment_shift=2",
+         "data.augment_flip=true"]], ids=["plain", "dropout+augment"])
+def test_resume_is_exact_on_a_tiny_model(tmp_path, monkeypatch, extra):
+    from dtnn.engine.trainer import Trainer
+    base = ["data.source=synthetic",
+            "data.options={shape = [1, 8, 8], classes = 3, n_train = 96, n_test = 12}",
+            "model.options={filters = 4, hidden = 8}", "train.batch_size=16",
+            "train.epochs=4", "output.progress=false", *extra]
+
+    def cfg(name):
+        return load_config(None, base + [f'output.run_dir="{tmp_path / name}"'])
+
+    train(cfg("full"), SerialContext())
+    fit = Trainer.fit
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "fit", lambda self, ev: (setattr(self, "epochs", 1), fit(self, ev))[1])
+        train(cfg("part"), SerialContext())
+    train(cfg("part"), SerialContext(), resume=str(tmp_path / "part" / "checkpoint.h5"))
+    full = load_checkpoint(str(tmp_path / "full" / "checkpoint.h5"))
+    part = load_checkpoint(str(tmp_path / "part" / "checkpoint.h5"))
+    np.testing.assert_array_equal(full.model.flat_params, part.model.flat_params)
+    assert full.states["rng"] == part.states["rng"]
