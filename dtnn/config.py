@@ -59,6 +59,8 @@ class OptimConfig:
     eps: float = 1e-8
     #: multiply lr by the number of processes (linear scaling rule; use warm-up with it)
     scale_lr_by_world: bool = False
+    #: clip the global L2 norm of the (averaged) gradients to this value; 0 = off
+    clip_grad_norm: float = 0.0
 
 
 @dataclass
@@ -104,6 +106,9 @@ class TrainConfig:
     #: stop after this many epoch-end evaluations without improvement of train.monitor
     #: (0 = off)
     early_stopping_patience: int = 0
+    #: stop (with advice) when the mean training loss over 25 steps exceeds this times
+    #: ln(classes); non-finite gradients always stop; 0 = no loss check
+    divergence_loss: float = 3.0
 
 
 @dataclass
@@ -310,11 +315,15 @@ def validate(cfg: Config) -> None:
         (cfg.train.early_stopping_patience >= 0, "train.early_stopping_patience must be >= 0"),
         (cfg.schedule.plateau_patience >= 0, "schedule.plateau_patience must be >= 0"),
         (0.0 < cfg.schedule.plateau_factor < 1.0, "schedule.plateau_factor must be in (0, 1)"),
+        (cfg.optim.clip_grad_norm >= 0, "optim.clip_grad_norm must be >= 0 (0 = off)"),
+        (cfg.train.divergence_loss >= 0, "train.divergence_loss must be >= 0 (0 = off)"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
     cfg.dist = DistOptions.resolve(explicit_dist_options(cfg))
+    from dtnn.models.options import check_options
+    check_options(cfg.model.name, cfg.model.options)
 
 
 def explicit_dist_options(cfg: Config) -> Dict[str, Any]:

@@ -16,3 +16,12 @@ class DataError(UserError):
 
 class ConfigError(UserError):
     """A bad configuration value, option or config file."""
+
+
+class TrainingDiverged(UserError):
+    """Training stopped because the loss became non-finite or exploded.
+
+    Every rank reaches this decision at the same step from values they share (the
+    averaged gradients, an all-reduced loss), so under MPI the CLI lets rank 0 print
+    it once and every rank exit with status 2, with no ``MPI_Abort``."""
+    collective = True

@@ -12,7 +12,8 @@ import traceback
 from typing import List, Optional
 
 from dtnn import __version__
-from dtnn.errors import UserError
+from dtnn.errors import TrainingDiverged, UserError
+from dtnn.parallel.failure import distributed_world
 
 #: subcommand -> module in dtnn.cli providing add_arguments(parser) and run(args)
 SUBCOMMANDS = {
@@ -24,6 +25,8 @@ SUBCOMMANDS = {
     "tune": ("dtnn.cli.tune", "pre-tune a model's convolution variants (BestOf) into the cache"),
     "prune": ("dtnn.cli.prune", "prune conv feature maps / dense units (Taylor, L1, random)"),
     "export": ("dtnn.cli.export", "export a checkpoint to ONNX (checked against dtnn)"),
+    "models": ("dtnn.cli.models", "list the model zoo with its options and defaults"),
+    "lr-find": ("dtnn.cli.lr_find", "learning-rate range test: plot loss vs lr, suggest one"),
 }
 
 
@@ -77,6 +80,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             abort_if_distributed(f"dtnn {args.command}: exit status {exc.code}",
                                  exc.code if isinstance(exc.code, int) else 1)
         raise
+    except TrainingDiverged as exc:
+        # decided on every rank at the same step: one message (rank 0), status 2 everywhere
+        world = distributed_world()
+        if world is None or world[0] == 0:
+            sys.stderr.write(f"dtnn {args.command}: error: {exc}\n")
+        return 2
     except UserError as exc:
         # under MPI with several processes: print with the rank and abort the whole job
         abort_if_distributed(f"dtnn {args.command}: error: {exc}", 2)

@@ -27,6 +27,7 @@ from dtnn.config import Config, apply_dict, to_toml
 from dtnn.data import Augment, BatchLoader, Dataset, load_splits
 from dtnn.engine import resume as resumed
 from dtnn.engine.monitor import from_config as monitor_from_config
+from dtnn.engine.guard import DivergenceGuard
 from dtnn.engine.preflight import check_train
 from dtnn.engine.rundir import RunDirectory
 from dtnn.engine.trainer import Trainer
@@ -90,6 +91,10 @@ def make_schedule(cfg: Config, steps_per_epoch: int, epochs: Optional[int] = Non
         options["warmup_epochs"] = s.warmup_epochs
     return build_schedule(s.name, cfg.optim.lr, steps_per_epoch,
                           cfg.train.epochs if epochs is None else epochs, **options)
+
+
+def make_guard(cfg: Config, ctx, num_classes: int) -> DivergenceGuard:
+    return DivergenceGuard(ctx, num_classes, factor=cfg.train.divergence_loss)
 
 
 def make_loader(cfg: Config, train: Dataset, ctx) -> BatchLoader:
@@ -214,7 +219,9 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
                       evals_per_epoch=cfg.train.evals_per_epoch,
                       target_accuracy=cfg.train.target_accuracy,
                       stop_at_target=cfg.train.stop_at_target, on_eval=on_eval,
-                      monitor=monitor)
+                      monitor=monitor,
+                      clip_grad_norm=cfg.optim.clip_grad_norm,
+                      guard=make_guard(cfg, ctx, len(data.train.classes)))
     if ckpt is not None:
         optimizer.load_state_dict(ckpt.states)
         trainer.state.epoch, trainer.state.step = ckpt.epoch, ckpt.step

@@ -28,6 +28,7 @@ from dtnn.engine.evaluate import Evaluation, evaluate
 from dtnn.layers.loss import SoftmaxCrossEntropy
 from dtnn.log import get_logger
 from dtnn.parallel import interrupts
+from dtnn.engine.guard import DivergenceGuard
 from dtnn.parallel.optimizer import DistributedOptimizer
 
 
@@ -83,7 +84,8 @@ class Trainer:
                  epochs: int, label_smoothing: float = 0.0, max_steps_per_epoch: int = 0,
                  eval_batch_size: int = 500, progress: bool = True,
                  evals_per_epoch: int = 1, target_accuracy: float = 0.0,
-                 stop_at_target: bool = False,
+                 stop_at_target: bool = False, clip_grad_norm: float = 0.0,
+                 guard: Optional[DivergenceGuard] = None,
                  on_epoch_end: Optional[Callable[["Trainer", Dict[str, Any]], None]] = None,
                  on_eval: Optional[Callable[["Trainer", Dict[str, Any]], None]] = None,
                  monitor=None):
@@ -106,6 +108,13 @@ class Trainer:
         self.stop_at_target = bool(stop_at_target)
         #: the gradient exchange (None in a single process)
         self.reducer = optimizer.exchange
+        # clipping and the guard's check see the averaged gradients (after the exchange):
+        # the same norm on every rank, so the replicas stay identical
+        self.guard = guard
+        if clip_grad_norm:
+            optimizer.clip_grad_norm = float(clip_grad_norm)
+        if guard is not None:
+            optimizer.on_grad_norm = self._check_gradients
         self.state = TrainState()
         self.log = get_logger()
         self.clock = RunClock()
@@ -116,12 +125,17 @@ class Trainer:
         self.early_stopped = False
 
     # --- one step -------------------------------------------------------------------
+    def _check_gradients(self, norm: float) -> None:
+        self.guard.check_gradients(norm, self.state.step, self.optimizer.lr)
+
     def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple:
         self.optimizer.lr = self.schedule.lr_at(self.state.step) * (
             self.monitor.lr_factor if self.monitor is not None else 1.0)
         loss = self.distributed.step(self.model, xb, yb)
         self.state.step += 1
         correct = int(np.count_nonzero(self.distributed.logits.argmax(axis=1) == yb))
+        if self.guard is not None:
+            self.guard.add_loss(loss, self.state.step, self.optimizer.lr)
         return loss, correct
 
     # --- one epoch ------------------------------------------------------------------
@@ -139,11 +153,10 @@ class Trainer:
         for i, (xb, yb) in enumerate(self.loader.epoch(epoch)):
             if i >= steps or self.stopped:
                 break
-            loss, correct = self.train_step(xb, yb)
+            # a diverging step is reported once by the guard, not by numpy on every rank
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                loss, correct = self.train_step(xb, yb)
             interrupts.check()  # a Ctrl-C swallowed by some callback still ends the run
-            if not np.isfinite(loss):
-                from dtnn.errors import UserError
-                raise UserError(f"loss became {loss} at step {self.state.step}: lower optim.lr")
             stats.add(loss, correct, len(yb))
             if bar is not None:
                 elapsed = time.perf_counter() - start

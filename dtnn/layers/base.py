@@ -93,9 +93,25 @@ class Layer:
         return f"{self.registry_name}({args})"
 
 
+#: weight initialisation schemes (``init=`` of Conv2D and Dense)
+INIT_SCHEMES = ("he", "glorot", "torch")
+
+
 def init_weights(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int,
                  scheme: str) -> np.ndarray:
-    """He (normal, for ReLU nets) or Glorot (uniform) initialisation, seeded."""
+    """Seeded initial weights.
+
+    * ``he``: normal, std sqrt(2 / fan_in) (keeps ReLU activations' scale in deep nets);
+    * ``glorot``: uniform, limit sqrt(6 / (fan_in + fan_out));
+    * ``torch``: what ``torch.nn.Conv2d`` / ``nn.Linear`` do by default (kaiming-uniform
+      with a = sqrt(5)): uniform, limit 1 / sqrt(fan_in), i.e. std 1 / sqrt(3 fan_in),
+      2.45x smaller than He.  Shallow BatchNorm-free models train stably with it at
+      SGD learning rates where He init blows up the first steps (see
+      benchmarks/results/recipes.md).
+    """
+    if scheme == "torch":
+        limit = 1.0 / np.sqrt(fan_in)
+        return rng.uniform(-limit, limit, shape).astype(np.float32)
     if scheme == "he":
         std = np.sqrt(2.0 / fan_in)
         return (rng.standard_normal(shape) * std).astype(np.float32)
@@ -103,4 +119,12 @@ def init_weights(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: i
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-limit, limit, shape).astype(np.float32)
     from dtnn.errors import ConfigError
-    raise ConfigError(f"unknown init scheme '{scheme}' (choose from: glorot, he)")
+    raise ConfigError(f"unknown init scheme '{scheme}' (choose from: {', '.join(INIT_SCHEMES)})")
+
+
+def init_bias(rng: np.random.Generator, size: int, fan_in: int, scheme: str) -> np.ndarray:
+    """Zeros, except for the ``torch`` scheme: uniform, limit 1 / sqrt(fan_in), as torch."""
+    if scheme == "torch":
+        limit = 1.0 / np.sqrt(fan_in)
+        return rng.uniform(-limit, limit, size).astype(np.float32)
+    return np.zeros(size, np.float32)

@@ -8,7 +8,7 @@ import numpy as np
 from dtnn.conv import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
 from dtnn.errors import ConfigError
 from dtnn.layers._util import jsonable, pair, require_rank
-from dtnn.layers.base import LAYERS, Layer, Shape, init_weights
+from dtnn.layers.base import LAYERS, Layer, Shape, init_bias, init_weights
 
 
 def resolve_padding(padding, kernel: Tuple[int, int], stride: Tuple[int, int],
@@ -120,7 +120,7 @@ class Conv2D(Layer):
         self.add_param("weight", init_weights(rng, (K, C // G, R, S), fan_in, fan_out, self.init),
                        decay=True)
         if self.use_bias:
-            self.add_param("bias", np.zeros(K, np.float32))
+            self.add_param("bias", init_bias(rng, K, fan_in, self.init))
         self.output_shape = (K, ho, wo)
         return self.output_shape
 

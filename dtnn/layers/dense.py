@@ -7,7 +7,7 @@ import numpy as np
 
 from dtnn.errors import ConfigError
 from dtnn.layers._util import jsonable, require_rank
-from dtnn.layers.base import LAYERS, Layer, Shape, init_weights
+from dtnn.layers.base import LAYERS, Layer, Shape, init_bias, init_weights
 
 
 @LAYERS.register("dense")
@@ -33,7 +33,7 @@ class Dense(Layer):
         self.add_param("weight", init_weights(rng, (F, self.units), F, self.units,
                                               self.config["init"]), decay=True)
         if self.use_bias:
-            self.add_param("bias", np.zeros(self.units, np.float32))
+            self.add_param("bias", init_bias(rng, self.units, F, self.config["init"]))
         self.output_shape = (self.units,)
         return self.output_shape
 

@@ -14,13 +14,15 @@ from typing import Any
 from dtnn.optim._checks import check_options
 from dtnn.optim.adam import Adam, AdamW
 from dtnn.optim.base import OPTIMIZERS, Optimizer
+from dtnn.optim.clip import clip_grad_norm, grad_norm
 from dtnn.optim.schedules import (SCHEDULES, ConstantSchedule, CosineSchedule,
                                   MultiStepSchedule, Schedule, StepSchedule, WarmupSchedule,
                                   build_schedule, schedule_options)
 from dtnn.optim.sgd import SGD
 
 __all__ = [
-    "OPTIMIZERS", "Optimizer", "SGD", "Adam", "AdamW", "build_optimizer",
+    "OPTIMIZERS", "Optimizer", "SGD", "Adam", "AdamW", "build_optimizer", "clip_grad_norm",
+    "grad_norm",
     "SCHEDULES", "Schedule", "ConstantSchedule", "StepSchedule", "MultiStepSchedule",
     "CosineSchedule", "WarmupSchedule", "build_schedule", "schedule_options",
 ]

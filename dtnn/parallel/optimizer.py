@@ -73,6 +73,13 @@ class DistributedOptimizer:
             loss = SoftmaxCrossEntropy()
         self.loss_fn = loss
         self.schedule = schedule
+        #: clip the averaged gradients' global L2 norm to this before each update (0 = off)
+        self.clip_grad_norm = 0.0
+        #: called with the averaged gradients' norm before each update (it may raise, e.g.
+        #: the divergence guard on a non-finite norm: every rank sees the same norm)
+        self.on_grad_norm = None
+        #: the norm of the last step's averaged gradients (when clipping or watched)
+        self.grad_norm: Optional[float] = None
         #: the logits of the last ``step(model, x, y)``
         self.logits: Optional[np.ndarray] = None
         self._started = False
@@ -116,6 +123,11 @@ class DistributedOptimizer:
             self.backward(self.loss_fn.backward())
             self.logits = logits
         self.synchronize()
+        if self.clip_grad_norm > 0 or self.on_grad_norm is not None:
+            from dtnn.optim.clip import clip_grad_norm
+            self.grad_norm = clip_grad_norm(self.model.flat_grads, self.clip_grad_norm)
+            if self.on_grad_norm is not None:
+                self.on_grad_norm(self.grad_norm)
         if self.schedule is not None:
             self.optimizer.lr = self.schedule.lr_at(self.optimizer.steps)
         self.optimizer.step()

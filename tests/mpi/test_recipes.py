@@ -1,0 +1,96 @@
+"""Recipes under MPI: gradient clipping after the exchange keeps replicas identical,
+a divergence on one rank stops every rank at the same step, lr-find runs data-parallel
+and every rank gets the same curve and suggestion."""
+import numpy as np
+import pytest
+
+from dtnn.config import load_config
+from dtnn.data import BatchLoader
+from dtnn.engine.guard import DivergenceGuard
+from dtnn.engine.trainer import Trainer
+from dtnn.errors import TrainingDiverged
+from dtnn.optim import build_optimizer, grad_norm
+from dtnn.optim.schedules import build_schedule
+
+from ._helpers import assert_all, assert_same_everywhere, dataset, dense_net, gather_params
+
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(180, method="thread")]
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    from dtnn.parallel.mpi import MPIContext
+    return MPIContext()
+
+
+def _trainer(ctx, ds, clip=0.0, guard=None, lr=0.05):
+    model = dense_net(100)
+    opt = build_optimizer("sgd", model, lr=lr, momentum=0.9, nesterov=True)
+    loader = BatchLoader(ds, 8, seed=7, rank=ctx.rank, world_size=ctx.size)
+    sched = build_schedule("constant", lr, loader.steps_per_epoch)
+    trainer = Trainer(model, opt, sched, loader, ctx, epochs=1, progress=False,
+                      clip_grad_norm=clip, guard=guard)
+    ctx.sync_model(model, opt)
+    return trainer, loader
+
+
+def test_clipping_after_the_exchange_keeps_replicas_identical(ctx):
+    trainer, loader = _trainer(ctx, dataset("dense"), clip=0.05)
+    norms = []
+    for i, (xb, yb) in enumerate(loader.epoch(0)):
+        if i == 6:
+            break
+        trainer.train_step(xb, yb)
+        norms.append(grad_norm(trainer.model.flat_grads))
+    # every step was clipped (the norm is at most 0.05 after it) and all ranks agree
+    assert_all(max(norms) <= 0.05 * (1 + 1e-4), "gradients clipped", f"{max(norms):g}")
+    params = gather_params(trainer.model)
+    assert_all(all(np.array_equal(p, params[0]) for p in params), "replicas bit-identical")
+    trainer.reducer.check_replicas()
+
+
+def test_nan_on_one_rank_stops_every_rank_at_the_same_step(ctx):
+    ds = dataset("dense")
+    trainer, loader = _trainer(ctx, ds, guard=DivergenceGuard(ctx, 5, window=4))
+    stopped_at, message = None, ""
+    for i, (xb, yb) in enumerate(loader.epoch(0)):
+        if i == 5:
+            break
+        if i == 3 and ctx.rank == ctx.size - 1:
+            xb = xb.copy()
+            xb[0, 0] = np.nan          # one bad sample on the last rank only
+        try:
+            with np.errstate(invalid="ignore", over="ignore"):
+                trainer.train_step(xb, yb)
+        except TrainingDiverged as exc:
+            stopped_at, message = i, str(exc)
+            break
+    assert_same_everywhere(stopped_at, "step at which each rank stopped")
+    assert_all(stopped_at == 3 and "no longer finite" in message, "stopped on the NaN step",
+               f"{stopped_at} {message}")
+    assert_all(np.isfinite(trainer.model.flat_params).all(), "no NaN reached the weights")
+
+
+def test_exploding_loss_is_one_decision(ctx):
+    ds = dataset("dense")
+    guard = DivergenceGuard(ctx, 5, factor=3.0, window=3)
+    # rank-dependent losses whose global mean explodes: every rank must raise together
+    raised = []
+    for step in range(3):
+        try:
+            guard.add_loss(1.0 if ctx.rank else 40.0 * ctx.size, step, 0.1)
+        except TrainingDiverged:
+            raised.append(step)
+    assert_same_everywhere(raised, "steps at which the guard fired")
+    assert_all(raised == [2], "fired at the end of the window", str(raised))
+
+
+def test_lr_find_is_data_parallel_and_identical_on_every_rank(ctx):
+    from dtnn.engine.lr_find import lr_find
+    cfg = load_config(None, ["data.source=digits", "model.options.filters=8",
+                             "train.global_batch_size=32"])
+    result = lr_find(cfg, ctx, steps=40, end_lr=3.0)
+    assert_same_everywhere((result.steps, result.suggested_lr, result.losses[-1]),
+                           "lr-find result")
+    assert_all(result.suggested_lr is not None and result.steps >= 20, "a suggestion",
+               str(result.suggested_lr))
