@@ -16,9 +16,10 @@ Plans:
   seeds   configs/simplecnn.toml at 12 epochs, 5 seeds, on fmnist, fmnist8k, digits28
   sweep   the same at seed 0 with optim.lr in {0.003, 0.01, 0.03, 0.1, 0.3}
           (0.05, the config's value, comes from the seeds plan)
+  defaults  no config file at all (10 epochs), seeds 0-2
   lrfind  `dtnn lr-find` on each dataset, then 12 epochs at the suggested lr (seed 0)
   main    the 20-epoch main job, 1 and 4 processes; with --no-avx512 dtnn's AVX-512
-          convolution kernels are switched off (DTNN_FUSED=0: same CPU, portable path)
+          convolution kernels are capped at AVX2 (DTNN_ISA=avx2: same CPU, the AVX2 path)
 """
 from __future__ import annotations
 
@@ -59,6 +60,14 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "?"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
 
 
 def train_cmd(sets: List[str], run_dir: str, procs: int = 1) -> List[str]:
@@ -113,13 +122,21 @@ def plan_runs(plan: str, data_dir: str, scratch: str, only: List[str]) -> List[d
                                   "--run-dir", f"{scratch}/{tname}", "--set",
                                   "output.progress=false", "--set",
                                   "output.checkpoint_every=0"]))
+    elif plan == "defaults":
+        for d in pick:
+            for seed in (0, 1, 2):
+                name = f"defaults/{d}/seed={seed}"
+                cmd = train_cmd(sets[d] + [f"train.seed={seed}"], f"{scratch}/{name}")
+                cmd.remove("-c")
+                cmd.remove(CONFIG)
+                runs.append(dict(name=name, dataset=d, seed=seed, cmd=cmd))
     elif plan in ("main", "main-noavx512"):
-        for procs in (1, 4):
-            for rep in (1, 2):
+        for rep in (1, 2):
+            for procs in (1, 4):
                 name = f"{plan}/n={procs}/rep={rep}"
                 runs.append(dict(name=name, dataset="fmnist", seed=0, procs=procs,
                                  cmd=train_cmd([], f"{scratch}/{name}", procs),
-                                 env={"DTNN_FUSED": "0"} if plan == "main-noavx512" else {}))
+                                 env={"DTNN_ISA": "avx2"} if plan == "main-noavx512" else {}))
     else:
         raise SystemExit(f"unknown plan {plan!r}")
     return runs
@@ -173,7 +190,7 @@ def main() -> int:
     done = done_names(args.out)
     started = 0
     for run in runs:
-        if run["name"] in done:
+        if run["name"] in done or run["name"] in done_names(args.out):  # another driver
             continue
         if run.get("after") and run["after"] not in done_names(args.out):
             print(f"skip {run['name']}: needs {run['after']}")
@@ -192,7 +209,7 @@ def main() -> int:
         line = {k: v for k, v in run.items() if k not in ("cmd", "result", "env", "after")}
         line.update(plan=args.plan, command=" ".join(shlex.quote(c) for c in run["cmd"]),
                     env=run.get("env", {}), status=proc.returncode,
-                    seconds=round(seconds, 1), cpu=cpu_name())
+                    seconds=round(seconds, 1), cpu=cpu_name(), commit=git_commit())
         if proc.returncode == 0:
             line.update(collect(run))
         else:

@@ -10,16 +10,17 @@ from dtnn.errors import ConfigError
 def test_toml_file_and_overrides(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('[model]\nname = "lenet"\n[train]\nepochs = 4\n[optim]\nlr = 1\n')
-    cfg = load_config(str(path), ["train.batch_size=32", "model.options.width=0.5",
+    cfg = load_config(str(path), ["train.batch_size=32", "model.options.padding=0",
                                   "data.source=digits"])
     assert cfg.model.name == "lenet" and cfg.train.epochs == 4
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
-    assert cfg.train.batch_size == 32 and cfg.model.options == {"width": 0.5}
+    assert cfg.train.batch_size == 32 and cfg.model.options == {"padding": 0}
     assert cfg.data.source == "digits"
 
 
 def test_set_merges_into_tables():
-    cfg = load_config(None, ["model.options.width=0.5", "model.options.hidden=32"])
+    cfg = load_config(None, ["model.name=vgg11_bn", "model.options.width=0.5",
+                             "model.options.hidden=32"])
     assert cfg.model.options == {"width": 0.5, "hidden": 32}
 
 
@@ -52,7 +53,7 @@ def test_bad_file(tmp_path):
 
 
 def test_resolved_config_round_trips_through_toml():
-    cfg = load_config(None, ["model.options.width=0.25", "optim.betas=[0.8, 0.9]",
+    cfg = load_config(None, ["model.options.hidden=16", "optim.betas=[0.8, 0.9]",
                              "output.run_dir=\"a \\\"quoted\\\" dir\""])
     again = apply_dict(Config(), tomllib.loads(to_toml(cfg)), "round trip")
     assert again == cfg

@@ -94,3 +94,17 @@ def test_lr_find_is_data_parallel_and_identical_on_every_rank(ctx):
                            "lr-find result")
     assert_all(result.suggested_lr is not None and result.steps >= 20, "a suggestion",
                str(result.suggested_lr))
+
+
+def test_diverging_cli_run_is_reported_once_by_rank_0(ctx, tmp_path_factory, capfd):
+    from dtnn.cli.main import main
+    run_dir = ctx.broadcast_object(str(tmp_path_factory.mktemp("diverge")))
+    status = main(["train", "--set", "data.source=digits", "--set", "train.epochs=1",
+                   "--set", "optim.lr=1e4", "--set", "output.progress=false",
+                   "--run-dir", run_dir])
+    err = capfd.readouterr().err
+    lines = [l for l in err.splitlines() if "error" in l.lower() or "Warning" in l]
+    expected = 1 if ctx.rank == 0 else 0
+    assert_all(status == 2, "every rank exits with status 2", str(status))
+    assert_all(len(lines) == expected and all("training diverged" in l for l in lines),
+               "one line, from rank 0 only", repr(lines))
