@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from dtnn.cli.train import resolve_config
-    from dtnn.config import explicit_dist_options, to_toml
+    from dtnn.config import to_toml
     from dtnn.errors import ConfigError
     from dtnn.log import get_logger, setup_logging
     from dtnn.parallel import get_context
@@ -40,7 +40,6 @@ def run(args) -> int:
     cfg = resolve_config(args)
     if args.write_config and os.path.isdir(args.write_config):
         raise ConfigError(f"--write-config {args.write_config}: is a directory")
-    ctx.configure(explicit_dist_options(cfg))
     from dtnn.parallel.scaling import apply_world_size
     scaling = apply_world_size(cfg, ctx.size)   # train.global_batch_size, lr scaling
     if ctx.size > 1:

@@ -136,7 +136,9 @@ def lr_find(cfg: Config, ctx, start_lr: float = 1e-5, end_lr: float = 10.0,
         raise ConfigError(f"lr-find: --smooth must be in [0, 1), got {smooth:g}")
     from dtnn.engine.session import load_data, make_loader, make_optimizer
     from dtnn.engine.trainer import Trainer
+    from dtnn.layers.loss import SoftmaxCrossEntropy
     from dtnn.models import build_model
+    from dtnn.parallel.optimizer import DistributedOptimizer
 
     data = load_data(cfg)
     opts = dict(cfg.model.options)
@@ -144,12 +146,13 @@ def lr_find(cfg: Config, ctx, start_lr: float = 1e-5, end_lr: float = 10.0,
     model = build_model(cfg.model.name, data.train.x.shape[1:], len(data.train.classes),
                         seed=cfg.train.seed, **opts)
     loader = make_loader(cfg, data.train, ctx)
-    optimizer = make_optimizer(cfg, model)
+    # the run's own gradient exchange (cfg.dist), every replica from rank 0's state
+    optimizer = DistributedOptimizer(
+        make_optimizer(cfg, model), model, ctx=ctx, options=cfg.dist,
+        loss=SoftmaxCrossEntropy(label_smoothing=cfg.train.label_smoothing))
     schedule = RangeSchedule(start_lr, end_lr, steps, loader.steps_per_epoch)
     trainer = Trainer(model, optimizer, schedule, loader, ctx, epochs=1, progress=False,
-                      label_smoothing=cfg.train.label_smoothing,
                       clip_grad_norm=cfg.optim.clip_grad_norm)
-    ctx.sync_model(model, optimizer)
     result = LRFindResult(config_lr=cfg.optim.lr)
     avg, best, epoch = 0.0, math.inf, 0
     while result.steps < steps and result.diverged_at_lr is None:
