@@ -117,6 +117,8 @@ def protect_job(ctx, stall_timeout: Optional[float] = None) -> Iterator[None]:
         with interrupts.handled(record_only=True, wakeup_fd=wd.signal_w):
             yield
     except BaseException as exc:  # noqa: B902 - every way out of one rank ends the job
+        if getattr(exc, "collective", False):
+            raise   # raised by every rank at the same step (TrainingDiverged): no abort
         message, code = exit_message(exc)
         abort_job(message, code)
 
