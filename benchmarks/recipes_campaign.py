@@ -162,7 +162,7 @@ def collect(run: dict) -> dict:
     epochs = [r for r in records if "train_loss" in r]
     out = {"train_loss": [round(r["train_loss"], 4) for r in epochs],
            "eval_accuracy": [r.get("eval_accuracy") for r in epochs],
-           "lr": epochs[0]["lr"] if epochs else None}
+           "lr_epoch1_end": epochs[0]["lr"] if epochs else None}
     report = os.path.join(run_dir, "report.json")
     if os.path.exists(report):
         with open(report) as fh:

@@ -62,7 +62,7 @@ def lr_table(rows: List[dict]) -> List[str]:
     found, at_found = {}, {}
     for r in rows:
         if r["name"].startswith("sweep/") and r.get("test_accuracy") is not None:
-            sweep[r["dataset"]][r["lr"]] = r["test_accuracy"]
+            sweep[r["dataset"]][r.get("config_lr", r["lr"])] = r["test_accuracy"]
         elif r["name"].startswith("seeds/") and r["seed"] == 0 and r.get("test_accuracy"):
             sweep[r["dataset"]].setdefault(0.05, r["test_accuracy"])
         elif r["name"].startswith("lrfind/"):
