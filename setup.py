@@ -170,6 +170,8 @@ setup(
                 "(numpy/Cython kernels + MPI)",
     python_requires=">=3.10",
     packages=find_packages(include=["dtnn", "dtnn.*"]),
+    package_data={"dtnn.serve": ["static/*.html", "static/*.js", "static/*.css",
+                                 "static/*.svg"]},
     include_package_data=False,
     exclude_package_data={"": ["*.pyx", "*.pxd", "*.c", "*.h"]},
     ext_modules=_extensions(),
@@ -182,10 +184,17 @@ setup(
         "tqdm",
         "matplotlib",
         "scikit-learn",
+        "scipy",
+        # dtnn serve / predict: web stack and image decoding
+        "starlette",
+        "uvicorn",
+        "Pillow",
     ],
     extras_require={
         "test": ["pytest", "pytest-mpi", "pytest-timeout", "onnx", "onnxruntime",
-                 "torch-pruning", "pdoc"],   # pdoc: the API reference (tests/test_api_reference.py)
+                 "torch-pruning", "pdoc",    # pdoc: the API reference (tests/test_api_reference.py)
+                 # serve: Starlette's test client and the browser test (system chromium)
+                 "httpx2", "playwright"],
         # dtnn export --onnx, dtnn bench infer's ONNX Runtime peer, the torch-pruning peer
         "export": ["onnx", "onnxruntime", "torch-pruning"],
         # Always pinned: an unpinned torch resolves to multi-GB CUDA wheels.

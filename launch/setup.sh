@@ -6,11 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-# Debian packages: the Fashion-MNIST data, and iproute2 (ip, tc) for the simulated
-# cluster (launch/simcluster.sh); each only when missing.
+# Debian packages: the Fashion-MNIST data, iproute2 (ip, tc) for the simulated
+# cluster (launch/simcluster.sh) and chromium for the serve page's browser test; each
+# only when missing.
 apt_packages=()
 [ -d /usr/share/datasets/fashion-mnist ] || apt_packages+=(dataset-fashion-mnist)
 command -v tc >/dev/null 2>&1 || apt_packages+=(iproute2)
+# the browser test of dtnn serve drives Debian's chromium (Playwright's download is offline)
+[ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 if [ ${#apt_packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
         echo "setup: installing ${apt_packages[*]} (apt)"

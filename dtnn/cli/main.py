@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "export": ("dtnn.cli.export", "export a checkpoint to ONNX (checked against dtnn)"),
     "models": ("dtnn.cli.models", "list the model zoo with its options and defaults"),
     "lr-find": ("dtnn.cli.lr_find", "learning-rate range test: plot loss vs lr, suggest one"),
+    "serve": ("dtnn.cli.serve", "web page to draw characters for a checkpoint, and a JSON API"),
 }
 
 

@@ -1,26 +1,38 @@
-"""``dtnn predict``: classify images (PNG/JPEG) or arrays (.npy/.npz) with a checkpoint.
+"""``dtnn predict``: classify images (PNG/JPEG/...) or arrays (.npy/.npz) with a checkpoint.
 
-Images are converted to the model's channel count and size and scaled to [0, 1] like
-the training data, then normalised with the statistics saved in the checkpoint.
+Images go through the MNIST-style recipe of ``dtnn.data.images`` (the same function
+the ``dtnn serve`` page uses): ink found and cropped, scaled to the training data's ink
+extent, centred by centre of mass, given the training data's polarity, then normalised
+with the checkpoint's statistics.  ``--segment`` reads several characters side by side.
+Arrays are samples already in the model's layout (only normalised).
 """
 from __future__ import annotations
 
 import argparse
 import json
-from typing import List
+from typing import Any, Dict, List, Optional
 
-import numpy as np
+from dtnn.errors import ConfigError, DataError
 
-from dtnn.errors import DataError
+#: .npz arrays tried in this order when --key is not given
+NPZ_KEYS = ("x_test", "x")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="checkpoint.h5 written by dtnn train")
-    p.add_argument("inputs", nargs="+", help="image files, or .npy/.npz arrays (key 'x')")
+    p.add_argument("inputs", nargs="+",
+                   help="image files, or .npy/.npz arrays (npz: 'x_test', else 'x', or --key)")
     p.add_argument("--top", type=_positive_int, default=3,
                    help="show the K most likely classes (K >= 1)")
-    p.add_argument("--invert", action="store_true",
-                   help="invert images (dark strokes on white -> light on black, like MNIST)")
+    polarity = p.add_mutually_exclusive_group()
+    polarity.add_argument("--invert", dest="invert", action="store_const", const=True,
+                          help="images are dark strokes on light paper (default: decided "
+                               "from the image border)")
+    polarity.add_argument("--no-invert", dest="invert", action="store_const", const=False,
+                          help="images are light strokes on dark paper")
+    p.add_argument("--segment", action="store_true",
+                   help="read several characters side by side (left to right) in each image")
+    p.add_argument("--key", help="array to read from .npz inputs (default: x_test, else x)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
 
 
@@ -34,55 +46,93 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def load_inputs(paths: List[str], shape, invert: bool) -> np.ndarray:
-    batches = []
-    for path in paths:
-        if path.endswith((".npy", ".npz")):
-            batches.append(_load_array(path, shape))
-        else:
-            batches.append(_load_image(path, shape, invert)[None])
-    return np.ascontiguousarray(np.concatenate(batches), dtype=np.float32)
+def load_array(path: str, shape, key: Optional[str] = None):
+    """Samples (N, *shape) from a .npy or .npz file; (H, W) grey images are accepted for
+    single-channel models.  uint8 stays uint8 (scaled by the predictor)."""
+    import zipfile
 
+    import numpy as np
 
-def _load_array(path: str, shape) -> np.ndarray:
     try:
-        arr = np.load(path)
-        if isinstance(arr, np.lib.npyio.NpzFile):
-            if "x" not in arr:
-                raise DataError(f"{path}: no array named 'x' (found: {', '.join(arr.files)})")
-            arr = arr["x"]
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read array ({exc})") from None
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read array ({' '.join(str(exc).split())})") from None
+    if isinstance(arr, np.lib.npyio.NpzFile):
+        with arr:
+            names = list(arr.files)
+            wanted = [key] if key else [k for k in NPZ_KEYS if k in names]
+            if not wanted or wanted[0] not in names:
+                what = f"no array named '{key}'" if key else "no array 'x_test' or 'x'"
+                raise DataError(f"{path}: {what} (found: {', '.join(names) or 'nothing'}); "
+                                "choose one with --key")
+            arr = arr[wanted[0]]
+    elif key:
+        raise ConfigError(f"--key {key}: {path} is a single-array .npy file")
+    if arr.dtype.kind not in "uif":
+        raise DataError(f"{path}: arrays of dtype {arr.dtype}, expected numbers")
     shape = tuple(shape)
     grey_images = len(shape) == 3 and shape[0] == 1 and arr.ndim in (2, 3)
     if grey_images and arr.shape[-2:] == shape[1:]:
         arr = arr.reshape((-1,) + shape)  # (H, W) or (N, H, W) grey images
     elif arr.ndim == len(shape):
         arr = arr[None]
-    if tuple(arr.shape[1:]) != tuple(shape):
-        raise DataError(f"{path}: arrays of shape {arr.shape[1:]}, model expects {tuple(shape)}")
-    return arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
+    if tuple(arr.shape[1:]) != shape:
+        raise DataError(f"{path}: arrays of shape {arr.shape[1:]}, model expects {shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise DataError(f"{path}: holds NaN or infinite values")
+    return arr if arr.dtype == np.uint8 else arr.astype(np.float32)
 
 
-def _load_image(path: str, shape, invert: bool) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-    try:
-        img = Image.open(path)
-        img.load()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from None
-    channels, height, width = shape
-    img = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    if invert:
-        arr = 1.0 - arr
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+def _is_array(path: str) -> bool:
+    return path.lower().endswith((".npy", ".npz"))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def predict_files(pred, paths: List[str], top: int, invert: Optional[bool] = None,
+                  segment: bool = False, key: Optional[str] = None) -> List[Dict[str, Any]]:
+    """One answer dict (as the JSON API's, plus ``input``: a name) per image or array row."""
+    from dtnn.data.images import read_image
+    from dtnn.serve.predictor import batch_answers
+
+    # read and check every input before any model work
+    loaded = []
+    for path in paths:
+        if _is_array(path):
+            loaded.append((path, load_array(path, pred.input_shape, key)))
+        else:
+            if not pred.takes_images:
+                raise DataError(f"{path}: this model takes feature vectors of shape "
+                                f"{pred.input_shape}, not images; pass a .npy/.npz array")
+            loaded.append((path, read_image(path)))
+    rows = []
+    for path, data in loaded:
+        if _is_array(path):
+            answers = batch_answers(pred, data, top)
+            names = [path] if len(answers) == 1 else [f"{path}[{i}]" for i in range(len(answers))]
+            for name, ans in zip(names, answers):
+                rows.append({"input": name, **ans})
+        else:
+            try:
+                ans = pred.classify_image(data, top_k=top, segment=segment, invert=invert,
+                                          pictures=False)
+            except DataError as exc:
+                raise DataError(f"{path}: {exc}") from None
+            rows.append({"input": path, **ans})
+    return rows
+
+
+def _text(row: Dict[str, Any]) -> str:
+    top = row["top"]
+    line = f"{row['input']}: {top[0]['class']} ({top[0]['probability']:.1%})  " + \
+        "  ".join(f"{t['class']} {t['probability']:.1%}" for t in top[1:])
+    if "characters" in row:
+        line += f"\n  characters: {row['text']}"
+        if row.get("latex"):
+            line += f"   LaTeX: {row['latex']}"
+        line += "\n  " + "  ".join(f"{c['prediction']} ({c['probability']:.0%})"
+                                   for c in row["characters"])
+    return line
 
 
 def run(args) -> int:
@@ -90,30 +140,22 @@ def run(args) -> int:
     checkpoint_file(args.checkpoint)   # before h5py and the model load
     for path in args.inputs:
         existing_file(path, "input")
-    from dtnn.data import apply_normalization, Dataset
-    from dtnn.engine.session import load_for_inference
-
-    model, meta = load_for_inference(args.checkpoint)
-    classes = meta.get("classes") or [str(i) for i in range(model.output_shape[0])]
-    x = load_inputs(args.inputs, model.input_shape, args.invert)
-    ds = Dataset(x, np.zeros(len(x), np.int64), classes, "predict")
-    if meta.get("normalization"):
-        apply_normalization(ds, meta["normalization"])
-    probs = softmax(model.predict(ds.x))
-    names = _row_names(args.inputs, len(x))
-    for name, p in zip(names, probs):
-        order = np.argsort(-p)[:max(1, args.top)]
-        top = [(classes[i], float(p[i])) for i in order]
+    if args.segment and all(_is_array(p) for p in args.inputs):
+        raise ConfigError("--segment reads images; the inputs are all arrays")
+    from dtnn.serve.predictor import Predictor
+    pred = Predictor(args.checkpoint, warmup=False)
+    rows = predict_files(pred, args.inputs, min(args.top, len(pred.classes)), args.invert,
+                         args.segment, args.key)
+    for row in rows:
         if args.json:
-            print(json.dumps({"input": name, "prediction": top[0][0],
-                              "top": [{"class": c, "probability": q} for c, q in top]}))
+            keep = {k: v for k, v in row.items()
+                    if k not in ("probabilities", "timings_ms")}
+            keep["top"] = [{"class": t["class"], "probability": t["probability"]}
+                           for t in row["top"]]
+            if "characters" in keep:
+                keep["characters"] = [{k: v for k, v in c.items() if k != "input"}
+                                      for c in keep["characters"]]
+            print(json.dumps(keep))
         else:
-            print(f"{name}: {top[0][0]} ({top[0][1]:.1%})  " +
-                  "  ".join(f"{c} {q:.1%}" for c, q in top[1:]))
+            print(_text(row))
     return 0
-
-
-def _row_names(paths: List[str], n: int) -> List[str]:
-    if len(paths) == n:
-        return list(paths)
-    return [f"{paths[0] if len(paths) == 1 else 'input'}[{i}]" for i in range(n)]

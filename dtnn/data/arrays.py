@@ -3,7 +3,7 @@
 Both container formats use the same keys:
 
 * ``x_train`` and ``y_train`` (required), ``x_test`` and ``y_test`` (optional, together);
-* ``classes`` (optional): class names, one string per class.
+* ``classes`` or ``class_names`` (optional): class names, one string per class.
 
 Accepted sample layouts: ``(N, H, W)`` (a channel axis is added), ``(N, C, H, W)``,
 ``(N, H, W, C)`` with ``channels_last=True``, or ``(N, F)`` feature vectors.  uint8
@@ -21,6 +21,9 @@ from dtnn.data.dataset import Dataset, default_class_names, pixels_to_float
 from dtnn.errors import DataError
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: arrays holding class names (the first present wins); stored in checkpoints and shown
+#: by eval, predict and the serve page
+CLASS_KEYS = ("classes", "class_names")
 
 #: returns the array stored under a key, or None if the key is absent
 Fetch = Callable[[str], Optional[np.ndarray]]
@@ -126,8 +129,9 @@ def datasets_from_arrays(where: str, fetch: Fetch, available: Iterable[str], *,
                         f"samples are {pairs[0][0].shape[1:]}")
 
     names = as_classes("classes", classes)
-    if names is None and "classes" in available:
-        names = _class_names(where, fetch("classes"))
+    for key in CLASS_KEYS:
+        if names is None and key in available:
+            names = _class_names(where, fetch(key))
     if names is None:
         _check_contiguous(where, pairs)
         names = default_class_names(*(y for _, y in pairs))

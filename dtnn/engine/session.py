@@ -26,6 +26,7 @@ from dtnn import __version__
 from dtnn.config import Config, apply_dict, to_toml
 from dtnn.data import Augment, BatchLoader, Dataset, load_splits
 from dtnn.engine import resume as resumed
+from dtnn.data.images import ink_profile
 from dtnn.engine.monitor import from_config as monitor_from_config
 from dtnn.engine.guard import DivergenceGuard
 from dtnn.engine.preflight import check_train
@@ -174,7 +175,8 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
 
     meta = {"config": cfg.to_dict(), "dtnn_version": __version__, "classes": data.train.classes,
             "normalization": data.normalization, "processes": ctx.size,
-            "schedule": schedule_plan}
+            "schedule": schedule_plan,
+            "ink": ink_profile(data.train.x, data.normalization)}  # for predict/serve
 
     monitor = monitor_from_config(cfg)
 
