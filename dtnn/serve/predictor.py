@@ -230,11 +230,17 @@ def _accuracy(path: str, meta: Dict[str, Any], history) -> Optional[Dict[str, An
 
 
 def _pruned(meta: Dict[str, Any]) -> Any:
-    for key in ("pruned", "pruning", "prune"):
-        value = meta.get(key)
-        if value:
-            return value if isinstance(value, (dict, bool)) else True
-    return False
+    """``False``, or what ``dtnn prune`` recorded (criterion, steps, size before), without
+    its server-side paths."""
+    info = meta.get("prune")
+    if not info:
+        return bool(meta.get("pruned", False))
+    if not isinstance(info, dict):
+        return True
+    original = info.get("original") if isinstance(info.get("original"), dict) else {}
+    out = {"criterion": info.get("criterion"), "steps": info.get("steps"),
+           "original_parameters": original.get("params")}
+    return {k: v for k, v in out.items() if v is not None} or True
 
 
 def check_top_k(value: Any, num_classes: int) -> int:

@@ -181,3 +181,18 @@ def test_blank_drawing_oversized_body_and_wrong_routes(client):
     missing = client.get("/nope")
     assert missing.status_code == 404 and "error" in missing.json()
     assert client.get("/static/../predictor.py").status_code == 404
+
+
+def test_a_pruned_checkpoint_is_served_like_any_other(digits_checkpoint, tmp_path, drawing):
+    run = tmp_path / "prune"
+    assert main(["prune", digits_checkpoint, "--keep", "0.5", "--set", "prune.step_fraction=0.25",
+                 "--set", "prune.batches=2", "--set", "prune.finetune_steps=3",
+                 "--set", "prune.latency_reps=2", "--run-dir", str(run)]) == 0
+    pruned = Predictor(str(run / "pruned.h5"))
+    with TestClient(create_app(pruned)) as c:
+        card = c.get("/api/model").json()
+        assert card["pruned"]["criterion"] == "taylor"
+        assert card["pruned"]["original_parameters"] > card["parameters"]
+        assert str(tmp_path) not in json.dumps(card)          # no server paths
+        out = _post_png(c, drawing("1"), top_k=3).json()
+    assert len(out["top"]) == 3 and out["top"][0]["class"] in card["classes"]

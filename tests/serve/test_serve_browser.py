@@ -206,6 +206,6 @@ def test_phone_touch_pen_and_live_prediction(browser, server):
         assert "7" in bars[:2], bars
         shots = os.environ.get("DTNN_SCREENSHOT_DIR")
         if shots:
-            page.screenshot(path=os.path.join(shots, "serve-phone.png"))
+            page.screenshot(path=os.path.join(shots, "serve-phone.png"), scale="css")
     finally:
         ctx.close()

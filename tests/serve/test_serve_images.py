@@ -200,3 +200,16 @@ def test_thin_strokes_are_thickened_to_the_training_density_thick_ones_kept():
     thick[20:280, 60:240] = 1.0                             # already dense: left alone
     np.testing.assert_array_equal(to_model_input(thick, (1, 8, 8), InkProfile(1.0, True, 0.3)),
                                   to_model_input(thick, (1, 8, 8), InkProfile(1.0, True)))
+
+
+def test_every_page_asset_is_installed_as_package_data():
+    import fnmatch
+    import os
+    import re
+    import dtnn.serve
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    setup = open(os.path.join(root, "setup.py")).read()
+    globs = re.findall(r'"(static/\*\.[a-z]+)"', setup)
+    static = os.path.join(os.path.dirname(dtnn.serve.__file__), "static")
+    for name in os.listdir(static):
+        assert any(fnmatch.fnmatch(f"static/{name}", g) for g in globs), name

@@ -288,6 +288,20 @@
     dd.textContent = value;
   }
 
+  function pruned(c) {
+    const p = c.pruned;
+    if (!p) return "no";
+    if (typeof p !== "object") return "yes";
+    const parts = [];
+    if (p.criterion) parts.push(p.criterion);
+    if (p.steps != null) parts.push(`${p.steps} steps`);
+    if (p.original_parameters) {
+      const kept = (100 * c.parameters / p.original_parameters).toFixed(1);
+      parts.push(`from ${p.original_parameters.toLocaleString("en")} parameters (${kept}% kept)`);
+    }
+    return "yes" + (parts.length ? ": " + parts.join(", ") : "");
+  }
+
   async function loadCard() {
     try {
       const res = await fetch("/api/model");
@@ -307,8 +321,7 @@
     setCard("classes", `${card.classes.length}: ${names}`);
     setCard("accuracy", card.accuracy ? `${(100 * card.accuracy.value).toFixed(2)}% ` +
             `(${card.accuracy.source})` : "not recorded");
-    setCard("pruned", card.pruned ? (typeof card.pruned === "object" ?
-            "yes: " + JSON.stringify(card.pruned) : "yes") : "no");
+    setCard("pruned", pruned(card));
     setCard("trained", `epoch ${card.epoch}, step ${card.step}`);
     setCard("last request", "–");
   }
