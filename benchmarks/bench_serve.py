@@ -25,7 +25,6 @@ import http.client
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,17 +32,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def train_default(scratch: str) -> str:
@@ -116,6 +104,7 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "dtnn-bench",
                                                   "serve.md"))
     args = ap.parse_args()
+    from dtnn.bench.infer import cpu_description
     scratch = tempfile.mkdtemp(prefix="dtnn-bench-serve-")
     ckpt = args.checkpoint or train_default(scratch)
     proc = subprocess.Popen([sys.executable, "-m", "dtnn", "serve", ckpt, "--port", "0",
@@ -153,7 +142,7 @@ def main() -> int:
         f"checkpoint: {os.path.basename(ckpt) if args.checkpoint else 'configs/simplecnn.toml, 1 epoch'} "
         f"({card_name}); {args.requests} requests per row after {args.warmup} warm-up, "
         f"sequential, one keep-alive connection; `--threads {args.threads}`",
-        f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average at the end: "
+        f"CPU: {cpu_description()}; load average at the end: "
         f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}",
         "", *lines, ""])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -106,14 +106,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ApiError(400, f"{name} must be true or false, got {value!r}")
+    from dtnn.data._opts import as_bool
+
+    return False if value == "" else as_bool(name, value)
 
 
 def _image_from_json(value: Any) -> bytes:

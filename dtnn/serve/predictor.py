@@ -254,18 +254,12 @@ def check_top_k(value: Any, num_classes: int) -> int:
 
 
 def parse_invert(value: Any) -> Optional[bool]:
-    if value is None or value == "" or value == "auto":
+    """``invert`` option: auto (None, "", "auto") or a boolean spelled any usual way."""
+    from dtnn.data._opts import as_bool
+
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
         return None
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    if text == "auto":
-        return None
-    raise DataError(f"invert must be auto, true or false, got {value!r}")
+    return as_bool("invert", value)
 
 
 def batch_answers(pred: Predictor, x: np.ndarray, top_k: int) -> List[Dict[str, Any]]:
