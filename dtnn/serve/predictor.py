@@ -28,6 +28,7 @@ from dtnn.errors import DataError
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, K) logits (max-shifted: no overflow)."""
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -244,6 +245,7 @@ def _pruned(meta: Dict[str, Any]) -> Any:
 
 
 def check_top_k(value: Any, num_classes: int) -> int:
+    """``top_k`` option as an int in 1..num_classes (larger asks are capped)."""
     try:
         k = int(value)
     except (TypeError, ValueError):
