@@ -90,5 +90,31 @@ class ExchangeTuner:
         return rows
 
 
+def exchange_tuner(reducer) -> Optional[ExchangeTuner]:
+    """The tuner of ``reducer`` (a ``GradientReducer``) as ``dist.tune`` asks, or None:
+    off on one rank, with ``tune = false``, with ``auto`` on a single node, and for a
+    compressor that only one collective can carry."""
+    from dtnn.parallel.collectives.choice import (candidate_collectives, choose_algorithm,
+                                                  hier_possible)
+    tune, topo = str(reducer.options.tune).lower(), reducer.topo
+    if reducer.size == 1 or tune in ("false", "off", "0") or (
+            tune == "auto" and not topo.multi_node):
+        return None
+    if reducer.exchange is not None:
+        collectives = candidate_collectives(reducer.compressor, reducer.size)
+        if len(collectives) < 2:
+            return None
+        return ExchangeTuner(reducer.comm, ("cx", reducer.options.compress, reducer.size,
+                                            topo.nodes),
+                             collectives, [reducer.bucket_mb],
+                             (reducer.exchange.collective, reducer.bucket_mb))
+    nbytes = reducer.grads.nbytes
+    algos = ["ring", "mpi"] + (["hier"] if hier_possible(topo) else [])
+    start = choose_algorithm(nbytes, topo, reducer.algorithm)
+    buckets = sorted({*BUCKET_CHOICES_MB, reducer.bucket_mb})
+    return ExchangeTuner(reducer.comm, ("plain", reducer.size, topo.nodes, nbytes),
+                         [start] + algos, buckets, (start, reducer.bucket_mb))
+
+
 def _mb(value: float) -> str:
     return f"{float(value):g}"

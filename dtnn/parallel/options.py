@@ -31,7 +31,7 @@ class DistOptions:
     #: the backward pass computes (without it they mostly run in the final wait)
     progress: bool = True
     #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
-    #: topology; see reducer.choose_algorithm) or one of dtnn.parallel.collectives:
+    #: topology; see collectives.choice.choose_algorithm) or one of dtnn.parallel.collectives:
     #: "mpi" (MPI_Iallreduce), "ring", "hier" (hierarchical, several ranks per node)
     algorithm: str = "auto"
     #: collective for compressed payloads: "auto" (by payload and world size),

@@ -63,6 +63,7 @@ import numpy as np
 
 from dtnn.errors import UserError
 from dtnn.parallel import collectives as C
+from dtnn.parallel.collectives.choice import SMALL_BUCKET_BYTES, choose_algorithm
 from dtnn.parallel.buckets import float_buffers, plan_buckets, replica_digest
 from dtnn.parallel.layout import as_layout
 from dtnn.parallel.options import DistOptions
@@ -70,36 +71,10 @@ from dtnn.parallel.reducer_stats import StepStats
 from dtnn.parallel.watchdog import guard as stall_guard
 
 MiB = 1 << 20
-#: below this many bytes a bucket goes by MPI's allreduce (latency-bound: fewer steps)
-SMALL_BUCKET_BYTES = 64 << 10
 
 
 class ReplicaMismatchError(UserError):
     """check_replicas found replicas whose parameters or buffers differ."""
-
-
-def choose_algorithm(nbytes: int, topo: C.Topology, preferred: str = "auto") -> str:
-    """The allreduce algorithm for one bucket of ``nbytes``.
-
-    One node: MPI's (its shared-memory collectives beat a ring of point-to-point
-    messages: 9 MiB on 2 ranks 2.9 ms vs 6.1 ms).  Several nodes: ``hier`` when every
-    node runs several ranks, else ``ring`` -- on the simulated cluster MPICH's
-    default moved 9 MiB over 4 hosts at 100 Mbit/s in 1.26-1.54 s (best-median),
-    the ring in 1.19-1.27 s (bandwidth-optimal: 1.13 s), see
-    ``benchmarks/results/scaling.md`` -- except small buckets, which go by MPI's
-    (recursive doubling: log2 p steps instead of 2 (p-1))."""
-    if preferred != "auto":
-        if preferred == "hier" and not (topo.multi_node and topo.local_size > 1
-                                        and topo.uniform):
-            return "ring" if topo.multi_node else "mpi"
-        return preferred
-    if not topo.multi_node or topo.size == 1:
-        return "mpi"
-    if nbytes < SMALL_BUCKET_BYTES:
-        return "mpi"
-    if topo.local_size > 1 and topo.uniform:
-        return "hier"
-    return "ring"
 
 
 class GradientReducer:
@@ -145,7 +120,8 @@ class GradientReducer:
                                    getattr(self.compressor, "warmup_steps", 0))
         from dtnn.parallel.worker import make_executor
         self.executor = make_executor(self.options.comm_thread)
-        self.tuner = self._make_tuner()
+        from dtnn.parallel.autotune import exchange_tuner
+        self.tuner = exchange_tuner(self)
         #: called with the seconds waited so far while finish_step waits (stall checks)
         self.on_wait_idle: Optional[Callable[[float], None]] = None
         self._cx = False
@@ -185,37 +161,6 @@ class GradientReducer:
 
     def _algo_for(self, nbytes: int) -> C.Algorithm:
         return self.algo(choose_algorithm(nbytes, self.topo, self.algorithm))
-
-    def _make_tuner(self):
-        tune = str(self.options.tune).lower()
-        if self.size == 1 or tune in ("false", "off", "0") or (
-                tune == "auto" and not self.topo.multi_node):
-            return None
-        from dtnn.parallel.autotune import BUCKET_CHOICES_MB, ExchangeTuner
-        if self.exchange is not None:
-            return None if len(self._collectives()) < 2 else ExchangeTuner(
-                self.comm, ("cx", self.options.compress, self.size, self.topo.nodes),
-                self._collectives(), [self.bucket_mb], (self.exchange.collective,
-                                                        self.bucket_mb))
-        algos = ["ring", "mpi"] + (["hier"] if self.topo.multi_node and self.topo.local_size
-                                   > 1 and self.topo.uniform else [])
-        start = choose_algorithm(self.grads.nbytes, self.topo, self.algorithm)
-        buckets = sorted({*BUCKET_CHOICES_MB, self.bucket_mb})
-        return ExchangeTuner(self.comm, ("plain", self.size, self.topo.nodes,
-                                         self.grads.nbytes), [start] + algos, buckets,
-                             (start, self.bucket_mb))
-
-    def _collectives(self) -> List[str]:
-        from dtnn.parallel.exchange import choose_transport
-        comp = self.compressor
-        if comp.summable:
-            return ["allreduce"]
-        out = [choose_transport(comp, self.size), "allgather"]
-        if getattr(comp, "sparse", False):
-            out += ["gtopk", "sparse"]
-        if getattr(comp, "chunkable", False):
-            out.append("qring")
-        return list(dict.fromkeys(out))
 
     def _apply_tuning(self) -> None:
         algo, bucket_mb = self.tuner.choose()
@@ -414,5 +359,5 @@ class GradientReducer:
         self.exchange.load_local_state(mine)
 
 
-__all__ = ["GradientReducer", "ReplicaMismatchError", "choose_algorithm", "float_buffers",
-           "plan_buckets", "replica_digest"]
+__all__ = ["GradientReducer", "ReplicaMismatchError", "SMALL_BUCKET_BYTES", "choose_algorithm",
+           "float_buffers", "plan_buckets", "replica_digest"]

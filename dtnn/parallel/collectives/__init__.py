@@ -7,7 +7,7 @@ Allreduce of a float32 vector (in-place sum), ``ALGORITHMS``:
     hier   hierarchical: reduce-scatter inside each node, the node's chunks across
            nodes (every local rank on its own chunk), allgather inside the node
 
-``build(name, topo)`` makes one; ``choose_algorithm`` is the per-size rule used when
+``build(name, topo)`` makes one; ``choice.choose_algorithm`` is the per-size rule used when
 ``dist.algorithm = "auto"`` and no tuner decided.  Compressed payloads have their own
 collectives next to these (``qring``, ``sparse``, ``gather``), picked by the
 exchange from the compressor's payload and the world size.
