@@ -122,6 +122,7 @@ class GradientReducer:
         self.executor = make_executor(self.options.comm_thread)
         from dtnn.parallel.autotune import exchange_tuner
         self.tuner = exchange_tuner(self)
+        self._tuning_done = False
         #: called with the seconds waited so far while finish_step waits (stall checks)
         self.on_wait_idle: Optional[Callable[[float], None]] = None
         self._cx = False
@@ -176,8 +177,12 @@ class GradientReducer:
         if self._in_step:
             raise RuntimeError("start_step() called twice without finish_step()")
         self._in_step = True
-        if self.tuner is not None and not self.tuner.settled:
+        if self.tuner is not None and not self._tuning_done:
+            # once settled, apply the winners one last time: the last step timed ran
+            # the last alternative tried, not necessarily the winner
+            settled = self.tuner.settled
             self._apply_tuning()
+            self._tuning_done = settled
         self.stats_acc.begin()
         self._posted = 0
         self._missing = list(self._group_count)
