@@ -120,6 +120,7 @@ KERNEL_MODULES = {
     "_pool": ["csrc/pool.c"],
     "_winograd": ["csrc/winograd.c", "csrc/isa.c"],
     "_direct": ["csrc/direct.c", "csrc/isa.c"],
+    "_infer": ["csrc/infer.c", "csrc/isa.c"],
     "_transpose": ["csrc/transpose.c"],
     "_compress": ["csrc/compress.c", "csrc/bitpack.c", "csrc/isa.c"],
 }
@@ -132,7 +133,8 @@ def _extensions():
         include_dirs=["csrc", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=["csrc/dtnn_kernels.h", "csrc/dtnn_isa.h", "csrc/im2col_fused.h",
-                 "csrc/im2col_fused_ops.h", "dtnn/_kernels/_ckernels.pxd",
+                 "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/infer_tmpl.h",
+                 "dtnn/_kernels/_ckernels.pxd",
                  "dtnn/_kernels/_isa.pxi"],
     )
     exts = [Extension(f"dtnn._kernels.{name}", [f"dtnn/_kernels/{name}.pyx", *c_sources],

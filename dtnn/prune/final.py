@@ -2,7 +2,8 @@
 ``prune.final_epochs`` epochs with the ordinary trainer and its evaluation monitor --
 ``output.keep_best`` (best.h5, and pruned.h5 is then the best model),
 ``train.early_stopping_patience`` and the plateau lr reduction
-(``schedule.plateau_patience``) -- on the evaluation split (``data.val_fraction`` > 0
+(``schedule.plateau_patience``), with a constant or decaying lr from ``prune.lr``
+(``prune.final_schedule``) -- on the evaluation split (``data.val_fraction`` > 0
 holds out a validation set; otherwise the test set, said in the log).
 
 It starts from the state saved after the last pruning step, with dropout reseeded from
@@ -14,6 +15,14 @@ import os
 from typing import Any, Dict
 
 from dtnn.log import get_logger
+
+
+def _schedule_options(cfg, name: str) -> Dict[str, Any]:
+    """The [schedule] options that the final phase's schedule ``name`` takes."""
+    s = cfg.schedule
+    return {"constant": {}, "cosine": {"min_lr": s.min_lr},
+            "step": {"step_size": s.step_size, "gamma": s.gamma},
+            "multistep": {"milestones": s.milestones, "gamma": s.gamma}}[name]
 
 
 def final_finetune(pruner, run_dir: str) -> Dict[str, Any]:
@@ -29,7 +38,8 @@ def final_finetune(pruner, run_dir: str) -> Dict[str, Any]:
     o = cfg.optim
     optimizer = build_optimizer("sgd", pruner.model, lr=p.lr, momentum=o.momentum,
                                 nesterov=o.nesterov, weight_decay=o.weight_decay)
-    schedule = build_schedule("constant", p.lr, pruner.loader.steps_per_epoch)
+    schedule = build_schedule(p.final_schedule, p.lr, pruner.loader.steps_per_epoch,
+                              epochs=p.final_epochs, **_schedule_options(cfg, p.final_schedule))
     monitor = from_config(cfg)
     monitor.min_lr_factor = cfg.schedule.min_lr / p.lr
     best = os.path.join(run_dir, "best.h5")

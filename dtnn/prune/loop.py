@@ -89,9 +89,16 @@ def check_prunable(model, cfg) -> None:
         raise ConfigError(f"no Conv2D layer of this model can be pruned ({why})")
 
 
-def _targets(cfg, original: Dict[str, Any]) -> Dict[str, Any]:
+def _targets(cfg, original: Dict[str, Any], maps_left: Optional[int] = None
+             ) -> Dict[str, Any]:
+    """The maps to keep at the end (target "maps") and the maps to remove this step:
+    ``step_maps``, or ``step_fraction`` of the original maps ("constant") or of the
+    ``maps_left`` ("geometric")."""
     p = cfg.prune
-    step = p.step_maps or max(1, int(math.ceil(p.step_fraction * original["maps"])))
+    base = original["maps"]
+    if p.step_schedule == "geometric" and maps_left is not None:
+        base = maps_left
+    step = p.step_maps or max(1, int(math.ceil(p.step_fraction * base)))
     return {"maps": int(round(p.keep * original["maps"])) if p.target == "maps" else 0,
             "step": step}
 
@@ -109,7 +116,7 @@ def plan_step(cfg, model, original: Dict[str, Any], scores: Dict[int, np.ndarray
     p = cfg.prune
     groups = {g.producer: g for g in prunable_groups(model) if g.prunable}
     cost = model_cost(model)
-    t = _targets(cfg, original)
+    t = _targets(cfg, original, cost["maps"])
     n_conv = t["step"]
     if p.target == "maps":
         n_conv = min(n_conv, cost["maps"] - t["maps"])

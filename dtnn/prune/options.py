@@ -18,6 +18,10 @@ class PruneConfig:
     step_fraction: float = 0.05
     #: ... or as a number (> 0 overrides step_fraction)
     step_maps: int = 0
+    #: "constant": every step removes step_fraction of the ORIGINAL maps (or step_maps);
+    #: "geometric": step_fraction of the maps LEFT, so steps shrink as the model does
+    #: (fewer maps per step near the end, where each one matters more)
+    step_schedule: str = "constant"
     #: prune the hidden units of Dense layers too (same criterion on their outputs)
     dense: bool = True
     #: fraction of hidden Dense units to keep (-1 = the same fraction as conv maps);
@@ -40,6 +44,10 @@ class PruneConfig:
     #: after the last step, fine-tune up to this many epochs with the trainer's
     #: output.keep_best / train.early_stopping_patience / schedule.plateau_* (0 = none)
     final_epochs: int = 0
+    #: lr schedule of that phase, from prune.lr: "constant" (with the plateau reduction,
+    #: if configured) or a decaying one over final_epochs ("cosine", or "step" /
+    #: "multistep" with the [schedule] options), down to schedule.min_lr
+    final_schedule: str = "constant"
 
     def validate(self) -> None:
         from dtnn.prune.criteria import CRITERIA
@@ -51,6 +59,8 @@ class PruneConfig:
             (0.0 < self.step_fraction <= 1.0,
              f"prune.step_fraction must be in (0, 1], got {self.step_fraction!r}"),
             (self.step_maps >= 0, "prune.step_maps must be >= 0"),
+            (self.step_schedule in ("constant", "geometric"),
+             f"prune.step_schedule must be constant or geometric, got {self.step_schedule!r}"),
             (self.dense_keep == -1.0 or 0.0 < self.dense_keep <= 1.0,
              f"prune.dense_keep must be -1 or in (0, 1], got {self.dense_keep!r}"),
             (self.batches >= 1, "prune.batches must be >= 1"),
@@ -60,6 +70,9 @@ class PruneConfig:
             (self.eval_every >= 1, "prune.eval_every must be >= 1"),
             (self.latency_reps >= 0, "prune.latency_reps must be >= 0"),
             (self.final_epochs >= 0, "prune.final_epochs must be >= 0"),
+            (self.final_schedule in ("constant", "cosine", "step", "multistep"),
+             "prune.final_schedule must be constant, cosine, step or multistep, got "
+             f"{self.final_schedule!r}"),
         ]
         for ok, message in checks:
             if not ok:
