@@ -54,13 +54,14 @@ _EXPORTS = {
     "evaluate": ("dtnn.engine.evaluate", "evaluate"),
     "Evaluation": ("dtnn.engine.evaluate", "Evaluation"),
     "evaluate_checkpoint": ("dtnn.engine.evaluate", "evaluate_checkpoint"),
+    "InferenceModel": ("dtnn.infer", "InferenceModel"),
     "train": ("dtnn.engine.session", "train"),
     "Config": ("dtnn.config", "Config"),
     "load_config": ("dtnn.config", "load_config"),
     "UserError": ("dtnn.errors", "UserError"),
 }
 _SUBPACKAGES = ("api", "models", "layers", "optim", "data", "parallel", "compress", "tune",
-                "engine", "io", "metrics", "conv", "config", "errors")
+                "engine", "io", "metrics", "conv", "config", "errors", "infer")
 
 __all__ = sorted(_EXPORTS) + ["models", "layers", "optim", "data", "parallel", "compress",
                               "tune", "__version__"]

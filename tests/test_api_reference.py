@@ -15,7 +15,7 @@ import pytest
 
 import dtnn
 
-SUBPACKAGES = ("models", "layers", "optim", "data", "parallel", "compress", "tune")
+SUBPACKAGES = ("models", "layers", "optim", "data", "parallel", "compress", "tune", "infer")
 
 
 def _public():

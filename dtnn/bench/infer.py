@@ -4,10 +4,14 @@ Runtime on the same model and weights, in one run.
 Each (engine, thread count) is measured in a fresh child process, so its peak RSS is
 its own and one engine's thread pools or allocator state cannot slow another:
 
-* ``dtnn``: the checkpoint's model; with ``conv="bestof"`` (default) every convolution
-  is switched to BestOf and forward passes run until its inference tuning has settled
+* ``dtnn``: the checkpoint's model compiled for inference (``dtnn.infer.InferenceModel``:
+  BatchNorm folded into the convolutions, activations fused, one compiled executor; its
+  kernel choice per convolution is timed once per batch size before anything is timed);
+* ``dtnn-layers``: the same model run layer by layer (``Model.forward``, the path
+  training and evaluation use); with ``conv="bestof"`` (default) every convolution is
+  switched to BestOf and forward passes run until its inference tuning has settled
   (decisions cached on disk as in training) before anything is timed. torch is never
-  imported in this child (its RSS would count);
+  imported in the dtnn children (its RSS would count);
 * ``torch``: the model's torch twin (``dtnn.export.torch_twin``), eval mode, under
   ``torch.inference_mode()``;
 * ``onnxruntime``: the model exported by ``dtnn.export.onnx``, CPU provider,
@@ -31,7 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-ENGINES = ("dtnn", "torch", "onnxruntime")
+ENGINES = ("dtnn", "dtnn-layers", "torch", "onnxruntime")
 
 
 def _rss_mb() -> float:
@@ -75,7 +79,7 @@ def _time(fn, x, reps: int, warmup: int, budget_s: float) -> Dict[str, Any]:
             "p90_ms": float(np.percentile(t, 90)), "calls": len(times)}
 
 
-def _dtnn_runner(checkpoint: str, threads: int, conv: str):
+def _dtnn_runner(checkpoint: str, threads: int, conv: str, fused: bool):
     sys.modules.setdefault("torch", None)  # type: ignore[arg-type]  # keep torch out
     from threadpoolctl import threadpool_limits
     import dtnn._kernels  # noqa: F401  -- our OpenMP runtime, so the limit reaches it
@@ -83,6 +87,10 @@ def _dtnn_runner(checkpoint: str, threads: int, conv: str):
     os.environ["OMP_NUM_THREADS"] = str(threads)
     from dtnn.io.checkpoint import load_checkpoint
     model = load_checkpoint(checkpoint).model
+    if fused:
+        from dtnn.infer import InferenceModel
+        fast = InferenceModel(model)
+        return model, fast
     if conv != "as-saved":
         from dtnn.conv import CONV_ALGORITHMS
         for layer in model.layers:
@@ -116,8 +124,9 @@ def worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     engine, threads = spec["engine"], int(spec["threads"])
     base = _rss_mb()
     settle_calls = 0
-    if engine == "dtnn":
-        model, fn = _dtnn_runner(spec["checkpoint"], threads, spec["conv"])
+    if engine in ("dtnn", "dtnn-layers"):
+        model, fn = _dtnn_runner(spec["checkpoint"], threads, spec["conv"],
+                                 fused=engine == "dtnn")
     elif engine == "torch":
         fn = _torch_runner(spec["checkpoint"], threads)
     else:
@@ -128,8 +137,11 @@ def worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     for label, n, reps in (("batch1", 1, spec["reps"]),
                            (f"batch{spec['batch']}", spec["batch"], spec["reps_n"])):
         x = rng.standard_normal((n,) + shape).astype(np.float32)
-        if engine == "dtnn":
+        if engine == "dtnn-layers":
             settle_calls += settle_tuning(fn, x)
+        elif engine == "dtnn":
+            fn(x)      # binds the plan to this batch size and times its kernel choices
+            out.setdefault("kernels", {})[label] = fn.bound(n).choices
         out[label] = _time(fn, x, reps, spec["warmup"], spec["budget_s"])
     out.update(peak_rss_mb=_peak_mb(), rss_after_imports_mb=base,
                rss_growth_mb=_peak_mb() - base, tuning_calls=settle_calls)

@@ -14,14 +14,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=64, help="the batch-N size (default 64)")
     p.add_argument("--threads", type=int, action="append", metavar="N",
                    help="thread count, repeatable (default: 1 and all cores)")
-    p.add_argument("--engine", action="append", choices=("dtnn", "torch", "onnxruntime"),
-                   help="engines, repeatable (default: all three)")
+    p.add_argument("--engine", action="append",
+                   choices=("dtnn", "dtnn-layers", "torch", "onnxruntime"),
+                   help="engines, repeatable (default: all four; dtnn = the fused inference "
+                   "plan, dtnn-layers = layer by layer as in training)")
     p.add_argument("--reps", type=int, default=200, help="timed batch-1 calls (default 200)")
     p.add_argument("--reps-n", type=int, default=20, help="timed batch-N calls (default 20)")
     p.add_argument("--budget", type=float, default=20.0,
                    help="at most this many seconds of timed calls per batch size (default 20)")
     p.add_argument("--conv", default="bestof",
-                   help="dtnn convolution variant: bestof (default, tuned before timing), "
+                   help="dtnn-layers' convolution variant: bestof (default, tuned before timing), "
                    "as-saved, im2col, winograd, ...")
     p.add_argument("--onnx", metavar="FILE", help="keep the exported ONNX file here")
     p.add_argument("--json", metavar="FILE", help="write the result as JSON ('-' = stdout)")

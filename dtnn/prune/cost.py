@@ -51,17 +51,25 @@ def settle_tuning(fn, x, cap: int = 400) -> int:
     return calls
 
 
-def batch1_latency_ms(model, reps: int = 20, warmup: int = 3) -> float:
-    """Median wall time of one single-sample forward pass (inference mode), in ms,
-    once BestOf's inference tuning for this shape has settled."""
+def batch1_latency_ms(model, reps: int = 20, warmup: int = 3, fused: bool = True) -> float:
+    """Median wall time of one single-sample inference, in ms: through the fused
+    inference plan (``dtnn.infer.InferenceModel``, as ``dtnn bench infer``'s dtnn row),
+    or with ``fused=False`` layer by layer (``model.forward``) once BestOf's inference
+    tuning for this shape has settled."""
     x = np.random.default_rng(0).standard_normal((1,) + tuple(model.input_shape)
                                                 ).astype(np.float32)
-    settle_tuning(lambda v: model.forward(v, training=False), x)
+    if fused:
+        from dtnn.infer import InferenceModel
+        fn = InferenceModel(model)
+    else:
+        def fn(v):
+            return model.forward(v, training=False)
+        settle_tuning(fn, x)
     for _ in range(warmup):
-        model.forward(x, training=False)
+        fn(x)
     times = []
     for _ in range(max(1, reps)):
         t0 = time.perf_counter()
-        model.forward(x, training=False)
+        fn(x)
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1e3)

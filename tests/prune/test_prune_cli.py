@@ -72,11 +72,16 @@ def test_pruned_checkpoint_works_everywhere(pruned_run, tmp_path, capsys):
                  "--run-dir", str(tmp_path / "more")]) == 0
     more = load_checkpoint(str(tmp_path / "more" / "checkpoint.h5"))
     assert more.model.get_config()["layers"] == load_checkpoint(pruned).model.get_config()["layers"]
-    assert main(["bench", "infer", pruned, "--engine", "dtnn", "--engine", "onnxruntime",
+    assert main(["bench", "infer", pruned, "--engine", "dtnn", "--engine", "dtnn-layers",
+                 "--engine", "onnxruntime",
                  "--threads", "1", "--reps", "3", "--reps-n", "2", "--batch", "4",
                  "--json", str(tmp_path / "b.json")]) == 0
     bench = json.load(open(tmp_path / "b.json"))
-    assert [r["engine"] for r in bench["rows"]] == ["dtnn", "onnxruntime"]
+    assert [r["engine"] for r in bench["rows"]] == ["dtnn", "dtnn-layers", "onnxruntime"]
+    # the dtnn row is the fused plan: one kernel choice per conv / dense layer
+    convs = [l for l in load_checkpoint(pruned).model.layers
+             if l.registry_name in ("conv2d", "dense")]
+    assert len(bench["rows"][0]["kernels"]["batch1"]) == len(convs)
     assert all(r["batch1"]["median_ms"] > 0 and r["peak_rss_mb"] > 0 for r in bench["rows"])
 
 
@@ -144,12 +149,14 @@ def foreign(tmp_path_factory):
     ("foreign", "not a dtnn checkpoint"),
     ("missing", "file not found"),
     ("resume_nothing", "nothing to resume"),
+    ("schedule", "prune.step_schedule must be constant or geometric"),
 ])
 def test_prune_errors_are_one_line(case, words, trained, dense_only, foreign, tmp_path):
     ckpt = {"no_conv": dense_only, "foreign": foreign,
             "missing": str(tmp_path / "nope.h5")}.get(case, trained)
     extra = {"keep_high": ["--keep", "1.5"], "keep_negative": ["--keep", "-0.1"],
-             "criterion": ["--criterion", "magic"], "resume_nothing": ["--resume"]}
+             "criterion": ["--criterion", "magic"], "resume_nothing": ["--resume"],
+             "schedule": ["--keep", "0.5", "--set", "prune.step_schedule=linear"]}
     proc = _cli("prune", ckpt, *extra.get(case, ["--keep", "0.5"]),
                 "--run-dir", str(tmp_path / "out"))
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
@@ -175,7 +182,8 @@ def test_final_finetuning_keeps_the_best(trained, tmp_path):
     run = tmp_path / "final"
     assert main(["prune", trained, *PRUNE, "--run-dir", str(run),
                  "--set", "prune.final_epochs=2", "--set", "output.keep_best=eval_accuracy",
-                 "--set", "schedule.plateau_patience=1"]) == 0
+                 "--set", "schedule.plateau_patience=1",
+                 "--set", "prune.final_schedule=cosine"]) == 0
     recs = _records(run)
     assert recs[-1]["phase"] == "final" and recs[-1]["final_epochs"] >= 1
     best = load_checkpoint(str(run / "best.h5")).model.flat_params
@@ -192,3 +200,17 @@ def test_parameter_and_flops_targets(trained, tmp_path, target):
                  "--set", "prune.eval_every=100", "--run-dir", str(run)]) == 0
     recs = _records(run)
     assert recs[-1][f"{target}_kept"] <= 0.6 < recs[-2][f"{target}_kept"]
+
+
+def test_geometric_step_schedule():
+    """"constant" removes step_fraction of the original maps every step, "geometric"
+    of the maps left (smaller steps near the end)."""
+    from dtnn.config import Config
+    from dtnn.prune.loop import _targets
+    cfg = Config()
+    cfg.prune.keep, cfg.prune.step_fraction = 0.2, 0.1
+    original = {"maps": 640}
+    assert _targets(cfg, original, 320) == {"maps": 128, "step": 64}
+    cfg.prune.step_schedule = "geometric"
+    assert _targets(cfg, original, 320) == {"maps": 128, "step": 32}
+    assert _targets(cfg, original, 5)["step"] == 1
