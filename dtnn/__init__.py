@@ -64,7 +64,7 @@ _SUBPACKAGES = ("api", "models", "layers", "optim", "data", "parallel", "compres
                 "engine", "io", "metrics", "conv", "config", "errors", "infer")
 
 __all__ = sorted(_EXPORTS) + ["models", "layers", "optim", "data", "parallel", "compress",
-                              "tune", "__version__"]
+                              "tune", "infer", "__version__"]
 
 
 def __getattr__(name):

@@ -2,7 +2,7 @@
 # The pruning campaign of benchmarks/results/prune.md, one step per invocation so each
 # call stays short on a shared machine:  bash benchmarks/prune/campaign.sh STEP [OUT]
 # STEP: base | taylor | l1 | random | taylor-n4 | torch-pruning | final-CRITERION |
-#       bench | report
+#       final-long | bench | report
 # OUT (default /tmp/dtnn-prune) receives the run directories; nothing is written under
 # benchmarks/results unless you copy it there.
 set -euo pipefail
@@ -31,10 +31,20 @@ case "$1" in
               --set data.val_fraction=0.1 --set output.keep_best=eval_accuracy \
               --set train.monitor=eval_accuracy --set train.early_stopping_patience=2 \
               --set schedule.plateau_patience=1 ;;
+  final-long)
+          # the finished Taylor run continued with a longer final phase: 10 epochs, cosine
+          # lr from 0.02 down to 0, best on a 10% validation split kept (no early stop)
+          rm -rf "$OUT/taylor-ft10" && cp -r "$OUT/taylor" "$OUT/taylor-ft10"
+          $BIN/dtnn prune "$BASE" "${PRUNE_ARGS[@]}" --criterion taylor --resume \
+              --run-dir "$OUT/taylor-ft10" --set prune.final_epochs=10 \
+              --set prune.final_schedule=cosine --set prune.lr=0.02 \
+              --set data.val_fraction=0.1 --set output.keep_best=eval_accuracy \
+              --set train.monitor=eval_accuracy ;;
   torch-pruning)
           $BIN/python benchmarks/prune/torch_pruning_peer.py "$BASE" --out "$OUT/torch-pruning" \
               --keep 0.2 --steps 16 --batches 10 --finetune 100 --lr 0.01 ;;
-  bench)  # run under /work/bin/quiet: timings
+  bench)  # run under /work/bin/quiet: timings (engines dtnn = fused plan, dtnn-layers,
+          # torch eager, ONNX Runtime; 1 and 2 threads)
           for ck in "$BASE" "$OUT/taylor-ft/pruned.h5"; do
               $BIN/dtnn bench infer "$ck" --batch 64 --json "${ck%.h5}.infer.json" \
                   --markdown "${ck%.h5}.infer.md"
