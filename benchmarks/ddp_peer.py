@@ -220,9 +220,8 @@ class PeerTraining:
                             **dict(cfg.model.options))
         self.net = torch_twin(model)
         nparams = sum(p.numel() for p in self.net.parameters())
-        self.ddp = DDP(self.net, bucket_cap_mb=args.bucket_mb)
-        self.exchange = dict(register_hook(self.ddp, args.mode, args),
-                             bucket_mb=args.bucket_mb, params=nparams)
+        self.ddp, exchange = self.wrap(self.net, args)
+        self.exchange = dict(exchange, bucket_mb=args.bucket_mb, params=nparams)
         self.opt = torch.optim.SGD(decay_groups(model, self.net, cfg.optim.weight_decay),
                                    lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                    nesterov=cfg.optim.nesterov)
@@ -239,6 +238,20 @@ class PeerTraining:
         log(f"{cfg.model.name} ({nparams} parameters), batch {cfg.train.batch_size} per rank "
             f"x {size}, {self.steps} steps/epoch, {self.epochs} epochs, "
             f"{self.schedule.describe()}, evaluating after steps {sorted(self.points)}")
+
+    # --- the framework: DDP here; benchmarks/torch_bridge_peer.py swaps in dtnn.torch
+    framework = "torch-ddp"
+
+    def wrap(self, net, args):
+        """(wrapped module, description of the exchange)."""
+        ddp = DDP(net, bucket_cap_mb=args.bucket_mb)
+        return ddp, register_hook(ddp, args.mode, args)
+
+    def all_reduce_sum(self, tensor):
+        dist.all_reduce(tensor)
+
+    def barrier(self):
+        dist.barrier()
 
     def train_step(self, xb, yb):
         """One optimizer step; returns (loss, correct) on this rank's batch."""
@@ -269,7 +282,7 @@ class PeerTraining:
                 e_loss += float(torch.nn.functional.cross_entropy(logits, yb, reduction="sum"))
                 e_correct += int((logits.argmax(1) == yb).sum())
         tot = torch.tensor([e_loss, e_correct], dtype=torch.float64)
-        dist.all_reduce(tot)
+        self.all_reduce_sum(tot)
         self.ddp.train()
         return float(tot[0]) / len(self.test.y), float(tot[1]) / len(self.test.y)
 
@@ -297,7 +310,7 @@ class PeerTraining:
 
     def emit(self, record):
         if self.rank == 0:
-            line = json.dumps(dict(record, framework="torch-ddp", mode=self.args.mode,
+            line = json.dumps(dict(record, framework=self.framework, mode=self.args.mode,
                                    exchange=self.exchange))
             print(line, flush=True)
             if self.args.out:
@@ -327,7 +340,7 @@ class PeerTraining:
         seconds = time.perf_counter() - t0 - (self.eval_seconds - evaluated_before)
         # accounting over the steps actually done (fewer if the epoch was cut short)
         tot = torch.tensor([loss_sum, correct, seen, seconds], dtype=torch.float64)
-        dist.all_reduce(tot)
+        self.all_reduce_sum(tot)
         loss_sum, correct, seen = float(tot[0]), float(tot[1]), float(tot[2])
         epoch_seconds = float(tot[3]) / self.size
         self.emit({"event": "epoch", "epoch": epoch + 1, "step": self.step,
@@ -343,7 +356,7 @@ class PeerTraining:
 
     def run(self, log):
         self.ddp.train()
-        dist.barrier()   # the clock starts when every rank is ready
+        self.barrier()   # the clock starts when every rank is ready
         self.t_start, self.eval_seconds = time.perf_counter(), 0.0
         for epoch in range(self.epochs):
             if self.run_epoch(epoch):

@@ -120,6 +120,10 @@ class DataParallel(nn.Module):
         finally:
             self._bridge.paused = old
 
+    def close(self) -> None:
+        """Stop exchanging: remove the gradient hooks (the module stays usable)."""
+        self._bridge.close()
+
     # --- checks, statistics, state ----------------------------------------------------------
     def check_replicas(self) -> None:
         """Collective: ReplicaMismatchError unless parameters (and averaged buffers) are

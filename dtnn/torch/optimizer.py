@@ -98,6 +98,10 @@ class _DistributedMixin:
         averaged buffers) are bit-identical."""
         self._dtnn_bridge.check_replicas()
 
+    def close(self) -> None:
+        """Stop exchanging: remove the gradient hooks (plain local steps from now on)."""
+        self._dtnn_bridge.close()
+
     def exchange_stats(self) -> Dict[str, Any]:
         """Per-step means of the exchange's timing and bytes (see GradientReducer.stats)."""
         return self._dtnn_bridge.stats()
