@@ -55,8 +55,11 @@ def parse_args(argv=None):
     ap.add_argument("--links", nargs="+", default=["shm", "100mbit", "1gbit"])
     ap.add_argument("--compress", nargs="+", default=COMPRESS, metavar="SPEC")
     ap.add_argument("--ddp", nargs="*", default=DDP)
+    ap.add_argument("--no-nosync", dest="nosync", action="store_false",
+                    help="skip dtnn.torch's no_sync row")
     ap.add_argument("--batch", type=int, default=32, help="samples per rank per step")
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per row and round")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--bucket-mb", type=float, default=None, help="dtnn.torch bucket size")
     ap.add_argument("--timeout", type=float, default=1500.0)
@@ -114,10 +117,11 @@ def _cell(args, cluster, rec, spec, hosts, link) -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(PEER), "--bench", "-c", str(cfg), "--batch", str(args.batch),
            "--bench-steps", str(args.steps), "--bench-warmup", str(args.warmup),
+           "--rounds", str(args.rounds),
            "--threads", "1", "--json", str(tmp / "bench.json")]
     if args.ddp:
         cmd += ["--modes", ",".join(args.ddp)]
-    for c in ["nosync"] + list(args.compress):
+    for c in (["nosync"] if args.nosync else []) + list(args.compress):
         cmd += ["--dtnn", c]
     if args.bucket_mb is not None:
         cmd += ["--dtnn-bucket-mb", str(args.bucket_mb)]

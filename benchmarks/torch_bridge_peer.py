@@ -15,7 +15,8 @@ Training (time to accuracy; one JSON line per evaluation/epoch to ``--out``)::
 and dtnn.torch rows (``--dtnn SPEC``, repeatable; ``nosync`` = the wrapper with the
 exchange skipped) in ONE job on the same ranks and weights, plus the time of the bare
 collectives on the gradient's size (MPI ``Allreduce`` and gloo ``all_reduce``, median of
-``--bench-steps`` calls): what the overhead target compares against.  Rank 0 prints one
+``--bench-steps`` calls): what the overhead target compares against.  Rows are
+timed in ``--rounds`` interleaved rounds (median over all timed steps, slowest rank).  Rank 0 prints one
 JSON object and writes it to ``--json``.
 """
 from __future__ import annotations
@@ -42,7 +43,11 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--compress", default=None, help="training: dtnn.torch with this spec")
     ap.add_argument("--dtnn", dest="dtnn_specs", action="append", default=[],
-                    metavar="SPEC", help="--bench: a dtnn.torch row (nosync, none, fp16, ...)")
+                    metavar="SPEC[@key=value...]",
+                    help="--bench: a dtnn.torch row (nosync, none, fp16, ...; @mode=blocking, "
+                         "@bucket_mb=1: exchange options)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="--bench: rounds of --bench-steps timed steps per row, interleaved")
     ap.add_argument("--dtnn-bucket-mb", type=float, default=None,
                     help="dtnn.torch bucket size (default: dtnn's dist.bucket_mb)")
     mine, rest = ap.parse_known_args(argv)
@@ -80,32 +85,74 @@ class BridgeTraining(ddp_peer.PeerTraining):
 
 
 # ------------------------------------------------------------------- --bench
-def bench_dtnn(spec, base, x, y, args, comm):
-    """(median seconds per timed step, stats) of a fresh dtnn.torch.DataParallel around a
-    copy of ``base``; ``nosync``: the same wrapper inside no_sync() (no exchange)."""
-    import contextlib
-    net = copy.deepcopy(base)
-    dp = hvd.DataParallel(net, compress="none" if spec == "nosync" else spec,
-                          bucket_mb=args.dtnn_bucket_mb)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)   # as ddp_peer
-    lossf = torch.nn.CrossEntropyLoss()
-    skip = dp.no_sync if spec == "nosync" else contextlib.nullcontext
-    times = []
-    for i in range(args.bench_warmup + args.bench_steps):
-        if i == args.bench_warmup:
+class Row:
+    """One bench row: a fresh wrapper around a copy of the base weights, its own SGD."""
+
+    def __init__(self, framework, mode, base, args):
+        import contextlib
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        self.framework, self.mode, self.times = framework, mode, []
+        self.net = copy.deepcopy(base)   # every row starts from the same weights
+        self.warmup, self.hook, self.dp = args.bench_warmup, None, None
+        skip = contextlib.nullcontext
+        if framework == "torch-ddp":
+            self.module = DDP(self.net, bucket_cap_mb=args.bucket_mb)
+            self.hook = ddp_peer.register_hook(self.module, "none" if mode == "nosync"
+                                               else mode, args)["hook"]
+            if mode == "powersgd":   # its uncompressed start and first step: untimed
+                self.warmup = max(self.warmup, ddp_peer.powersgd_start(args) + 1)
+            if mode == "nosync":
+                skip = self.module.no_sync
+        else:
+            spec, options = row_options(mode, args)
+            #: diagnostic: no exchange, but every rank waits for the others each step
+            self.barrier = options.pop("barrier", None) is not None
+            self.dp = self.module = hvd.DataParallel(
+                self.net, compress="none" if spec == "nosync" else spec, **options)
+            if spec == "nosync":
+                skip = self.module.no_sync
+        self.skip = skip
+        self.comm = hvd.comm()
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9)  # as ddp_peer
+        self.lossf = torch.nn.CrossEntropyLoss()
+
+    def step(self, x, y):
+        self.opt.zero_grad(set_to_none=False)
+        with self.skip():
+            self.lossf(self.module(x), y).backward()
+        if getattr(self, "barrier", False) and self.comm is not None:
+            self.comm.Barrier()
+        self.opt.step()
+
+
+def time_rows(rows, x, y, args, comm):
+    """Warm every row up, then ``--rounds`` rounds of ``--bench-steps`` timed steps per
+    row, rows interleaved (a drifting machine load then hits every row alike)."""
+    for row in rows:
+        for _ in range(row.warmup):
+            row.step(x, y)
+        if row.dp is not None and row.dp._bridge.reducer is not None:
+            row.dp._bridge.reducer.reset_stats()
+    for _ in range(args.rounds):
+        for row in rows:
+            row.step(x, y)           # one untimed step after switching rows
             comm.Barrier()
-            if dp._bridge.reducer is not None:
-                dp._bridge.reducer.reset_stats()
-        opt.zero_grad(set_to_none=False)
-        t = time.perf_counter()
-        with skip():
-            lossf(dp(x), y).backward()
-        opt.step()
-        if i >= args.bench_warmup:
-            times.append(time.perf_counter() - t)
-    stats = dp.exchange_stats()
-    dp.close()
-    return float(np.median(times)), stats
+            for _ in range(args.bench_steps):
+                t = time.perf_counter()
+                row.step(x, y)
+                row.times.append(time.perf_counter() - t)
+
+
+def row_options(row, args):
+    """'none@mode=blocking@bucket_mb=1' -> ('none', {'mode': 'blocking', 'bucket_mb': 1.0});
+    'nosync@barrier': the no_sync row plus a barrier per step (what synchronising the
+    ranks alone costs)."""
+    spec, *extra = row.split("@")
+    options = {"bucket_mb": args.dtnn_bucket_mb}
+    for item in extra:
+        key, _, value = item.partition("=")
+        options[key] = float(value) if key == "bucket_mb" else value
+    return spec, options
 
 
 def collective_seconds(comm, nbytes, steps, gloo):
@@ -155,25 +202,29 @@ def run_bench(args, cfg, comm, names, log):
     log(f"{cfg.model.name} {options} ({params} parameters), batch {batch} per rank x {size}")
     common = {"ranks": size, "batch_per_rank": batch, "global_batch": batch * size,
               "steps": args.bench_steps, "params": params, "grad_bytes": grad_bytes}
+    todo = ([Row("torch-ddp", m, base, args) for m in args.ddp_modes]
+            + [Row("dtnn-torch", m, base, args) for m in args.dtnn_specs])
+    time_rows(todo, x, y, args, comm)
     rows = []
-    for mode in args.ddp_modes:
-        step, warmup, hook = ddp_peer.bench_mode(mode, base, x, y, args, comm)
-        gc.collect()
-        step = float(comm.allreduce(step, op=MPI.MAX))
-        rows.append(dict(common, framework="torch-ddp", mode=mode, hook=hook, warmup=warmup,
-                         bucket_mb=args.bucket_mb, step_seconds=step,
-                         samples_per_second=batch * size / step))
-        log(f"ddp {mode}: {step * 1e3:.2f} ms/step")
-    for spec in args.dtnn_specs:
-        step, stats = bench_dtnn(spec, base, x, y, args, comm)
-        step = float(comm.allreduce(step, op=MPI.MAX))
-        keep = {k: stats.get(k) for k in ("buckets", "bucket_mb", "exposed_comm_seconds",
-                                          "hook_mpi_seconds", "comm_seconds", "codec_seconds",
-                                          "sent_bytes", "payload_bytes", "compression_ratio")}
-        rows.append(dict(common, framework="dtnn-torch", mode=spec, compress=spec,
-                         warmup=args.bench_warmup, step_seconds=step,
-                         samples_per_second=batch * size / step, exchange=keep))
-        log(f"dtnn.torch {spec}: {step * 1e3:.2f} ms/step")
+    for row in todo:
+        step = float(comm.allreduce(float(np.median(row.times)), op=MPI.MAX))
+        rec = dict(common, framework=row.framework, mode=row.mode, warmup=row.warmup,
+                   rounds=args.rounds, step_seconds=step,
+                   samples_per_second=batch * size / step)
+        if row.framework == "torch-ddp":
+            rec.update(hook=row.hook, bucket_mb=args.bucket_mb)
+        else:
+            stats = row.dp.exchange_stats()
+            rec["compress"] = row.mode
+            rec["exchange"] = {k: stats.get(k) for k in (
+                "mode", "buckets", "bucket_mb", "exposed_comm_seconds", "hook_mpi_seconds",
+                "comm_seconds", "codec_seconds", "sent_bytes", "payload_bytes",
+                "compression_ratio")}
+            row.dp.close()
+        rows.append(rec)
+        log(f"{row.framework} {row.mode}: {step * 1e3:.2f} ms/step")
+    del todo
+    gc.collect()
     bare = collective_seconds(comm, grad_bytes, args.bench_steps, bool(args.ddp_modes)) \
         if size > 1 else {}
     for fw in ("torch-ddp", "dtnn-torch"):

@@ -28,12 +28,14 @@ control sum says nobody trains any more.  Averages keep dividing by the world si
 """
 from __future__ import annotations
 
+import os
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
+from dtnn.parallel.options import DistOptions
 from dtnn.torch import _runtime
 from dtnn.torch.layout import TorchLayout
 
@@ -52,6 +54,19 @@ def live_bridges() -> List["GradientBridge"]:
         else:
             out.append(b)
     return out
+
+
+def default_mode(ctx) -> str:
+    """"blocking" when every rank is on this host, else "overlap".
+
+    On shared memory the allreduce of the whole gradient is quick (vgg11_bn w0.5, 9.5
+    MB: 1.8 ms for 2 ranks) and the MPI progress calls that bucketed overlap makes from
+    the hooks cost more than they hide (measured: 711 vs 792 samples/s, 2 ranks,
+    benchmarks/results/torch_bridge.md); across hosts the link is the bottleneck and
+    overlap hides part of it.  ``mode=`` or ``DTNN_DIST_MODE`` override."""
+    size = int(getattr(ctx, "size", 1))
+    return "blocking" if size > 1 and int(getattr(ctx, "local_size", 1)) == size \
+        else "overlap"
 
 
 def _to_torch(obj: Any) -> Any:
@@ -96,7 +111,8 @@ class GradientBridge:
                     average_buffers=bool(buffers))
         if bucket_mb is not None:
             opts["bucket_mb"] = bucket_mb
-        from dtnn.parallel.options import DistOptions
+        if opts.get("mode") is None and not os.environ.get(DistOptions.ENV["mode"]):
+            opts["mode"] = default_mode(ctx)
         self.options = DistOptions.resolve(opts)   # checked even in a single process
         self.reducer = None
         if self.comm is not None and self.size > 1:
@@ -133,12 +149,13 @@ class GradientBridge:
         from dtnn.errors import UserError
         mine = (tuple((n, tuple(p.shape)) for n, p in zip(self.layout.names,
                                                              self.layout.params)),
-                self.compress, self.passes)
+                sorted(self.options.to_dict().items()), self.passes)
         table = self.comm.allgather(mine)
         bad = [r for r, t in enumerate(table) if t != table[0]]
         if bad:
             raise UserError(f"dtnn.torch: rank(s) {', '.join(map(str, bad))} have other "
-                            "parameters (names/shapes), compressor or "
+                            "parameters (names/shapes), exchange options (compressor, "
+                            "mode, bucket size, DTNN_* variables) or "
                             "backward_passes_per_step than rank 0: every rank must wrap "
                             "the same model the same way")
 

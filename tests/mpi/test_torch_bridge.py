@@ -34,8 +34,8 @@ def _reference(kind, steps, per_rank, seed=0, bn=False):
     return model
 
 
-@pytest.mark.parametrize("bucket_mb", [0, 4])
-def test_gradients_are_the_mean(bucket_mb):
+@pytest.mark.parametrize("bucket_mb,mode", [(0, "overlap"), (4, "overlap"), (0, "blocking")])
+def test_gradients_are_the_mean(bucket_mb, mode):
     model = net(hvd.rank() + 10)             # different start: broadcast must fix it
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     x, y = shard(*batch(0, 8 * hvd.size()))
@@ -43,7 +43,8 @@ def test_gradients_are_the_mean(bucket_mb):
     expected = np.mean(world().allgather(flat_grads(model)), axis=0)
     opt = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
                                    named_parameters=model.named_parameters(),
-                                   bucket_mb=bucket_mb)
+                                   bucket_mb=bucket_mb, mode=mode)
+    assert opt.exchange_stats()["mode"] == mode
     opt.zero_grad()
     nn.functional.cross_entropy(model(x), y).backward()
     opt.synchronize()
@@ -56,15 +57,19 @@ def test_gradients_are_the_mean(bucket_mb):
     opt._dtnn_bridge.close()
 
 
-@pytest.mark.parametrize("kind", ["sgd", "adam"])
-def test_steps_equal_single_process_on_the_global_batch(kind):
+@pytest.mark.parametrize("kind,mode", [("sgd", "overlap"), ("adam", "overlap"),
+                                       ("sgd", None)])
+def test_steps_equal_single_process_on_the_global_batch(kind, mode):
     ref = flat_params(_reference(kind, 4, 8))
     model = net(0) if hvd.rank() == 0 else net(hvd.rank() + 20)
     opt = make_optimizer(kind, model.parameters())
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     hvd.broadcast_optimizer_state(opt, root_rank=0)
     opt = hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters(),
-                                   bucket_mb=0.01, check_replicas=True)
+                                   bucket_mb=0.01, check_replicas=True, mode=mode)
+    if mode is None:   # the default: one blocking allreduce when all ranks share a host
+        assert opt.exchange_stats()["mode"] == ("blocking" if hvd.local_size() == hvd.size()
+                                                else "overlap")
     train(model, opt, 4)
     err = max_rel_diff(flat_params(model), ref)
     assert_all(err < 2e-5, f"{kind}: == single process", f"{err:.3g}")
@@ -75,7 +80,7 @@ def test_steps_equal_single_process_on_the_global_batch(kind):
 def test_data_parallel_equals_single_process():
     ref = flat_params(_reference("sgd", 3, 8))
     model = net(0) if hvd.rank() == 0 else net(99)   # broadcast at construction
-    dp = hvd.DataParallel(model, bucket_mb=0.01)
+    dp = hvd.DataParallel(model, bucket_mb=0.01, mode="overlap")
     opt = make_optimizer("sgd", dp.parameters())
     train(model, opt, 3, wrapped=dp)
     err = max_rel_diff(flat_params(model), ref)
@@ -89,7 +94,8 @@ def test_gradient_accumulation():
     model = net(0)
     opt = hvd.DistributedOptimizer(make_optimizer("sgd", model.parameters()),
                                    named_parameters=model.named_parameters(),
-                                   backward_passes_per_step=2, bucket_mb=0.01)
+                                   backward_passes_per_step=2, bucket_mb=0.01,
+                                   mode="overlap")
     for s in range(2):
         x, y = shard(*batch(s, 8 * hvd.size()))
         opt.zero_grad()
@@ -101,7 +107,7 @@ def test_gradient_accumulation():
     opt._dtnn_bridge.close()
     # DataParallel: no_sync() for all but the last micro-batch
     model = net(0)
-    dp = hvd.DataParallel(model, bucket_mb=0.01)
+    dp = hvd.DataParallel(model, bucket_mb=0.01, mode="overlap")
     opt = make_optimizer("sgd", dp.parameters())
     for s in range(2):
         x, y = shard(*batch(s, 8 * hvd.size()))
@@ -133,17 +139,18 @@ class Branchy(nn.Module):
         return self.head(h)
 
 
-@pytest.mark.parametrize("wrapper", ["optimizer", "dp", "dp-find-unused"])
+@pytest.mark.parametrize("wrapper", ["optimizer", "dp", "dp-find-unused", "dp-blocking"])
 def test_unused_parameters_do_not_hang(wrapper):
     model = Branchy()
     fwd = model
     if wrapper == "optimizer":
         opt = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
                                        named_parameters=model.named_parameters(),
-                                       bucket_mb=0)
+                                       bucket_mb=0, mode="overlap")
     else:
         fwd = hvd.DataParallel(model, bucket_mb=0,
-                               find_unused_parameters=wrapper.endswith("unused"))
+                               find_unused_parameters=wrapper.endswith("unused"),
+                               mode="blocking" if wrapper.endswith("blocking") else "overlap")
         opt = torch.optim.SGD(fwd.parameters(), lr=0.1)
     grads = []
     for s in range(3):
@@ -200,7 +207,8 @@ def test_no_grad_evaluation_and_batchnorm_buffers():
 def test_join_with_uneven_inputs():
     model = net(0)
     opt = hvd.DistributedOptimizer(make_optimizer("sgd", model.parameters()),
-                                   named_parameters=model.named_parameters(), bucket_mb=0.01)
+                                   named_parameters=model.named_parameters(), bucket_mb=0.01,
+                                   mode="overlap")
     my_steps = 2 + hvd.rank()                # rank r has 2 + r batches
     for s in range(my_steps):
         x, y = batch(100 * hvd.rank() + s, 8)

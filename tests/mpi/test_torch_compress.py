@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120, method="thre
 
 SPECS = ["fp16", "bf16", "int8", "qsgd:bits=8", "qsgd:bits=4", "terngrad", "sign",
          "topk:ratio=0.05", "randomk:ratio=0.1", "powersgd:rank=2"]
-OPTS = dict(min_compress_size=64, bucket_mb=0.01)
+OPTS = dict(min_compress_size=64, bucket_mb=0.01, mode="overlap")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,9 +33,11 @@ def _wrapped(spec, kind="sgd", seed=0, bn=False, **extra):
     return model, opt
 
 
-@pytest.mark.parametrize("spec", SPECS)
-def test_every_compressor_keeps_replicas_identical(spec):
-    model, opt = _wrapped(spec, bn=True, check_replicas=True)   # checked after every step
+@pytest.mark.parametrize("spec,mode", [(s, "overlap") for s in SPECS]
+                         + [(s, "blocking") for s in ("fp16", "topk:ratio=0.05",
+                                                      "powersgd:rank=2")])
+def test_every_compressor_keeps_replicas_identical(spec, mode):
+    model, opt = _wrapped(spec, bn=True, check_replicas=True, mode=mode)   # checked each step
     start = flat_params(model)
     train(model, opt, 3)
     opt.check_replicas()
