@@ -73,10 +73,10 @@ def _vs_ddp(latest: Dict, model: str, cells) -> str:
             continue
         ratio = f"{d['samples_per_second'] / t['samples_per_second']:.2f}" if t else ""
         best_d = max((r["samples_per_second"] for k, r in latest.items()
-                      if k[:4] == (model, h, l, "dtnn-torch") and k[4] != "nosync"),
+                      if k[:4] == (model, h, l, "dtnn-torch") and not k[4].startswith("nosync")),
                      default=None)
         best_t = max((r["samples_per_second"] for k, r in latest.items()
-                      if k[:4] == (model, h, l, "torch-ddp") and k[4] != "nosync"),
+                      if k[:4] == (model, h, l, "torch-ddp") and not k[4].startswith("nosync")),
                      default=None)
         best = f"{best_d / best_t:.2f}" if best_d and best_t else ""
         mpi = d.get("mpi_allreduce_seconds")
