@@ -48,6 +48,9 @@ def parse_args(argv=None):
                          "@bucket_mb=1: exchange options)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="--bench: rounds of --bench-steps timed steps per row, interleaved")
+    ap.add_argument("--max-tuning-steps", type=int, default=60,
+                    help="--bench: untimed steps at most while dtnn's exchange tunes "
+                         "itself online (dist.tune; across hosts by default)")
     ap.add_argument("--dtnn-bucket-mb", type=float, default=None,
                     help="dtnn.torch bucket size (default: dtnn's dist.bucket_mb)")
     mine, rest = ap.parse_known_args(argv)
@@ -131,8 +134,16 @@ def time_rows(rows, x, y, args, comm):
     for row in rows:
         for _ in range(row.warmup):
             row.step(x, y)
-        if row.dp is not None and row.dp._bridge.reducer is not None:
-            row.dp._bridge.reducer.reset_stats()
+        reducer = row.dp._bridge.reducer if row.dp is not None else None
+        # across hosts the exchange tunes its algorithm and bucket size online
+        # (dist.tune=auto): time its steady state, not the trials (steps counted)
+        row.tuning_steps = 0
+        while (reducer is not None and reducer.tuner is not None
+               and not reducer.tuner.settled and row.tuning_steps < args.max_tuning_steps):
+            row.step(x, y)
+            row.tuning_steps += 1
+        if reducer is not None:
+            reducer.reset_stats()
     for _ in range(args.rounds):
         for row in rows:
             row.step(x, y)           # one untimed step after switching rows
@@ -217,9 +228,10 @@ def run_bench(args, cfg, comm, names, log):
             stats = row.dp.exchange_stats()
             rec["compress"] = row.mode
             rec["exchange"] = {k: stats.get(k) for k in (
-                "mode", "buckets", "bucket_mb", "exposed_comm_seconds", "hook_mpi_seconds",
-                "comm_seconds", "codec_seconds", "sent_bytes", "payload_bytes",
-                "compression_ratio")}
+                "mode", "algorithm", "buckets", "bucket_mb", "exposed_comm_seconds",
+                "hook_mpi_seconds", "comm_seconds", "codec_seconds", "sent_bytes",
+                "payload_bytes", "compression_ratio", "wire_sent_bytes")}
+            rec["exchange"]["tuning_steps"] = row.tuning_steps
             row.dp.close()
         rows.append(rec)
         log(f"{row.framework} {row.mode}: {step * 1e3:.2f} ms/step")
