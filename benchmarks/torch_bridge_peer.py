@@ -138,7 +138,8 @@ def time_rows(rows, x, y, args, comm):
         # across hosts the exchange tunes its algorithm and bucket size online
         # (dist.tune=auto): time its steady state, not the trials (steps counted)
         row.tuning_steps = 0
-        while (reducer is not None and reducer.tuner is not None
+        while (reducer is not None and reducer.tuner is not None  # no_sync: never tunes
+               and not row.mode.startswith("nosync")
                and not reducer.tuner.settled and row.tuning_steps < args.max_tuning_steps):
             row.step(x, y)
             row.tuning_steps += 1
