@@ -61,8 +61,9 @@ def default_mode(ctx) -> str:
 
     On shared memory the allreduce of the whole gradient is quick (vgg11_bn w0.5, 9.5
     MB: 1.8 ms for 2 ranks) and the MPI progress calls that bucketed overlap makes from
-    the hooks cost more than they hide (measured: 711 vs 792 samples/s, 2 ranks,
-    benchmarks/results/torch_bridge.md); across hosts the link is the bottleneck and
+    the hooks cost more than they hide (vgg11_bn w0.5, blocking vs overlap: 900 vs 884
+    samples/s at 2 ranks, 816 vs 806 at 4; benchmarks/results/torch_bridge.md, table A);
+    across hosts the link is the bottleneck and
     overlap hides part of it.  ``mode=`` or ``DTNN_DIST_MODE`` override."""
     size = int(getattr(ctx, "size", 1))
     return "blocking" if size > 1 and int(getattr(ctx, "local_size", 1)) == size \
