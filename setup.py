@@ -134,8 +134,8 @@ def _extensions():
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=["csrc/dtnn_kernels.h", "csrc/dtnn_isa.h", "csrc/im2col_fused.h",
                  "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/infer_tmpl.h",
-                 "dtnn/_kernels/_ckernels.pxd",
-                 "dtnn/_kernels/_isa.pxi"],
+                 "dtnn/_kernels/_ckernels.pxd", "dtnn/_kernels/_isa.pxi",
+                 "dtnn/_kernels/_compress_decl.pxi", "dtnn/_kernels/_arrays.pxi"],
     )
     exts = [Extension(f"dtnn._kernels.{name}", [f"dtnn/_kernels/{name}.pyx", *c_sources],
                       **common)

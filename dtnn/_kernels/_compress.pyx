@@ -15,43 +15,7 @@ cnp.import_array()
 
 include "_isa.pxi"
 
-cdef extern from "compress.h" nogil:
-    int dtnn_cx_openmp_enabled()
-    int dtnn_cx_openmp_max_threads()
-    void dtnn_cx_uniform(float *out, int64_t n, uint64_t key)
-    void dtnn_cx_f32_to_f16(const float *x, uint16_t *h, int64_t n, float scale)
-    void dtnn_cx_f16_to_f32(const uint16_t *h, float *out, int64_t n, float alpha, int accumulate)
-    void dtnn_cx_f32_to_bf16(const float *x, uint16_t *h, int64_t n, float scale)
-    void dtnn_cx_bf16_to_f32(const uint16_t *h, float *out, int64_t n, float alpha, int accumulate)
-    void dtnn_cx_chunk_norms(const float *x, int64_t n, int64_t chunk, int kind, float *out)
-    void dtnn_cx_quantize_i8(const float *x, int8_t *q, int64_t n, int64_t chunk,
-                             const float *scales, float levels, uint64_t key, int stochastic)
-    void dtnn_cx_dequantize_i8(const int8_t *q, float *out, int64_t n, int64_t chunk,
-                               const float *scales, double alpha, double levels, int accumulate)
-    void dtnn_cx_terngrad_quantize(const float *x, uint8_t *packed, int64_t n,
-                                   const float *scales, int64_t chunk, uint64_t key)
-    void dtnn_cx_terngrad_dequantize(const uint8_t *packed, float *out, int64_t n,
-                                     const float *scales, int64_t chunk, float alpha,
-                                     int accumulate)
-    double dtnn_cx_add_l1(const float *x, float *e, int64_t n)
-    void dtnn_cx_sign_pack(float *c, uint8_t *bits, int64_t n, const float *values,
-                           int64_t chunk, int ef)
-    void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, const float *values,
-                             int64_t chunk, float alpha, int accumulate)
-    int64_t dtnn_cx_topk(const float *x, float *c, int64_t n, int64_t k, int32_t *idx,
-                         float *val, int zero)
-    void dtnn_cx_scatter_add(const int32_t *idx, const float *val, int64_t k, float alpha,
-                             float *out)
-    void dtnn_cx_gather(const float *x, float *c, int64_t n, const int32_t *idx, int64_t k,
-                        float *val, int zero)
-
-cdef extern from "bitpack.h" nogil:
-    int64_t dtnn_bp_packed_size(int64_t n, int bits)
-    void dtnn_bp_pack(const int8_t *q, uint8_t *packed, int64_t n, int bits)
-    void dtnn_bp_unpack(const uint8_t *packed, int8_t *q, int64_t n, int bits)
-    void dtnn_bp_dequantize(const uint8_t *packed, float *out, int64_t n, int bits,
-                            int64_t chunk, const float *scales, double alpha, double levels,
-                            int accumulate)
+include "_compress_decl.pxi"
 
 cdef dict _KINDS = {"l2": 0, "max": 1, "l1": 2}
 cdef Py_ssize_t _INT32_MAX = 2147483647
@@ -98,44 +62,45 @@ def uniform(Py_ssize_t n, key):
     return out
 
 
-def f32_to_f16(x, float scale=1.0, out=None):
+# fp16 and bf16 share one wrapper each way: only the C conversion differs
+ctypedef void (*_encode16_fn)(const float *, uint16_t *, int64_t, float) noexcept nogil
+ctypedef void (*_decode16_fn)(const uint16_t *, float *, int64_t, float, int) noexcept nogil
+
+
+cdef cnp.ndarray _encode16(_encode16_fn encode, object x, float scale, object out):
     cdef cnp.ndarray xa = _vec(x, np.float32, "x")
     cdef Py_ssize_t n = xa.shape[0]
     cdef cnp.ndarray o = _out(out, n, np.uint16, "out")
     with nogil:
-        dtnn_cx_f32_to_f16(<const float *>cnp.PyArray_DATA(xa),
-                           <uint16_t *>cnp.PyArray_DATA(o), n, scale)
+        encode(<const float *>cnp.PyArray_DATA(xa), <uint16_t *>cnp.PyArray_DATA(o), n, scale)
     return o
+
+
+cdef cnp.ndarray _decode16(_decode16_fn decode, object h, float alpha, object out,
+                           bint accumulate):
+    cdef cnp.ndarray ha = _vec(h, np.uint16, "h")
+    cdef Py_ssize_t n = ha.shape[0]
+    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
+    with nogil:
+        decode(<const uint16_t *>cnp.PyArray_DATA(ha), <float *>cnp.PyArray_DATA(o), n,
+               alpha, accumulate)
+    return o
+
+
+def f32_to_f16(x, float scale=1.0, out=None):
+    return _encode16(dtnn_cx_f32_to_f16, x, scale, out)
 
 
 def f16_to_f32(h, float alpha=1.0, out=None, bint accumulate=False):
-    cdef cnp.ndarray ha = _vec(h, np.uint16, "h")
-    cdef Py_ssize_t n = ha.shape[0]
-    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
-    with nogil:
-        dtnn_cx_f16_to_f32(<const uint16_t *>cnp.PyArray_DATA(ha),
-                           <float *>cnp.PyArray_DATA(o), n, alpha, accumulate)
-    return o
+    return _decode16(dtnn_cx_f16_to_f32, h, alpha, out, accumulate)
 
 
 def f32_to_bf16(x, float scale=1.0, out=None):
-    cdef cnp.ndarray xa = _vec(x, np.float32, "x")
-    cdef Py_ssize_t n = xa.shape[0]
-    cdef cnp.ndarray o = _out(out, n, np.uint16, "out")
-    with nogil:
-        dtnn_cx_f32_to_bf16(<const float *>cnp.PyArray_DATA(xa),
-                            <uint16_t *>cnp.PyArray_DATA(o), n, scale)
-    return o
+    return _encode16(dtnn_cx_f32_to_bf16, x, scale, out)
 
 
 def bf16_to_f32(h, float alpha=1.0, out=None, bint accumulate=False):
-    cdef cnp.ndarray ha = _vec(h, np.uint16, "h")
-    cdef Py_ssize_t n = ha.shape[0]
-    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
-    with nogil:
-        dtnn_cx_bf16_to_f32(<const uint16_t *>cnp.PyArray_DATA(ha),
-                            <float *>cnp.PyArray_DATA(o), n, alpha, accumulate)
-    return o
+    return _decode16(dtnn_cx_bf16_to_f32, h, alpha, out, accumulate)
 
 
 def chunk_norms(x, Py_ssize_t chunk, str kind="l2"):

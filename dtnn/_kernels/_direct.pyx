@@ -18,10 +18,7 @@ cnp.import_array()
 include "_isa.pxi"
 
 
-cdef cnp.ndarray _f32c(object a, str name, int ndim):
-    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D float32 numpy array")
-    return np.ascontiguousarray(a)
+include "_arrays.pxi"
 
 
 cdef Py_ssize_t _osz(Py_ssize_t n, Py_ssize_t k, Py_ssize_t st, Py_ssize_t p, Py_ssize_t d):

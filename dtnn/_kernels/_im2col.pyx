@@ -55,34 +55,7 @@ cdef _check_conv_params(Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h,
         raise ValueError(f"dilation must be >= 1, got ({dil_h}, {dil_w})")
 
 
-cdef cnp.ndarray _input_f32(object a, str name, int ndim):
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != _F32:
-        raise ValueError(f"{name} must be float32, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a)
-    return a
-
-
-cdef cnp.ndarray _output_f32(object out, tuple shape, object src):
-    if out is None:
-        return np.empty(shape, dtype=np.float32)
-    if not isinstance(out, np.ndarray):
-        raise ValueError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.dtype != _F32:
-        raise ValueError(f"out must be float32, got {out.dtype}")
-    if out.shape != shape:
-        raise ValueError(f"out has shape {out.shape}, expected {shape}")
-    if not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    if np.may_share_memory(out, src):
-        raise ValueError("out must not overlap the input array")
-    return out
+include "_arrays.pxi"
 
 
 def im2col(x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h, Py_ssize_t stride_w,

@@ -20,16 +20,7 @@ cdef object _I32 = np.dtype(np.int32)
 cdef Py_ssize_t _INT32_MAX = 2147483647
 
 
-cdef cnp.ndarray _input_f32(object a, str name, int ndim):
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != _F32:
-        raise ValueError(f"{name} must be float32, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a)
-    return a
+include "_arrays.pxi"
 
 
 def maxpool_forward(x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h,
@@ -83,23 +74,7 @@ def maxpool_backward(dy, argmax, Py_ssize_t H, Py_ssize_t W, out=None):
         raise ValueError(f"a {H}x{W} map is too large for int32 argmax")
     cdef Py_ssize_t N = g.shape[0], C = g.shape[1]
     shape = (N, C, H, W)
-    cdef cnp.ndarray dx
-    if out is None:
-        dx = np.empty(shape, dtype=np.float32)
-    else:
-        if not isinstance(out, np.ndarray):
-            raise ValueError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-        if out.dtype != _F32:
-            raise ValueError(f"out must be float32, got {out.dtype}")
-        if out.shape != shape:
-            raise ValueError(f"out has shape {out.shape}, expected {shape}")
-        if not out.flags.c_contiguous:
-            raise ValueError("out must be C-contiguous")
-        if not out.flags.writeable:
-            raise ValueError("out is read-only")
-        if np.may_share_memory(out, g) or np.may_share_memory(out, a):
-            raise ValueError("out must not overlap dy or argmax")
-        dx = out
+    cdef cnp.ndarray dx = _output_f32(out, shape, (g, a))
     cdef const float *gp = <const float *>cnp.PyArray_DATA(g)
     cdef const int32_t *ap = <const int32_t *>cnp.PyArray_DATA(a)
     cdef float *dp = <float *>cnp.PyArray_DATA(dx)

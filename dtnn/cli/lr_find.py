@@ -30,6 +30,7 @@ def run(args) -> int:
     from dtnn.cli.train import resolve_config
     from dtnn.config import to_toml
     from dtnn.errors import ConfigError
+    from dtnn.io import atomic
     from dtnn.log import get_logger, setup_logging
     from dtnn.parallel import get_context
     from dtnn.threads import default_threads, set_threads
@@ -50,8 +51,8 @@ def run(args) -> int:
     if not ctx.is_root:
         return 0
     os.makedirs(args.out, exist_ok=True)
-    _atomic_write(os.path.join(args.out, "lr_find.json"),
-                  json.dumps(result.to_dict(), indent=1) + "\n")
+    atomic.write_text(os.path.join(args.out, "lr_find.json"),
+                      json.dumps(result.to_dict(), indent=1) + "\n")
     result.plot(os.path.join(args.out, "lr_find.png"))
     log = get_logger()
     if result.suggested_lr is None:
@@ -64,13 +65,7 @@ def run(args) -> int:
         cfg.optim.lr = float(f"{result.suggested_lr:.3g}")
         if os.path.dirname(args.write_config):
             os.makedirs(os.path.dirname(args.write_config), exist_ok=True)
-        _atomic_write(args.write_config, to_toml(cfg))
+        atomic.write_text(args.write_config, to_toml(cfg))
         print(f"wrote {args.write_config} with optim.lr = {cfg.optim.lr:g}")
     return 0
 
-
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)

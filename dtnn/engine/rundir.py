@@ -27,6 +27,7 @@ import os
 from typing import List, Optional
 
 from dtnn.errors import ConfigError
+from dtnn.io import atomic
 
 #: what ``dtnn train`` writes into a run directory (``--overwrite`` deletes these)
 RUN_FILES = ("config.toml", "model.txt", "metrics.jsonl", "checkpoint.h5", "best.h5",
@@ -89,7 +90,7 @@ class RunDirectory:
         overwritten run, cut metrics back to a resumed checkpoint."""
         if not self.active:
             return
-        from dtnn.io.checkpoint import remove_stale_temp_files
+        from dtnn.io.atomic import remove_stale_temp_files
         try:
             os.makedirs(self.path, exist_ok=True)
             for name in ("checkpoint.h5", "best.h5"):
@@ -121,20 +122,9 @@ class RunDirectory:
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    """Write ``path`` through a temporary file renamed over it: readers see the old or
-    the new content, never a part.  Raises OSError (the temporary file removed)."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}{TEMP_MARK}{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``path`` through a temporary file renamed over it (``dtnn.io.atomic``):
+    readers see the old or the new content, never a part.  Raises OSError."""
+    atomic.write_text(path, text)
 
 
 def truncate_metrics(path: str, step: int) -> List[dict]:

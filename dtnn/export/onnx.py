@@ -21,12 +21,12 @@ dropout                 (nothing: identity in inference)
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from dtnn.errors import ConfigError, UserError
+from dtnn.io import atomic
 
 OPSET = 17
 
@@ -155,13 +155,7 @@ def to_onnx(model, name: Optional[str] = None):
 def export_onnx(model, path: str) -> str:
     """Write ``model`` to ``path`` atomically; returns the path."""
     proto = to_onnx(model)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(proto.SerializeToString())
-    os.replace(tmp, path)
-    return path
+    return atomic.write_bytes(path, proto.SerializeToString())
 
 
 def ort_session(path: str, threads: int = 1):

@@ -19,9 +19,7 @@ a one-line ``DataError`` naming the file.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import socket
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -30,6 +28,9 @@ import numpy as np
 
 from dtnn.errors import ConfigError, DataError
 from dtnn.parallel import interrupts
+from dtnn.io import atomic
+from dtnn.io.atomic import remove_stale_temp_files  # noqa: F401  (public here too)
+from dtnn.io.digest import DIGEST_ATTR, content_digest
 from dtnn.io.hdf5tree import read_json, read_tree, write_json, write_tree
 from dtnn.models.model import Model
 
@@ -52,109 +53,7 @@ class Checkpoint:
 
 
 # --- content digest --------------------------------------------------------------------
-DIGEST_ATTR = "content_digest"
-
-
-def _hash_value(h, value: Any) -> None:
-    """Feed one attribute value or dataset content to ``h``, unambiguously."""
-    if isinstance(value, str):
-        tag, data = b"s", value.encode("utf-8")
-    elif isinstance(value, bytes):
-        tag, data = b"b", value
-    else:
-        arr = np.asarray(value)
-        if arr.dtype.hasobject:  # variable-length strings
-            parts = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in arr.ravel()]
-            tag = b"o" + repr(arr.shape).encode()
-            data = b"".join(len(p).to_bytes(8, "little") + p for p in parts)
-        else:
-            tag = b"a" + arr.dtype.str.encode() + repr(arr.shape).encode()
-            data = np.ascontiguousarray(arr).tobytes()
-    h.update(tag + len(data).to_bytes(8, "little"))
-    h.update(data)
-
-
-def _content_digest(f: h5py.File) -> str:
-    """Hash of every object under ``f`` (sorted paths, attributes, data), excluding
-    the digest attribute itself."""
-    h = hashlib.blake2b(digest_size=20)
-    names = []
-    f.visit(names.append)
-    for path in [""] + sorted(names):
-        obj = f[path] if path else f
-        if obj is None:
-            raise OSError(f"object '{path}' cannot be read")
-        is_group = isinstance(obj, h5py.Group)
-        _hash_value(h, ("G:" if is_group else "D:") + path)
-        for key in sorted(obj.attrs):
-            if path == "" and key == DIGEST_ATTR:
-                continue
-            _hash_value(h, key)
-            _hash_value(h, obj.attrs[key])
-        if not is_group:
-            _hash_value(h, obj[()])
-    return h.hexdigest()
-
-
 # --- writing -----------------------------------------------------------------------------
-def _host() -> str:
-    return socket.gethostname().replace("-", "_") or "localhost"
-
-
-def _temp_path(path: str) -> str:
-    directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".{name}.tmp-{_host()}-{os.getpid()}")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is a dead writer too
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def remove_stale_temp_files(path: str) -> list:
-    """Delete the temporary files that writers of checkpoint ``path`` left when they
-    were killed mid-save (``.<name>.tmp-<host>-<pid>`` whose process on this host is
-    gone; ``.<name>.tmp-<pid>`` from older versions).  Files of live writers and of
-    other hosts are kept.  Returns the removed paths."""
-    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
-    prefix = f".{name}.tmp-"
-    removed = []
-    try:
-        entries = os.listdir(directory)
-    except OSError:
-        return removed
-    for entry in entries:
-        if not entry.startswith(prefix):
-            continue
-        host, _, pid = entry[len(prefix):].rpartition("-")
-        if not pid.isdigit() or (host and host != _host()) or _pid_alive(int(pid)):
-            continue
-        try:
-            os.unlink(os.path.join(directory, entry))
-            removed.append(os.path.join(directory, entry))
-        except OSError:
-            pass
-    return removed
-
-
-def _fsync_path(path: str, directory: bool = False) -> None:
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_contents(f: h5py.File, model: Model, step: int, epoch: int,
                     states: Dict[str, Dict[str, Any]], meta: Dict[str, Any]) -> None:
     from dtnn import __version__
@@ -195,39 +94,23 @@ def save_checkpoint(path: str, model: Model, *, step: int, epoch: int,
                     meta: Optional[Dict[str, Any]] = None) -> str:
     """Write a checkpoint to ``path`` atomically and return ``path``.
 
-    The file is written to ``.<name>.tmp-<pid>`` next to ``path``, fsynced and then
-    renamed over ``path``; if anything fails the temporary file is removed and an
-    existing checkpoint at ``path`` is left untouched.  ``states`` maps names to dicts
+    The file is written through ``dtnn.io.atomic.atomic_path`` (a temporary file
+    next to ``path``, fsynced and renamed over it); if anything fails the temporary
+    file is removed and an existing checkpoint at ``path`` is left untouched.  ``states`` maps names to dicts
     for ``write_tree``; ``meta`` must be JSON-able (numpy values are converted).
     """
     states = {} if states is None else states
     meta = {} if meta is None else meta
     if not model.built:
         raise ValueError("save_checkpoint: the model is not built")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = _temp_path(path)
     # SIGINT/SIGTERM wait until the file is complete (an interrupt raised inside h5py's
     # weakref callbacks was swallowed, and training went on), then raise
     with interrupts.deferred():
-        try:
+        with atomic.atomic_path(path, durable=True) as tmp:
             with h5py.File(tmp, "w", libver=_LIBVER, track_order=True) as f:
                 _write_contents(f, model, int(step), int(epoch), states, meta)
-                f.attrs[DIGEST_ATTR] = _content_digest(f)
+                f.attrs[DIGEST_ATTR] = content_digest(f)
                 f.flush()
-            _fsync_path(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-    try:
-        _fsync_path(directory, directory=True)  # make the rename itself durable
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the data is already safe
     return path
 
 
@@ -285,7 +168,7 @@ class _Reader:
             raise self.fail("missing content digest (incomplete or damaged file)")
         if isinstance(stored, bytes):
             stored = stored.decode("ascii", "replace")
-        if _content_digest(self.f) != stored:
+        if content_digest(self.f) != stored:
             raise self.fail("content digest mismatch: the file is corrupt")
 
     def config(self) -> Dict[str, Any]:

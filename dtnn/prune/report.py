@@ -11,6 +11,8 @@ import json
 import os
 from typing import Any, Dict, List, Sequence
 
+from dtnn.io import atomic
+
 COLUMNS = ["step", "criterion", "removed", "iterations", "maps", "dense_units", "params",
            "mb", "flops", "maps_kept", "params_kept", "flops_kept", "test_accuracy",
            "test_macro_f1", "test_loss", "latency_b1_ms", "finetune_loss", "processes"]
@@ -22,13 +24,12 @@ def read_records(run_dir: str) -> List[Dict[str, Any]]:
 
 
 def write_csv(path: str, records: Sequence[Dict[str, Any]]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for r in records:
-            w.writerow({k: r.get(k, "") for k in COLUMNS})
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for r in records:
+                w.writerow({k: r.get(k, "") for k in COLUMNS})
 
 
 def _plt():

@@ -22,8 +22,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from dtnn.data.images import (InkProfile, ink_map, prepare_characters, to_model_input,
-                              transcribe)
+from dtnn.data.images import InkProfile, ink_map, to_model_input
+from dtnn.data.segment import prepare_characters, transcribe
 from dtnn.errors import DataError
 
 

@@ -16,6 +16,7 @@ import platform
 import socket
 from typing import Any, Dict, Hashable, Optional
 
+from dtnn.io import atomic
 from dtnn.tune.bestof import key_str
 
 
@@ -81,9 +82,6 @@ class TuneCache:
             os.makedirs(self.directory, exist_ok=True)
             merged = self._load()
             merged[k] = entry
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(merged, fh, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
+            atomic.write_text(self.path, json.dumps(merged, indent=1, sort_keys=True))
         except OSError:
             pass  # a read-only cache directory only costs re-tuning next time

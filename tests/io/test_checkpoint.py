@@ -11,6 +11,7 @@ from dtnn.errors import DataError
 from dtnn.io import (Checkpoint, load_checkpoint, read_config, read_meta, restore_into,
                      save_checkpoint)
 from dtnn.io import checkpoint as ckpt_mod
+from dtnn.io import atomic as atomic_mod
 from dtnn.layers.base import LAYERS, Layer
 from dtnn.models.model import Model
 from dtnn.optim import build_optimizer
@@ -232,9 +233,9 @@ def test_crash_during_write_keeps_old_checkpoint(tmp_path, trained, monkeypatch,
     if target == "write_tree":
         monkeypatch.setattr(ckpt_mod, "write_tree", _boom)
     elif target == "fsync":
-        monkeypatch.setattr(ckpt_mod, "_fsync_path", _boom)
+        monkeypatch.setattr(atomic_mod, "fsync_path", _boom)
     elif target == "replace":
-        monkeypatch.setattr(ckpt_mod.os, "replace", _boom)
+        monkeypatch.setattr(atomic_mod.os, "replace", _boom)
     else:
         def interrupt(*a, **k):
             raise KeyboardInterrupt
@@ -336,7 +337,7 @@ def _edit(path, fn, redigest=True):
     with h5py.File(path, "a") as f:
         fn(f)
         if redigest:
-            f.attrs[ckpt_mod.DIGEST_ATTR] = ckpt_mod._content_digest(f)
+            f.attrs[ckpt_mod.DIGEST_ATTR] = ckpt_mod.content_digest(f)
 
 
 @pytest.mark.parametrize("edit,match", [

@@ -36,7 +36,7 @@ def main() -> int:
     mark("pid")
     from dtnn.cli.main import main as dtnn_main
     from dtnn.engine.trainer import Trainer
-    import dtnn.io.checkpoint as checkpoint
+    import dtnn.io.atomic as atomic
 
     original_step = Trainer.train_step
     armed = {"save": False}
@@ -58,7 +58,7 @@ def main() -> int:
             time.sleep(0.02)
         return out
 
-    original_fsync = checkpoint._fsync_path
+    original_fsync = atomic.fsync_path
 
     def fsync_path(path, directory=False):
         original_fsync(path, directory)
@@ -67,7 +67,7 @@ def main() -> int:
             time.sleep(120)
 
     Trainer.train_step = train_step
-    checkpoint._fsync_path = fsync_path
+    atomic.fsync_path = fsync_path
     return dtnn_main(["train", *train_args])
 
 

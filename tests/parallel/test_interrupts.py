@@ -44,13 +44,13 @@ def test_sigint_during_checkpoint_save_is_raised_after_a_complete_file(tmp_path,
     from dtnn.models import Model
 
     model = Model([Dense(3)], (4,)).build(0)
-    original = ckpt._content_digest
+    original = ckpt.content_digest
 
     def digest_then_interrupt(f):
         os.kill(os.getpid(), signal.SIGINT)   # lands in the middle of the save
         return original(f)
 
-    monkeypatch.setattr(ckpt, "_content_digest", digest_then_interrupt)
+    monkeypatch.setattr(ckpt, "content_digest", digest_then_interrupt)
     path = tmp_path / "checkpoint.h5"
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, model, step=7, epoch=1)

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from dtnn.data.images import (InkProfile, decode_image, ink_map, ink_profile, prepare_image,
-                              segment, to_model_input, transcribe)
+                              to_model_input)
+from dtnn.data.segment import segment, transcribe
 from dtnn.errors import DataError
 
 MNIST = InkProfile(20 / 28, True)
