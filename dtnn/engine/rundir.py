@@ -32,11 +32,8 @@ from dtnn.io import atomic
 #: what ``dtnn train`` writes into a run directory (``--overwrite`` deletes these)
 RUN_FILES = ("config.toml", "model.txt", "metrics.jsonl", "checkpoint.h5", "best.h5",
              "report.json", "confusion.txt", "curves.png", "tuning.json", "tuning.txt")
-TEMP_MARK = ".tmp-"
-
-
 def _is_temp(name: str) -> bool:
-    return name.startswith(".") and TEMP_MARK in name
+    return name.startswith(".") and atomic.TEMP_MARK in name
 
 
 def _nearest_existing(path: str) -> str:
