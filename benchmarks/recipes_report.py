@@ -50,39 +50,55 @@ def main_table(rows: List[dict]) -> List[str]:
            "|---|---|---|---|---|---|"]
     for r in rows:
         if r["name"].startswith("main"):
-            kern = "AVX2 path (DTNN_ISA=avx2)" if r.get("env") else "AVX-512 fused"
+            env = r.get("env") or {}
+            kern = ("AVX2 (" + ", ".join(f"{k}={v}" for k, v in sorted(env.items())) + ")"
+                    if env else "default (best ISA of the CPU)")
             first = r["train_loss"][0] if r.get("train_loss") else None
+            calls = f" ({r['calls']} calls)" if r.get("calls") else ""
             out.append(f"| {r['name']} | {kern} | {r.get('procs')} | {pct(r.get('test_accuracy'))}"
-                       f" | {'-' if first is None else f'{first:.3f}'} | {r['seconds']:.0f} |")
+                       f" | {'-' if first is None else f'{first:.3f}'} | "
+                       f"{r['seconds']:.0f}{calls} |")
     return out
 
 
+def rule_of(name: str) -> str:
+    """lrfind[-train]/DATASET[/fraction=F]: lines without a fraction ran the first rule."""
+    parts = name.split("/")
+    return parts[2].split("=", 1)[1] if len(parts) > 2 else "0.1"
+
+
 def lr_table(rows: List[dict]) -> List[str]:
-    sweep: Dict[str, Dict[float, float]] = defaultdict(dict)
-    found, at_found = {}, {}
+    # a sweep run that the divergence guard stopped counts, with accuracy None
+    sweep: Dict[str, Dict[float, object]] = defaultdict(dict)
+    found: Dict[tuple, float] = {}
+    at_found: Dict[tuple, float] = {}
     for r in rows:
-        if r["name"].startswith("sweep/") and r.get("test_accuracy") is not None:
-            sweep[r["dataset"]][r.get("config_lr", r["lr"])] = r["test_accuracy"]
+        if r["name"].startswith("sweep/"):
+            sweep[r["dataset"]][r.get("config_lr", r["lr"])] = r.get("test_accuracy")
         elif r["name"].startswith("seeds/") and r["seed"] == 0 and r.get("test_accuracy"):
             sweep[r["dataset"]].setdefault(0.05, r["test_accuracy"])
         elif r["name"].startswith("lrfind/"):
-            found[r["dataset"]] = r.get("suggested_lr")
+            found[(r["dataset"], rule_of(r["name"]))] = r.get("suggested_lr")
         elif r["name"].startswith("lrfind-train/"):
-            at_found[r["dataset"]] = r.get("test_accuracy")
+            at_found[(r["dataset"], rule_of(r["name"]))] = r.get("test_accuracy")
     out = ["| dataset | test accuracy by lr (%), seed 0, 12 epochs | best of the 5-value sweep | "
-           "lr-find suggestion | accuracy there | gap (pp) | target (<= 0.5 pp) |",
-           "|---|---|---|---|---|---|---|"]
-    for d in sorted(set(sweep) | set(found)):
+           "rule (fraction of the lowest-loss lr) | lr-find suggestion | accuracy there | "
+           "gap (pp) | target (<= 0.5 pp) |", "|---|---|---|---|---|---|---|---|"]
+    for d, rule in sorted(set(found) | {(d, "-") for d in sweep if not any(
+            k[0] == d for k in found)}):
         grid = sweep.get(d, {})
         five = {lr: a for lr, a in grid.items() if lr != 0.05}
-        best_lr, best = max(five.items(), key=lambda kv: kv[1]) if five else (None, None)
-        acc = at_found.get(d)
+        scored = {lr: a for lr, a in five.items() if a is not None}
+        best_lr, best = max(scored.items(), key=lambda kv: kv[1]) if scored else (None, None)
+        acc = at_found.get((d, rule))
         gap = None if best is None or acc is None else (best - acc) * 100
-        cells = ", ".join(f"{lr:g}: {pct(a)}" for lr, a in sorted(grid.items()))
+        cells = ", ".join(f"{lr:g}: {'stopped' if a is None else pct(a)}"
+                          for lr, a in sorted(grid.items()))
         verdict = "incomplete" if gap is None or len(five) < 5 else (
             "met" if gap <= 0.5 else "MISSED")
-        out.append(f"| {d} | {cells} | {pct(best)} (lr {best_lr}) | "
-                   f"{'-' if found.get(d) is None else f'{found[d]:.3g}'} | {pct(acc)} | "
+        lr = found.get((d, rule))
+        out.append(f"| {d} | {cells} | {pct(best)} (lr {best_lr and f'{best_lr:g}'}) | {rule} | "
+                   f"{'-' if lr is None else f'{lr:.3g}'} | {pct(acc)} | "
                    f"{'-' if gap is None else f'{gap:+.2f}'} | {verdict} |")
     return out
 

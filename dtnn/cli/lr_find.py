@@ -20,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=200,
                    help="steps of the sweep; it stops earlier when the loss diverges "
                    "(default 200)")
+    p.add_argument("--fraction", type=float, default=1.0,
+                   help="suggest this fraction of the lr with the lowest loss (default 1: "
+                   "that lr itself, for decaying schedules such as cosine; e.g. 0.3 for a "
+                   "constant lr)")
     p.add_argument("--out", default="runs/lr_find", metavar="DIR",
                    help="directory for lr_find.json and lr_find.png (default runs/lr_find)")
     p.add_argument("--write-config", metavar="FILE",
@@ -47,7 +51,8 @@ def run(args) -> int:
         get_logger().info(scaling)
     set_threads(cfg.train.threads or default_threads(ctx.local_size))
     from dtnn.engine.lr_find import lr_find
-    result = lr_find(cfg, ctx, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
+    result = lr_find(cfg, ctx, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps,
+                     suggest_fraction=args.fraction)
     if not ctx.is_root:
         return 0
     os.makedirs(args.out, exist_ok=True)

@@ -9,11 +9,14 @@ early once the smoothed loss (an exponential moving average, for the stop only) 
 ``diverge`` times its minimum.  The curve used for the suggestion is smoothed without
 lag: a centred moving average over about 1/15 of the steps.
 
-The suggestion is the learning rate ``suggest_fraction`` (default 1/10) of the way
-down, in log scale, from where the smoothed loss is lowest: there the loss still falls
-fast, and a schedule that starts there (cosine, with the default warm-up) stays clear
-of the divergence edge.  The steepest-descent point is reported too.  Measured against
-5-value learning-rate sweeps in benchmarks/results/recipes.md.
+The suggestion is ``suggest_fraction`` (default 1) times the learning rate where the
+smoothed loss is lowest: the largest lr at which the loss still fell, the upper bound
+of Smith's range test, for the decaying schedules (cosine, step) that start there and
+leave it.  One tenth of it (fastai v1's advice, dtnn's first rule) and the steepest
+descent (also reported) were measured against 5-value learning-rate sweeps in
+benchmarks/results/recipes.md: both landed 2-3 pp below the best lr of 12-epoch cosine
+runs, where the lowest-loss lr itself was next to the best.  With a constant lr, take
+a fraction (``--fraction``).
 
     result = lr_find(cfg, ctx)            # LRFindResult
     result.suggested_lr, result.plot("lr_find.png")
@@ -90,7 +93,7 @@ class LRFindResult:
         plt.close(fig)
 
 
-def suggest(lrs: List[float], smoothed: List[float], fraction: float = 0.1,
+def suggest(lrs: List[float], smoothed: List[float], fraction: float = 1.0,
             skip: int = 10) -> Dict[str, Optional[float]]:
     """``min_loss_lr`` (lowest smoothed loss, ignoring the first ``skip`` steps),
     ``suggested_lr`` = ``min_loss_lr * fraction`` (at least the first lr), and
@@ -124,7 +127,7 @@ def centred_average(values: List[float], window: int) -> List[float]:
 
 def lr_find(cfg: Config, ctx, start_lr: float = 1e-5, end_lr: float = 10.0,
             steps: int = 200, smooth: float = 0.9, diverge: float = 4.0,
-            suggest_fraction: float = 0.1) -> LRFindResult:
+            suggest_fraction: float = 1.0) -> LRFindResult:
     """Run the range test for ``cfg`` (model, data, optimizer, batch, augmentation,
     gradient exchange and clipping as in training; no schedule, no checkpoint)."""
     if not 0 < start_lr < end_lr:
@@ -134,6 +137,8 @@ def lr_find(cfg: Config, ctx, start_lr: float = 1e-5, end_lr: float = 10.0,
         raise ConfigError(f"lr-find: --steps must be >= 20, got {steps}")
     if not 0 <= smooth < 1:
         raise ConfigError(f"lr-find: --smooth must be in [0, 1), got {smooth:g}")
+    if not 0 < suggest_fraction <= 1:
+        raise ConfigError(f"lr-find: --fraction must be in (0, 1], got {suggest_fraction:g}")
     from dtnn.engine.session import load_data, make_loader, make_optimizer
     from dtnn.engine.trainer import Trainer
     from dtnn.layers.loss import SoftmaxCrossEntropy

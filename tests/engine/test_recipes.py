@@ -182,7 +182,9 @@ def test_range_schedule_and_suggestion():
             for lr in lrs]
     s = suggest(lrs, loss)
     assert s["min_loss_lr"] == pytest.approx(0.1, rel=0.1)
-    assert s["suggested_lr"] == pytest.approx(s["min_loss_lr"] / 10)
+    assert s["suggested_lr"] == pytest.approx(s["min_loss_lr"])   # the default rule
+    assert suggest(lrs, loss, fraction=0.1)["suggested_lr"] == pytest.approx(
+        s["min_loss_lr"] / 10)
     assert 1e-3 < s["steepest_lr"] < 1e-2
     assert suggest(lrs[:5], loss[:5])["suggested_lr"] is None
 
@@ -203,3 +205,5 @@ def test_lr_find_cli_writes_plot_json_and_config(tmp_path, capsys):
     assert tuned.model.options["filters"] == 8
     assert "suggested lr" in capsys.readouterr().out
     assert main(["lr-find", "--set", "data.source=digits", "--steps", "5"]) == 2
+    assert main(["lr-find", "--set", "data.source=digits", "--fraction", "0"]) == 2
+    assert "--fraction must be in (0, 1]" in capsys.readouterr().err
