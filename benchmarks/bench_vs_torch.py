@@ -1,20 +1,31 @@
 """Time one training step (forward, loss, backward, SGD+momentum update) in dtnn and in
-PyTorch for the same architecture, weights, batch and thread count; print the ratio.
+PyTorch eager for the same architecture, weights, batch and thread count, with dtnn's
+default settings (BestOf convolutions, tuned online from an empty cache), and charge
+the tuning to one epoch.
 
-    python benchmarks/bench_vs_torch.py --models simplecnn lenet --threads 1 \
-        --out benchmarks/results/vs_torch.md
+    python benchmarks/bench_vs_torch.py --threads 1 --out /tmp/vs_torch_t1.md \\
+        --models simplecnn lenet vgg11_bn:width=0.5 vgg16_bn cnet
+    python benchmarks/bench_vs_torch.py --threads 2 --isa avx2 ...   # the AVX2 paths
 
-Rounds alternate dtnn and torch so machine noise hits both alike; the median step time
-of each is reported.
+Per model: (1) tuning: training steps from an empty tuning cache until every BestOf
+choice has settled, each step timed; (2) steady state: rounds that alternate dtnn and
+torch (``--rounds`` x ``--steps``), median step time of each.  The tuning cost is the
+tuning steps' time beyond the same number of steady dtnn steps; "amortised" adds it,
+spread over one epoch (``--epoch-samples`` / batch steps, default Fashion-MNIST's
+60000), to the steady step time.  ``--conv NAME`` pins a variant instead.
 """
 from __future__ import annotations
+
+import _isa_env  # noqa: F401  -- first: --isa caps the libraries before they load
 
 import argparse
 import os
 import sys
+import tempfile
 import time
+from collections import Counter
 
-import dtnn  # noqa: F401  -- first: it sets OpenBLAS's spin time before numpy loads it
+import dtnn  # noqa: F401  -- before numpy: it sets OpenBLAS's spin time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,11 +61,42 @@ def torch_stepper(net, x, y, lr=0.01):
     return step
 
 
-def bench_model(name, batch, rounds, steps):
+def parse_model(spec):
+    """'vgg11_bn:width=0.5' -> ('vgg11_bn', {'width': 0.5})"""
+    name, _, rest = spec.partition(":")
+    opts = {}
+    for kv in filter(None, rest.split(",")):
+        k, v = kv.split("=")
+        opts[k] = float(v) if "." in v else int(v)
+    return name, opts
+
+
+def _settled():
+    import dtnn.tune as T
+    return all(st.settled for bo in T.tuners().values() for st in bo._states.values())
+
+
+def _picks():
+    import dtnn.tune as T
+    conv = T.tuners().get("conv")
+    if conv is None:
+        return ""
+    count = Counter()
+    for st in conv._states.values():
+        count[st.winner or "unsettled"] += len(st.labels) or 1
+    return ", ".join(f"{n} {c}" for n, c in count.most_common())
+
+
+def bench_model(spec, batch, rounds, steps, conv, max_tune_steps):
     import torch
+    import dtnn.tune as T
     from dtnn.models import build_model
     from torch_twin import torch_twin
-    model = build_model(name, (1, 28, 28), 10, seed=0)
+    name, opts = parse_model(spec)
+    if conv:
+        opts["conv_algorithm"] = conv
+    T.configure(T.TuneOptions())               # the defaults, empty cache (see main)
+    model = build_model(name, (1, 28, 28), 10, seed=0, **opts)
     net = torch_twin(model)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
@@ -62,8 +104,15 @@ def bench_model(name, batch, rounds, steps):
     with torch.no_grad():
         ref = torch.nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y))
     ours, theirs = dtnn_stepper(model, x, y), torch_stepper(net, x, y)
+    tune_times = []
+    t0 = time.perf_counter()
     first = ours()
-    assert abs(first - float(ref)) < 1e-4 * max(1.0, abs(first)), (first, float(ref))
+    tune_times.append(time.perf_counter() - t0)
+    assert abs(first - float(ref)) < 1e-3 * max(1.0, abs(first)), (first, float(ref))
+    while not _settled() and len(tune_times) < max_tune_steps:
+        t0 = time.perf_counter()
+        ours()
+        tune_times.append(time.perf_counter() - t0)
     theirs()
     times = {"dtnn": [], "torch": []}
     for _ in range(rounds):
@@ -72,36 +121,58 @@ def bench_model(name, batch, rounds, steps):
             for _ in range(steps):
                 fn()
             times[label].append((time.perf_counter() - start) / steps)
-    return {k: float(np.median(v)) for k, v in times.items()}
+    res = {k: float(np.median(v)) for k, v in times.items()}
+    res["tune_steps"] = len(tune_times)
+    res["tune_cost"] = max(0.0, sum(tune_times) - len(tune_times) * res["dtnn"])
+    res["report_cost"] = sum(r.get("tuning_cost_seconds") or 0.0 for r in T.collect())
+    res["settled"] = _settled()
+    res["picks"] = _picks()
+    return res
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", nargs="+", default=["simplecnn", "lenet"])
+    ap.add_argument("--models", nargs="+",
+                    default=["simplecnn", "lenet", "vgg11_bn:width=0.5", "vgg16_bn", "cnet"])
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--out", help="write a markdown table here")
+    ap.add_argument("--conv", default="", help="pin this conv variant (default: the "
+                    "model default, bestof)")
+    ap.add_argument("--epoch-samples", type=int, default=60000)
+    ap.add_argument("--max-tune-steps", type=int, default=400)
+    ap.add_argument("--out", help="append a markdown table here (default: print only)")
+    _isa_env.add_argument(ap)
     args = ap.parse_args()
+    os.environ["DTNN_TUNE_CACHE"] = tempfile.mkdtemp(prefix="dtnn-vs-torch-tune-")
     from dtnn.threads import set_threads
     set_threads(args.threads)
+    epoch_steps = args.epoch_samples // args.batch
     rows = []
-    for name in args.models:
-        t = bench_model(name, args.batch, args.rounds, args.steps)
-        ratio = t["dtnn"] / t["torch"]
-        rows.append(f"| {name} | {args.batch} | {args.threads} | {t['dtnn'] * 1e3:.2f} | "
-                    f"{t['torch'] * 1e3:.2f} | {ratio:.2f} |")
+    for spec in args.models:
+        t = bench_model(spec, args.batch, args.rounds, args.steps, args.conv,
+                        args.max_tune_steps)
+        amort = t["dtnn"] + t["tune_cost"] / epoch_steps
+        rows.append(f"| {spec} | {args.threads} | {t['dtnn'] * 1e3:.2f} | "
+                    f"{t['tune_cost']:.2f} ({t['tune_steps']} steps"
+                    f"{'' if t['settled'] else ', unsettled'}) | {amort * 1e3:.2f} | "
+                    f"{t['torch'] * 1e3:.2f} | {t['dtnn'] / t['torch']:.2f} | "
+                    f"**{amort / t['torch']:.2f}** | {t['picks']} |")
         print(rows[-1], flush=True)
-    table = ["| model | batch | threads | dtnn ms/step | torch ms/step | dtnn / torch |",
-             "|---|---:|---:|---:|---:|---:|"] + rows
+    head = [f"Command: `python benchmarks/bench_vs_torch.py {' '.join(sys.argv[1:])}` "
+            f"({time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f}; "
+            f"batch {args.batch}, median of {args.rounds} rounds x {args.steps} steps, "
+            f"tuning charged to an epoch of {epoch_steps} steps)", "",
+            _isa_env.describe(), "",
+            "| model | threads | dtnn ms/step (tuned) | tuning cost s | dtnn amortised ms | "
+            "torch ms/step | dtnn/torch tuned | dtnn/torch amortised | conv picks |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    text = "\n".join(head + rows) + "\n"
     if args.out:
-        cmd = "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:])
         with open(args.out, "a") as fh:
-            fh.write(f"\nCommand: `{cmd}`  ({time.strftime('%Y-%m-%d %H:%M')}, "
-                     f"median of {args.rounds} rounds x {args.steps} steps)\n\n")
-            fh.write("\n".join(table) + "\n")
-    print("\n".join(table))
+            fh.write("\n" + text)
+    print(text)
 
 
 if __name__ == "__main__":

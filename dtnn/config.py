@@ -24,9 +24,10 @@ class ModelConfig:
     name: str = "simplecnn"
     #: builder keyword arguments, e.g. {width = 0.5, dropout = 0.3}
     options: Dict[str, Any] = field(default_factory=dict)
-    #: convolution variant used by every Conv2D layer: im2col, winograd, winograd2,
-    #: winograd4, implicit, direct, torch, or "bestof" (tuned online per layer shape)
-    conv_algorithm: str = "im2col"
+    #: convolution variant used by every Conv2D layer: "bestof" (the fastest variant per
+    #: layer shape, tuned online; see [tune]), or one pinned: im2col, im2col1, winograd,
+    #: winograd2, winograd4, implicit, direct, torch
+    conv_algorithm: str = "bestof"
 
 
 @dataclass
@@ -137,14 +138,41 @@ class TuneConfig:
     cache_dir: str = ""
     #: pin every bestof convolution to this variant where it applies ("" = tune)
     force: str = ""
+    #: variants bestof races ([] = dtnn's own: im2col, im2col1, winograd, implicit,
+    #: direct; add "torch" to race torch's convolution too)
+    candidates: List[str] = field(default_factory=list)
+    #: exclude a variant for a layer shape when its normwise error on the layer's data
+    #: exceeds this (0 = no accuracy screen)
+    max_error: float = 1e-4
+    #: tuning cost (seconds beyond the best variants) a process may spend; then the
+    #: remaining shapes decide on what was measured and are tuned on by later runs
+    #: (0 = no limit)
+    max_seconds: float = 60.0
+
+    def check(self) -> None:
+        from dtnn.conv import CONV_ALGORITHMS
+        names = CONV_ALGORITHMS.names()
+        for key, value in [("tune.force", self.force)] + [("tune.candidates", c)
+                                                          for c in self.candidates]:
+            if value and (value not in names or value == "bestof"):
+                raise ConfigError(f"{key}: unknown convolution variant {value!r} (one of "
+                                  f"{', '.join(n for n in names if n != 'bestof')})")
+        for key, value in (("tune.rounds", self.rounds), ("tune.warmup", self.warmup),
+                           ("tune.max_error", self.max_error),
+                           ("tune.max_seconds", self.max_seconds)):
+            if value < 0:
+                raise ConfigError(f"{key} must be >= 0, got {value}")
 
     def options(self):
         from dtnn.tune import TuneOptions
+        self.check()
         return TuneOptions(rounds=self.rounds, warmup=self.warmup,
                            prune_ratio=self.prune_ratio, use_cache=self.cache,
                            cache_dir=self.cache_dir,
                            force={"conv": self.force, "conv_infer": self.force}
-                           if self.force else {})
+                           if self.force else {},
+                           max_error=self.max_error, max_seconds=self.max_seconds,
+                           conv_candidates=tuple(self.candidates))
 
 
 @dataclass
@@ -321,6 +349,7 @@ def validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    cfg.tune.check()
     cfg.dist = DistOptions.resolve(explicit_dist_options(cfg))
     from dtnn.models.options import check_options
     check_options(cfg.model.name, cfg.model.options)

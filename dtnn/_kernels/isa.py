@@ -95,12 +95,23 @@ def active() -> str:
     return "numpy"      # nothing compiled: every kernel is its numpy twin
 
 
+_current: List[str] = []
+
+
+def current() -> str:
+    """``active()``, cached (it is part of every tuning key); set_cap updates it."""
+    if not _current:
+        _current.append(active())
+    return _current[0]
+
+
 def set_cap(level: Optional[str]) -> None:
     """Cap every module at ``level`` ('avx512', 'avx2', 'generic'); None: back to
     $DTNN_ISA."""
     code = -1 if level is None else LEVELS.index(level)
     for mod in _modules():
         mod.set_isa_cap(code)
+    _current[:] = [active()]
 
 
 @contextlib.contextmanager

@@ -8,9 +8,10 @@ Importing this package registers every variant listed below, so
     implicit   shifted-GEMM accumulation without an im2col buffer (stride 1)
     direct     direct loops in C (tiny layers)
     torch      torch.nn.functional.conv2d (when torch is installed)
-    bestof     tunes among all of the above online, per layer shape (dtnn.conv.bestof)
+    bestof     tunes among the above online, per layer shape (dtnn.conv.bestof); the
+               default of every Conv2D (DEFAULT_ALGORITHM)
 """
-from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
+from dtnn.conv.base import CONV_ALGORITHMS, DEFAULT_ALGORITHM, ConvAlgorithm, ConvGeometry
 from dtnn.conv import im2col  # noqa: F401  (registers "im2col")
 from dtnn.conv import winograd  # noqa: F401  (registers "winograd", "winograd2/4")
 from dtnn.conv import implicit  # noqa: F401  (registers "implicit")
@@ -19,4 +20,5 @@ from dtnn.conv import torch_conv  # noqa: F401  (registers "torch")
 from dtnn.conv import bestof  # noqa: F401  (registers "bestof")
 from dtnn.conv.im2col import Im2ColConv
 
-__all__ = ["CONV_ALGORITHMS", "ConvAlgorithm", "ConvGeometry", "Im2ColConv"]
+__all__ = ["CONV_ALGORITHMS", "DEFAULT_ALGORITHM", "ConvAlgorithm", "ConvGeometry",
+           "Im2ColConv"]

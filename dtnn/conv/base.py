@@ -18,6 +18,10 @@ from dtnn.registry import Registry
 
 CONV_ALGORITHMS = Registry("convolution algorithm")
 
+#: what a Conv2D (and every zoo model, and ``model.conv_algorithm``) computes with unless
+#: told otherwise: the fastest variant per layer shape, tuned online (dtnn.conv.bestof)
+DEFAULT_ALGORITHM = "bestof"
+
 
 @dataclass(frozen=True)
 class ConvGeometry:

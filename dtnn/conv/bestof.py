@@ -1,6 +1,7 @@
 """The ``bestof`` convolution "variant": runs the fastest variant for each exact shape.
+It is the default (``model.conv_algorithm``, ``Conv2D(algorithm=...)``).
 
-Every call is keyed by (geometry, dtype, threads, mode) where mode is ``train`` (a
+Every call is keyed by (geometry, dtype, threads, ISA level, mode) where mode is ``train`` (a
 forward followed by its backward: the pair is timed and chosen together, and the
 backward always runs on the variant whose forward produced the output, so it can reuse
 what that forward cached) or ``infer`` (forward only: evaluation and prediction are
@@ -12,8 +13,12 @@ may give ranks different batch counts and sizes (a collective would hang).  Vari
 with a nested choice (Winograd's tile size) settle it first: their samples are not
 counted until ``tuning_settled(key)`` is True.
 
-Candidates: every registered variant that ``supports`` the geometry and finds it
-``worth_tuning`` (``im2col`` always).
+Candidates: the variants in ``tune.candidates`` (default ``CANDIDATES``: dtnn's own;
+add ``torch`` to race torch's convolution too) that ``support`` the geometry and find
+it ``worth_tuning`` (``im2col`` always).  Before a shape is tuned, every candidate is
+screened for accuracy on the call's data (``dtnn.conv.screen``) and those whose error
+exceeds ``tune.max_error`` are excluded for that shape; the tuning cost is bounded by
+``tune.max_seconds`` (``dtnn.tune.bestof``).
 """
 from __future__ import annotations
 
@@ -25,14 +30,27 @@ import numpy as np
 import dtnn.tune as _tune
 from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
 
-#: variants raced by "bestof", in order (the first is the default the report compares to)
-CANDIDATES = ["im2col", "im2col1", "winograd", "implicit", "direct", "torch"]
+#: variants raced by "bestof" by default, in order (the first is the default the report
+#: compares to).  Not torch: importing it costs 1-2 s per process, and a dtnn-vs-torch
+#: comparison should not race torch inside dtnn; tune.candidates can add it.
+CANDIDATES = ["im2col", "im2col1", "winograd", "implicit", "direct"]
 TUNER = "conv"
 TUNER_INFER = "conv_infer"
+
+#: the call being tuned, for the accuracy screen (the tuners are shared by all layers)
+_screen_input = None
 
 
 def _threads() -> int:
     return _tune.current_threads()
+
+
+def _screen(key, names):
+    from dtnn.conv.screen import errors
+    if _screen_input is None:
+        return {}
+    x, w, b, g = _screen_input
+    return errors(names, x, w, b, g, key[-1] == "train")
 
 
 @CONV_ALGORITHMS.register("bestof")
@@ -40,7 +58,9 @@ class BestOfConv(ConvAlgorithm):
     label: Optional[str] = None    # layer name, for the report
 
     def __init__(self, candidates: Optional[List[str]] = None):
-        self.names = [n for n in (candidates or CANDIDATES)]
+        self.names = list(candidates or _tune.options().conv_candidates or CANDIDATES)
+        if "im2col" not in self.names:
+            self.names.insert(0, "im2col")
         self.algs: Dict[str, ConvAlgorithm] = {n: CONV_ALGORITHMS.get(n)() for n in self.names}
         self._last: Optional[ConvAlgorithm] = None
         self._pending = None
@@ -60,13 +80,17 @@ class BestOfConv(ConvAlgorithm):
         training = self.training if training is None else training
         return _tune.get_tuner(TUNER if training else TUNER_INFER, list(self.names),
                                local=not training, default="im2col",
-                               candidates=self._candidates, inner_settled=self._inner_settled)
+                               candidates=self._candidates, inner_settled=self._inner_settled,
+                               screen=_screen)
 
     def key(self, g: ConvGeometry, training: bool):
-        return (g, "float32", _threads(), "train" if training else "infer")
+        from dtnn._kernels.isa import current
+        return (g, "float32", _threads(), current(), "train" if training else "infer")
 
     def forward(self, x, w, b, g):
-        fast = self._fast.get((g, self.training, _threads()))
+        global _screen_input
+        from dtnn._kernels.isa import current
+        fast = self._fast.get((g, self.training, _threads(), current()))
         if fast is not None and fast[0] is _tune._tuners.get(
                 TUNER if self.training else TUNER_INFER):
             alg = fast[1]                          # fast path: decided (two dict lookups)
@@ -78,13 +102,17 @@ class BestOfConv(ConvAlgorithm):
         key = self.key(g, self.training)
         name = tuner.winner(key)
         if name is not None:
-            self._fast[(g, self.training, key[2])] = (tuner, self.algs[name], key)
+            self._fast[(g, self.training, key[2], key[3])] = (tuner, self.algs[name], key)
             alg = self.algs[name]
             alg.training = self.training
             alg.tune_key = key
             self._last, self._pending = alg, None
             return alg.forward(x, w, b, g)
-        name = tuner.choose(key, self.label)
+        _screen_input = (x, w, b, g)     # the screen (at the key's first call) reads it
+        try:
+            name = tuner.choose(key, self.label)
+        finally:
+            _screen_input = None
         alg = self.algs[name]
         alg.training = self.training
         alg.tune_key = key

@@ -17,8 +17,9 @@ run one after the other, and nothing returned to the caller ever aliases them), 
 deep network does not pin one workspace per layer.
 
 1x1 convolutions with stride 1 and no padding skip the unfolding: each image's
-(C, H*W) block already *is* its column matrix, so they run as a batch of GEMMs straight
-from the input into the output.
+(C, H*W) block already *is* its column matrix, so the forward and backward-data run as
+a batch of GEMMs straight from the input into the output, the batch split over the
+threads with single-threaded GEMMs (``batch_split``); backward-weights runs fused.
 
 Fused kernels.  On x86-64 CPUs with AVX2 + FMA or AVX-512F (``fused_available()``;
 ``fused_isa()`` says which path, ``DTNN_ISA`` caps it) the passes run by default on the
@@ -43,6 +44,7 @@ import numpy as np
 
 from dtnn._kernels import col2im, im2col, resolve
 from dtnn.conv import im2col_fused as _fused_twins
+from dtnn.conv.batch_split import split_batch
 from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
 from dtnn.conv.layout import swap01_into
 
@@ -155,9 +157,11 @@ class Im2ColConv(ConvAlgorithm):
     def fused_data_ok(self, g: ConvGeometry) -> bool:
         """Stride 1 only (dx is then a convolution of dy); and the kernel computes every
         tap of every input pixel, so it must not pad dy much more than the forward
-        padded x (a 'valid' 5x5 on 12x12 would do 2.25x the work)."""
+        padded x (a 'valid' 5x5 on 12x12 would do 2.25x the work).  Not 1x1/stride 1:
+        like the forward, dx = W^T dy per image is faster (benchmarks/results/
+        pointwise.md: 1.2-3x at 1 thread)."""
         ho, wo = g.out_hw
-        return (self._fused_ok(g, g.C) and g.stride == (1, 1)
+        return (self._fused_ok(g, g.C) and g.stride == (1, 1) and not self._is_pointwise(g)
                 and g.padding[0] <= g.dilation[0] * (g.R - 1)
                 and g.padding[1] <= g.dilation[1] * (g.S - 1)
                 and g.H * g.W <= 1.3 * ho * wo)
@@ -199,10 +203,15 @@ class Im2ColConv(ConvAlgorithm):
         y3 = y.reshape(N, K, P)
 
         if self._is_pointwise(g):
-            # y[n] = W @ x[n] for every image, one stacked matmul, no workspace
-            np.matmul(wm, x.reshape(N, G, Cg, P), out=y.reshape(N, G, Kg, P))
-            if b is not None:
-                y3 += b.reshape(1, K, 1)
+            # y[n] = W @ x[n] for every image, no workspace; the batch split over the
+            # threads, each GEMM single-threaded (dtnn/conv/batch_split.py)
+            x4, y4 = x.reshape(N, G, Cg, P), y.reshape(N, G, Kg, P)
+
+            def images(lo: int, hi: int) -> None:
+                np.matmul(wm, x4[lo:hi], out=y4[lo:hi])
+                if b is not None:
+                    y3[lo:hi] += b.reshape(1, K, 1)
+            split_batch(images, N, 2.0 * N * K * Cg * P)
             return y
 
         kargs = self._kargs(g)
@@ -340,7 +349,9 @@ class Im2ColConv(ConvAlgorithm):
             else:
                 dw_acc += tmp.sum(axis=0)
         if dx is not None:
-            np.matmul(wm.transpose(0, 2, 1), dy4, out=dx.reshape(N, G, Cg, P))
+            wt, dx4 = wm.transpose(0, 2, 1), dx.reshape(N, G, Cg, P)
+            split_batch(lambda lo, hi: np.matmul(wt, dy4[lo:hi], out=dx4[lo:hi]), N,
+                        2.0 * N * K * Cg * P)
 
 
 @CONV_ALGORITHMS.register("im2col1")

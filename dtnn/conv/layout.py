@@ -30,7 +30,8 @@ def swap01_into(src: np.ndarray, out: np.ndarray) -> None:
     global _tuner
     if _tuner is None or _tune._tuners.get("transpose") is not _tuner:
         # rank-local: it runs inside evaluation too, where ranks' call sequences differ
-        _tuner = _tune.get_tuner("transpose", ALTERNATIVES, local=True, default="numpy")
+        _tuner = _tune.get_tuner("transpose", ALTERNATIVES, local=True, default="numpy",
+                                 account=False)   # timed inside the conv tuner's calls
     if not (out.flags.c_contiguous and src.flags.c_contiguous):
         _numpy(src, out)
         return

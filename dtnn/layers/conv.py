@@ -5,7 +5,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from dtnn.conv import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
+from dtnn.conv import CONV_ALGORITHMS, DEFAULT_ALGORITHM, ConvAlgorithm, ConvGeometry
 from dtnn.errors import ConfigError
 from dtnn.layers._util import jsonable, pair, require_rank
 from dtnn.layers.base import LAYERS, Layer, Shape, init_bias, init_weights
@@ -41,12 +41,13 @@ class Conv2D(Layer):
 
     Parameters: ``weight`` (K, C // groups, R, S), with weight decay, and ``bias`` (K,)
     without.  The computation is done by ``self.algorithm`` (a ``ConvAlgorithm``
-    created at build time from the ``algorithm`` name; a tuner may replace it).
+    created at build time from the ``algorithm`` name, by default ``bestof``: the
+    fastest variant for the layer's shape, tuned online; a tuner may replace it).
     """
 
     def __init__(self, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, init: str = "he",
-                 algorithm: str = "im2col"):
+                 algorithm: str = DEFAULT_ALGORITHM):
         super().__init__(out_channels=jsonable(out_channels), kernel_size=jsonable(kernel_size),
                          stride=jsonable(stride), padding=jsonable(padding),
                          dilation=jsonable(dilation), groups=jsonable(groups), bias=bool(bias),
@@ -84,7 +85,7 @@ class Conv2D(Layer):
             parts.append(f"groups={self.groups}")
         if not self.use_bias:
             parts.append("no bias")
-        if self.config["algorithm"] != "im2col":
+        if self.config["algorithm"] != DEFAULT_ALGORITHM:
             parts.append(self.config["algorithm"])
         return f"conv2d({', '.join(parts)})"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence, Tuple
 
+from dtnn.conv.base import DEFAULT_ALGORITHM
 from dtnn.errors import ConfigError
 from dtnn.layers import (BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, PReLU,
                          ReLU)
@@ -43,7 +44,7 @@ def _check_image(name: str, input_shape: Shape) -> None:
 
 @MODELS.register("simplecnn")
 def simplecnn(input_shape: Shape, num_classes: int, filters: int = 32, hidden: int = 64,
-              dropout: float = 0.0, conv_algorithm: str = "im2col",
+              dropout: float = 0.0, conv_algorithm: str = DEFAULT_ALGORITHM,
               init: str = "torch") -> List[Layer]:
     """conv3x3-relu-maxpool-flatten-dense(hidden)-relu-dense: the small handwriting CNN.
 
@@ -61,7 +62,7 @@ def simplecnn(input_shape: Shape, num_classes: int, filters: int = 32, hidden: i
 
 
 @MODELS.register("lenet")
-def lenet(input_shape: Shape, num_classes: int, conv_algorithm: str = "im2col",
+def lenet(input_shape: Shape, num_classes: int, conv_algorithm: str = DEFAULT_ALGORITHM,
           filters: Sequence[int] = (6, 16), hidden: Sequence[int] = (120, 84),
           padding="auto", init: str = "torch") -> List[Layer]:
     """LeNet-5 with ReLU and max pooling.  ``padding="auto"`` pads the first convolution
@@ -112,7 +113,7 @@ _VGG_SPECS: Dict[str, List] = {
 
 def _vgg(spec_name: str, batchnorm: bool):
     def builder(input_shape: Shape, num_classes: int, width: float = 1.0, hidden: int = 512,
-                dropout: float = 0.5, conv_algorithm: str = "im2col") -> List[Layer]:
+                dropout: float = 0.5, conv_algorithm: str = DEFAULT_ALGORITHM) -> List[Layer]:
         _check_image(spec_name, input_shape)
         layers, _ = _conv_stack(_VGG_SPECS[spec_name], input_shape, width, batchnorm, "relu",
                                 conv_algorithm)
@@ -134,7 +135,7 @@ MODELS.register("vgg19")(_vgg("vgg19", False))
 
 @MODELS.register("cnet")
 def cnet(input_shape: Shape, num_classes: int, width: float = 1.0, hidden: int = 1024,
-         dropout: float = 0.5, conv_algorithm: str = "im2col") -> List[Layer]:
+         dropout: float = 0.5, conv_algorithm: str = DEFAULT_ALGORITHM) -> List[Layer]:
     """Compact character-recognition CNN: 96C3-MP-128C3-MP-160C3-MP-256C3-256C3-MP-384C3-MP-
     1024FC, BatchNorm+PReLU after every conv, PReLU+dropout after the FC layer."""
     _check_image("cnet", input_shape)

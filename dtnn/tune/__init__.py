@@ -3,20 +3,21 @@ key while the real work runs), its on-disk cache and the run report.
 
 Process-wide tuners are obtained with ``get_tuner(name, alternatives, ...)`` so every
 layer with the same problem key shares one decision; ``configure()`` sets the options
-(rounds, cache directory, forced alternative, node communicator) they are created with.
+(rounds, cache directory, forced alternative, accuracy tolerance, tuning budget, node
+communicator) they are created with.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from dtnn.tune.bestof import BestOf, TuneState, key_str
+from dtnn.tune.bestof import BestOf, TuneState, TuningBudget, key_str
 from dtnn.tune.cache import TuneCache, default_cache_dir
 from dtnn.tune.pretune import pretune
 
-__all__ = ["BestOf", "TuneState", "TuneCache", "TuneOptions", "configure", "current_comm",
-           "get_tuner", "pretune",
-           "tuners", "reset", "collect", "key_str", "default_cache_dir", "current_threads"]
+__all__ = ["BestOf", "TuneState", "TuneCache", "TuneOptions", "TuningBudget", "configure",
+           "current_comm", "get_tuner", "pretune", "tuners", "reset", "collect", "key_str",
+           "default_cache_dir", "current_threads", "budget"]
 
 
 @dataclass
@@ -29,22 +30,32 @@ class TuneOptions:
     use_cache: bool = True
     cache_dir: str = ""
     force: Dict[str, str] = field(default_factory=dict)   # tuner name -> alternative
+    #: alternatives whose normwise error on a layer's data exceeds this are excluded
+    #: for that layer (0: no screen)
+    max_error: float = 1e-4
+    #: total tuning cost (seconds beyond the best alternatives) per process; then the
+    #: remaining choices are made on what was measured (0: no limit)
+    max_seconds: float = 60.0
+    #: convolution variants BestOf races (empty: dtnn.conv.bestof.CANDIDATES)
+    conv_candidates: Tuple[str, ...] = ()
 
 
 _options = TuneOptions()
 _comm = None
 _tuners: Dict[str, BestOf] = {}
 _cache: Optional[TuneCache] = None
+_budget = TuningBudget(_options.max_seconds)
 
 
 def configure(options: Optional[TuneOptions] = None, comm=None) -> TuneOptions:
     """Set the options (and the node communicator: an object with
     ``node_allreduce(array, op)``) for tuners created from now on; drops existing ones."""
-    global _options, _comm, _cache
+    global _options, _comm, _cache, _budget
     _options = options or TuneOptions()
     _comm = comm
     _cache = None
     _tuners.clear()
+    _budget = TuningBudget(_options.max_seconds)
     return _options
 
 
@@ -78,7 +89,8 @@ def get_tuner(name: str, alternatives, local: bool = False, **kwargs) -> BestOf:
         kw = dict(rounds=_options.rounds, warmup=_options.warmup,
                   prune_after=_options.prune_after, prune_ratio=_options.prune_ratio,
                   gross_ratio=_options.gross_ratio, comm=None if local else _comm,
-                  cache=_get_cache(), force=_options.force.get(name))
+                  cache=_get_cache(), force=_options.force.get(name),
+                  max_error=_options.max_error, budget=_budget)
         kw.update(kwargs)
         bo = _tuners[name] = BestOf(name, alternatives, **kw)
     return bo
@@ -89,9 +101,16 @@ def tuners() -> Dict[str, BestOf]:
     return dict(_tuners)
 
 
+def budget() -> TuningBudget:
+    """The process's tuning budget (shared by the tuners made from now on)."""
+    return _budget
+
+
 def reset() -> None:
-    """Drop every tuner (decisions in the on-disk cache stay)."""
+    """Drop every tuner (decisions in the on-disk cache stay) and restart the budget."""
+    global _budget
     _tuners.clear()
+    _budget = TuningBudget(_options.max_seconds)
 
 
 def collect() -> List[Dict[str, Any]]:

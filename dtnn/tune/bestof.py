@@ -30,6 +30,19 @@ before its parent compares it with the others.
 
 Decisions can be cached on disk (``dtnn.tune.cache.TuneCache``) and reused by later
 runs; ``force`` pins one alternative.
+
+What makes it safe as a default:
+
+* accuracy screen: before a key is tuned, ``screen(key, names)`` (optional) returns
+  each alternative's numerical error on the real call's data; alternatives above
+  ``max_error`` are excluded for that key (never the default), errors MAX-reduced over
+  the node so every rank excludes the same ones;
+* tuning budget: ``budget`` (a ``TuningBudget``) sums the tuning cost (time beyond the
+  best alternative) of every accounted tuner in the process; once it is over its
+  limit, keys being tuned decide at the end of their current round on what they have
+  measured and new keys take the default.  Those decisions are not cached, so a later
+  run continues tuning.  The spent cost is MAX-reduced over the node with the round's
+  statistics, so ranks agree on when the budget ran out.
 """
 from __future__ import annotations
 
@@ -55,6 +68,16 @@ class TuneState:
     timed_calls: int = 0
     discarded: int = 0                # samples not counted (inner choice unsettled)
     labels: List[str] = field(default_factory=list)
+    errors: Dict[str, float] = field(default_factory=dict)     # accuracy screen
+    excluded: Dict[str, float] = field(default_factory=dict)   # name -> error > max_error
+
+    def cost(self) -> float:
+        """Tuning time beyond what the best alternative so far would have taken."""
+        if not self.timed_calls or not self.stats:
+            return 0.0
+        best = min(self.stats.values())
+        return max(0.0, self.timed_seconds - self.timed_calls * best) if best < float("inf") \
+            else 0.0
 
     @property
     def settled(self) -> bool:
@@ -75,7 +98,10 @@ class BestOf:
                  percentile: Optional[float] = None, clock: Callable[[], float] = time.perf_counter,
                  comm=None, cache=None, force: Optional[str] = None,
                  inner_settled: Optional[Callable[[str, Hashable], bool]] = None,
-                 candidates: Optional[Callable[[Hashable], Sequence[str]]] = None):
+                 candidates: Optional[Callable[[Hashable], Sequence[str]]] = None,
+                 screen: Optional[Callable[[Hashable, List[str]], Dict[str, float]]] = None,
+                 max_error: float = 0.0, budget: Optional["TuningBudget"] = None,
+                 account: bool = True):
         if isinstance(alternatives, Mapping):
             self.functions: Dict[str, Callable] = dict(alternatives)
             names = list(alternatives)
@@ -102,6 +128,11 @@ class BestOf:
         self.force = force or None
         self.inner_settled = inner_settled
         self.candidates = candidates
+        self.screen = screen
+        self.max_error = float(max_error)
+        self.budget = budget
+        if budget is not None and account:
+            budget.tuners.append(self)       # nested tuners (account=False) are not summed
         self._states: Dict[Hashable, TuneState] = {}
         self._winners: Dict[Hashable, str] = {}   # fast path
 
@@ -134,24 +165,50 @@ class BestOf:
                 self._decide(st, alive[0], "only")
             else:
                 self._from_cache(st)
+                if st.winner is None:
+                    self._screen(st)
         if label is not None and label not in st.labels:
             st.labels.append(label)
         return st
+
+    def _spent(self) -> float:
+        return self.budget.spent() if self.budget is not None else 0.0
+
+    def _over_budget(self, spent: float) -> bool:
+        return self.budget is not None and self.budget.exceeded(spent)
 
     def _from_cache(self, st: TuneState) -> None:
         entry = self.cache.get(self.name, st.key) if self.cache is not None else None
         idx = -1.0
         if entry is not None and entry.get("winner") in st.alive:
             idx = float(st.alive.index(entry["winner"]))
-        if self.comm is not None:
-            # every rank of the node must agree on using the cache (or on tuning)
-            lo = -self._reduce(np.array([-idx]))[0]
-            hi = self._reduce(np.array([idx]))[0]
-            if lo != hi:
-                idx = -1.0
+        # every rank of the node must agree on using the cache (or on tuning), and on
+        # whether the tuning budget is spent: one MAX-reduction of (-idx, idx, spent)
+        lo, hi, spent = self._reduce(np.array([-idx, idx, self._spent()]))
+        if -lo != hi:
+            idx = -1.0
         if idx >= 0:
             st.stats = {k: float(v) for k, v in (entry.get("stats") or {}).items()}
             self._decide(st, st.alive[int(idx)], "cache")
+        elif self._over_budget(spent):
+            self._decide(st, self.default if self.default in st.alive else st.alive[0],
+                         "budget")
+
+    def _screen(self, st: TuneState) -> None:
+        """Drop the alternatives whose numerical error on this call's data exceeds
+        max_error (node-wide MAX of every rank's errors: all ranks drop the same)."""
+        if self.screen is None or self.max_error <= 0 or len(st.alive) < 2:
+            return
+        errs = self.screen(st.key, list(st.alive))
+        local = np.array([errs.get(n, 0.0) for n in st.alive], np.float64)
+        local[~np.isfinite(local)] = np.inf          # NaN (or a failed call): excluded
+        for n, e in zip(list(st.alive), self._reduce(local)):
+            st.errors[n] = float(e)
+            if e > self.max_error and n != self.default and len(st.alive) > 1:
+                st.alive.remove(n)
+                st.excluded[n] = float(e)
+        if len(st.alive) == 1:
+            self._decide(st, st.alive[0], "only")
 
     def _decide(self, st: TuneState, winner: str, source: str) -> None:
         st.winner, st.source = winner, source
@@ -212,8 +269,9 @@ class BestOf:
         st.rounds_done = r
         use_warm = r == 0
         local = np.array([self._stat(st.warm[n] if use_warm else st.samples[n])
-                          for n in st.alive], np.float64)
-        stats = self._reduce(local)
+                          for n in st.alive] + [self._spent()], np.float64)
+        reduced = self._reduce(local)
+        stats, spent = reduced[:-1], float(reduced[-1])
         st.stats.update({n: float(s) for n, s in zip(st.alive, stats)})
         best = float(np.min(stats))
         if use_warm:
@@ -227,10 +285,11 @@ class BestOf:
                 if s > ratio * best and len(st.alive) > 1:
                     st.alive.remove(n)
                     st.pruned[n] = r
-        if r >= self.rounds or len(st.alive) == 1:
+        over = self._over_budget(spent)
+        if r >= self.rounds or len(st.alive) == 1 or over:
             final = {n: st.stats[n] for n in st.alive}
             self._decide(st, min(final, key=lambda n: (final[n], self.names.index(n))),
-                         "tuned")
+                         "tuned" if r >= self.rounds or len(st.alive) == 1 else "budget")
 
     def __call__(self, key: Hashable, *args, **kwargs):
         w = self._winners.get(key)
@@ -261,6 +320,7 @@ class BestOf:
                 "speedup_vs_default": (ds / ws) if (ws and ds and ws > 0) else None,
                 "tuning_calls": st.timed_calls, "tuning_seconds": st.timed_seconds,
                 "tuning_cost_seconds": cost, "discarded": st.discarded,
+                "errors": dict(st.errors), "excluded": dict(st.excluded),
             })
         return rows
 
@@ -275,3 +335,20 @@ def key_str(key: Hashable) -> str:
         from dataclasses import astuple
         return key_str(astuple(key))
     return str(key)
+
+
+class TuningBudget:
+    """The tuning cost (time beyond the best alternative, summed over the keys of every
+    accounted tuner) this process may spend; ``max_seconds <= 0``: no limit."""
+
+    def __init__(self, max_seconds: float = 0.0):
+        self.max_seconds = float(max_seconds)
+        self.tuners: List[BestOf] = []
+
+    def spent(self) -> float:
+        return float(sum(st.cost() for bo in self.tuners for st in bo._states.values()))
+
+    def exceeded(self, spent: Optional[float] = None) -> bool:
+        if self.max_seconds <= 0:
+            return False
+        return (self.spent() if spent is None else spent) > self.max_seconds

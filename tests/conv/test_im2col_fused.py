@@ -357,6 +357,7 @@ def test_which_passes_run_fused():
                 or algo.fused_data_ok(s2_1x1))
     pointwise = G_(8, 64, 16, 16, 64, 1, 1)
     assert not algo.fused_forward_ok(pointwise) and algo.fused_weights_ok(pointwise) == on
+    assert not algo.fused_data_ok(pointwise)     # dx = W^T dy per image (faster)
     assert not algo.fused_data_ok(G_(8, 64, 12, 12, 64, 5, 5))      # 'valid': dy padded 2.25x
     assert not algo.fused_forward_ok(G_(8, 64, 8, 8, 64, 3, 3, (1, 1), (1, 1), (1, 1), 64))
     tiny = G_(1, 256, 4, 4, 512, 3, 3, (1, 1), (1, 1))           # 16 output pixels

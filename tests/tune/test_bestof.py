@@ -153,7 +153,9 @@ class FakeNodeComm:
 
 def test_node_reduction_decides_on_slowest_rank():
     # locally "a" looks fastest, but on the other rank of the node "a" is very slow
-    comm = FakeNodeComm(lambda v: np.array([9.0, 2.0])[:len(v)] if len(v) == 2 else v)
+    # (a round reduces the alternatives' statistics followed by the tuning cost spent)
+    comm = FakeNodeComm(lambda v: np.concatenate([[9.0, 2.0], v[2:]])
+                        if len(v) == 3 and v[0] > 0 and v[1] > 0 else v)
     bo = BestOf("t", ["a", "b"], rounds=2, warmup=0, comm=comm, prune_ratio=100,
                 gross_ratio=100)
     while not bo.settled("k"):

@@ -1,0 +1,77 @@
+"""Per-image GEMMs split over the batch (dtnn.conv.batch_split): every part runs, on
+as many threads as configured, with BLAS single-threaded meanwhile and restored after;
+results are bit-identical to the unsplit matmul (one thread computes each image)."""
+import threading
+
+import numpy as np
+import pytest
+
+from dtnn.conv import batch_split as bs
+from dtnn.conv import ConvGeometry
+from dtnn.conv.im2col import Im2ColConv
+from dtnn.threads import set_threads
+
+
+@pytest.fixture
+def two_threads():
+    from dtnn.tune import current_threads
+    before = current_threads()
+    set_threads(2)
+    yield
+    set_threads(before)
+
+
+def test_parts_cover_the_batch_on_two_threads(two_threads):
+    if not bs._blas_controllers():
+        pytest.skip("threadpoolctl sees no BLAS library: split_batch never splits")
+    seen, blas_threads = [], []
+
+    def fn(lo, hi):
+        seen.append((lo, hi, threading.current_thread().name))
+        blas_threads.append(bs._blas_controllers()[0].get_num_threads())
+
+    bs.split_batch(fn, 7)
+    assert sorted((lo, hi) for lo, hi, _ in seen) == [(0, 3), (3, 7)]
+    assert len({name for _, _, name in seen}) == 2 and blas_threads == [1, 1]
+    assert bs._blas_controllers()[0].get_num_threads() == 2
+    seen.clear()
+    bs.split_batch(fn, 7, flops=1e3)           # too little work: one call, no hand-off
+    assert [(lo, hi) for lo, hi, _ in seen] == [(0, 7)]
+
+
+def test_errors_propagate_and_blas_threads_are_restored(two_threads):
+    def fn(lo, hi):
+        if lo == 0:
+            raise RuntimeError("part failed")
+
+    with pytest.raises(RuntimeError, match="part failed"):
+        bs.split_batch(fn, 4)
+    for c in bs._blas_controllers():
+        assert c.get_num_threads() == 2
+
+
+def test_one_thread_is_one_call(two_threads):
+    set_threads(1)
+    calls = []
+    bs.split_batch(lambda lo, hi: calls.append((lo, hi)), 9)
+    assert calls == [(0, 9)]
+
+
+def test_pointwise_passes_are_bit_identical_split_or_not(two_threads):
+    rng = np.random.default_rng(0)
+    g = ConvGeometry(16, 96, 9, 9, 80, 1, 1)
+    x = rng.standard_normal((16, 96, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((80, 96, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(80).astype(np.float32)
+    dy = rng.standard_normal((16, 80, 9, 9)).astype(np.float32)
+    alg = Im2ColConv()
+    y = alg.forward(x, w, b, g)
+    dx = alg.backward(dy, x, w, g, True, np.empty_like(w), None)
+    ref_y = np.matmul(w.reshape(80, 96), x.reshape(16, 96, 81)).reshape(y.shape) \
+        + b.reshape(1, 80, 1, 1)
+    ref_dx = np.matmul(w.reshape(80, 96).T, dy.reshape(16, 80, 81)).reshape(x.shape)
+    np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-4)
+    set_threads(1)
+    np.testing.assert_array_equal(alg.forward(x, w, b, g), y)
+    np.testing.assert_array_equal(alg.backward(dy, x, w, g, True, np.empty_like(w), None), dx)
