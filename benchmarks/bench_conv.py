@@ -15,6 +15,8 @@ forward + backward timed together) until it settles.
 """
 from __future__ import annotations
 
+import _isa_env  # noqa: F401  -- first: --isa caps the libraries before they load
+
 import argparse
 import os
 import sys
@@ -56,6 +58,7 @@ def main(argv=None):
     ap.add_argument("--layers", default="", help="comma-separated substrings to select")
     ap.add_argument("--no-bestof", action="store_true")
     ap.add_argument("--out", default="")
+    _isa_env.add_argument(ap)
     args = ap.parse_args(argv)
 
     from dtnn.threads import set_threads
@@ -71,6 +74,7 @@ def main(argv=None):
     lines = [f"# Convolution variants per layer: {args.threads} thread(s), batch {N}", "",
              f"`{_command()}` ({time.strftime('%Y-%m-%d %H:%M')}, "
              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores).", "",
+             _isa_env.describe() + ".", "",
              "Times in ms (median of interleaved rounds); ratio = ours / torch "
              "(fwd, bwd-data, bwd-weights). `-` = variant does not support the layer or "
              "is not worth trying there (direct on large layers).", "",

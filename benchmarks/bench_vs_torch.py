@@ -122,6 +122,8 @@ def bench_model(spec, batch, rounds, steps, conv, max_tune_steps):
                 fn()
             times[label].append((time.perf_counter() - start) / steps)
     res = {k: float(np.median(v)) for k, v in times.items()}
+    ratios = np.array(times["dtnn"]) / np.array(times["torch"])   # per round: same load
+    res["spread"] = (float(ratios.min()), float(ratios.max()))
     res["tune_steps"] = len(tune_times)
     res["tune_cost"] = max(0.0, sum(tune_times) - len(tune_times) * res["dtnn"])
     res["report_cost"] = sum(r.get("tuning_cost_seconds") or 0.0 for r in T.collect())
@@ -157,7 +159,8 @@ def main():
         rows.append(f"| {spec} | {args.threads} | {t['dtnn'] * 1e3:.2f} | "
                     f"{t['tune_cost']:.2f} ({t['tune_steps']} steps"
                     f"{'' if t['settled'] else ', unsettled'}) | {amort * 1e3:.2f} | "
-                    f"{t['torch'] * 1e3:.2f} | {t['dtnn'] / t['torch']:.2f} | "
+                    f"{t['torch'] * 1e3:.2f} | {t['dtnn'] / t['torch']:.2f} "
+                    f"({t['spread'][0]:.2f}-{t['spread'][1]:.2f}) | "
                     f"**{amort / t['torch']:.2f}** | {t['picks']} |")
         print(rows[-1], flush=True)
     head = [f"Command: `python benchmarks/bench_vs_torch.py {' '.join(sys.argv[1:])}` "
@@ -166,7 +169,8 @@ def main():
             f"tuning charged to an epoch of {epoch_steps} steps)", "",
             _isa_env.describe(), "",
             "| model | threads | dtnn ms/step (tuned) | tuning cost s | dtnn amortised ms | "
-            "torch ms/step | dtnn/torch tuned | dtnn/torch amortised | conv picks |",
+            "torch ms/step | dtnn/torch tuned (per-round range) | dtnn/torch amortised | "
+            "conv picks |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     text = "\n".join(head + rows) + "\n"
     if args.out:

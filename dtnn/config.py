@@ -155,7 +155,7 @@ class TuneConfig:
         for key, value in [("tune.force", self.force)] + [("tune.candidates", c)
                                                           for c in self.candidates]:
             if value and (value not in names or value == "bestof"):
-                raise ConfigError(f"{key}: unknown convolution variant {value!r} (one of "
+                raise ConfigError(f"{key} = {value!r}: unknown convolution variant (one of "
                                   f"{', '.join(n for n in names if n != 'bestof')})")
         for key, value in (("tune.rounds", self.rounds), ("tune.warmup", self.warmup),
                            ("tune.max_error", self.max_error),

@@ -7,8 +7,17 @@
   have).
 * No silent skips: a skip must say why.  tests/run_all.sh prints every skip's reason
   (``-rs``); a skip with an empty reason fails here.
+* One BestOf decision cache per test session (``$DTNN_TUNE_CACHE``, inherited by the
+  subprocesses tests launch): convolutions tune by default (``bestof``), and a test
+  run must neither read nor write the user's ``~/.cache/dtnn/tune``.
 """
+import os
+import tempfile
+
 import pytest
+
+if not os.environ.get("DTNN_TUNE_CACHE"):
+    os.environ["DTNN_TUNE_CACHE"] = tempfile.mkdtemp(prefix="dtnn-tests-tune-")
 
 _LEVELS = ("avx512", "avx2", "generic")
 

@@ -26,9 +26,9 @@ def check_names(cfg) -> None:
     from dtnn.engine.session import make_schedule
     make_schedule(cfg, steps_per_epoch=1)   # unknown names and bad options
     force = cfg.tune.force
-    if force and force not in CANDIDATES:
+    if force and force not in CANDIDATES + ["torch"]:
         raise ConfigError(f"tune.force = {force!r}: not a convolution variant BestOf "
-                          f"chooses from ({', '.join(CANDIDATES)})")
+                          f"chooses from ({', '.join(CANDIDATES + ['torch'])})")
 
 
 def check_train(cfg, *, resume: Optional[str] = None, overwrite: bool = False,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
+from dtnn.conv.base import DEFAULT_ALGORITHM
 from dtnn.errors import ConfigError
 from dtnn.layers import (BatchNorm, Conv2D, Dense, Dropout, GlobalAvgPool, ReLU6, Residual)
 from dtnn.layers.base import Layer
@@ -33,7 +34,7 @@ def make_divisible(channels: float, divisor: int = 8) -> int:
 
 
 def inverted_residual(in_channels: int, out_channels: int, stride: int = 1, expand: int = 6,
-                      conv_algorithm: str = "im2col") -> List[Layer]:
+                      conv_algorithm: str = DEFAULT_ALGORITHM) -> List[Layer]:
     """One MobileNet V2 block as layers: ``[Residual(body)]`` when the shapes allow the
     skip connection (stride 1, same channels), else the body's layers themselves."""
     if stride not in (1, 2):
@@ -55,7 +56,7 @@ def inverted_residual(in_channels: int, out_channels: int, stride: int = 1, expa
 @MODELS.register("mobilenet_v2")
 def mobilenet_v2(input_shape: Sequence[int], num_classes: int, width: float = 1.0,
                  dropout: float = 0.2, last_channels: int = 1280,
-                 conv_algorithm: str = "im2col") -> List[Layer]:
+                 conv_algorithm: str = DEFAULT_ALGORITHM) -> List[Layer]:
     """MobileNet V2 for 28x28/32x32 images: a 3x3 stem, 17 inverted residual blocks,
     a 1x1 conv to ``last_channels`` (scaled by ``width`` when width > 1), global
     average pooling, dropout and the classifier.  ``width`` scales every layer."""

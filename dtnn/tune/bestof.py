@@ -70,14 +70,16 @@ class TuneState:
     labels: List[str] = field(default_factory=list)
     errors: Dict[str, float] = field(default_factory=dict)     # accuracy screen
     excluded: Dict[str, float] = field(default_factory=dict)   # name -> error > max_error
+    screen_seconds: float = 0.0       # the accuracy screen's own time (all tuning cost)
 
     def cost(self) -> float:
-        """Tuning time beyond what the best alternative so far would have taken."""
+        """Tuning time beyond what the best alternative so far would have taken, plus
+        the accuracy screen."""
         if not self.timed_calls or not self.stats:
-            return 0.0
+            return self.screen_seconds
         best = min(self.stats.values())
-        return max(0.0, self.timed_seconds - self.timed_calls * best) if best < float("inf") \
-            else 0.0
+        return self.screen_seconds + (max(0.0, self.timed_seconds - self.timed_calls * best)
+                                      if best < float("inf") else 0.0)
 
     @property
     def settled(self) -> bool:
@@ -199,7 +201,9 @@ class BestOf:
         max_error (node-wide MAX of every rank's errors: all ranks drop the same)."""
         if self.screen is None or self.max_error <= 0 or len(st.alive) < 2:
             return
+        t0 = time.perf_counter()
         errs = self.screen(st.key, list(st.alive))
+        st.screen_seconds = time.perf_counter() - t0
         local = np.array([errs.get(n, 0.0) for n in st.alive], np.float64)
         local[~np.isfinite(local)] = np.inf          # NaN (or a failed call): excluded
         for n, e in zip(list(st.alive), self._reduce(local)):
@@ -311,7 +315,9 @@ class BestOf:
             ds = st.stats.get(self.default)
             cost = None
             if ws is not None and st.timed_calls:
-                cost = max(0.0, st.timed_seconds - st.timed_calls * ws)
+                cost = max(0.0, st.timed_seconds - st.timed_calls * ws) + st.screen_seconds
+            elif st.screen_seconds:
+                cost = st.screen_seconds
             rows.append({
                 "tuner": self.name, "key": key_str(key), "labels": list(st.labels),
                 "winner": win, "source": st.source, "default": self.default,
@@ -321,6 +327,7 @@ class BestOf:
                 "tuning_calls": st.timed_calls, "tuning_seconds": st.timed_seconds,
                 "tuning_cost_seconds": cost, "discarded": st.discarded,
                 "errors": dict(st.errors), "excluded": dict(st.excluded),
+                "screen_seconds": st.screen_seconds,
             })
         return rows
 
@@ -346,9 +353,11 @@ class TuningBudget:
         self.tuners: List[BestOf] = []
 
     def spent(self) -> float:
+        """Tuning cost so far: the sum of ``TuneState.cost()`` over the accounted tuners."""
         return float(sum(st.cost() for bo in self.tuners for st in bo._states.values()))
 
     def exceeded(self, spent: Optional[float] = None) -> bool:
+        """True once ``spent`` (default: ``spent()``) is over the limit."""
         if self.max_seconds <= 0:
             return False
         return (self.spent() if spent is None else spent) > self.max_seconds

@@ -154,9 +154,11 @@ def test_block_errors_are_clear():
 
 def test_sequential_with_blocks_packs_checkpoints_and_rebuilds(tmp_path):
     from dtnn.io.checkpoint import load_checkpoint, save_checkpoint
-    net = Sequential([Conv2D(4, 3, padding=1), BatchNorm(), ReLU(),
-                      Residual([Conv2D(4, 3, padding=1, bias=False), BatchNorm(), ReLU6()]),
-                      Concat([[Conv2D(2, 1)], []]), GlobalAvgPool(), Dense(3)],
+    pin = dict(algorithm="im2col")   # pinned: two forwards are compared bitwise below
+    net = Sequential([Conv2D(4, 3, padding=1, **pin), BatchNorm(), ReLU(),
+                      Residual([Conv2D(4, 3, padding=1, bias=False, **pin), BatchNorm(),
+                                ReLU6()]),
+                      Concat([[Conv2D(2, 1, **pin)], []]), GlobalAvgPool(), Dense(3)],
                      input_shape=(1, 6, 6), seed=4)
     assert net.output_shape == (3,)
     assert net.num_params() == sum(l.num_params() for l in net.layers)

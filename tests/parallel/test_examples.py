@@ -12,7 +12,7 @@ import pytest
 from dtnn.data import load_synthetic, save_npz
 from dtnn.io.checkpoint import load_checkpoint
 
-from ._util import ROOT, mpiexec, run
+from ._util import ROOT, clean_env, mpiexec, run
 
 pytestmark = pytest.mark.timeout(600, method="thread")
 
@@ -27,9 +27,9 @@ def small_npz(tmp_path_factory):
     return path
 
 
-def _launch(args, procs, timeout=300):
+def _launch(args, procs, timeout=300, env=None):
     cmd = ([sys.executable] if procs == 1 else [mpiexec(), "-n", str(procs), sys.executable])
-    code, out, err, _ = run(cmd + args, timeout=timeout)
+    code, out, err, _ = run(cmd + args, timeout=timeout, env=env)
     assert code == 0, f"{args}: exit {code}\n{out[-2000:]}\n{err[-3000:]}"
     return out
 
@@ -46,13 +46,22 @@ def test_custom_loop_is_at_most_15_lines():
 
 @pytest.mark.parametrize("procs", [1, 2])
 def test_custom_loop_equals_dtnn_train(small_npz, tmp_path, procs):
+    # Both run the default convolution, bestof.  Its choices while tuning follow the
+    # clock, so the two runs start from the same decisions: `dtnn tune` settles them
+    # into a cache both read (checked below from dtnn train's tuning report).
+    env = clean_env({"DTNN_TUNE_CACHE": str(tmp_path / "tune")})
+    config = ["--config", os.path.join(EXAMPLES, "custom_loop.toml"),
+              "--set", f'data.source="{small_npz}"']
+    _launch(["-m", "dtnn", "tune", *config, "--no-infer"], procs, env=env)
     mine = str(tmp_path / "loop.h5")
-    out = _launch([os.path.join(EXAMPLES, "custom_loop.py"), small_npz, mine], procs)
+    out = _launch([os.path.join(EXAMPLES, "custom_loop.py"), small_npz, mine], procs, env=env)
     assert re.search(r"epoch 2: loss [0-9.]+, test accuracy [0-9.]+", out), out
     run_dir = str(tmp_path / "cli")
-    _launch(["-m", "dtnn", "train", "--config", os.path.join(EXAMPLES, "custom_loop.toml"),
-             "--set", f'data.source="{small_npz}"', "--set", "output.progress=false",
-             "--run-dir", run_dir], procs)
+    _launch(["-m", "dtnn", "train", *config, "--set", "output.progress=false",
+             "--run-dir", run_dir], procs, env=env)
+    tuning = json.load(open(os.path.join(run_dir, "tuning.json")))
+    trained = [r for r in tuning if r["tuner"] == "conv"]
+    assert trained and all(r["source"] == "cache" for r in trained), tuning
     a, b = load_checkpoint(mine), load_checkpoint(os.path.join(run_dir, "checkpoint.h5"))
     assert a.step == b.step == 2 * (640 // (64 * procs))
     if procs == 1:

@@ -31,8 +31,9 @@ def kmax_model(seed=0):
     return Model(layers, (1, 6, 6), name="kmax").build(seed)
 
 
-def zoo(name, seed=0):
+def zoo(name, seed=0, **options):
     opts = {"cnet": dict(width=0.0625, hidden=32, dropout=0.0),
             "vgg11_bn": dict(width=0.0625, hidden=64, dropout=0.0),
             "lenet": {}, "simplecnn": dict(filters=6, hidden=16)}[name]
+    opts.update(options)
     return build_model(name, (1, 28, 28), 10, seed=seed, **opts)

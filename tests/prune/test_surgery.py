@@ -84,7 +84,7 @@ def test_flatten_dense_rows_follow_the_maps():
 
 
 def test_pruned_checkpoint_round_trip(tmp_path):
-    model = zoo("cnet")
+    model = zoo("cnet", conv_algorithm="im2col")    # pinned: two forwards compared bitwise
     _randomise(model)
     pruned = remove_units(model, {0: [0, 2], 4: [1], 23: [1]})
     path = save_checkpoint(str(tmp_path / "p.h5"), pruned, step=5, epoch=1)

@@ -143,8 +143,9 @@ def test_budget_stops_tuning_on_what_was_measured():
         bo.record("k1", n, cost[n])
         calls += 1
     st = bo.state("k1")
-    # each round costs 3 s beyond "a": over 5 s after the second round, not after five
-    assert st.source == "budget" and st.winner == "a" and calls == 6
+    # the warm-up and each round cost 3 s beyond "a": over 5 s after the first round,
+    # not after five
+    assert st.source == "budget" and st.winner == "a" and calls == 4
     assert budget.spent() == pytest.approx(6.0) and budget.exceeded()
     assert cache.get("t", "k1") is None                 # not cached: later runs tune on
     assert bo.choose("k2") == "a" and bo.state("k2").source == "budget"   # new keys: default
@@ -153,14 +154,20 @@ def test_budget_stops_tuning_on_what_was_measured():
 
 def test_budget_spent_is_reduced_over_the_node():
     # this rank has spent nothing, another rank of the node is over the budget: both
-    # decide at the same round end
-    comm = MaxWith(lambda v: np.concatenate([np.zeros(len(v) - 1), [100.0]]))
+    # decide at the same round end (the other rank goes over the budget after this key
+    # started: at its start, the cache check's reduction (-idx, idx, spent) saw 0 spent)
+    other = {"spent": 0.0}
+    comm = MaxWith(lambda v: np.concatenate([np.zeros(len(v) - 1), [other["spent"]]]))
     bo = BestOf("t", ["a", "b"], rounds=5, warmup=0, prune_ratio=100, gross_ratio=100,
                 budget=TuningBudget(max_seconds=10.0), comm=comm)
+    bo.choose("k")
+    other["spent"] = 100.0
     while not bo.settled("k"):
         n = bo.choose("k")
         bo.record("k", n, 1.0)
     assert bo.state("k").source == "budget" and bo.state("k").rounds_done == 1
+    # and a key that starts later takes the default at once, on every rank
+    assert bo.choose("k2") == "a" and bo.state("k2").source == "budget"
 
 
 def test_nested_tuners_are_not_counted_twice():
