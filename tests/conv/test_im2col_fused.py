@@ -280,6 +280,27 @@ def test_thread_count_does_not_change_results(isa):
         np.testing.assert_array_equal(a, b_)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_few_tile_layers_split_the_batch_over_threads(isa):
+    """First layers have too few (k-tile, row-tile) tasks to share out, so at several
+    threads backward-weights splits the batch (one part per thread, their dW summed):
+    it matches the twin, the batch is covered (odd N), and a thread count always gives
+    the same floats."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    for case in [(8, 3, 16, 16, 64, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+                 (9, 1, 14, 14, 32, 5, 5, (1, 1), (0, 0), (1, 1), 1),
+                 (7, 2, 12, 12, 16, 3, 3, (2, 2), (1, 1), (1, 1), 2)]:
+        N, C, H, W, K, R, S, st, pad, dil, G = case
+        x, w, b, dy = _data(*case)
+        ref = tw.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G)
+        for n in (1, 2):
+            with threadpoolctl.threadpool_limits(n, user_api="openmp"):
+                one, two = (_ext.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G,
+                                                        isa=isa) for _ in range(2))
+            np.testing.assert_array_equal(one, two)
+            assert err(one, ref) < 1e-5, (case, n)
+
+
 def test_fused_available_matches_dispatch():
     if isa_mod.requested() == "numpy" or _ext is None:
         assert not im2col_mod.fused_available() and im2col_mod.fused_isa() is None

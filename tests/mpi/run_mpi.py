@@ -57,6 +57,9 @@ def main(argv=None) -> int:
         env[var] = "1"
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # one BestOf decision cache shared by the ranks, never the user's (tests/conftest.py)
+    if not env.get("DTNN_TUNE_CACHE"):
+        env["DTNN_TUNE_CACHE"] = os.path.join(log_dir, "tune-cache")
     cmd = [find_mpiexec(), "-n", str(args.np), sys.executable, WRAPPER, log_dir,
            "--with-mpi", args.tests, "-p", "no:cacheprovider", "-q", "-rs", *args.pytest_args]
     print(f"run_mpi: {' '.join(cmd)}  (other ranks' logs: {log_dir})", flush=True)
