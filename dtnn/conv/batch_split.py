@@ -3,11 +3,12 @@
 A 1x1 convolution (and im2col with one image per chunk) is N independent GEMMs of
 K x C x P.  numpy's matmul runs them one after the other and OpenBLAS threads *each*
 of them, so with 2 threads every small GEMM pays a fork/join and its threads wait on
-each other: measured on the 2-core Xeon, 256->64 at 8x8 (a 64 x 256 x 64 GEMM per
-image) took 2.45 ms at 2 threads against 0.89 ms with the batch split in two halves,
-each half on its own thread with OpenBLAS at 1 thread (128->256 at 16x16: 6.90 vs 4.14
-ms; benchmarks/results/pointwise.md).  Each image's GEMM is computed by one thread in
-the same order either way, so the results are bit-identical.
+each other.  Measured on the 2-core Xeon (AVX2 paths, 2 threads, batch 64;
+benchmarks/results/pointwise.md): 256->64 at 8x8 forward 2.64 ms unsplit against
+1.21 ms with the batch split in two halves, each half on its own thread with OpenBLAS
+at 1 thread (backward-data 2.69 vs 1.12 ms; 128->256 at 16x16 forward 8.57 vs 6.86 ms).
+Each image's GEMM is computed by one thread in the same order either way, so the
+results are bit-identical.
 
 ``split_batch(fn, n, work)`` runs ``fn(lo, hi)`` over [0, n) in ``threads`` contiguous
 parts: the calling thread takes the last part, a small persistent pool the others.

@@ -159,7 +159,7 @@ class Im2ColConv(ConvAlgorithm):
         tap of every input pixel, so it must not pad dy much more than the forward
         padded x (a 'valid' 5x5 on 12x12 would do 2.25x the work).  Not 1x1/stride 1:
         like the forward, dx = W^T dy per image is faster (benchmarks/results/
-        pointwise.md: 1.2-3x at 1 thread)."""
+        pointwise.md: 1.15-1.5x at 1 thread on the AVX2 paths)."""
         ho, wo = g.out_hw
         return (self._fused_ok(g, g.C) and g.stride == (1, 1) and not self._is_pointwise(g)
                 and g.padding[0] <= g.dilation[0] * (g.R - 1)
