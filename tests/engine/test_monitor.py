@@ -52,6 +52,9 @@ def test_train_keep_best_early_stopping_plateau(tmp_path):
                      "--set", "train.early_stopping_patience=2",
                      "--set", "schedule.name=constant", "--set", "schedule.plateau_patience=1",
                      "--set", "schedule.plateau_factor=0.01", "--set", "optim.lr=0.5",
+                     # pinned: at lr 0.5 whether this run diverges depends on rounding,
+                     # and bestof's variants while it tunes follow the clock
+                     "--set", "model.conv_algorithm=im2col",
                      "--run-dir", str(run)]
     assert main(["train", *args]) == 0
     lines = [json.loads(l) for l in open(run / "metrics.jsonl")]
