@@ -139,22 +139,15 @@ def lr_find(cfg: Config, ctx, start_lr: float = 1e-5, end_lr: float = 10.0,
         raise ConfigError(f"lr-find: --smooth must be in [0, 1), got {smooth:g}")
     if not 0 < suggest_fraction <= 1:
         raise ConfigError(f"lr-find: --fraction must be in (0, 1], got {suggest_fraction:g}")
-    from dtnn.engine.session import load_data, make_loader, make_optimizer
+    from dtnn.engine.session import (load_data, make_distributed_optimizer, make_loader,
+                                     make_model)
     from dtnn.engine.trainer import Trainer
-    from dtnn.layers.loss import SoftmaxCrossEntropy
-    from dtnn.models import build_model
-    from dtnn.parallel.optimizer import DistributedOptimizer
 
     data = load_data(cfg)
-    opts = dict(cfg.model.options)
-    opts.setdefault("conv_algorithm", cfg.model.conv_algorithm)
-    model = build_model(cfg.model.name, data.train.x.shape[1:], len(data.train.classes),
-                        seed=cfg.train.seed, **opts)
+    model = make_model(cfg, data)
     loader = make_loader(cfg, data.train, ctx)
     # the run's own gradient exchange (cfg.dist), every replica from rank 0's state
-    optimizer = DistributedOptimizer(
-        make_optimizer(cfg, model), model, ctx=ctx, options=cfg.dist,
-        loss=SoftmaxCrossEntropy(label_smoothing=cfg.train.label_smoothing))
+    optimizer = make_distributed_optimizer(cfg, model, ctx)
     schedule = RangeSchedule(start_lr, end_lr, steps, loader.steps_per_epoch)
     trainer = Trainer(model, optimizer, schedule, loader, ctx, epochs=1, progress=False,
                       clip_grad_norm=cfg.optim.clip_grad_norm)

@@ -20,7 +20,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 
 from dtnn import __version__
 from dtnn.config import Config, apply_dict, to_toml
@@ -74,6 +73,24 @@ def make_optimizer(cfg: Config, model: Model):
                "betas": tuple(o.betas), "eps": o.eps}
     cls = OPTIMIZERS.get(o.name)
     return build_optimizer(o.name, model, lr=o.lr, **_accepted(cls.__init__, options))
+
+
+def make_model(cfg: Config, data: Datasets) -> Model:
+    """A fresh model of ``cfg.model`` for ``data``'s input shape and classes."""
+    opts = dict(cfg.model.options)
+    opts.setdefault("conv_algorithm", cfg.model.conv_algorithm)
+    return build_model(cfg.model.name, data.train.x.shape[1:], len(data.train.classes),
+                       seed=cfg.train.seed, **opts)
+
+
+def make_distributed_optimizer(cfg: Config, model: Model, ctx,
+                               broadcast: bool = True) -> DistributedOptimizer:
+    """The run's optimizer behind its gradient exchange (``cfg.dist``, resolved once by
+    config.validate); ``broadcast`` starts every replica from rank 0's state."""
+    return DistributedOptimizer(
+        make_optimizer(cfg, model), model, ctx=ctx, options=cfg.dist,
+        loss=SoftmaxCrossEntropy(label_smoothing=cfg.train.label_smoothing),
+        broadcast=broadcast)
 
 
 def make_schedule(cfg: Config, steps_per_epoch: int, epochs: Optional[int] = None):
@@ -148,17 +165,10 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
         resumed.check_data(resume, ckpt.model, ckpt.meta.get("classes"), data)
         model = ckpt.model
     else:
-        opts = dict(cfg.model.options)
-        opts.setdefault("conv_algorithm", cfg.model.conv_algorithm)
-        model = build_model(cfg.model.name, data.train.x.shape[1:], len(data.train.classes),
-                            seed=cfg.train.seed, **opts)
+        model = make_model(cfg, data)
     loader = make_loader(cfg, data.train, ctx)
-    # the gradient exchange comes from cfg.dist (resolved once, by config.validate);
     # a fresh run starts every replica from rank 0's state, a resumed one from the file
-    optimizer = DistributedOptimizer(
-        make_optimizer(cfg, model), model, ctx=ctx, options=cfg.dist,
-        loss=SoftmaxCrossEntropy(label_smoothing=cfg.train.label_smoothing),
-        broadcast=ckpt is None)
+    optimizer = make_distributed_optimizer(cfg, model, ctx, broadcast=ckpt is None)
     steps = loader.steps_per_epoch
     if cfg.train.max_steps_per_epoch:
         steps = min(steps, cfg.train.max_steps_per_epoch)
