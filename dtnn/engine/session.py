@@ -20,7 +20,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-
 from dtnn import __version__
 from dtnn.config import Config, apply_dict, to_toml
 from dtnn.data import Augment, BatchLoader, Dataset, load_splits
