@@ -50,21 +50,10 @@ def add_argument(parser) -> None:
                              "(e.g. measure the AVX2 paths on an AVX-512 CPU)")
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
-
-
 def describe() -> str:
     """CPU model, best ISA, and the ISA the measured code ran with."""
     from dtnn._kernels import isa
+    from dtnn.cli.info import cpu_model
     caps = ", ".join(f"{k}={v}" for k, v in CAPS[LEVEL].items())
     ran = isa.active()
     text = (f"CPU: {cpu_model()} ({os.cpu_count()} cores; best ISA {isa.cpu()}); "

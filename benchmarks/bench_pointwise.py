@@ -152,8 +152,8 @@ def main(argv=None):
                 print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+        from dtnn.io import atomic
+        atomic.write_text(args.out, text)
     print(text)
 
 
