@@ -266,6 +266,9 @@ def main() -> int:
                    help="split each training run into calls of --wrap of about this many "
                    "minutes (checkpoint every epoch, stop at an epoch end, --resume); "
                    "0 = one call per run")
+    p.add_argument("--set", dest="extra_sets", action="append", default=[],
+                   help="extra `--set KEY=VALUE` for every dtnn command (e.g. train.threads=1 "
+                   "when two runs share the 2 cores); recorded in the result line's command")
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args()
     runs = plan_runs(args.plan, args.data, args.scratch, args.only, args.fraction)
@@ -281,6 +284,8 @@ def main() -> int:
             continue
         if args.max_runs and started >= args.max_runs:
             break
+        for extra in args.extra_sets:
+            run["cmd"] += ["--set", extra]
         if args.chunk_minutes and "--run-dir" in run["cmd"]:
             run["cmd"] = [("output.checkpoint_every=1" if c == "output.checkpoint_every=0"
                            else c) for c in run["cmd"]]
