@@ -110,6 +110,10 @@ class TrainConfig:
     #: stop (with advice) when the mean training loss over 25 steps exceeds this times
     #: ln(classes); non-finite gradients always stop; 0 = no loss check
     divergence_loss: float = 3.0
+    #: stop (with advice) when the network's output has not depended on its input (all
+    #: ReLUs dead: loss stuck at ln(classes), accuracy at chance) for this many epochs
+    #: past warm-up; 0 = off
+    dead_network_epochs: float = 1.0
 
 
 @dataclass
@@ -345,6 +349,8 @@ def validate(cfg: Config) -> None:
         (0.0 < cfg.schedule.plateau_factor < 1.0, "schedule.plateau_factor must be in (0, 1)"),
         (cfg.optim.clip_grad_norm >= 0, "optim.clip_grad_norm must be >= 0 (0 = off)"),
         (cfg.train.divergence_loss >= 0, "train.divergence_loss must be >= 0 (0 = off)"),
+        (cfg.train.dead_network_epochs >= 0,
+         "train.dead_network_epochs must be >= 0 (0 = off)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -25,3 +25,9 @@ class TrainingDiverged(UserError):
     averaged gradients, an all-reduced loss), so under MPI the CLI lets rank 0 print
     it once and every rank exit with status 2, with no ``MPI_Abort``."""
     collective = True
+
+
+class TrainingStalled(TrainingDiverged):
+    """Training stopped because the network died: its output no longer depends on its
+    input (all hidden ReLUs dead), so the loss is stuck at the class prior's entropy.
+    Decided collectively like ``TrainingDiverged``."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
@@ -110,8 +111,13 @@ def make_schedule(cfg: Config, steps_per_epoch: int, epochs: Optional[int] = Non
                           cfg.train.epochs if epochs is None else epochs, **options)
 
 
-def make_guard(cfg: Config, ctx, num_classes: int) -> DivergenceGuard:
-    return DivergenceGuard(ctx, num_classes, factor=cfg.train.divergence_loss)
+def make_guard(cfg: Config, ctx, num_classes: int, steps_per_epoch: int = 1) -> DivergenceGuard:
+    """The divergence and dead-network guard; its step counts from epochs."""
+    steps = max(1, int(steps_per_epoch))
+    dead = cfg.train.dead_network_epochs
+    return DivergenceGuard(ctx, num_classes, factor=cfg.train.divergence_loss,
+                           dead_steps=math.ceil(dead * steps) if dead > 0 else 0,
+                           warmup_steps=math.ceil(cfg.schedule.warmup_epochs * steps))
 
 
 def make_loader(cfg: Config, train: Dataset, ctx) -> BatchLoader:
@@ -232,7 +238,7 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
                       stop_at_target=cfg.train.stop_at_target, on_eval=on_eval,
                       monitor=monitor,
                       clip_grad_norm=cfg.optim.clip_grad_norm,
-                      guard=make_guard(cfg, ctx, len(data.train.classes)))
+                      guard=make_guard(cfg, ctx, len(data.train.classes), steps))
     if ckpt is not None:
         optimizer.load_state_dict(ckpt.states)
         trainer.state.epoch, trainer.state.step = ckpt.epoch, ckpt.step

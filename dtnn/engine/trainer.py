@@ -135,7 +135,8 @@ class Trainer:
         self.state.step += 1
         correct = int(np.count_nonzero(self.distributed.logits.argmax(axis=1) == yb))
         if self.guard is not None:
-            self.guard.add_loss(loss, self.state.step, self.optimizer.lr)
+            self.guard.add_loss(loss, self.state.step, self.optimizer.lr, correct,
+                                self.distributed.logits)
         return loss, correct
 
     # --- one epoch ------------------------------------------------------------------

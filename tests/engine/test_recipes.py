@@ -13,7 +13,7 @@ from dtnn.cli.main import main
 from dtnn.config import load_config
 from dtnn.engine.guard import DivergenceGuard
 from dtnn.engine.lr_find import RangeSchedule, suggest
-from dtnn.errors import ConfigError, TrainingDiverged
+from dtnn.errors import ConfigError, TrainingDiverged, TrainingStalled
 from dtnn.layers import Conv2D, Dense
 from dtnn.layers.loss import SoftmaxCrossEntropy
 from dtnn.models import MODELS, build_model
@@ -98,6 +98,79 @@ def test_guard_stops_on_non_finite_gradients_and_exploded_loss():
         guard.add_loss(30.0, 9, 0.1)
     off = DivergenceGuard(SerialContext(), 10, factor=0.0, window=1)
     off.add_loss(1e9, 1, 0.1)
+
+
+# --- the dead-network stop ---------------------------------------------------------------
+def _logits(spread: float, n: int = 16, k: int = 10, seed: int = 0) -> np.ndarray:
+    """A batch of logits: the same row for every input (``spread`` 0, a dead network) or
+    rows that vary with the input by about ``spread``."""
+    base = np.linspace(-1.0, 1.0, k)
+    return base + spread * np.random.default_rng(seed).standard_normal((n, k))
+
+
+def test_guard_stops_a_network_whose_output_ignores_its_input():
+    ln10 = math.log(10)
+    guard = DivergenceGuard(SerialContext(), 10, window=5, dead_steps=10, warmup_steps=5)
+    # window 1-5 is in the warm-up; 6-10 and 11-15 are dead: 10 steps -> stop at 15
+    for step in range(1, 15):
+        guard.add_loss(ln10, step, 0.1, 2, _logits(0.0))
+    with pytest.raises(TrainingStalled, match=r"stalled at step 15: the network's output "
+                       r"no longer depends on its input.*loss 2.303, ln\(10\) = 2.303.*"
+                       r"accuracy 12.5%.*lower optim.lr \(`dtnn lr-find`"):
+        guard.add_loss(ln10, 15, 0.1, 2, _logits(0.0))
+
+
+def test_guard_lets_a_slow_or_recovering_network_train():
+    ln10 = math.log(10)
+    # loss at ln 10 and accuracy at chance, but the logits vary with the input: a healthy
+    # network at a small lr, not a dead one
+    slow = DivergenceGuard(SerialContext(), 10, window=5, dead_steps=10)
+    for step in range(1, 101):
+        slow.add_loss(ln10, step, 1e-5, 2, _logits(0.01, seed=step))
+    # a dead stretch shorter than dead_steps, then a live window: the streak restarts
+    back = DivergenceGuard(SerialContext(), 10, window=5, dead_steps=10)
+    for step in range(1, 101):
+        alive = 6 <= step <= 10 or step % 10 in range(1, 6)
+        back.add_loss(ln10, step, 0.1, 2, _logits(0.5 if alive else 0.0, seed=step))
+    off = DivergenceGuard(SerialContext(), 10, window=5, dead_steps=0)
+    for step in range(1, 101):
+        off.add_loss(ln10, step, 0.1, 2, _logits(0.0))
+    assert load_config(None, []).train.dead_network_epochs == 1.0   # on by default
+    with pytest.raises(ConfigError, match="train.dead_network_epochs must be >= 0"):
+        load_config(None, ["train.dead_network_epochs=-1"])
+
+
+def _tiny_trainer(dead: bool):
+    from dtnn.data import BatchLoader, Dataset
+    from dtnn.engine.session import make_guard
+    from dtnn.engine.trainer import Trainer
+    from dtnn.layers import ReLU
+    from dtnn.models import Model
+    from dtnn.optim.schedules import build_schedule
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 5, 256)
+    x = rng.standard_normal((256, 12)).astype(np.float32)
+    x[:, :5] += 2.0 * np.eye(5, dtype=np.float32)[y]
+    ds = Dataset(x, y, [str(c) for c in range(5)], name="tiny")
+    model = Model([Dense(24), ReLU(), Dense(16), ReLU(), Dense(5)], (12,)).build(0)
+    if dead:   # every first-layer ReLU off for every input: the network is dead
+        model.layers[0].params["bias"][:] = -1e3
+    opt = build_optimizer("sgd", model, lr=0.05, momentum=0.9)
+    loader = BatchLoader(ds, 32, seed=0)
+    ctx = SerialContext()
+    guard = make_guard(load_config(None, []), ctx, 5, loader.steps_per_epoch)
+    return Trainer(model, opt, build_schedule("constant", 0.05, loader.steps_per_epoch),
+                   loader, ctx, epochs=12, progress=False, guard=guard), ds
+
+
+def test_a_dead_network_stops_with_advice_and_a_live_one_trains():
+    trainer, ds = _tiny_trainer(dead=True)
+    with pytest.raises(TrainingStalled, match="no longer depends on its input.*lr-find"):
+        trainer.fit(ds)
+    assert trainer.state.epoch <= 5     # 8 steps per epoch: stopped within a few epochs
+    trainer, ds = _tiny_trainer(dead=False)
+    history = trainer.fit(ds)
+    assert len(history) == 12 and history[-1]["eval_accuracy"] > 0.8
 
 
 def test_diverging_run_is_one_line_without_numpy_warnings(tmp_path):

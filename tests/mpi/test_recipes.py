@@ -1,6 +1,6 @@
 """Recipes under MPI: gradient clipping after the exchange keeps replicas identical,
-a divergence on one rank stops every rank at the same step, lr-find runs data-parallel
-and every rank gets the same curve and suggestion."""
+a divergence on one rank stops every rank at the same step, so does a dead network,
+lr-find runs data-parallel and every rank gets the same curve and suggestion."""
 import numpy as np
 import pytest
 
@@ -83,6 +83,26 @@ def test_exploding_loss_is_one_decision(ctx):
             raised.append(step)
     assert_same_everywhere(raised, "steps at which the guard fired")
     assert_all(raised == [2], "fired at the end of the window", str(raised))
+
+
+def test_dead_network_is_one_decision(ctx):
+    # the last rank alone sees input-independent logits: the all-reduced spread is not
+    # near zero and nobody stops; when every rank's are, all stop at the same step
+    from dtnn.errors import TrainingStalled
+    base = np.linspace(-1.0, 1.0, 5)
+    for all_dead in (False, True):
+        guard = DivergenceGuard(ctx, 5, window=3, dead_steps=6)
+        raised = []
+        for step in range(1, 13):
+            dead = all_dead or ctx.rank == ctx.size - 1
+            noise = np.random.default_rng(100 * step + ctx.rank).standard_normal((8, 5))
+            try:
+                guard.add_loss(np.log(5.0), step, 0.1, 2, base + (0.0 if dead else 0.5) * noise)
+            except TrainingStalled:
+                raised.append(step)
+                break
+        assert_same_everywhere(raised, f"steps at which the dead check fired ({all_dead})")
+        assert_all(raised == ([6] if all_dead else []), "one collective decision", str(raised))
 
 
 def test_lr_find_is_data_parallel_and_identical_on_every_rank(ctx):
