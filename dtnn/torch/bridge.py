@@ -8,9 +8,11 @@ Per step (one optimizer step; ``passes`` backward passes of gradient accumulatio
    ``reducer.on_grads_ready(g)``.  The reducer posts each bucket's non-blocking
    collective (compressed or not) as soon as all of its parameters reported, in
    bucket order, and tests the ones in flight (MPI progress) on every hook;
-2. the first such hook of a step *begins* it: a 4-byte ``Iallreduce`` of "this rank
-   is still training" (what ``join()`` needs to know) and the reducer's
-   ``start_step`` (BatchNorm buffers, final after forward, go out now);
+2. the first such hook of a step *begins* it: "this rank is still training" (what
+   ``join()`` needs to know) is written to the flag slot after the gradients, summed
+   with the last bucket (uncompressed; compressed exchanges post a 4-byte
+   ``Iallreduce`` of it instead), and the reducer's ``start_step`` runs (BatchNorm
+   buffers, final after forward, go out now);
 3. ``synchronize()`` (from ``optimizer.step()``, or at the end of backward for
    ``DataParallel``) gives parameters that got no gradient this step a zero gradient,
    posts the buckets not posted yet (``post_remaining``), waits, decodes and scales:
@@ -105,7 +107,6 @@ class GradientBridge:
         self.comm = getattr(ctx, "comm", None)
         self.rank, self.size = int(ctx.rank), int(ctx.size)
         self.passes = int(passes)
-        self.layout = TorchLayout(params, names, buffers)
         self.compress = (compress or "none").strip()
         opts: Dict[str, Any] = dict(options or {})
         opts.update(compress=self.compress, check_replicas=bool(check_replicas),
@@ -115,11 +116,18 @@ class GradientBridge:
         if opts.get("mode") is None and not os.environ.get(DistOptions.ENV["mode"]):
             opts["mode"] = default_mode(ctx)
         self.options = DistOptions.resolve(opts)   # checked even in a single process
+        distributed = self.comm is not None and self.size > 1
+        #: join()'s flag rides in the gradient's sum (uncompressed: the vector is summed
+        #: as it is); compressed exchanges need a control allreduce of their own
+        self._flag_in_grads = distributed and self.options.compress in ("", "none")
+        self.layout = TorchLayout(params, names, buffers, flag_slot=self._flag_in_grads)
         self.reducer = None
         if self.comm is not None and self.size > 1:
             from dtnn.parallel.reducer import GradientReducer
             self.reducer = GradientReducer(self.comm, self.layout, self.options)
             self._check_same_layout()
+        #: blocking mode: the reducer does nothing per gradient, so hooks skip it
+        self._notify = self.reducer is not None and self.reducer.mode == "overlap"
         self._count = [0] * len(self.layout.params)
         self._in_step = False
         self._unused: List[int] = []
@@ -182,10 +190,10 @@ class GradientBridge:
                 if self._count[u] == 0:
                     self.layout.adopt_grad(u)
                     self._count[u] = self.passes
-                    if self.reducer is not None:
+                    if self._notify:
                         self.reducer.on_grads_ready(u)
             self._unused = []
-        if self.reducer is not None:
+        if self._notify:
             self.reducer.on_grads_ready(g)
 
     def mark_unused(self, groups) -> None:
@@ -195,8 +203,11 @@ class GradientBridge:
     def _begin(self, active: int = 1) -> None:
         self._in_step = True
         if self.reducer is not None:
-            self._ctrl_out[0] = active
-            self._ctrl_req = self.comm.Iallreduce(self._ctrl_out, self._ctrl_in)
+            if self._flag_in_grads:
+                self.layout.flat_grads[self.layout.flag_index] = active
+            else:
+                self._ctrl_out[0] = active
+                self._ctrl_req = self.comm.Iallreduce(self._ctrl_out, self._ctrl_in)
             self.reducer.start_step()
 
     @property
@@ -215,9 +226,13 @@ class GradientBridge:
         if self.reducer is not None:
             self.reducer.post_remaining()
             self.reducer.finish_step()
-            self._ctrl_req.Wait()
-            self._ctrl_req = None
-            self.last_active = int(self._ctrl_in[0])
+            if self._flag_in_grads:   # summed, then scaled by 1/size with the gradients
+                self.last_active = int(round(float(
+                    self.layout.flat_grads[self.layout.flag_index]) * self.size))
+            else:
+                self._ctrl_req.Wait()
+                self._ctrl_req = None
+                self.last_active = int(self._ctrl_in[0])
         self._count = [0] * len(self._count)
         self._unused = []
         self._in_step = False
@@ -241,7 +256,7 @@ class GradientBridge:
 
     def stats(self) -> Dict[str, Any]:
         s = self.reducer.stats() if self.reducer is not None else {"ranks": self.size}
-        s.update(parameters=int(self.layout.flat.numel()), tensors=len(self.layout.params),
+        s.update(parameters=int(self.layout.numel), tensors=len(self.layout.params),
                  backward_passes_per_step=self.passes)
         return s
 

@@ -9,6 +9,13 @@ Order: one readiness group per parameter, in registration order; the groups are 
 out in reverse (the last registered parameter starts the vector), because backward
 finishes the last layers first (as DDP buckets them).
 
+Flag slot (``flag_slot=True``, uncompressed exchange only): one more float32 after the
+gradients, inside group 0's range, so it is summed with the last bucket.  The bridge
+writes 1 ("this rank still trains") or 0 (a joined rank, ``join()``) there, and after the
+exchange it reads how many ranks trained: ``join()``'s bookkeeping rides in the
+gradient's allreduce instead of a collective of its own per step.  Compressed
+exchanges do not sum the vector as it is, so they keep a separate control allreduce.
+
 Where a copy cannot be avoided:
 
 * a parameter whose ``.grad`` is not its view when its gradient arrives (the user set
@@ -47,7 +54,8 @@ class TorchLayout:
     """Gradient layout over ``params`` (float32, CPU, dense, requiring grad)."""
 
     def __init__(self, params: Sequence[torch.Tensor], names: Sequence[str],
-                 buffers: Optional[Dict[str, torch.Tensor]] = None):
+                 buffers: Optional[Dict[str, torch.Tensor]] = None,
+                 flag_slot: bool = False):
         self.params = list(params)
         self.names = list(names)
         for p, n in zip(self.params, self.names):
@@ -61,7 +69,11 @@ class TorchLayout:
                 raise UserError(f"dtnn.torch: parameter {n!r} has layout {p.layout}; "
                                 "only dense (strided) parameters are supported")
         sizes = [p.numel() for p in self.params]
-        self.flat = torch.zeros(sum(sizes), dtype=torch.float32)
+        #: gradients in the buffer (without the flag slot)
+        self.numel = sum(sizes)
+        #: index of the control slot after the gradients (None without one)
+        self.flag_index: Optional[int] = self.numel if flag_slot else None
+        self.flat = torch.zeros(self.numel + int(flag_slot), dtype=torch.float32)
         self.flat_grads = self.flat.numpy()
         self._ranges: List[Tuple[int, int]] = [(0, 0)] * len(self.params)
         self.slots: List[GradSlot] = []
@@ -73,6 +85,11 @@ class TorchLayout:
             self.slots.append(GradSlot(g, self.names[g], off, tuple(p.shape)))
             self.views[g] = self.flat[off:off + sizes[g]].view(p.shape)
             off += sizes[g]
+        if flag_slot and self.params:
+            # the slot rides in group 0's range (the last one in the vector), so the
+            # buckets cover it and it goes out in the last bucket
+            a, b = self._ranges[0]
+            self._ranges[0] = (a, b + 1)
         self._buffers = dict(buffers or {})
 
     # --- the GradientLayout protocol -------------------------------------------------

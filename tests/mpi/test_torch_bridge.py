@@ -204,11 +204,16 @@ def test_no_grad_evaluation_and_batchnorm_buffers():
     dp._bridge.close()
 
 
-def test_join_with_uneven_inputs():
+@pytest.mark.parametrize("mode,spec", [("overlap", "none"), ("blocking", "none"),
+                                       ("blocking", "topk:ratio=0.5")])
+def test_join_with_uneven_inputs(mode, spec):
+    # uncompressed: join()'s flag rides in the gradient's allreduce (no control
+    # collective); compressed: a control allreduce of its own
     model = net(0)
     opt = hvd.DistributedOptimizer(make_optimizer("sgd", model.parameters()),
                                    named_parameters=model.named_parameters(), bucket_mb=0.01,
-                                   mode="overlap")
+                                   mode=mode, compress=spec)
+    assert_all(opt._dtnn_bridge._flag_in_grads == (spec == "none"), "flag in the gradients")
     my_steps = 2 + hvd.rank()                # rank r has 2 + r batches
     for s in range(my_steps):
         x, y = batch(100 * hvd.rank() + s, 8)
@@ -218,6 +223,7 @@ def test_join_with_uneven_inputs():
     last = hvd.join()
     assert_all(last == hvd.size() - 1, "join returns the last rank to join", str(last))
     assert_all(gathered_equal(flat_params(model)), "replicas identical after join")
+    assert_all(opt._dtnn_bridge._ctrl_req is None, "no control allreduce left in flight")
     opt._dtnn_bridge.close()
 
 
