@@ -269,12 +269,8 @@ class GradientReducer:
                 for k in range(len(self.buckets)):
                     self.executor.submit(lambda k=k: self.exchange.post(k))
             else:
-                algo = self._algo_for(self.grads.nbytes)
-                if algo.name == "mpi" and not self.executor.threaded:
-                    # nothing overlaps it: MPI's blocking call (native.run)
-                    self.executor.submit(lambda: [algo.run(self.grads)])
-                else:
-                    self.executor.submit(lambda: [algo.start(self.grads)])
+                self.executor.submit(lambda: [self._algo_for(self.grads.nbytes)
+                                              .start(self.grads)])
         elif self._posted != len(self.buckets):
             raise RuntimeError(f"only {self._posted} of {len(self.buckets)} "
                                "buckets were started: was backward run with "

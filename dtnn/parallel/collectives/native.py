@@ -7,8 +7,6 @@ this op is progressed like every other one (hooks, exchange thread, final wait).
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from dtnn.parallel.collectives.base import ALGORITHMS, Algorithm, DoneOp, Op
@@ -42,22 +40,6 @@ class NativeAllreduce(Algorithm):
         if add is not None:   # float16 payloads: dtnn's MPI op (dtnn.parallel.fp16_sum)
             return _NativeOp(self.comm, buf, self.bytes_per_rank(buf.nbytes), half=True)
         return _NativeOp(self.comm, buf, self.bytes_per_rank(buf.nbytes))
-
-    def run(self, buf: np.ndarray) -> Op:
-        """The blocking ``MPI_Allreduce``, as a finished op: for a caller that would
-        only wait for the op anyway (the reducer's blocking mode).  No nonblocking
-        schedule to build (MPICH: ~50 us for 1.5 MiB) and MPI's own progress loop:
-        simplecnn's 1.5 MiB, no_sync step + the exchange by hand, 8.73 vs 8.80 ms at 2
-        ranks, 21.6 vs 22.0 ms at 4 ranks on 2 cores (Iallreduce + ``wait``;
-        benchmarks/results/torch_bridge.md, "Target 3")."""
-        if self.size == 1 or buf.size == 0:
-            return DoneOp()
-        from mpi4py import MPI
-        op = DoneOp()
-        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-        op.finished = time.perf_counter()
-        op.sent = op.received = self.bytes_per_rank(buf.nbytes)
-        return op
 
     def bytes_per_rank(self, nbytes: int) -> float:
         # recursive halving/doubling (MPICH's large-message default for 2^k ranks):
