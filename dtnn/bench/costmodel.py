@@ -1,8 +1,9 @@
 """An alpha-beta cost model of dtnn's gradient exchange (``dtnn bench model``).
 
 Links: a message of n bytes between two hosts takes ``alpha + n * beta`` (alpha:
-latency and per-message cost; beta = 1 / usable bandwidth).  ``fit_link`` fits both
-to the simulated cluster's allreduce sweeps (``dtnn bench collectives``).
+latency and per-message cost; beta = 1 / usable bandwidth).  ``fit_link`` measures
+alpha on the smallest messages and beta on the large ones of the simulated cluster's
+allreduce sweeps (``dtnn bench collectives``).
 
 Collectives (N ranks exchanging a vector of n bytes; every rank sends and receives
 the same amount, the links are full duplex and switched):
@@ -52,13 +53,43 @@ class Link:
         return cls(alpha, 8.0 / (bits_per_second * efficiency), name)
 
 
-def fit_link(rows: Sequence[Tuple[int, int, float]], name: str = "") -> Link:
-    """Least-squares alpha, beta of ring allreduce times ``(ranks, bytes, seconds)``:
-    t = 2 (N-1) alpha + 2 (N-1)/N n beta."""
-    a = np.array([[2.0 * (p - 1), 2.0 * (p - 1) / p * n] for p, n, _ in rows])
-    t = np.array([s for _, _, s in rows])
-    (alpha, beta), *_ = np.linalg.lstsq(a, t, rcond=None)
-    return Link(max(float(alpha), 1e-6), float(beta), name)
+def _hops(algorithm: str, ranks: int) -> float:
+    """Latency terms of one allreduce: 2 (N-1) for a ring, 2 log2 N for MPICH's
+    recursive halving + doubling."""
+    if algorithm == "mpi":
+        return 2.0 * math.ceil(math.log2(ranks)) if ranks > 1 else 0.0
+    return 2.0 * (ranks - 1)
+
+
+def fit_link(rows: Sequence[Tuple[int, int, float]], name: str = "",
+             algorithm: str = "ring", latency_bytes: int = 16384,
+             bandwidth_bytes: int = 262144) -> Link:
+    """alpha, beta of allreduce times ``(ranks, bytes, seconds)``:
+    t = hops alpha + 2 (N-1)/N n beta.
+
+    The two terms are measured where each dominates. A least-squares fit of both on
+    all sizes cannot resolve alpha here: tc's token bucket lets a small message through
+    at full speed (its burst), so small messages fall *below* the bandwidth line and
+    the intercept comes out negative.  alpha: the smallest messages (at most
+    ``latency_bytes``, inside the burst), per latency term, the least delayed count
+    (the link's latency, not the waits of ranks sharing a core); beta: least squares
+    on messages of at least ``bandwidth_bytes`` with that alpha taken off."""
+    small = [r for r in rows if r[1] <= latency_bytes]
+    if small:
+        least = min(n for _, n, _ in small)
+        alpha = min(t / _hops(algorithm, p) for p, n, t in small if n == least and p > 1)
+    else:
+        alpha = None
+    big = [r for r in rows if r[1] >= bandwidth_bytes] or list(rows)
+    if alpha is None:
+        a = np.array([[_hops(algorithm, p), 2.0 * (p - 1) / p * n] for p, n, _ in big])
+        t = np.array([s for _, _, s in big])
+        (alpha, beta), *_ = np.linalg.lstsq(a, t, rcond=None)
+        return Link(max(float(alpha), 1e-6), float(beta), name)
+    x = np.array([2.0 * (p - 1) / p * n for p, n, _ in big])
+    t = np.array([s - _hops(algorithm, p) * alpha for p, _, s in big])
+    beta = float(np.dot(x, t) / np.dot(x, x))
+    return Link(float(alpha), beta, name)
 
 
 def _log2(n: int) -> float:
@@ -111,7 +142,9 @@ def transport_seconds(collective: str, nbytes: float, codec: Optional[Codec], ra
         return sec, 0.0, 2.0 * (p - 1) / p * nbytes / (local if algo == "hier" else 1)
     m = codec.payload_ratio * nbytes
     if collective == "allreduce":
-        sec = codec.rounds * allreduce_seconds("ring", m / codec.rounds, p, link)
+        # a summable payload goes through the tuned allreduce: ring or recursive doubling
+        sec = codec.rounds * min(allreduce_seconds(a, m / codec.rounds, p, link)
+                                 for a in ("ring", "mpi"))
         return sec, n_el * (codec.encode + codec.decode), 2.0 * (p - 1) / p * m
     if collective == "allgather":
         return ((p - 1) * (link.alpha + m * link.beta),

@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compress", nargs="+", default=list(DEFAULT_SPECS), metavar="SPEC")
     p.add_argument("--nodes", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64, 128, 256])
     p.add_argument("--links", nargs="+", default=["1gbit", "10gbit", "100gbit"])
+    p.add_argument("--codec-from", metavar="JSON",
+                   help="dtnn bench dist --json of the compressors on plain mpiexec -n 2: "
+                        "scales the kernels' codec times to what the reducer spends")
     p.add_argument("--batch", type=int, default=32, help="samples per rank per step")
     p.add_argument("--out", default="benchmarks/results/model", metavar="DIR")
 
@@ -38,7 +41,8 @@ def run(args) -> int:
     from dtnn.compress import check_spec
     from dtnn.bench.scaling import read_records
     from dtnn.threads import set_threads
-    for path in list(args.sweep) + list(args.validate):
+    for path in list(args.sweep) + list(args.validate) + ([args.codec_from]
+                                                          if args.codec_from else []):
         if not Path(path).is_file():
             raise ConfigError(f"{path}: no such results file")
     for spec in args.compress:
@@ -51,22 +55,28 @@ def run(args) -> int:
     set_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    links = {}
-    for path in args.sweep:
-        links.update(M.fit_links(Path(path)))
+    # one fit per link over every sweep (small messages resolve alpha, big ones beta)
+    links = M.fit_links(*[Path(path) for path in args.sweep])
     records = [r for path in args.validate for r in read_records(Path(path))]
     wanted = list(dict.fromkeys(list(args.models) + [r["model_spec"] for r in records
                                                      if r.get("kind") == "throughput"]))
     profiles = {m: M.profile_model(m, batch=args.batch) for m in wanted}
-    codecs = {s: M.measure_codec(s) for s in args.compress}
+    specs = list(dict.fromkeys(list(args.compress) + [
+        r.get("compress", "none").split("|")[0] for r in records if r.get("framework") == "dtnn"]))
+    codecs = {s: M.measure_codec(s) for s in specs}
+    kernels = {k: M.dump(v) for k, v in codecs.items() if v is not None}
+    kernels = {k: dict(v) for k, v in kernels.items()}
+    factors = M.calibrate_codecs(codecs, Path(args.codec_from)) if args.codec_from else {}
     checks = M.validate(records, profiles, codecs, links)
-    rows = M.extrapolate({m: profiles[m] for m in args.models}, codecs, links, args.nodes,
-                         args.links)
+    rows = M.extrapolate({m: profiles[m] for m in args.models},
+                         {s: codecs[s] for s in args.compress}, links, args.nodes, args.links)
     from dtnn.bench.dist import cpu_name
     result = {"cpu": cpu_name(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
               "links": {k: M.dump(v) for k, v in links.items()},
               "profiles": {k: M.dump(v) for k, v in profiles.items()},
               "codecs": {k: M.dump(v) for k, v in codecs.items()},
+              "codec_kernels": kernels, "codec_calibration": factors,
+              "codec_from": args.codec_from,
               "validation": checks, "predictions": rows}
     (out / "model.json").write_text(json.dumps(result, indent=1))
     plots = M.plot(rows, out)

@@ -56,3 +56,40 @@ def test_overlap_hides_what_the_buckets_allow():
     # nothing to send: the step is the compute
     assert predict_step(1.0, Exchange([]), 4, slow)["step"] == 1.0
     assert np.isclose(predict_step(1.0, ex, 1, slow)["exposed"], 0.0)
+
+
+def test_fit_link_takes_alpha_from_small_messages_under_a_burst():
+    # tc's token bucket: messages up to its burst pass at full speed, below the line;
+    # a plain least-squares fit would give a negative alpha (clipped), not the latency
+    def t(p, n):
+        hops = 2 * (p - 1)
+        return hops * LINK.alpha + (0.0 if n <= 4096 else 2 * (p - 1) / p * n * LINK.beta)
+    rows = [(p, n, t(p, n)) for p in (2, 4) for n in (4096, 1 << 18, 1 << 20, 1 << 23)]
+    fit = fit_link(rows)
+    assert fit.alpha == pytest.approx(LINK.alpha, rel=1e-6)
+    assert fit.beta == pytest.approx(LINK.beta, rel=1e-6)
+    # MPICH's recursive doubling: 2 log2 N latency terms, not 2 (N-1)
+    mpi = [(p, n, 2 * np.log2(p) * LINK.alpha + (n > 4096) * 2 * (p - 1) / p * n * LINK.beta)
+           for p in (2, 4) for n in (4096, 1 << 20, 1 << 23)]
+    assert fit_link(mpi, algorithm="mpi").alpha == pytest.approx(LINK.alpha, rel=1e-6)
+
+
+def test_fit_links_keeps_shared_host_links_and_mpi_apart(tmp_path):
+    import json
+    from dtnn.bench.model import fit_links, link_for
+    sweep = tmp_path / "sweep.jsonl"
+    lines = []
+    for ranks, local, slow in ((2, 1, 1.0), (4, 1, 1.0), (4, 2, 3.0)):
+        rows = [{"algorithm": a, "bytes": n,
+                 "median": slow * (2 * (ranks - 1) * LINK.alpha
+                                   + 2 * (ranks - 1) / ranks * n * LINK.beta) * (1.2 if a == "mpi" else 1)}
+                for a in ("ring", "mpi") for n in (1 << 20, 1 << 23)]
+        lines.append(json.dumps({"label": f"{ranks // local} hosts 1gbit {ranks} ranks: x",
+                                 "ranks": ranks, "local_size": local, "rows": rows}))
+    sweep.write_text("\n".join(lines) + "\n")
+    links = fit_links(sweep)
+    assert links["1gbit"].beta == pytest.approx(LINK.beta, rel=1e-6)   # 2x2 rows left out
+    assert link_for("1gbit", links, "mpi").beta > links["1gbit"].beta
+    assert link_for("1gbit", links, "ring", local=2).beta > 2 * LINK.beta
+    assert link_for("1gbit", links, "hier", local=2) is links["1gbit"]
+    assert link_for("10gbit", links).beta == pytest.approx(8 / (10e9 * 0.95))
