@@ -50,6 +50,25 @@ cdef cnp.ndarray _out(object out, Py_ssize_t n, object dtype, str name):
     return o
 
 
+cdef const float *_opt_x(object x, Py_ssize_t n, str other) except? NULL:
+    """The data of the optional float32 vector ``x`` (same size as ``other``), or NULL
+    for None.  ``_vec`` does not copy, so the pointer lives as long as the caller's ``x``."""
+    if x is None:
+        return NULL
+    cdef cnp.ndarray xa = _vec(x, np.float32, "x")
+    if xa.shape[0] != n:
+        raise ValueError(f"x and {other} differ in size")
+    return <const float *>cnp.PyArray_DATA(xa)
+
+
+cdef cnp.ndarray _scales(object scales, Py_ssize_t n, Py_ssize_t chunk):
+    """``scales`` checked to hold one float32 value per ``chunk`` of ``n``."""
+    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
+    if chunk < 1 or sa.shape[0] != (n + chunk - 1) // chunk:
+        raise ValueError("scales must hold one value per chunk")
+    return sa
+
+
 cdef inline uint64_t _key(object key):
     return <uint64_t>(int(key) & 0xFFFFFFFFFFFFFFFF)
 
@@ -120,10 +139,8 @@ def chunk_norms(x, Py_ssize_t chunk, str kind="l2"):
 
 def quantize_i8(x, Py_ssize_t chunk, scales, float levels, key, bint stochastic=True, out=None):
     cdef cnp.ndarray xa = _vec(x, np.float32, "x")
-    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
     cdef Py_ssize_t n = xa.shape[0]
-    if chunk < 1 or sa.shape[0] != (n + chunk - 1) // chunk:
-        raise ValueError("scales must hold one value per chunk")
+    cdef cnp.ndarray sa = _scales(scales, n, chunk)
     if not 0 < levels <= 127:
         raise ValueError(f"levels must be in (0, 127], got {levels}")
     cdef cnp.ndarray o = _out(out, n, np.int8, "out")
@@ -137,10 +154,8 @@ def quantize_i8(x, Py_ssize_t chunk, scales, float levels, key, bint stochastic=
 def dequantize_i8(q, Py_ssize_t chunk, scales, double levels, double alpha=1.0, out=None,
                   bint accumulate=False):
     cdef cnp.ndarray qa = _vec(q, np.int8, "q")
-    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
     cdef Py_ssize_t n = qa.shape[0]
-    if chunk < 1 or sa.shape[0] != (n + chunk - 1) // chunk:
-        raise ValueError("scales must hold one value per chunk")
+    cdef cnp.ndarray sa = _scales(scales, n, chunk)
     cdef cnp.ndarray o = _out(out, n, np.float32, "out")
     with nogil:
         dtnn_cx_dequantize_i8(<const int8_t *>cnp.PyArray_DATA(qa), <float *>cnp.PyArray_DATA(o),
@@ -149,21 +164,47 @@ def dequantize_i8(q, Py_ssize_t chunk, scales, double levels, double alpha=1.0, 
     return o
 
 
-cdef Py_ssize_t _packed_chunk(Py_ssize_t chunk, Py_ssize_t n, cnp.ndarray scales, int per):
+cdef Py_ssize_t _packed_chunk(Py_ssize_t chunk, Py_ssize_t n, cnp.ndarray scales, int per,
+                              str need):
+    """The chunk of a format packing ``per`` values a byte (0 or >= n: one chunk), checked
+    against its ``scales`` (ValueError "<need> (<chunks>)" if not one per chunk)."""
     if chunk <= 0 or chunk >= n:
         chunk = max(per, ((n + per - 1) // per) * per)
     if chunk % per:
         raise ValueError(f"chunk must be a multiple of {per}, got {chunk}")
     if scales.shape[0] != (n + chunk - 1) // chunk:
-        raise ValueError(f"need one scale per chunk ({(n + chunk - 1) // chunk})")
+        raise ValueError(f"{need} ({(n + chunk - 1) // chunk})")
     return chunk
+
+
+# terngrad (4 values a byte) and sign (8 a byte) unpack alike: packed bytes + one float
+# per chunk -> float32, with alpha and accumulate
+ctypedef void (*_unpack_fn)(const uint8_t *, float *, int64_t, const float *, int64_t, float,
+                            int) noexcept nogil
+cdef str _TERN_NEED = "need one scale per chunk"
+cdef str _SIGN_NEED = "values must hold one value per chunk"
+
+
+cdef cnp.ndarray _unpack(_unpack_fn unpack, int per, object packed, str pname, Py_ssize_t n,
+                         object scales, str sname, str need, Py_ssize_t chunk, float alpha,
+                         object out, bint accumulate):
+    cdef cnp.ndarray pa = _vec(packed, np.uint8, pname)
+    cdef cnp.ndarray sa = _vec(scales, np.float32, sname)
+    if pa.shape[0] != (n + per - 1) // per:
+        raise ValueError(f"{pname} must have {(n + per - 1) // per} bytes for n={n}")
+    chunk = _packed_chunk(chunk, n, sa, per, need)
+    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
+    with nogil:
+        unpack(<const uint8_t *>cnp.PyArray_DATA(pa), <float *>cnp.PyArray_DATA(o), n,
+               <const float *>cnp.PyArray_DATA(sa), chunk, alpha, accumulate)
+    return o
 
 
 def terngrad_quantize(x, scales, Py_ssize_t chunk, key, out=None):
     cdef cnp.ndarray xa = _vec(x, np.float32, "x")
     cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
     cdef Py_ssize_t n = xa.shape[0]
-    chunk = _packed_chunk(chunk, n, sa, 4)
+    chunk = _packed_chunk(chunk, n, sa, 4, _TERN_NEED)
     cdef cnp.ndarray o = _out(out, (n + 3) // 4, np.uint8, "out")
     cdef uint64_t k = _key(key)
     with nogil:
@@ -175,51 +216,25 @@ def terngrad_quantize(x, scales, Py_ssize_t chunk, key, out=None):
 
 def terngrad_dequantize(packed, Py_ssize_t n, scales, Py_ssize_t chunk, float alpha=1.0,
                         out=None, bint accumulate=False):
-    cdef cnp.ndarray pa = _vec(packed, np.uint8, "packed")
-    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
-    if pa.shape[0] != (n + 3) // 4:
-        raise ValueError(f"packed must have {(n + 3) // 4} bytes for n={n}")
-    chunk = _packed_chunk(chunk, n, sa, 4)
-    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
-    with nogil:
-        dtnn_cx_terngrad_dequantize(<const uint8_t *>cnp.PyArray_DATA(pa),
-                                    <float *>cnp.PyArray_DATA(o), n,
-                                    <const float *>cnp.PyArray_DATA(sa), chunk, alpha,
-                                    accumulate)
-    return o
+    return _unpack(dtnn_cx_terngrad_dequantize, 4, packed, "packed", n, scales, "scales",
+                   _TERN_NEED, chunk, alpha, out, accumulate)
 
 
 def add_l1(x, e):
     cdef cnp.ndarray ea = _vec(e, np.float32, "e", x is not None)
     cdef Py_ssize_t n = ea.shape[0]
-    cdef cnp.ndarray xa
-    cdef const float *xp = NULL
-    if x is not None:
-        xa = _vec(x, np.float32, "x")
-        if xa.shape[0] != n:
-            raise ValueError("x and e differ in size")
-        xp = <const float *>cnp.PyArray_DATA(xa)
+    cdef const float *xp = _opt_x(x, n, "e")
     cdef double r
     with nogil:
         r = dtnn_cx_add_l1(xp, <float *>cnp.PyArray_DATA(ea), n)
     return r
 
 
-cdef Py_ssize_t _sign_chunk(Py_ssize_t chunk, Py_ssize_t n, cnp.ndarray values):
-    if chunk <= 0 or chunk >= n:
-        chunk = max(8, ((n + 7) // 8) * 8)
-    if chunk % 8:
-        raise ValueError(f"chunk must be a multiple of 8, got {chunk}")
-    if values.shape[0] != (n + chunk - 1) // chunk:
-        raise ValueError(f"values must hold one value per chunk ({(n + chunk - 1) // chunk})")
-    return chunk
-
-
 def sign_pack(c, values, Py_ssize_t chunk=0, bint ef=False, out=None):
     cdef cnp.ndarray ca = _vec(c, np.float32, "c", ef)
     cdef cnp.ndarray va = _vec(values, np.float32, "values")
     cdef Py_ssize_t n = ca.shape[0]
-    chunk = _sign_chunk(chunk, n, va)
+    chunk = _packed_chunk(chunk, n, va, 8, _SIGN_NEED)
     cdef cnp.ndarray o = _out(out, (n + 7) // 8, np.uint8, "out")
     with nogil:
         dtnn_cx_sign_pack(<float *>cnp.PyArray_DATA(ca), <uint8_t *>cnp.PyArray_DATA(o), n,
@@ -229,16 +244,8 @@ def sign_pack(c, values, Py_ssize_t chunk=0, bint ef=False, out=None):
 
 def sign_unpack(bits, Py_ssize_t n, values, Py_ssize_t chunk=0, float alpha=1.0, out=None,
                 bint accumulate=False):
-    cdef cnp.ndarray ba = _vec(bits, np.uint8, "bits")
-    cdef cnp.ndarray va = _vec(values, np.float32, "values")
-    if ba.shape[0] != (n + 7) // 8:
-        raise ValueError(f"bits must have {(n + 7) // 8} bytes for n={n}")
-    chunk = _sign_chunk(chunk, n, va)
-    cdef cnp.ndarray o = _out(out, n, np.float32, "out")
-    with nogil:
-        dtnn_cx_sign_unpack(<const uint8_t *>cnp.PyArray_DATA(ba), <float *>cnp.PyArray_DATA(o),
-                            n, <const float *>cnp.PyArray_DATA(va), chunk, alpha, accumulate)
-    return o
+    return _unpack(dtnn_cx_sign_unpack, 8, bits, "bits", n, values, "values", _SIGN_NEED,
+                   chunk, alpha, out, accumulate)
 
 
 def topk(c, Py_ssize_t k, x=None, bint zero=False, idx=None, val=None):
@@ -247,13 +254,7 @@ def topk(c, Py_ssize_t k, x=None, bint zero=False, idx=None, val=None):
     if n > _INT32_MAX:
         raise ValueError("topk needs n < 2^31")
     k = max(0, min(k, n))
-    cdef cnp.ndarray xa
-    cdef const float *xp = NULL
-    if x is not None:
-        xa = _vec(x, np.float32, "x")
-        if xa.shape[0] != n:
-            raise ValueError("x and c differ in size")
-        xp = <const float *>cnp.PyArray_DATA(xa)
+    cdef const float *xp = _opt_x(x, n, "c")
     cdef cnp.ndarray ia = _out(idx, k, np.int32, "idx")
     cdef cnp.ndarray va = _out(val, k, np.float32, "val")
     cdef int64_t m
@@ -287,13 +288,7 @@ def gather(c, idx, x=None, bint zero=False, val=None):
     cdef Py_ssize_t n = ca.shape[0], k = ia.shape[0]
     if k and (int(ia.min()) < 0 or int(ia.max()) >= n):
         raise ValueError("index out of range")
-    cdef cnp.ndarray xa
-    cdef const float *xp = NULL
-    if x is not None:
-        xa = _vec(x, np.float32, "x")
-        if xa.shape[0] != n:
-            raise ValueError("x and c differ in size")
-        xp = <const float *>cnp.PyArray_DATA(xa)
+    cdef const float *xp = _opt_x(x, n, "c")
     cdef cnp.ndarray va = _out(val, k, np.float32, "val")
     with nogil:
         dtnn_cx_gather(xp, <float *>cnp.PyArray_DATA(ca), n,
@@ -349,9 +344,7 @@ def dequantize_bits(packed, Py_ssize_t n, bits, Py_ssize_t chunk, scales, double
                     double alpha=1.0, out=None, bint accumulate=False):
     cdef int b = _bits(bits)
     cdef cnp.ndarray pa = _packed(packed, n, b)
-    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
-    if chunk < 1 or sa.shape[0] != (n + chunk - 1) // chunk:
-        raise ValueError("scales must hold one value per chunk")
+    cdef cnp.ndarray sa = _scales(scales, n, chunk)
     cdef cnp.ndarray o = _out(out, n, np.float32, "out")
     with nogil:
         dtnn_bp_dequantize(<const uint8_t *>cnp.PyArray_DATA(pa), <float *>cnp.PyArray_DATA(o),
