@@ -41,3 +41,15 @@ cdef cnp.ndarray _output_f32(object out, tuple shape, object src):
         if np.may_share_memory(out, s):
             raise ValueError("out must not overlap the input array")
     return out
+
+
+cdef _check_window(str what, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h,
+                   Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w):
+    """ValueError unless a sliding ``what`` ("kernel", "window") of R x S has sizes and
+    strides >= 1 and paddings >= 0."""
+    if R < 1 or S < 1:
+        raise ValueError(f"{what} size must be >= 1, got R={R}, S={S}")
+    if stride_h < 1 or stride_w < 1:
+        raise ValueError(f"stride must be >= 1, got ({stride_h}, {stride_w})")
+    if pad_h < 0 or pad_w < 0:
+        raise ValueError(f"padding must be >= 0, got ({pad_h}, {pad_w})")

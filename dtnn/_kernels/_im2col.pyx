@@ -13,6 +13,7 @@ from libc.stdint cimport int64_t
 
 from dtnn._kernels._ckernels cimport (
     dtnn_col2im_f32,
+    dtnn_geom_fn,
     dtnn_im2col_f32,
     dtnn_openmp_enabled,
     dtnn_openmp_max_threads,
@@ -42,20 +43,43 @@ cdef Py_ssize_t _out_size(Py_ssize_t n, Py_ssize_t k, Py_ssize_t stride,
     return num // stride + 1
 
 
+include "_arrays.pxi"
+
+
 cdef _check_conv_params(Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h,
                         Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
                         Py_ssize_t dil_h, Py_ssize_t dil_w):
-    if R < 1 or S < 1:
-        raise ValueError(f"kernel size must be >= 1, got R={R}, S={S}")
-    if stride_h < 1 or stride_w < 1:
-        raise ValueError(f"stride must be >= 1, got ({stride_h}, {stride_w})")
-    if pad_h < 0 or pad_w < 0:
-        raise ValueError(f"padding must be >= 0, got ({pad_h}, {pad_w})")
+    _check_window("kernel", R, S, stride_h, stride_w, pad_h, pad_w)
     if dil_h < 1 or dil_w < 1:
         raise ValueError(f"dilation must be >= 1, got ({dil_h}, {dil_w})")
 
 
-include "_arrays.pxi"
+cdef (Py_ssize_t, Py_ssize_t) _fit(str who, Py_ssize_t H, Py_ssize_t W, Py_ssize_t R,
+                                   Py_ssize_t S, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                                   Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h,
+                                   Py_ssize_t dil_w) except *:
+    """(Ho, Wo) of an H x W input, or ValueError naming ``who`` if the kernel does not fit."""
+    cdef Py_ssize_t Ho = _out_size(H, R, stride_h, pad_h, dil_h)
+    cdef Py_ssize_t Wo = _out_size(W, S, stride_w, pad_w, dil_w)
+    if Ho < 1 or Wo < 1:
+        raise ValueError(
+            f"{who}: a {R}x{S} kernel (dilation {dil_h}x{dil_w}, padding "
+            f"{pad_h}x{pad_w}) does not fit a {H}x{W} input")
+    return Ho, Wo
+
+
+cdef cnp.ndarray _run(dtnn_geom_fn kernel, cnp.ndarray src, cnp.ndarray dst, Py_ssize_t N,
+                      Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t R, Py_ssize_t S,
+                      Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h,
+                      Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t Ho,
+                      Py_ssize_t Wo):
+    """``kernel`` (im2col or col2im) from ``src`` into ``dst``, without the GIL."""
+    cdef const float *sp = <const float *>cnp.PyArray_DATA(src)
+    cdef float *dp = <float *>cnp.PyArray_DATA(dst)
+    with nogil:
+        kernel(sp, dp, N, C, H, W, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+               Ho, Wo)
+    return dst
 
 
 def im2col(x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h, Py_ssize_t stride_w,
@@ -67,19 +91,11 @@ def im2col(x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h, Py_ssize_t stride
     cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
     if H < 1 or W < 1:
         raise ValueError(f"x has an empty spatial size {H}x{W}")
-    cdef Py_ssize_t Ho = _out_size(H, R, stride_h, pad_h, dil_h)
-    cdef Py_ssize_t Wo = _out_size(W, S, stride_w, pad_w, dil_w)
-    if Ho < 1 or Wo < 1:
-        raise ValueError(
-            f"im2col: a {R}x{S} kernel (dilation {dil_h}x{dil_w}, padding "
-            f"{pad_h}x{pad_w}) does not fit a {H}x{W} input")
+    cdef Py_ssize_t Ho, Wo
+    Ho, Wo = _fit("im2col", H, W, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
     cdef cnp.ndarray col = _output_f32(out, (C * R * S, N * Ho * Wo), xa)
-    cdef const float *xp = <const float *>cnp.PyArray_DATA(xa)
-    cdef float *cp = <float *>cnp.PyArray_DATA(col)
-    with nogil:
-        dtnn_im2col_f32(xp, cp, N, C, H, W, R, S, stride_h, stride_w,
-                        pad_h, pad_w, dil_h, dil_w, Ho, Wo)
-    return col
+    return _run(dtnn_im2col_f32, xa, col, N, C, H, W, R, S, stride_h, stride_w,
+                pad_h, pad_w, dil_h, dil_w, Ho, Wo)
 
 
 def col2im(col, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -91,22 +107,14 @@ def col2im(col, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
     _check_conv_params(R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
     if N < 0 or C < 1 or H < 1 or W < 1:
         raise ValueError(f"invalid image shape N={N}, C={C}, H={H}, W={W}")
-    cdef Py_ssize_t Ho = _out_size(H, R, stride_h, pad_h, dil_h)
-    cdef Py_ssize_t Wo = _out_size(W, S, stride_w, pad_w, dil_w)
-    if Ho < 1 or Wo < 1:
-        raise ValueError(
-            f"col2im: a {R}x{S} kernel (dilation {dil_h}x{dil_w}, padding "
-            f"{pad_h}x{pad_w}) does not fit a {H}x{W} input")
+    cdef Py_ssize_t Ho, Wo
+    Ho, Wo = _fit("col2im", H, W, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
     expected = (C * R * S, N * Ho * Wo)
     if (<object>ca).shape != expected:
         raise ValueError(f"col has shape {(<object>ca).shape}, expected {expected}")
     cdef cnp.ndarray x = _output_f32(out, (N, C, H, W), ca)
-    cdef const float *cp = <const float *>cnp.PyArray_DATA(ca)
-    cdef float *xp = <float *>cnp.PyArray_DATA(x)
-    with nogil:
-        dtnn_col2im_f32(cp, xp, N, C, H, W, R, S, stride_h, stride_w,
-                        pad_h, pad_w, dil_h, dil_w, Ho, Wo)
-    return x
+    return _run(dtnn_col2im_f32, ca, x, N, C, H, W, R, S, stride_h, stride_w,
+                pad_h, pad_w, dil_h, dil_w, Ho, Wo)
 
 
 # --- fused ("implicit im2col") convolution kernels (csrc/im2col.c, im2col_fused.h) ---
@@ -197,6 +205,21 @@ cdef cnp.ndarray _scratch(object workspace, Py_ssize_t n):
     return np.empty(n, dtype=np.float32)
 
 
+cdef (Py_ssize_t, Py_ssize_t) _fused_fit(str prefix, Py_ssize_t H, Py_ssize_t W,
+                                         Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h,
+                                         Py_ssize_t stride_w, Py_ssize_t pad_h,
+                                         Py_ssize_t pad_w, Py_ssize_t dil_h,
+                                         Py_ssize_t dil_w) except *:
+    """(Ho, Wo) of a fused convolution after checking its parameters; ValueError
+    "<prefix>the kernel does not fit ..." for an empty input or output."""
+    _check_conv_params(R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
+    cdef Py_ssize_t Ho = _out_size(H, R, stride_h, pad_h, dil_h)
+    cdef Py_ssize_t Wo = _out_size(W, S, stride_w, pad_w, dil_w)
+    if H < 1 or W < 1 or Ho < 1 or Wo < 1:
+        raise ValueError(f"{prefix}the kernel does not fit a {H}x{W} input")
+    return Ho, Wo
+
+
 cdef _check_fits(Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t pad_h,
                  Py_ssize_t pad_w):
     if (H + 2 * pad_h) * (W + 2 * pad_w) * min(N, 4096) > _MAX_BLOCK:
@@ -245,11 +268,9 @@ def fused_forward(x, w, bias, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize
     _check_groups(C, K, groups)
     if wa.shape[1] * groups != C:
         raise ValueError(f"w has shape {(<object>wa).shape}, expected (K, {C // groups}, R, S)")
-    _check_conv_params(R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
-    cdef Py_ssize_t Ho = _out_size(H, R, stride_h, pad_h, dil_h)
-    cdef Py_ssize_t Wo = _out_size(W, S, stride_w, pad_w, dil_w)
-    if H < 1 or W < 1 or Ho < 1 or Wo < 1:
-        raise ValueError(f"fused_forward: the kernel does not fit a {H}x{W} input")
+    cdef Py_ssize_t Ho, Wo
+    Ho, Wo = _fused_fit("fused_forward: ", H, W, R, S, stride_h, stride_w, pad_h, pad_w,
+                        dil_h, dil_w)
     cdef Py_ssize_t Cg = C // groups, Kg = K // groups, T = R * S
     cdef cnp.ndarray ya = _output_f32(out, (N, K, Ho, Wo), xa)
     if np.may_share_memory(ya, wa):
@@ -308,11 +329,8 @@ def fused_backward_weights(dy, x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_
     cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
     cdef Py_ssize_t K = da.shape[1]
     _check_groups(C, K, groups)
-    _check_conv_params(R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
-    cdef Py_ssize_t Ho = _out_size(H, R, stride_h, pad_h, dil_h)
-    cdef Py_ssize_t Wo = _out_size(W, S, stride_w, pad_w, dil_w)
-    if H < 1 or W < 1 or Ho < 1 or Wo < 1:
-        raise ValueError(f"the kernel does not fit a {H}x{W} input")
+    cdef Py_ssize_t Ho, Wo
+    Ho, Wo = _fused_fit("", H, W, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
     if (<object>da).shape != (N, K, Ho, Wo):
         raise ValueError(f"dy has shape {(<object>da).shape}, expected {(N, K, Ho, Wo)}")
     _check_fits(N, H, W, pad_h, pad_w)

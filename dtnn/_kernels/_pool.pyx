@@ -27,12 +27,7 @@ def maxpool_forward(x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h,
                     Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w):
     """x float32 (N, C, H, W) -> (y float32, argmax int32), both (N, C, Ho, Wo)."""
     cdef cnp.ndarray xa = _input_f32(x, "x", 4)
-    if R < 1 or S < 1:
-        raise ValueError(f"window size must be >= 1, got R={R}, S={S}")
-    if stride_h < 1 or stride_w < 1:
-        raise ValueError(f"stride must be >= 1, got ({stride_h}, {stride_w})")
-    if pad_h < 0 or pad_w < 0:
-        raise ValueError(f"padding must be >= 0, got ({pad_h}, {pad_w})")
+    _check_window("window", R, S, stride_h, stride_w, pad_h, pad_w)
     cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
     if H < 1 or W < 1:
         raise ValueError(f"x has an empty spatial size {H}x{W}")

@@ -51,6 +51,13 @@ cdef cnp.ndarray _out_rows(object out, tuple shape):
     return out
 
 
+cdef int _scratch_ok(int rc, str who) except -1:
+    """MemoryError naming ``who`` if a transform's C call (``rc``) failed to allocate."""
+    if rc != 0:
+        raise MemoryError(f"{who}: scratch allocation failed")
+    return 0
+
+
 cdef _check_m(Py_ssize_t m):
     if m != 2 and m != 4:
         raise ValueError(f"tile size m must be 2 or 4, got {m}")
@@ -91,8 +98,7 @@ def winograd_input(x, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t m,
     cdef int rc
     with nogil:
         rc = dtnn_wino_input_f32(xp, vp, vps, nb, C, H, W, pad_h, pad_w, m, th, tw)
-    if rc != 0:
-        raise MemoryError("winograd_input: scratch allocation failed")
+    _scratch_ok(rc, "winograd_input")
     return V
 
 
@@ -123,8 +129,7 @@ def winograd_output(M, bias, Py_ssize_t nb, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssi
     cdef int rc
     with nogil:
         rc = dtnn_wino_output_f32(mp, mps, yp, bp, nb, K, Ho, Wo, m, th, tw)
-    if rc != 0:
-        raise MemoryError("winograd_output: scratch allocation failed")
+    _scratch_ok(rc, "winograd_output")
     return y
 
 
@@ -144,8 +149,7 @@ def winograd_dy(dy, Py_ssize_t m, Py_ssize_t th, Py_ssize_t tw, out=None):
     cdef int rc
     with nogil:
         rc = dtnn_wino_dy_f32(dp, Dp, dps, nb, K, Ho, Wo, m, th, tw)
-    if rc != 0:
-        raise MemoryError("winograd_dy: scratch allocation failed")
+    _scratch_ok(rc, "winograd_dy")
     return D
 
 
