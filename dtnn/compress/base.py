@@ -164,6 +164,34 @@ class Compressor:
         return self.name
 
 
+class PackedChunks(Compressor):
+    """A payload of one float32 per chunk, then ``per_byte`` values packed into each
+    byte (terngrad: 4, sign: 8).  ``chunk`` = 0 or >= n: one chunk for the whole
+    tensor, rounded up to a multiple of ``per_byte``."""
+    per_byte = 8
+
+    def __init__(self, chunk: int = 512):
+        super().__init__()
+        chunk = int(chunk)
+        if chunk < 0 or chunk % self.per_byte:
+            raise ConfigError(f"{self.name}: chunk must be 0 or a positive multiple of "
+                              f"{self.per_byte}, got {chunk}")
+        self.chunk = chunk
+
+    def _chunk(self, n: int) -> int:
+        c, p = self.chunk, self.per_byte
+        if c <= 0 or c >= n:
+            c = max(p, ((n + p - 1) // p) * p)
+        return c
+
+    def _nchunks(self, n: int) -> int:
+        c = self._chunk(n)
+        return (n + c - 1) // c
+
+    def payload_size(self, unit):
+        return 4 * self._nchunks(unit.size) + (unit.size + self.per_byte - 1) // self.per_byte
+
+
 # --- registry -------------------------------------------------------------------------
 COMPRESSORS = Registry("compressor")
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from dtnn.compress import bitpack as BP
 from dtnn.compress import kernels as K
-from dtnn.compress.base import Compressor, Unit, register
+from dtnn.compress.base import Compressor, PackedChunks, Unit, register
 from dtnn.errors import ConfigError
 
 
@@ -114,29 +114,9 @@ class QSGD(_Int8Family):
 
 
 @register("terngrad")
-class TernGrad(Compressor):
+class TernGrad(PackedChunks):
     chunkable = True
-
-    def __init__(self, chunk: int = 512):
-        super().__init__()
-        chunk = int(chunk)
-        if chunk < 0 or chunk % 4:
-            raise ConfigError(f"terngrad: chunk must be 0 or a positive multiple of 4, "
-                              f"got {chunk}")
-        self.chunk = chunk
-
-    def _chunk(self, n: int) -> int:
-        c = self.chunk
-        if c <= 0 or c >= n:
-            c = max(4, ((n + 3) // 4) * 4)
-        return c
-
-    def _nchunks(self, n: int) -> int:
-        c = self._chunk(n)
-        return (n + c - 1) // c
-
-    def payload_size(self, unit):
-        return 4 * self._nchunks(unit.size) + (unit.size + 3) // 4
+    per_byte = 4
 
     def compress_plain(self, x, unit):
         n, chunk, nc = unit.size, self._chunk(unit.size), self._nchunks(unit.size)

@@ -17,34 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from dtnn.compress import kernels as K
-from dtnn.compress.base import Compressor, register
-from dtnn.errors import ConfigError
+from dtnn.compress.base import PackedChunks, register
 
 
 @register("sign")
-class Sign(Compressor):
+class Sign(PackedChunks):
     chunkable = True
     biased = True
-
-    def __init__(self, chunk: int = 512):
-        super().__init__()
-        chunk = int(chunk)
-        if chunk < 0 or chunk % 8:
-            raise ConfigError(f"sign: chunk must be 0 or a positive multiple of 8, got {chunk}")
-        self.chunk = chunk
-
-    def _chunk(self, n: int) -> int:
-        c = self.chunk
-        if c <= 0 or c >= n:
-            c = max(8, ((n + 7) // 8) * 8)
-        return c
-
-    def _nchunks(self, n: int) -> int:
-        c = self._chunk(n)
-        return (n + c - 1) // c
-
-    def payload_size(self, unit):
-        return 4 * self._nchunks(unit.size) + (unit.size + 7) // 8
 
     def _pack(self, c, unit, ef):
         n = unit.size
