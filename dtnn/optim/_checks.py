@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Dict, Iterable
+from typing import Any, Callable, Dict, Iterable, List
 
 import numpy as np
 
@@ -50,6 +50,17 @@ def as_bool(owner: str, name: str, value: Any) -> bool:
 def require(owner: str, name: str, value: Any, ok: bool, what: str) -> None:
     if not ok:
         raise ConfigError(f"{owner}: option '{name}' must be {what} (got {value!r})")
+
+
+def as_floats(owner: str, **options: Any) -> List[float]:
+    """``as_float`` of each option, in the order given."""
+    return [as_float(owner, name, value) for name, value in options.items()]
+
+
+def require_nonnegative(owner: str, **options: float) -> None:
+    """``require`` each option to be >= 0, in the order given."""
+    for name, value in options.items():
+        require(owner, name, value, value >= 0, ">= 0")
 
 
 def check_options(owner: str, factory: Callable, options: Dict[str, Any],

@@ -20,7 +20,8 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from dtnn.errors import ConfigError
-from dtnn.optim._checks import as_bool, as_float, check_vectors, load_buffers, require
+from dtnn.optim._checks import (as_bool, as_float, as_floats, check_vectors, load_buffers,
+                                require, require_nonnegative)
 from dtnn.optim.base import OPTIMIZERS, Optimizer, flat_vectors
 
 
@@ -36,16 +37,12 @@ class Adam(Optimizer):
         owner = f"optimizer '{type(self).registry_name}'"
         params, grads, decay_mask, model = flat_vectors(params, grads, decay_mask)
         check_vectors(owner, params, grads, decay_mask)
-        lr = as_float(owner, "lr", lr)
-        eps = as_float(owner, "eps", eps)
-        weight_decay = as_float(owner, "weight_decay", weight_decay)
+        lr, eps, weight_decay = as_floats(owner, lr=lr, eps=eps, weight_decay=weight_decay)
         decoupled = as_bool(owner, "decoupled", decoupled)
         if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
             raise ConfigError(f"{owner}: option 'betas' must be a pair of numbers (got {betas!r})")
         b1, b2 = (as_float(owner, "betas", b) for b in betas)
-        require(owner, "lr", lr, lr >= 0, ">= 0")
-        require(owner, "eps", eps, eps >= 0, ">= 0")
-        require(owner, "weight_decay", weight_decay, weight_decay >= 0, ">= 0")
+        require_nonnegative(owner, lr=lr, eps=eps, weight_decay=weight_decay)
         require(owner, "betas", list(betas), 0 <= b1 < 1 and 0 <= b2 < 1, "two numbers in [0, 1)")
         super().__init__(params, grads, decay_mask, lr=lr, weight_decay=weight_decay,
                          model=model)

@@ -79,8 +79,25 @@ class ConstantSchedule(Schedule):
         return self.base_lr
 
 
+class _GammaDecay(Schedule):
+    """``base_lr * gamma ** decays(epoch)``: the step and multistep schedules."""
+    gamma: float
+
+    def _set_gamma(self, gamma: float) -> None:
+        self.gamma = as_float(self._owner, "gamma", gamma)
+        require(self._owner, "gamma", gamma, self.gamma > 0, "> 0")
+
+    def _decays(self, epoch: int) -> int:
+        """How many times the lr has been multiplied by gamma in ``epoch``."""
+        raise NotImplementedError
+
+    def lr_at(self, step: int) -> float:
+        epoch = self.epoch_of(self._check_step(step))
+        return self.base_lr * self.gamma ** self._decays(epoch)
+
+
 @SCHEDULES.register("step")
-class StepSchedule(Schedule):
+class StepSchedule(_GammaDecay):
     """Multiply by ``gamma`` every ``step_size`` epochs."""
 
     def __init__(self, base_lr: float, steps_per_epoch: int, epochs: Optional[float] = None,
@@ -88,19 +105,17 @@ class StepSchedule(Schedule):
         super().__init__(base_lr, steps_per_epoch, epochs)
         self.step_size = as_int(self._owner, "step_size", step_size)
         require(self._owner, "step_size", step_size, self.step_size >= 1, ">= 1 (epochs)")
-        self.gamma = as_float(self._owner, "gamma", gamma)
-        require(self._owner, "gamma", gamma, self.gamma > 0, "> 0")
+        self._set_gamma(gamma)
 
-    def lr_at(self, step: int) -> float:
-        epoch = self.epoch_of(self._check_step(step))
-        return self.base_lr * self.gamma ** (epoch // self.step_size)
+    def _decays(self, epoch: int) -> int:
+        return epoch // self.step_size
 
     def describe(self) -> str:
         return f"step(lr={self.base_lr:g}, x{self.gamma:g} every {self.step_size} epochs)"
 
 
 @SCHEDULES.register("multistep")
-class MultiStepSchedule(Schedule):
+class MultiStepSchedule(_GammaDecay):
     """Multiply by ``gamma`` at each milestone epoch (repeats count twice, like torch)."""
 
     def __init__(self, base_lr: float, steps_per_epoch: int, epochs: Optional[float] = None,
@@ -113,12 +128,10 @@ class MultiStepSchedule(Schedule):
         require(self._owner, "milestones", list(milestones), all(m >= 0 for m in ms),
                 "a list of epochs >= 0")
         self.milestones = ms
-        self.gamma = as_float(self._owner, "gamma", gamma)
-        require(self._owner, "gamma", gamma, self.gamma > 0, "> 0")
+        self._set_gamma(gamma)
 
-    def lr_at(self, step: int) -> float:
-        epoch = self.epoch_of(self._check_step(step))
-        return self.base_lr * self.gamma ** bisect.bisect_right(self.milestones, epoch)
+    def _decays(self, epoch: int) -> int:
+        return bisect.bisect_right(self.milestones, epoch)
 
     def describe(self) -> str:
         return f"multistep(lr={self.base_lr:g}, x{self.gamma:g} at epochs {self.milestones})"

@@ -19,7 +19,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from dtnn.optim._checks import as_bool, as_float, check_vectors, load_buffers, require
+from dtnn.optim._checks import (as_bool, as_floats, check_vectors, load_buffers, require,
+                                require_nonnegative)
 from dtnn.optim.base import OPTIMIZERS, Optimizer, flat_vectors
 
 
@@ -35,14 +36,10 @@ class SGD(Optimizer):
         owner = "optimizer 'sgd'"
         params, grads, decay_mask, model = flat_vectors(params, grads, decay_mask)
         check_vectors(owner, params, grads, decay_mask)
-        lr = as_float(owner, "lr", lr)
-        weight_decay = as_float(owner, "weight_decay", weight_decay)
-        momentum = as_float(owner, "momentum", momentum)
-        dampening = as_float(owner, "dampening", dampening)
+        lr, weight_decay, momentum, dampening = as_floats(
+            owner, lr=lr, weight_decay=weight_decay, momentum=momentum, dampening=dampening)
         nesterov = as_bool(owner, "nesterov", nesterov)
-        require(owner, "lr", lr, lr >= 0, ">= 0")
-        require(owner, "weight_decay", weight_decay, weight_decay >= 0, ">= 0")
-        require(owner, "momentum", momentum, momentum >= 0, ">= 0")
+        require_nonnegative(owner, lr=lr, weight_decay=weight_decay, momentum=momentum)
         require(owner, "dampening", dampening, 0 <= dampening <= 1, "in [0, 1]")
         if nesterov:
             require(owner, "nesterov", nesterov, momentum > 0 and dampening == 0,
