@@ -37,15 +37,20 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def read_bytes(path: Path) -> bytes:
-    """Whole file contents, transparently gunzipped; DataError on any failure."""
+def read_file(path) -> bytes:
+    """Whole file contents; DataError naming the file when it is missing or unreadable."""
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or _one_line(e)})") from None
+
+
+def read_bytes(path: Path) -> bytes:
+    """Whole file contents, transparently gunzipped; DataError on any failure."""
+    raw = read_file(path)
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)

@@ -166,14 +166,8 @@ def decode_image(data: bytes, where: str = "image") -> np.ndarray:
 
 def read_image(path: str) -> np.ndarray:
     """``decode_image`` of a file, with errors naming the file."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, path)
+    from dtnn.data.idx import read_file
+    return decode_image(read_file(path), path)
 
 
 # --- the recipe ------------------------------------------------------------------------
