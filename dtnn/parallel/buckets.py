@@ -8,7 +8,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from dtnn.parallel.layout import as_layout
+from dtnn.parallel.layout import as_layout, reverse_groups
 
 
 
@@ -22,13 +22,12 @@ def plan_buckets(model, bucket_bytes: int) -> List[Tuple[int, int, int]]:
     buckets: List[Tuple[int, int, int]] = []
     start = stop = 0
     last_group = -1
-    for i in reversed(range(layout.num_groups)):
-        a, b = layout.group_range(i)
-        if b <= a:
-            continue
-        if a != stop:
-            raise RuntimeError(f"layer {i}'s parameters [{a}, {b}) do not follow [{start}, "
-                               f"{stop}): flat vectors are not in reverse layer order")
+
+    def gap(i: int, a: int, b: int, stop: int) -> str:  # names the open bucket's start
+        return (f"layer {i}'s parameters [{a}, {b}) do not follow [{start}, {stop}): "
+                "flat vectors are not in reverse layer order")
+
+    for i, a, b in reverse_groups(layout, gap):
         stop, last_group = b, i
         if (stop - start) * itemsize >= bucket_bytes:
             buckets.append((start, stop, i))

@@ -33,7 +33,8 @@ object with these attributes works: ``as_layout`` passes it through.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Protocol, Sequence, Tuple, runtime_checkable
+from typing import (Callable, Dict, Iterator, List, Protocol, Sequence, Tuple,
+                    runtime_checkable)
 
 import numpy as np
 
@@ -99,6 +100,21 @@ def as_layout(obj) -> GradientLayout:
                     "(dtnn.parallel.layout.GradientLayout) nor a dtnn Model")
 
 
+def reverse_groups(layout: GradientLayout, gap: Callable[[int, int, int, int], str]
+                   ) -> Iterator[Tuple[int, int, int]]:
+    """``(group, a, b)`` of the non-empty groups, the last group first, each starting
+    where the one before stopped; ``RuntimeError(gap(group, a, b, stop))`` where not."""
+    stop = 0
+    for g in reversed(range(layout.num_groups)):
+        a, b = layout.group_range(g)
+        if b <= a:
+            continue
+        if a != stop:
+            raise RuntimeError(gap(g, a, b, stop))
+        yield g, a, b
+        stop = b
+
+
 def check_layout(layout: GradientLayout) -> None:
     """RuntimeError unless the groups tile ``flat_grads`` in reverse order and every
     slot lies inside its group."""
@@ -106,15 +122,13 @@ def check_layout(layout: GradientLayout) -> None:
     if not (isinstance(grads, np.ndarray) and grads.dtype == np.float32
             and grads.ndim == 1 and grads.flags.c_contiguous):
         raise RuntimeError("flat_grads must be a contiguous 1-D float32 vector")
+    def gap(g: int, a: int, b: int, stop: int) -> str:
+        return (f"group {g}'s gradients [{a}, {b}) do not follow [.., {stop}): "
+                "groups must be laid out in reverse order")
+
     stop = 0
-    for g in reversed(range(layout.num_groups)):
-        a, b = layout.group_range(g)
-        if b <= a:
-            continue
-        if a != stop:
-            raise RuntimeError(f"group {g}'s gradients [{a}, {b}) do not follow [.., {stop}): "
-                               "groups must be laid out in reverse order")
-        stop = b
+    for _g, _a, stop in reverse_groups(layout, gap):
+        pass
     if stop != grads.size:
         raise RuntimeError(f"groups cover {stop} of {grads.size} gradients")
     for s in layout.slots:
