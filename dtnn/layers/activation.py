@@ -9,28 +9,46 @@ from dtnn.errors import ConfigError
 from dtnn.layers.base import LAYERS, Layer, Shape
 
 
+class _MaskedActivation(Layer):
+    """An element-wise activation whose gradient is ``dy * mask``: in training,
+    ``forward`` keeps ``_keep(y)`` and ``backward`` multiplies dy by ``_grad_mask`` of it."""
+
+    def __init__(self):
+        super().__init__()
+        self._kept: Optional[np.ndarray] = None
+
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _keep(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def _grad_mask(self, kept: np.ndarray) -> np.ndarray:
+        return kept
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        y = self._apply(x)
+        self._kept = self._keep(y) if training else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
+        kept = self._pop_saved("_kept")
+        if not self.needs_input_grad:
+            return None
+        return np.multiply(dy, self._grad_mask(kept), dtype=np.float32)
+
+
 @LAYERS.register("relu")
-class ReLU(Layer):
+class ReLU(_MaskedActivation):
     """max(x, 0).  Never modifies its input or dy.  In training it keeps a reference
     to its output (usually alive anyway as the next layer's cached input) and derives
     the backward mask from it, so it needs no extra activation memory."""
 
-    def __init__(self):
-        super().__init__()
-        self._y: Optional[np.ndarray] = None
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        return np.maximum(x, np.float32(0), dtype=np.float32)
 
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        y = np.maximum(x, np.float32(0), dtype=np.float32)
-        self._y = y if training else None
-        return y
-
-    def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
-        y, self._y = self._y, None
-        if y is None:
-            raise RuntimeError(f"{self.name}: backward needs a forward with training=True")
-        if not self.needs_input_grad:
-            return None
-        return np.multiply(dy, y > 0, dtype=np.float32)
+    def _grad_mask(self, y: np.ndarray) -> np.ndarray:
+        return y > 0
 
 
 @LAYERS.register("prelu")
@@ -68,9 +86,7 @@ class PReLU(Layer):
         return y
 
     def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
-        x, self._x = self._x, None
-        if x is None:
-            raise RuntimeError(f"{self.name}: backward needs a forward with training=True")
+        x = self._pop_saved("_x")
         neg = np.minimum(x, np.float32(0))
         neg *= dy  # dL/dalpha contributions: dy * x where x < 0
         axes = tuple(i for i in range(x.ndim) if i != 1) if self.config["channelwise"] else None

@@ -74,6 +74,15 @@ class Layer:
         if decay and name not in self.decay_params:
             self.decay_params = tuple(self.decay_params) + (name,)
 
+    def _pop_saved(self, attr: str) -> Any:
+        """What forward (training=True) kept in ``attr``, which is cleared; RuntimeError
+        when there is nothing (no training forward since the last backward)."""
+        value = getattr(self, attr)
+        setattr(self, attr, None)
+        if value is None:
+            raise RuntimeError(f"{self.name}: backward needs a forward with training=True")
+        return value
+
     def set_grad(self, name: str, value: np.ndarray) -> None:
         """Write the gradient of ``name`` in place (it is a view of the model's flat vector)."""
         np.copyto(self.grads[name], value, casting="same_kind")

@@ -120,18 +120,22 @@ class AvgPool2D(_WindowPool):
         return np.ascontiguousarray(dxp[:, :, ph:ph + H, pw:pw + W])
 
 
-@LAYERS.register("globalavgpool")
-class GlobalAvgPool(Layer):
-    """Mean over H and W: (C, H, W) -> (C,)."""
+class _GlobalPool(Layer):
+    """A reduction over H and W: (C, H, W) -> (C,)."""
 
     def __init__(self):
         super().__init__()
         self._xshape: Tuple[int, ...] = ()
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
-        C, H, W = require_rank("globalavgpool", input_shape, (3,))
+        C, H, W = require_rank(self.registry_name, input_shape, (3,))
         self.input_shape, self.output_shape = (C, H, W), (C,)
         return self.output_shape
+
+
+@LAYERS.register("globalavgpool")
+class GlobalAvgPool(_GlobalPool):
+    """Mean over H and W: (C, H, W) -> (C,)."""
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         N, C, H, W = x.shape
@@ -150,18 +154,12 @@ class GlobalAvgPool(Layer):
 
 
 @LAYERS.register("globalmaxpool")
-class GlobalMaxPool(Layer):
+class GlobalMaxPool(_GlobalPool):
     """Max over H and W: (C, H, W) -> (C,); the gradient goes to the first maximum."""
 
     def __init__(self):
         super().__init__()
-        self._xshape: Tuple[int, ...] = ()
         self._arg: Optional[np.ndarray] = None
-
-    def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
-        C, H, W = require_rank("globalmaxpool", input_shape, (3,))
-        self.input_shape, self.output_shape = (C, H, W), (C,)
-        return self.output_shape
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         N, C, H, W = x.shape
