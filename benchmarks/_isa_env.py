@@ -53,7 +53,7 @@ def add_argument(parser) -> None:
 def describe() -> str:
     """CPU model, best ISA, and the ISA the measured code ran with."""
     from dtnn._kernels import isa
-    from dtnn.cli.info import cpu_model
+    from dtnn._kernels.isa import cpu_model
     caps = ", ".join(f"{k}={v}" for k, v in CAPS[LEVEL].items())
     ran = isa.active()
     text = (f"CPU: {cpu_model()} ({os.cpu_count()} cores; best ISA {isa.cpu()}); "

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from dtnn._kernels import twins  # noqa: E402
+from dtnn._kernels.isa import cpu_model  # noqa: E402
 
 try:
     from dtnn._kernels import _im2col, _pool
@@ -108,17 +109,6 @@ def table(rows) -> str:
         lines.append(f"| {name} | {label} | {t_twin * 1e3:.3f} | {t_comp * 1e3:.3f} "
                      f"| {t_twin / t_comp:.1f}x |")
     return "\n".join(lines)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None) -> int:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import signal
 import subprocess
@@ -63,16 +62,9 @@ def datasets(data_dir: str) -> Dict[str, List[str]]:
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    flags = open("/proc/cpuinfo").read()
-                    return name + (" (AVX-512)" if " avx512f" in flags else " (no AVX-512)")
-    except OSError:
-        pass
-    return platform.processor() or "?"
+    """The CPU model and whether it has AVX-512 (the fused path changes summation order)."""
+    from dtnn._kernels import isa
+    return isa.cpu_model() + (" (AVX-512)" if isa.cpu() == "avx512" else " (no AVX-512)")
 
 
 def git_commit() -> str:

@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ddp_peer  # noqa: E402
 
 import dtnn.torch as hvd  # noqa: E402
+from dtnn._kernels.isa import cpu_model  # noqa: E402
 
 
 class CountingComm:
@@ -309,7 +310,7 @@ def main(argv=None):
             pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
             sys.stderr.write(out.getvalue())
     res["bare_ms"] = bare_collectives(comm, int(reducer.grads.nbytes), 50)
-    res["cpu"] = _cpu()
+    res["cpu"] = cpu_model()
     if comm.rank == 0:
         text = json.dumps(res)
         print(text, flush=True)
@@ -319,17 +320,6 @@ def main(argv=None):
     for _, dp, _ in rows.values():
         dp.close()
     return 0
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import platform
 import warnings
 from typing import Dict, Iterator, List, Optional
 
@@ -30,6 +31,19 @@ CHOICES = ("auto",) + tuple(reversed(LEVELS)) + ("numpy",)
 #: the compiled modules that dispatch on the ISA level (each links csrc/isa.c)
 ISA_MODULES = ("dtnn._kernels._im2col", "dtnn._kernels._winograd", "dtnn._kernels._direct",
                "dtnn._kernels._compress", "dtnn._kernels._infer")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo): every result must say which CPU it was
+    measured on."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def requested(strict: bool = True) -> str:

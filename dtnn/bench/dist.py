@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from dtnn._kernels.isa import cpu_model as cpu_name
 from dtnn.layers.loss import SoftmaxCrossEntropy
 from dtnn.models import build_model
 from dtnn.optim import build_optimizer
@@ -192,15 +193,3 @@ def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
             "grad_bytes": int(net.flat_grads.nbytes), "ranks": ctx.size,
             "local_size": ctx.local_size, "nodes": getattr(ctx, "num_nodes", 1),
             "host": platform.node(), "cpu": cpu_name(), "results": results}
-
-
-def cpu_name() -> str:
-    """The CPU model (results must say which CPU they were measured on)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

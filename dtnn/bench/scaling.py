@@ -234,7 +234,7 @@ class Recorder:
 
 
 def machine_note() -> Dict[str, Any]:
-    from dtnn.bench.dist import cpu_name
+    from dtnn._kernels.isa import cpu_model as cpu_name
     return {"machine": platform.node(), "cores": os.cpu_count(), "cpu": cpu_name(),
             "load_average": [round(v, 2) for v in os.getloadavg()],
             "time": time.strftime("%Y-%m-%d %H:%M:%S")}

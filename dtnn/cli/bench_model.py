@@ -70,7 +70,7 @@ def run(args) -> int:
     checks = M.validate(records, profiles, codecs, links)
     rows = M.extrapolate({m: profiles[m] for m in args.models},
                          {s: codecs[s] for s in args.compress}, links, args.nodes, args.links)
-    from dtnn.bench.dist import cpu_name
+    from dtnn._kernels.isa import cpu_model as cpu_name
     result = {"cpu": cpu_name(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
               "links": {k: M.dump(v) for k, v in links.items()},
               "profiles": {k: M.dump(v) for k, v in profiles.items()},

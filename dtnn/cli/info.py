@@ -69,7 +69,7 @@ def collect() -> Dict[str, Any]:
         "dtnn": dtnn.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": {"model": cpu_model(), "best_isa": isa.cpu(), "isa": isa.active(),
+        "cpu": {"model": isa.cpu_model(), "best_isa": isa.cpu(), "isa": isa.active(),
                 "DTNN_ISA": isa.requested()},   # strict: a bad value is a one-line error
         "kernels": isa.kernel_report(),
         "openmp": _kernels.openmp_info(),
@@ -79,17 +79,6 @@ def collect() -> Dict[str, Any]:
         "mpi": mpi_info(),
         "versions": {m: _version(m) for m in ("numpy", "torch", "h5py", "threadpoolctl", "tqdm")},
     }
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def format_kernels(kernels: Dict[str, Dict[str, Any]]) -> List[str]:
