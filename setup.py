@@ -118,6 +118,7 @@ KERNEL_MODULES = {
     "_im2col": ["csrc/im2col.c", "csrc/im2col_fused.c", "csrc/im2col_fused_avx512.c",
                 "csrc/im2col_fused_avx2.c", "csrc/isa.c"],
     "_pool": ["csrc/pool.c"],
+    "_bnact": ["csrc/bnact.c"],
     "_winograd": ["csrc/winograd.c", "csrc/isa.c"],
     "_direct": ["csrc/direct.c", "csrc/isa.c"],
     "_infer": ["csrc/infer.c", "csrc/isa.c"],
@@ -133,7 +134,7 @@ def _extensions():
         include_dirs=["csrc", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=["csrc/dtnn_kernels.h", "csrc/dtnn_isa.h", "csrc/im2col_fused.h",
-                 "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/infer_tmpl.h",
+                 "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/bnact.h", "csrc/infer_tmpl.h",
                  "dtnn/_kernels/_ckernels.pxd", "dtnn/_kernels/_isa.pxi",
                  "dtnn/_kernels/_compress_decl.pxi", "dtnn/_kernels/_arrays.pxi"],
     )

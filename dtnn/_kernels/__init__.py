@@ -24,6 +24,11 @@ _COMPILED_MODULES = {
     "col2im": "dtnn._kernels._im2col",
     "maxpool_forward": "dtnn._kernels._pool",
     "maxpool_backward": "dtnn._kernels._pool",
+    "bn_stats": "dtnn._kernels._bnact",
+    "bn_apply": "dtnn._kernels._bnact",
+    "bn_backward": "dtnn._kernels._bnact",
+    "prelu_forward": "dtnn._kernels._bnact",
+    "prelu_backward": "dtnn._kernels._bnact",
 }
 
 _active: Dict[str, str] = {}
@@ -81,3 +86,8 @@ im2col = _resolve("im2col")
 col2im = _resolve("col2im")
 maxpool_forward = _resolve("maxpool_forward")
 maxpool_backward = _resolve("maxpool_backward")
+bn_stats = _resolve("bn_stats")
+bn_apply = _resolve("bn_apply")
+bn_backward = _resolve("bn_backward")
+prelu_forward = _resolve("prelu_forward")
+prelu_backward = _resolve("prelu_backward")

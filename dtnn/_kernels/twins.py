@@ -92,3 +92,54 @@ def maxpool_backward(dy, argmax, H, W, out: Optional[np.ndarray] = None):
     rows = np.repeat(np.arange(N * C), dy[0, 0].size)
     np.add.at(flat, (rows, argmax.reshape(-1)), dy.reshape(-1))
     return dx
+
+
+# --- BatchNorm (training) and PReLU over (N, C, L): twins of csrc/bnact.c ----------------
+def bn_stats(x):
+    """(mean, biased variance) per channel of x (N, C, L), float64 sums."""
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=(0, 2))
+    var = ((x64 - mean[None, :, None]) ** 2).mean(axis=(0, 2))
+    return mean.astype(np.float32), var.astype(np.float32)
+
+
+def bn_apply(x, scale, shift):
+    """y = x * scale[c] + shift[c]."""
+    y = x * np.asarray(scale, np.float32)[None, :, None]
+    y += np.asarray(shift, np.float32)[None, :, None]
+    return y.astype(np.float32, copy=False)
+
+
+def bn_backward(dy, x, mean, inv_std, gamma, training, need_dx):
+    """(dx or None, dgamma, dbeta) of y = gamma * (x - mean) * inv_std + beta; in
+    training mean and inv_std are the batch's, so dx has their terms too."""
+    dy64, x64 = dy.astype(np.float64), x.astype(np.float64)
+    inv = np.asarray(inv_std, np.float64)[None, :, None]
+    xhat = (x64 - np.asarray(mean, np.float64)[None, :, None]) * inv
+    dbeta = dy64.sum(axis=(0, 2))
+    dgamma = (dy64 * xhat).sum(axis=(0, 2))
+    dx = None
+    if need_dx:
+        a = np.asarray(gamma, np.float64)[None, :, None] * inv
+        dx = a * dy64
+        if training:
+            n = x.shape[0] * x.shape[2]
+            dx -= a * (dbeta[None, :, None] + xhat * dgamma[None, :, None]) / n
+        dx = dx.astype(np.float32)
+    return dx, dgamma.astype(np.float32), dbeta.astype(np.float32)
+
+
+def prelu_forward(x, alpha):
+    """y = x if x > 0 else alpha[c] * x."""
+    a = np.asarray(alpha, np.float32)[None, :, None]
+    return np.where(x > 0, x, a * x).astype(np.float32, copy=False)
+
+
+def prelu_backward(dy, x, alpha, need_dx):
+    """(dx or None, dalpha): dalpha[c] = sum over x < 0 of dy * x."""
+    dalpha = (np.minimum(x, 0).astype(np.float64) * dy).sum(axis=(0, 2)).astype(np.float32)
+    dx = None
+    if need_dx:
+        a = np.asarray(alpha, np.float32)[None, :, None]
+        dx = np.where(x > 0, dy, a * dy).astype(np.float32, copy=False)
+    return dx, dalpha

@@ -76,9 +76,25 @@ class PReLU(Layer):
         a = self.params["alpha"]
         return a.reshape((1, a.size) + (1,) * (ndim - 2))
 
+    def _kernel_shape(self, x: np.ndarray):
+        """(N, C, L) for the compiled kernels (images: one pass, threaded by channel),
+        or None for the numpy path (vectors, where L would be 1)."""
+        if x.ndim < 3:
+            return None
+        return x.shape[0], x.shape[1], int(np.prod(x.shape[2:]))
+
+    def _channel_alpha(self, C: int) -> np.ndarray:
+        a = self.params["alpha"]
+        return a if a.size == C else np.full(C, a[0], np.float32)
+
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         x = x if x.dtype == np.float32 else x.astype(np.float32)
         self._x = x if training else None
+        shape3 = self._kernel_shape(x)
+        if shape3 is not None:
+            from dtnn._kernels import prelu_forward
+            x3 = np.ascontiguousarray(x).reshape(shape3)
+            return prelu_forward(x3, self._channel_alpha(shape3[1])).reshape(x.shape)
         neg = np.minimum(x, np.float32(0))
         y = np.maximum(x, np.float32(0))
         neg *= self._alpha(x.ndim)
@@ -87,6 +103,17 @@ class PReLU(Layer):
 
     def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
         x = self._pop_saved("_x")
+        shape3 = self._kernel_shape(x)
+        if shape3 is not None:
+            from dtnn._kernels import prelu_backward
+            dx, dalpha = prelu_backward(
+                np.ascontiguousarray(dy, dtype=np.float32).reshape(shape3),
+                np.ascontiguousarray(x).reshape(shape3), self._channel_alpha(shape3[1]),
+                self.needs_input_grad)
+            if not self.config["channelwise"]:
+                dalpha = np.array([dalpha.sum(dtype=np.float64)], np.float32)
+            self.set_grad("alpha", dalpha)
+            return None if dx is None else dx.reshape(x.shape)
         neg = np.minimum(x, np.float32(0))
         neg *= dy  # dL/dalpha contributions: dy * x where x < 0
         axes = tuple(i for i in range(x.ndim) if i != 1) if self.config["channelwise"] else None

@@ -32,6 +32,7 @@ class BatchNorm(Layer):
         self._xhat: Optional[np.ndarray] = None
         self._inv_std: Optional[np.ndarray] = None
         self._x: Optional[np.ndarray] = None
+        self._mean: Optional[np.ndarray] = None     # batch mean (compiled path)
         self._training = False
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
@@ -55,6 +56,7 @@ class BatchNorm(Layer):
         N, C, L = x3.shape
         gamma, beta = self.params["gamma"], self.params["beta"]
         self._training = training
+        self._mean = None
         if not training:
             inv_std = (1.0 / np.sqrt(self.buffers["running_var"] + np.float32(self.eps))
                        ).astype(np.float32)
@@ -63,30 +65,56 @@ class BatchNorm(Layer):
             self._x = x
             scale = gamma * inv_std
             shift = beta - self.buffers["running_mean"] * scale
+            if L > 1:
+                from dtnn._kernels import bn_apply
+                return bn_apply(x3, scale, shift).reshape(x.shape)
             y = x3 * scale[None, :, None]
             y += shift[None, :, None]
             return y.reshape(x.shape)
         n = N * L
+        if L > 1:        # images: compiled passes (two, threaded by channel), x kept
+            return self._forward_kernels(x, x3, n).reshape(x.shape)
         mean = x3.sum(axis=2).sum(axis=0) / np.float32(n)
         xhat = x3 - mean[None, :, None]
         var = np.einsum("ncl,ncl->nc", xhat, xhat).sum(axis=0) / np.float32(n)
         inv_std = (1.0 / np.sqrt(var + np.float32(self.eps))).astype(np.float32)
         xhat *= inv_std[None, :, None]
         self._xhat, self._inv_std = xhat, inv_std
+        self._update_running(mean, var, n)
+        y = xhat * gamma[None, :, None]
+        y += beta[None, :, None]
+        return y.reshape(x.shape)
+
+    def _update_running(self, mean, var, n: int) -> None:
         m = np.float32(self.momentum)
         rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
         rm *= 1 - m
         rm += m * mean
         rv *= 1 - m
         rv += m * var * np.float32(n / max(n - 1, 1))
-        y = xhat * gamma[None, :, None]
-        y += beta[None, :, None]
-        return y.reshape(x.shape)
+
+    def _forward_kernels(self, x, x3, n: int) -> np.ndarray:
+        from dtnn._kernels import bn_apply, bn_stats
+        mean, var = bn_stats(x3)
+        inv_std = (1.0 / np.sqrt(var + np.float32(self.eps))).astype(np.float32)
+        scale = self.params["gamma"] * inv_std
+        shift = self.params["beta"] - mean * scale
+        self._x, self._mean, self._inv_std, self._xhat = x3, mean, inv_std, None
+        self._update_running(mean, var, n)
+        return bn_apply(x3, scale, shift)
 
     def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
         dy3 = self._as3(np.ascontiguousarray(dy, dtype=np.float32))
         N, C, L = dy3.shape
         gamma, inv_std = self.params["gamma"], self._inv_std
+        if self._training and getattr(self, "_mean", None) is not None:
+            from dtnn._kernels import bn_backward
+            x3, mean, self._x, self._mean = self._x, self._mean, None, None
+            dx, dgamma, dbeta = bn_backward(dy3, x3, mean, inv_std, gamma, True,
+                                            self.needs_input_grad)
+            self.set_grad("beta", dbeta)
+            self.set_grad("gamma", dgamma)
+            return None if dx is None else dx.reshape(dy.shape)
         if not self._training:
             x, self._x = self._x, None
             xhat = (self._as3(x) - self.buffers["running_mean"][None, :, None]) \

@@ -1,0 +1,160 @@
+/*
+ * BatchNorm (training) and PReLU passes: see bnact.h.  Why C: in numpy each of these
+ * is 3-6 single-threaded passes over an activation-sized temporary; on cnet's
+ * 96x28x28 layers at batch 64 (19 MB per tensor) BatchNorm and PReLU took more time
+ * than the convolution between them (benchmarks/results/vs_torch_default.md).  Here a
+ * forward is two passes (BatchNorm: statistics, then the affine map) or one (PReLU),
+ * a backward two or one, spread over the threads by channel: a channel's rows and its
+ * sums belong to one thread, so there is no reduction across threads and the result
+ * does not depend on the thread count.
+ */
+#include <math.h>
+#include <stddef.h>
+
+#include "bnact.h"
+#include "dtnn_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define PAR_IF(n) if ((n) >= 4 * DTNN_OMP_MIN_WORK)
+
+void dtnn_bn_stats_f32(const float *x, int64_t N, int64_t C, int64_t L,
+                       float *mean, float *var)
+{
+    int64_t c;
+    const double inv_n = 1.0 / (double)(N * L);
+#pragma omp parallel for schedule(static) PAR_IF(N * C * L)
+    for (c = 0; c < C; ++c) {
+        const float k = x[c * L];
+        double s1 = 0.0, s2 = 0.0;
+        int64_t n, l;
+        for (n = 0; n < N; ++n) {
+            const float *row = x + (n * C + c) * L;
+            float r1 = 0.f, r2 = 0.f;
+#pragma omp simd reduction(+:r1, r2)
+            for (l = 0; l < L; ++l) {
+                const float d = row[l] - k;
+                r1 += d;
+                r2 += d * d;
+            }
+            s1 += r1;
+            s2 += r2;
+        }
+        {
+            const double m = s1 * inv_n, v = s2 * inv_n - m * m;
+            mean[c] = (float)((double)k + m);
+            var[c] = (float)(v > 0.0 ? v : 0.0);
+        }
+    }
+}
+
+void dtnn_bn_apply_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L,
+                       const float *scale, const float *shift)
+{
+    int64_t c;
+#pragma omp parallel for schedule(static) PAR_IF(N * C * L)
+    for (c = 0; c < C; ++c) {
+        const float a = scale[c], b = shift[c];
+        int64_t n, l;
+        for (n = 0; n < N; ++n) {
+            const float *xr = x + (n * C + c) * L;
+            float *yr = y + (n * C + c) * L;
+#pragma omp simd
+            for (l = 0; l < L; ++l)
+                yr[l] = xr[l] * a + b;
+        }
+    }
+}
+
+void dtnn_bn_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
+                          int64_t C, int64_t L, const float *mean, const float *inv_std,
+                          const float *gamma, float *dgamma, float *dbeta, int training)
+{
+    int64_t c;
+    const double inv_n = 1.0 / (double)(N * L);
+#pragma omp parallel for schedule(static) PAR_IF(N * C * L)
+    for (c = 0; c < C; ++c) {
+        const float m = mean[c], is = inv_std[c];
+        double sdy = 0.0, sdyx = 0.0;
+        int64_t n, l;
+        for (n = 0; n < N; ++n) {
+            const float *g = dy + (n * C + c) * L, *xr = x + (n * C + c) * L;
+            float r1 = 0.f, r2 = 0.f;
+#pragma omp simd reduction(+:r1, r2)
+            for (l = 0; l < L; ++l) {
+                r1 += g[l];
+                r2 += g[l] * (xr[l] - m);
+            }
+            sdy += r1;
+            sdyx += r2;
+        }
+        dbeta[c] = (float)sdy;
+        dgamma[c] = (float)(sdyx * is);
+        if (dx == NULL)
+            continue;
+        {
+            const float a = gamma[c] * is;
+            /* dx = a*dy - a*dbeta/n - a*dgamma/n * xhat, xhat = (x - m) * is */
+            const float b = training ? (float)(a * sdy * inv_n) : 0.f;
+            const float e = training ? (float)(a * sdyx * is * is * inv_n) : 0.f;
+            for (n = 0; n < N; ++n) {
+                const float *g = dy + (n * C + c) * L, *xr = x + (n * C + c) * L;
+                float *d = dx + (n * C + c) * L;
+#pragma omp simd
+                for (l = 0; l < L; ++l)
+                    d[l] = a * g[l] - b - e * (xr[l] - m);
+            }
+        }
+    }
+}
+
+void dtnn_prelu_forward_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L,
+                            const float *alpha)
+{
+    int64_t c;
+#pragma omp parallel for schedule(static) PAR_IF(N * C * L)
+    for (c = 0; c < C; ++c) {
+        const float a = alpha[c];
+        int64_t n, l;
+        for (n = 0; n < N; ++n) {
+            const float *xr = x + (n * C + c) * L;
+            float *yr = y + (n * C + c) * L;
+#pragma omp simd
+            for (l = 0; l < L; ++l)
+                yr[l] = xr[l] > 0.f ? xr[l] : a * xr[l];
+        }
+    }
+}
+
+void dtnn_prelu_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
+                             int64_t C, int64_t L, const float *alpha, float *dalpha)
+{
+    int64_t c;
+#pragma omp parallel for schedule(static) PAR_IF(N * C * L)
+    for (c = 0; c < C; ++c) {
+        const float a = alpha[c];
+        double s = 0.0;
+        int64_t n, l;
+        for (n = 0; n < N; ++n) {
+            const float *g = dy + (n * C + c) * L, *xr = x + (n * C + c) * L;
+            float r = 0.f;
+            if (dx != NULL) {
+                float *d = dx + (n * C + c) * L;
+#pragma omp simd reduction(+:r)
+                for (l = 0; l < L; ++l) {
+                    const int pos = xr[l] > 0.f;
+                    r += pos ? 0.f : g[l] * xr[l];
+                    d[l] = pos ? g[l] : a * g[l];
+                }
+            } else {
+#pragma omp simd reduction(+:r)
+                for (l = 0; l < L; ++l)
+                    r += xr[l] > 0.f ? 0.f : g[l] * xr[l];
+            }
+            s += r;
+        }
+        dalpha[c] = (float)s;
+    }
+}

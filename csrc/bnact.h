@@ -1,0 +1,33 @@
+/*
+ * Training-time BatchNorm and PReLU passes over (N, C, L) float32 tensors (NCHW with
+ * L = H*W), C-contiguous, parallel (OpenMP) over the channels.  Each channel's sums
+ * are accumulated per row of L in float (SIMD) and across rows in double, so the
+ * statistics do not drift with the batch; the numpy twins are in
+ * dtnn/_kernels/twins.py.
+ */
+#ifndef DTNN_BNACT_H
+#define DTNN_BNACT_H
+
+#include <stdint.h>
+
+/* Per channel: mean and biased variance (shifted by the channel's first value, so a
+ * large mean does not cancel the variance). */
+void dtnn_bn_stats_f32(const float *x, int64_t N, int64_t C, int64_t L,
+                       float *mean, float *var);
+/* y = x * scale[c] + shift[c] (y may be x). */
+void dtnn_bn_apply_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L,
+                       const float *scale, const float *shift);
+/* dbeta[c] = sum dy, dgamma[c] = sum dy * xhat with xhat = (x - mean) * inv_std; then,
+ * when dx is not NULL: training: dx = gamma * inv_std * (dy - dbeta/n - xhat*dgamma/n),
+ * inference (batch statistics not used): dx = gamma * inv_std * dy. */
+void dtnn_bn_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
+                          int64_t C, int64_t L, const float *mean, const float *inv_std,
+                          const float *gamma, float *dgamma, float *dbeta, int training);
+/* y = x > 0 ? x : alpha[c] * x */
+void dtnn_prelu_forward_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L,
+                            const float *alpha);
+/* dalpha[c] = sum over x < 0 of dy * x; dx (when not NULL) = x > 0 ? dy : alpha[c]*dy */
+void dtnn_prelu_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
+                             int64_t C, int64_t L, const float *alpha, float *dalpha);
+
+#endif

@@ -1,0 +1,123 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, embedsignature=True
+"""Compiled BatchNorm (training) and PReLU passes over (N, C, L) float32 tensors (C
+kernels in csrc/bnact.c).  Same signatures and results (up to float rounding) as the
+numpy twins ``dtnn._kernels.twins.bn_stats`` ... ``prelu_backward``.  The wrappers
+check shapes and dtypes and hand pointers to C, which runs without the GIL.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+cnp.import_array()
+
+cdef extern from "bnact.h" nogil:
+    void dtnn_bn_stats_f32(const float *x, int64_t N, int64_t C, int64_t L,
+                           float *mean, float *var)
+    void dtnn_bn_apply_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L,
+                           const float *scale, const float *shift)
+    void dtnn_bn_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
+                              int64_t C, int64_t L, const float *mean,
+                              const float *inv_std, const float *gamma, float *dgamma,
+                              float *dbeta, int training)
+    void dtnn_prelu_forward_f32(const float *x, float *y, int64_t N, int64_t C,
+                                int64_t L, const float *alpha)
+    void dtnn_prelu_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
+                                 int64_t C, int64_t L, const float *alpha, float *dalpha)
+
+
+include "_arrays.pxi"
+
+
+cdef cnp.ndarray _vec(object a, str name, Py_ssize_t C):
+    """A per-channel float32 vector of length C."""
+    v = np.ascontiguousarray(a, dtype=np.float32)
+    if v.ndim != 1 or v.shape[0] != C:
+        raise ValueError(f"{name} must have shape ({C},), got {np.shape(a)}")
+    return v
+
+
+cdef tuple _same(cnp.ndarray a, cnp.ndarray b, str na, str nb):
+    if (<object>a).shape != (<object>b).shape:
+        raise ValueError(f"{na} has shape {(<object>a).shape}, {nb} has {(<object>b).shape}")
+    return (<object>a).shape
+
+
+def bn_stats(x):
+    """x float32 (N, C, L) -> (mean, biased variance), float32 (C,) each."""
+    cdef cnp.ndarray xa = _input_f32(x, "x", 3)
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
+    if N * L == 0:
+        raise ValueError("bn_stats: empty batch")
+    cdef cnp.ndarray mean = np.empty(C, np.float32), var = np.empty(C, np.float32)
+    with nogil:
+        dtnn_bn_stats_f32(<const float *>cnp.PyArray_DATA(xa), N, C, L,
+                          <float *>cnp.PyArray_DATA(mean), <float *>cnp.PyArray_DATA(var))
+    return mean, var
+
+
+def bn_apply(x, scale, shift):
+    """y = x * scale[c] + shift[c] for x float32 (N, C, L)."""
+    cdef cnp.ndarray xa = _input_f32(x, "x", 3)
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
+    cdef cnp.ndarray a = _vec(scale, "scale", C), b = _vec(shift, "shift", C)
+    cdef cnp.ndarray y = np.empty((N, C, L), np.float32)
+    with nogil:
+        dtnn_bn_apply_f32(<const float *>cnp.PyArray_DATA(xa), <float *>cnp.PyArray_DATA(y),
+                          N, C, L, <const float *>cnp.PyArray_DATA(a),
+                          <const float *>cnp.PyArray_DATA(b))
+    return y
+
+
+def bn_backward(dy, x, mean, inv_std, gamma, bint training, bint need_dx):
+    """-> (dx or None, dgamma, dbeta) of BatchNorm for dy, x float32 (N, C, L)."""
+    cdef cnp.ndarray g = _input_f32(dy, "dy", 3)
+    cdef cnp.ndarray xa = _input_f32(x, "x", 3)
+    _same(g, xa, "dy", "x")
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
+    cdef cnp.ndarray m = _vec(mean, "mean", C), s = _vec(inv_std, "inv_std", C)
+    cdef cnp.ndarray ga = _vec(gamma, "gamma", C)
+    cdef cnp.ndarray dgamma = np.empty(C, np.float32), dbeta = np.empty(C, np.float32)
+    cdef cnp.ndarray dx = np.empty((N, C, L), np.float32) if need_dx else None
+    cdef float *dxp = <float *>cnp.PyArray_DATA(dx) if need_dx else NULL
+    with nogil:
+        dtnn_bn_backward_f32(<const float *>cnp.PyArray_DATA(g),
+                             <const float *>cnp.PyArray_DATA(xa), dxp, N, C, L,
+                             <const float *>cnp.PyArray_DATA(m),
+                             <const float *>cnp.PyArray_DATA(s),
+                             <const float *>cnp.PyArray_DATA(ga),
+                             <float *>cnp.PyArray_DATA(dgamma),
+                             <float *>cnp.PyArray_DATA(dbeta), training)
+    return dx, dgamma, dbeta
+
+
+def prelu_forward(x, alpha):
+    """y = x if x > 0 else alpha[c] * x, for x float32 (N, C, L)."""
+    cdef cnp.ndarray xa = _input_f32(x, "x", 3)
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
+    cdef cnp.ndarray a = _vec(alpha, "alpha", C)
+    cdef cnp.ndarray y = np.empty((N, C, L), np.float32)
+    with nogil:
+        dtnn_prelu_forward_f32(<const float *>cnp.PyArray_DATA(xa),
+                               <float *>cnp.PyArray_DATA(y), N, C, L,
+                               <const float *>cnp.PyArray_DATA(a))
+    return y
+
+
+def prelu_backward(dy, x, alpha, bint need_dx):
+    """-> (dx or None, dalpha) of PReLU for dy, x float32 (N, C, L)."""
+    cdef cnp.ndarray g = _input_f32(dy, "dy", 3)
+    cdef cnp.ndarray xa = _input_f32(x, "x", 3)
+    _same(g, xa, "dy", "x")
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
+    cdef cnp.ndarray a = _vec(alpha, "alpha", C)
+    cdef cnp.ndarray dalpha = np.empty(C, np.float32)
+    cdef cnp.ndarray dx = np.empty((N, C, L), np.float32) if need_dx else None
+    cdef float *dxp = <float *>cnp.PyArray_DATA(dx) if need_dx else NULL
+    with nogil:
+        dtnn_prelu_backward_f32(<const float *>cnp.PyArray_DATA(g),
+                                <const float *>cnp.PyArray_DATA(xa), dxp, N, C, L,
+                                <const float *>cnp.PyArray_DATA(a),
+                                <float *>cnp.PyArray_DATA(dalpha))
+    return dx, dalpha
