@@ -10,6 +10,8 @@
  */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "bnact.h"
 #include "dtnn_kernels.h"
@@ -17,6 +19,21 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+/* p for x > 0, else n: picked with integer masks, because a conditional that gcc can
+ * fold into "x > 0 ? x : a * x" is not if-converted (the multiply could trap): it
+ * became a scalar branch per element, mispredicted on real activations (5x slower) */
+static inline float select_pos(float x, float p, float n)
+{
+    uint32_t pb, nb, ub;
+    float f;
+    const uint32_t mask = (uint32_t)0 - (uint32_t)(x > 0.f);
+    memcpy(&pb, &p, sizeof pb);
+    memcpy(&nb, &n, sizeof nb);
+    ub = (pb & mask) | (nb & ~mask);
+    memcpy(&f, &ub, sizeof f);
+    return f;
+}
 
 #define PAR_IF(n) if ((n) >= 4 * DTNN_OMP_MIN_WORK)
 
@@ -119,11 +136,13 @@ void dtnn_prelu_forward_f32(const float *x, float *y, int64_t N, int64_t C, int6
         const float a = alpha[c];
         int64_t n, l;
         for (n = 0; n < N; ++n) {
-            const float *xr = x + (n * C + c) * L;
-            float *yr = y + (n * C + c) * L;
+            const float *DTNN_RESTRICT xr = x + (n * C + c) * L;
+            float *DTNN_RESTRICT yr = y + (n * C + c) * L;
 #pragma omp simd
-            for (l = 0; l < L; ++l)
-                yr[l] = xr[l] > 0.f ? xr[l] : a * xr[l];
+            for (l = 0; l < L; ++l) {
+                const float v = xr[l];
+                yr[l] = v * select_pos(v, 1.f, a);
+            }
         }
     }
 }
@@ -144,14 +163,13 @@ void dtnn_prelu_backward_f32(const float *dy, const float *x, float *dx, int64_t
                 float *d = dx + (n * C + c) * L;
 #pragma omp simd reduction(+:r)
                 for (l = 0; l < L; ++l) {
-                    const int pos = xr[l] > 0.f;
-                    r += pos ? 0.f : g[l] * xr[l];
-                    d[l] = pos ? g[l] : a * g[l];
+                    r += g[l] * xr[l] * select_pos(xr[l], 0.f, 1.f);
+                    d[l] = g[l] * select_pos(xr[l], 1.f, a);
                 }
             } else {
 #pragma omp simd reduction(+:r)
                 for (l = 0; l < L; ++l)
-                    r += xr[l] > 0.f ? 0.f : g[l] * xr[l];
+                    r += g[l] * xr[l] * select_pos(xr[l], 0.f, 1.f);
             }
             s += r;
         }
