@@ -50,34 +50,13 @@ def add_argument(parser) -> None:
                              "(e.g. measure the AVX2 paths on an AVX-512 CPU)")
 
 
-def _family_model() -> str:
-    """', family 6 model 167' from /proc/cpuinfo: the model name alone ('Intel Xeon
-    Processor' in a VM) does not say which CPU it was."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("cpu family", "model", "vendor_id") and key not in fields:
-                    fields[key] = value.strip()
-                if not line.strip():
-                    break
-    except OSError:
-        return ""
-    if "cpu family" not in fields:
-        return ""
-    return (f", {fields.get('vendor_id', '?')} family {fields['cpu family']} "
-            f"model {fields.get('model', '?')}")
-
-
 def describe() -> str:
     """CPU model, best ISA, and the ISA the measured code ran with."""
     from dtnn._kernels import isa
     from dtnn._kernels.isa import cpu_model
     caps = ", ".join(f"{k}={v}" for k, v in CAPS[LEVEL].items())
     ran = isa.active()
-    text = (f"CPU: {cpu_model()}{_family_model()} ({os.cpu_count()} cores; best ISA "
+    text = (f"CPU: {cpu_model()} ({os.cpu_count()} cores; best ISA "
             f"{isa.cpu()}); "
             f"dtnn kernels at {ran}")
     if caps:

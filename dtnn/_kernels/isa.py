@@ -34,16 +34,24 @@ ISA_MODULES = ("dtnn._kernels._im2col", "dtnn._kernels._winograd", "dtnn._kernel
 
 
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo): every result must say which CPU it was
-    measured on."""
+    """The CPU's model name with vendor, family and model numbers (/proc/cpuinfo), e.g.
+    'Intel(R) Xeon(R) Processor, GenuineIntel family 6 model 167': every result must say
+    which CPU it was measured on, and in a VM the name alone often does not."""
+    fields: Dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break                       # the first processor is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields:
+        name += (f", {fields.get('vendor_id', '?')} family {fields['cpu family']} "
+                 f"model {fields.get('model', '?')}")
+    return name
 
 
 def requested(strict: bool = True) -> str:

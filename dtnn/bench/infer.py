@@ -48,19 +48,9 @@ def _peak_mb() -> float:
 
 
 def cpu_description() -> str:
-    """Model name, family/model and the widest vector ISA of this CPU (from /proc)."""
-    info: Dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                info.setdefault(key.strip(), value.strip())
-    except OSError:
-        return "unknown CPU"
-    flags = info.get("flags", "").split()
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return (f"{info.get('model name', 'unknown')} (family {info.get('cpu family', '?')} "
-            f"model {info.get('model', '?')}, {isa}, {os.cpu_count()} logical CPUs)")
+    """Model name, family/model and the best ISA level of this CPU."""
+    from dtnn._kernels import isa
+    return f"{isa.cpu_model()}, best ISA {isa.cpu()}, {os.cpu_count()} logical CPUs"
 
 
 def _time(fn, x, reps: int, warmup: int, budget_s: float) -> Dict[str, Any]:
