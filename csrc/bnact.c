@@ -176,3 +176,42 @@ void dtnn_prelu_backward_f32(const float *dy, const float *x, float *dx, int64_t
         dalpha[c] = (float)s;
     }
 }
+
+/* ReLU: element-wise, so the flat range is cut into fixed blocks (one thread's blocks
+ * are contiguous under schedule(static)); no reductions, hence the same bits at any
+ * thread count.  The masks are integer ANDs on the bit patterns (no per-element branch
+ * without -march, see select_pos): forward keeps x where !(x <= 0) (NaN propagates,
+ * like np.maximum), backward keeps dy where y > 0. */
+#define RELU_BLOCK ((int64_t)16384)
+
+void dtnn_relu_forward_f32(const float *x, float *y, int64_t n)
+{
+    const int64_t nb = (n + RELU_BLOCK - 1) / RELU_BLOCK;
+    int64_t b;
+#pragma omp parallel for schedule(static) PAR_IF(n)
+    for (b = 0; b < nb; ++b) {
+        const int64_t lo = b * RELU_BLOCK, hi = lo + RELU_BLOCK < n ? lo + RELU_BLOCK : n;
+        const uint32_t *DTNN_RESTRICT xi = (const uint32_t *)x;
+        uint32_t *DTNN_RESTRICT yi = (uint32_t *)y;
+        int64_t i;
+#pragma omp simd
+        for (i = lo; i < hi; ++i)
+            yi[i] = xi[i] & ((uint32_t)0 - (uint32_t)!(x[i] <= 0.f));
+    }
+}
+
+void dtnn_relu_backward_f32(const float *dy, const float *y, float *dx, int64_t n)
+{
+    const int64_t nb = (n + RELU_BLOCK - 1) / RELU_BLOCK;
+    int64_t b;
+#pragma omp parallel for schedule(static) PAR_IF(n)
+    for (b = 0; b < nb; ++b) {
+        const int64_t lo = b * RELU_BLOCK, hi = lo + RELU_BLOCK < n ? lo + RELU_BLOCK : n;
+        const uint32_t *DTNN_RESTRICT gi = (const uint32_t *)dy;
+        uint32_t *DTNN_RESTRICT di = (uint32_t *)dx;
+        int64_t i;
+#pragma omp simd
+        for (i = lo; i < hi; ++i)
+            di[i] = gi[i] & ((uint32_t)0 - (uint32_t)(y[i] > 0.f));
+    }
+}

@@ -29,5 +29,9 @@ void dtnn_prelu_forward_f32(const float *x, float *y, int64_t N, int64_t C, int6
 /* dalpha[c] = sum over x < 0 of dy * x; dx (when not NULL) = x > 0 ? dy : alpha[c]*dy */
 void dtnn_prelu_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
                              int64_t C, int64_t L, const float *alpha, float *dalpha);
+/* y = x > 0 ? x : 0 (NaN kept), over n contiguous floats */
+void dtnn_relu_forward_f32(const float *x, float *y, int64_t n);
+/* dx = y > 0 ? dy : 0, over n contiguous floats (y: the forward's output) */
+void dtnn_relu_backward_f32(const float *dy, const float *y, float *dx, int64_t n);
 
 #endif

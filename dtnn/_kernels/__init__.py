@@ -29,6 +29,8 @@ _COMPILED_MODULES = {
     "bn_backward": "dtnn._kernels._bnact",
     "prelu_forward": "dtnn._kernels._bnact",
     "prelu_backward": "dtnn._kernels._bnact",
+    "relu_forward": "dtnn._kernels._bnact",
+    "relu_backward": "dtnn._kernels._bnact",
 }
 
 _active: Dict[str, str] = {}
@@ -91,3 +93,5 @@ bn_apply = _resolve("bn_apply")
 bn_backward = _resolve("bn_backward")
 prelu_forward = _resolve("prelu_forward")
 prelu_backward = _resolve("prelu_backward")
+relu_forward = _resolve("relu_forward")
+relu_backward = _resolve("relu_backward")

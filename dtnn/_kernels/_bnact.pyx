@@ -25,6 +25,8 @@ cdef extern from "bnact.h" nogil:
                                 int64_t L, const float *alpha)
     void dtnn_prelu_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
                                  int64_t C, int64_t L, const float *alpha, float *dalpha)
+    void dtnn_relu_forward_f32(const float *x, float *y, int64_t n)
+    void dtnn_relu_backward_f32(const float *dy, const float *y, float *dx, int64_t n)
 
 
 include "_arrays.pxi"
@@ -121,3 +123,28 @@ def prelu_backward(dy, x, alpha, bint need_dx):
                                 <const float *>cnp.PyArray_DATA(a),
                                 <float *>cnp.PyArray_DATA(dalpha))
     return dx, dalpha
+
+
+def relu_forward(x):
+    """max(x, 0) (NaN kept) for a C-contiguous float32 array of any shape."""
+    cdef cnp.ndarray xa = _input_f32(x, "x", np.ndim(x))
+    cdef cnp.ndarray y = np.empty_like(xa)
+    cdef int64_t n = cnp.PyArray_SIZE(xa)
+    with nogil:
+        dtnn_relu_forward_f32(<const float *>cnp.PyArray_DATA(xa),
+                              <float *>cnp.PyArray_DATA(y), n)
+    return y
+
+
+def relu_backward(dy, y):
+    """dy where y > 0, else 0 (y: the forward's output), float32 arrays of one shape."""
+    cdef cnp.ndarray g = _input_f32(dy, "dy", np.ndim(dy))
+    cdef cnp.ndarray ya = _input_f32(y, "y", np.ndim(y))
+    _same(g, ya, "dy", "y")
+    cdef cnp.ndarray dx = np.empty_like(g)
+    cdef int64_t n = cnp.PyArray_SIZE(g)
+    with nogil:
+        dtnn_relu_backward_f32(<const float *>cnp.PyArray_DATA(g),
+                               <const float *>cnp.PyArray_DATA(ya),
+                               <float *>cnp.PyArray_DATA(dx), n)
+    return dx

@@ -143,3 +143,13 @@ def prelu_backward(dy, x, alpha, need_dx):
         a = np.asarray(alpha, np.float32)[None, :, None]
         dx = np.where(x > 0, dy, a * dy).astype(np.float32, copy=False)
     return dx, dalpha
+
+
+def relu_forward(x):
+    """max(x, 0), NaN kept."""
+    return np.maximum(x, np.float32(0), dtype=np.float32)
+
+
+def relu_backward(dy, y):
+    """dy where y > 0, else 0 (y: the forward's output)."""
+    return np.multiply(dy, y > 0, dtype=np.float32)

@@ -115,3 +115,63 @@ def test_twins_match_torch_autograd():
     assert rel(twins.prelu_forward(x - 3, g), yt.detach().numpy()) < 1e-6
     dx, da = twins.prelu_backward(dy, x - 3, g, True)
     assert rel(dx, xt.grad.numpy()) < 1e-6 and rel(da, at.grad.numpy()) < 1e-5
+
+
+RELU_SHAPES = [(4, 3, 25), (1,), (2, 5), (64, 16, 14, 14), (3, 7, 100003)]
+
+
+@pytest.mark.parametrize("shape", RELU_SHAPES)
+def test_relu_matches_twin(shape):
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    x.flat[::7] = 0.0
+    x.flat[1::11] = -0.0
+    dy = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    y = ext.relu_forward(x)
+    assert np.array_equal(y, twins.relu_forward(x))
+    assert np.array_equal(ext.relu_backward(dy, y), twins.relu_backward(dy, y))
+    x0 = x.copy()
+    x.flat[0] = np.nan                        # NaN propagates forward, as np.maximum
+    assert np.isnan(ext.relu_forward(x).flat[0])
+    x.flat[0] = x0.flat[0]
+    ext.relu_backward(dy, ext.relu_forward(x))
+    assert np.array_equal(x, x0, equal_nan=True)   # inputs never modified
+
+
+def test_relu_same_bits_at_1_and_2_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl not installed")
+    x = np.random.default_rng(4).standard_normal((8, 64, 32, 32)).astype(np.float32)
+    dy = np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+    out = []
+    for n in (1, 2):
+        with threadpoolctl.threadpool_limits(n, user_api="openmp"):
+            y = ext.relu_forward(x)
+            out.append((y, ext.relu_backward(dy, y)))
+    assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
+
+
+def test_relu_bad_input_is_a_value_error():
+    x = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError):
+        ext.relu_forward(x.astype(np.float64))
+    with pytest.raises(ValueError):
+        ext.relu_backward(x, np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError):
+        ext.relu_forward([1.0])
+
+
+def test_relu_layer_matches_torch_autograd():
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    from dtnn.layers.activation import ReLU
+    x = np.random.default_rng(6).standard_normal((4, 8, 9, 9)).astype(np.float32)
+    x[:, :, ::3] = 0.0
+    x = x[:, :, :, ::-1]                      # non-contiguous input
+    dy = np.random.default_rng(7).standard_normal(x.shape).astype(np.float32)
+    layer = ReLU()
+    layer.build(x.shape[1:], np.random.default_rng(0))
+    y = layer.forward(x, training=True)
+    dx = layer.backward(dy[..., ::-1][..., ::-1])
+    xt = torch.tensor(x.copy(), dtype=torch.float64, requires_grad=True)
+    yt = torch.relu(xt)
+    yt.backward(torch.tensor(dy, dtype=torch.float64))
+    assert np.array_equal(y, yt.detach().numpy().astype(np.float32))
+    assert np.array_equal(dx, xt.grad.numpy().astype(np.float32))
