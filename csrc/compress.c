@@ -529,7 +529,7 @@ CX_INLINE void dq8_body(const int8_t *RESTRICT q, float *RESTRICT out, int64_t s
             out[i] += (float)q[i] * f;
     else
         for (i = s; i < e; ++i)
-            out[i] = (float)q[i] * f;
+            out[i] = (float)q[i] * f + 0.0f;  /* +0.0f: bits of 0 + x (no -0) */
 }
 CX_CLONES(dq8, (const int8_t *RESTRICT q, float *RESTRICT out, int64_t s, int64_t e, float f,
                 int acc), (q, out, s, e, f, acc))
@@ -627,7 +627,7 @@ CX_INLINE void tdq_body(const uint8_t *RESTRICT packed, float *RESTRICT out, int
     else
         for (j = s; j < e; ++j)
             for (b = 0; b < 4; ++b)
-                out[4 * j + b] = tern_value_bits(((uint32_t)packed[j] >> (2 * b)) & 3u, value);
+                out[4 * j + b] = tern_value_bits(((uint32_t)packed[j] >> (2 * b)) & 3u, value) + 0.0f;
 }
 CX_CLONES(tdq, (const uint8_t *RESTRICT packed, float *RESTRICT out, int64_t s, int64_t e,
                 float value, int acc), (packed, out, s, e, value, acc))
@@ -645,7 +645,7 @@ void dtnn_cx_terngrad_dequantize(const uint8_t *RESTRICT packed, float *RESTRICT
         const float value = scales[(4 * full) / chunk] * alpha;
         for (i = 4 * full; i < n; ++i) {
             const float v = tern_value(((uint32_t)packed[i >> 2] >> (2 * (i & 3))) & 3u, value);
-            out[i] = accumulate ? out[i] + v : v;
+            out[i] = accumulate ? out[i] + v : v + 0.0f;
         }
     }
 }
@@ -732,7 +732,7 @@ CX_INLINE void su_body(const uint8_t *RESTRICT bits, float *RESTRICT out, int64_
     else
         for (j = s; j < e; ++j)
             for (b = 0; b < 8; ++b)
-                out[8 * j + b] = sign_value(((uint32_t)bits[j] >> b) & 1u, value);
+                out[8 * j + b] = sign_value(((uint32_t)bits[j] >> b) & 1u, value) + 0.0f;
 }
 CX_CLONES(su, (const uint8_t *RESTRICT bits, float *RESTRICT out, int64_t s, int64_t e,
                float value, int acc), (bits, out, s, e, value, acc))
@@ -750,7 +750,7 @@ void dtnn_cx_sign_unpack(const uint8_t *RESTRICT bits, float *RESTRICT out, int6
         const float value = values[(8 * full) / chunk] * alpha;
         for (i = 8 * full; i < n; ++i) {
             const float v = ((bits[i >> 3] >> (i & 7)) & 1u) ? value : -value;
-            out[i] = accumulate ? out[i] + v : v;
+            out[i] = accumulate ? out[i] + v : v + 0.0f;
         }
     }
 }

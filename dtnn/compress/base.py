@@ -123,6 +123,14 @@ class Compressor:
         """``out += alpha * decoded(payload)`` (for summable payloads: of the sum)."""
         raise NotImplementedError
 
+    def decompress_set(self, payload: np.ndarray, out: np.ndarray, alpha: float,
+                       unit: Unit) -> None:
+        """``out = alpha * decoded(payload)``, the same bits as ``out.fill(0)`` followed
+        by ``decompress_add`` (dense decoders override it to write in one pass instead
+        of zero-filling first)."""
+        out.fill(0.0)
+        self.decompress_add(payload, out, alpha, unit)
+
     # --- provided --------------------------------------------------------------------
     def compress(self, x: np.ndarray, unit: Unit,
                  residual: Optional[np.ndarray] = None) -> np.ndarray:

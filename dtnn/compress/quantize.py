@@ -60,6 +60,13 @@ class _Int8Family(Compressor):
         K.dequantize_i8(payload[4 * nc:].view(np.int8), self._chunk(unit),
                         payload[:4 * nc].view(np.float32), self.levels, alpha, out, True)
 
+    def decompress_set(self, payload, out, alpha, unit):
+        if getattr(self, "bits", 8) != 8:
+            return super().decompress_set(payload, out, alpha, unit)
+        nc = self._nchunks(unit)
+        K.dequantize_i8(payload[4 * nc:].view(np.int8), self._chunk(unit),
+                        payload[:4 * nc].view(np.float32), self.levels, alpha, out, False)
+
 
 @register("int8")
 class Int8(_Int8Family):
@@ -130,6 +137,11 @@ class TernGrad(PackedChunks):
         n, nc = unit.size, self._nchunks(unit.size)
         K.terngrad_dequantize(payload[4 * nc:], n, payload[:4 * nc].view(np.float32),
                               self._chunk(n), alpha, out, True)
+
+    def decompress_set(self, payload, out, alpha, unit):
+        n, nc = unit.size, self._nchunks(unit.size)
+        K.terngrad_dequantize(payload[4 * nc:], n, payload[:4 * nc].view(np.float32),
+                              self._chunk(n), alpha, out, False)
 
     def describe(self):
         return f"terngrad(chunk={self.chunk})"

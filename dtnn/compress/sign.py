@@ -52,5 +52,11 @@ class Sign(PackedChunks):
         K.sign_unpack(payload[4 * nc:], n, payload[:4 * nc].view(np.float32), self._chunk(n),
                       alpha, out, True)
 
+    def decompress_set(self, payload, out, alpha, unit):
+        n = unit.size
+        nc = self._nchunks(n)
+        K.sign_unpack(payload[4 * nc:], n, payload[:4 * nc].view(np.float32), self._chunk(n),
+                      alpha, out, False)
+
     def describe(self):
         return f"sign(chunk={self.chunk})"

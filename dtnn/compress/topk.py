@@ -134,5 +134,38 @@ class RandomK(Compressor):
     def decompress_add(self, payload, out, alpha, unit):
         K.scatter_add(self.indices(unit), payload, alpha, out)
 
+    # --- units scattered over several ranges of a flat vector, without a staging copy ---
+    def _flat_indices(self, unit: Unit, ranges) -> np.ndarray:
+        """The step's indices mapped into the flat vector the unit's ``ranges`` cover."""
+        cached = unit.scratch.get("randomk_flat")
+        idx = self.indices(unit)
+        if cached is not None and cached[0] is idx:
+            return cached[1]
+        starts = np.array([a for a, _ in ranges], np.int64)
+        offs = np.cumsum([0] + [b - a for a, b in ranges[:-1]]).astype(np.int64)
+        j = np.searchsorted(offs, idx, side="right") - 1
+        flat = (starts[j] + (idx - offs[j])).astype(np.int32)  # flat vectors < 2**31
+        unit.scratch["randomk_flat"] = (idx, flat)
+        return flat
+
+    def compress_ranges(self, flat, ranges, unit, residual=None):
+        """``compress`` of the concatenated ``flat[a:b]`` ranges, the same bits, without
+        copying them into a staging vector first."""
+        if residual is None:
+            return K.gather(flat, self._flat_indices(unit, ranges), None, False)
+        o = 0
+        for a, b in ranges:
+            r = residual[o:o + b - a]
+            np.add(r, flat[a:b], out=r)          # residual += x, range by range
+            o += b - a
+        return K.gather(residual, self.indices(unit), None, True)
+
+    def decompress_set_ranges(self, payload, flat, ranges, alpha, unit):
+        """``decompress_set`` into the concatenated ``flat[a:b]`` ranges (the same bits as
+        decoding into a staging vector and copying it back)."""
+        for a, b in ranges:
+            flat[a:b] = 0.0
+        K.scatter_add(self._flat_indices(unit, ranges), payload, alpha, flat)
+
     def describe(self):
         return f"randomk(ratio={self.ratio})"

@@ -67,6 +67,11 @@ def uniform(n: int, key: int) -> np.ndarray:
     return (h >> _U32(8)).astype(_F32) * _F32(1.0 / 16777216.0)
 
 
+def _nz(value: np.ndarray, accumulate: bool) -> np.ndarray:
+    """Writes (not accumulating) give the bits of 0 + value (no -0), as the C kernels."""
+    return value if accumulate else value + _F32(0)
+
+
 def _into(out: Optional[np.ndarray], value: np.ndarray, accumulate: bool = False) -> np.ndarray:
     if out is None:
         return value
@@ -143,7 +148,7 @@ def quantize_i8(x: np.ndarray, chunk: int, scales: np.ndarray, levels: float, ke
 def dequantize_i8(q: np.ndarray, chunk: int, scales: np.ndarray, levels: float,
                   alpha: float = 1.0, out=None, accumulate: bool = False) -> np.ndarray:
     f = (scales.astype(np.float64) * alpha / float(levels)).astype(_F32)
-    return _into(out, q.astype(_F32) * _per_element(f, q.size, chunk), accumulate)
+    return _into(out, _nz(q.astype(_F32) * _per_element(f, q.size, chunk), accumulate), accumulate)
 
 
 # --- TernGrad ------------------------------------------------------------------------------
@@ -182,7 +187,7 @@ def terngrad_dequantize(packed: np.ndarray, n: int, scales: np.ndarray, chunk: i
     codes = ((packed[:, None] >> shifts) & 3).reshape(-1)[:n]
     v = np.repeat((scales * _F32(alpha)).astype(_F32), chunk)[:n]
     vals = np.where(codes == 1, v, np.where(codes == 2, -v, _F32(0))).astype(_F32)
-    return _into(out, vals, accumulate)
+    return _into(out, _nz(vals, accumulate), accumulate)
 
 
 # --- sign ----------------------------------------------------------------------------------
@@ -221,7 +226,7 @@ def sign_unpack(bits: np.ndarray, n: int, values: np.ndarray, chunk: int = 0,
     chunk = _sign_chunk(chunk, n, values)
     pos = np.unpackbits(bits, count=n, bitorder="little").astype(bool)
     v = np.repeat((values * _F32(alpha)).astype(_F32), chunk)[:n]
-    return _into(out, np.where(pos, v, -v).astype(_F32), accumulate)
+    return _into(out, _nz(np.where(pos, v, -v).astype(_F32), accumulate), accumulate)
 
 
 # --- top-k / sparse ------------------------------------------------------------------------

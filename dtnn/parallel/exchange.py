@@ -4,7 +4,11 @@ Per bucket (a contiguous slice of ``model.flat_grads``):
 
 * tensors with at least ``min_size`` elements form the bucket's *unit*; if they are
   not contiguous in the flat vector (a small bias between two weights) they are
-  copied into a staging vector first;
+  copied into a staging vector first, unless the compressor encodes from / decodes
+  into the flat ranges directly (random-k over ``allreduce``: ``compress_ranges``;
+  ``DTNN_CX_STAGE=always`` forces the copy, the reference the tests compare with);
+* the first payload decoded into a unit writes it (``decompress_set``) instead of
+  zero-filling and adding;
 * the smaller tensors (biases, BatchNorm scales) of *all* buckets are copied into one
   fp32 vector and averaged by one uncompressed allreduce started when the last bucket
   closes ("batched together");
@@ -73,6 +77,8 @@ class Plan:
     stage: Optional[np.ndarray] = None   # the unit's vector (a view if contiguous)
     staged: bool = False                 # stage is a copy that must be written back
     payload: Optional[np.ndarray] = None  # summable payload awaiting blocking rounds
+    direct: bool = False                 # staged, but encoded from / decoded into the
+                                         # flat ranges (no staging copy) this step
 
 
 def choose_transport(compressor: Compressor, size: int) -> str:
@@ -104,6 +110,7 @@ class CompressedExchange:
         from mpi4py import MPI
         self.MPI = MPI
         self.rounds = rounds
+        self._stage_always = os.environ.get("DTNN_CX_STAGE", "").lower() == "always"
         self.topo = topo
         self.size, self.rank = topo.size, topo.rank
         self.compressor = compressor
@@ -188,8 +195,12 @@ class CompressedExchange:
 
     def encode(self, plan: Plan) -> np.ndarray:
         """The unit's payload (error feedback applied); counts it as sent."""
-        payload = self.timed(self.compressor.compress, plan.stage, plan.unit,
-                             self.residual(plan.unit))
+        if plan.direct:
+            payload = self.timed(self.compressor.compress_ranges, self.grads, plan.ranges,
+                                 plan.unit, self.residual(plan.unit))
+        else:
+            payload = self.timed(self.compressor.compress, plan.stage, plan.unit,
+                                 self.residual(plan.unit))
         self.sent_bytes += payload.nbytes
         return payload
 
@@ -206,7 +217,13 @@ class CompressedExchange:
         plan = self.plans[k]
         ops: List[Op] = []
         if plan.unit is not None:
-            if plan.staged:
+            # the allreduce transport only encodes and decodes the unit (cx.encode,
+            # cx.decode_sum): compressors that can do that on the flat ranges skip the copy
+            plan.direct = (plan.staged and not self.hierarchical
+                           and self.collective == "allreduce" and self.grads.size < 2 ** 31
+                           and hasattr(self.compressor, "compress_ranges")
+                           and not self._stage_always)
+            if plan.staged and not plan.direct:
                 t = time.perf_counter()
                 o = 0
                 for a, b in plan.ranges:
@@ -257,8 +274,11 @@ class CompressedExchange:
 
     def decode_sum(self, payload: np.ndarray, plan: Plan) -> None:
         """Decode a summed payload into the unit's gradient (the average)."""
-        plan.stage.fill(0.0)
-        self.compressor.decompress_add(payload, plan.stage, self.alpha, plan.unit)
+        if plan.direct:
+            self.compressor.decompress_set_ranges(payload, self.grads, plan.ranges,
+                                                  self.alpha, plan.unit)
+            return
+        self.compressor.decompress_set(payload, plan.stage, self.alpha, plan.unit)
         self.write_back(plan)
 
     # --- state ----------------------------------------------------------------------------

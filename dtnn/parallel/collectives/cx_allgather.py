@@ -39,11 +39,10 @@ class _GatherOp(B.ChainOp):
         comp = t.compressor
 
         def decode():
-            plan.stage.fill(0.0)
-            for q in range(t.size):
+            for q in range(t.size):  # the first payload writes, the others add
                 slot = owned_chunk(q, t.size)
-                comp.decompress_add(self.recv[slot * m:(slot + 1) * m], plan.stage,
-                                    cx.alpha, plan.unit)
+                (comp.decompress_add if q else comp.decompress_set)(
+                    self.recv[slot * m:(slot + 1) * m], plan.stage, cx.alpha, plan.unit)
             cx.write_back(plan)
         cx.timed(decode)
         self.recv = None

@@ -109,9 +109,10 @@ class _QRingOp(B.Op):
         plan, cx, comp = self.plan, self.t.cx, self.t.compressor
         for c in range(self.p):
             out = self._x(c)
-            out.fill(0.0)
             if self.subs[c].size:
-                comp.decompress_add(self.final[c], out, cx.alpha, self.subs[c])
+                comp.decompress_set(self.final[c], out, cx.alpha, self.subs[c])
+            else:
+                out.fill(0.0)
         cx.write_back(plan)
         self.final = []
 
