@@ -29,7 +29,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,9 +36,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "benchmarks"))
 
 from dtnn.bench.scaling import (Cluster, Recorder, cells, machine_note,  # noqa: E402
-                                model_config, parse_model, prepare_cell, read_records,
-                                run_job, run_json)
-from dtnn.bench.tta import slug, summarize  # noqa: E402
+                                model_config, parse_model, prepare_cell, run_json)
+from dtnn.bench.tta import run_tta_job, slug  # noqa: E402
 
 COMPRESS = ["none", "fp16", "bf16", "int8", "qsgd:bits=8", "terngrad", "sign",
             "topk:ratio=0.01", "randomk:ratio=0.01", "powersgd:rank=2"]
@@ -183,15 +181,11 @@ def _tta_run(args, cluster, rec, framework, name, base_cell) -> int:
         cmd += ["--set", item]
     log(f"  time to accuracy: {framework} {name}")
     base = dict(base_cell, framework=framework, name=name, command=cmd, **machine_note())
-    t0 = time.time()
-    error = run_job(cluster.argv(args.tta_hosts, cmd), args.timeout)
-    lines = read_records(metrics)
-    if error or not lines:
-        log(f"    FAILED: {error or 'no metrics written'}")
-        rec.write(dict(base, kind="tta-error", error=error or "no metrics written"))
+    summary, seconds = run_tta_job(cluster, args.tta_hosts, cmd, args.timeout, metrics,
+                                   base, rec, log)
+    if summary is None:
         return 1
-    summary = summarize(lines, base)
-    summary["job_seconds"] = time.time() - t0
+    summary["job_seconds"] = seconds
     rec.write(summary)
     log(f"    time to {args.target}: {summary['time_to_accuracy']}, final accuracy "
         f"{summary['final_eval_accuracy']}")

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from dtnn.bench.scaling import (Cluster, Recorder, machine_note, prepare_cell, read_records,
                                 repo_root, run_job)
@@ -107,6 +107,24 @@ def run_tta(plan: TtaPlan, log=print) -> int:
     return 1 if failures else 0
 
 
+def run_tta_job(cluster, hosts: int, cmd: List[str], timeout: float, metrics: Path,
+                base: Dict[str, Any], rec: Recorder,
+                log) -> Tuple[Optional[Dict[str, Any]], float]:
+    """Run one time-to-accuracy job on the cluster and summarise its metrics file.
+    Returns (summary, job seconds); a failed job (an error, or no metrics written) is
+    recorded as a ``tta-error`` line and gives (None, seconds).  The caller records the
+    summary (bench scaling and the torch bridge benchmark add different fields)."""
+    t0 = time.time()
+    error = run_job(cluster.argv(hosts, cmd), timeout)
+    seconds = time.time() - t0
+    lines = read_records(metrics)
+    if error or not lines:
+        log(f"    FAILED: {error or 'no metrics written'}")
+        rec.write(dict(base, kind="tta-error", error=error or "no metrics written"))
+        return None, seconds
+    return summarize(lines, base), seconds
+
+
 def _one_run(plan, root, cluster, rec, framework, name, base_cell, log) -> int:
     run_dir = plan.out / "tta" / f"{framework}-{slug(name)}-{plan.hosts}x{slug(plan.link)}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,15 +135,11 @@ def _one_run(plan, root, cluster, rec, framework, name, base_cell, log) -> int:
            else ddp_run(plan, root, name, metrics))
     log(f"  time-to-accuracy: {framework} {name} on {plan.hosts} host(s) over {plan.link}")
     base = dict(base_cell, framework=framework, name=name, command=cmd, **machine_note())
-    t0 = time.time()
-    error = run_job(cluster.argv(plan.hosts, cmd), plan.timeout)
-    (run_dir / "job_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
-    lines = read_records(metrics)
-    if error or not lines:
-        log(f"    FAILED: {error or 'no metrics written'}")
-        rec.write(dict(base, kind="tta-error", error=error or "no metrics written"))
+    summary, seconds = run_tta_job(cluster, plan.hosts, cmd, plan.timeout, metrics, base,
+                                   rec, log)
+    (run_dir / "job_seconds.txt").write_text(f"{seconds:.1f}\n")
+    if summary is None:
         return 1
-    summary = summarize(lines, base)
     rec.write(summary)
     tta = summary["time_to_accuracy"]
     log(f"    {'reached' if tta is not None else 'did not reach'} {plan.target:.3f}"
