@@ -108,10 +108,15 @@ class BuildExt(build_ext):
                   "they will run on one thread")
 
         for ext in self.extensions:
-            ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags
+            extra = [] if msvc else _GCC_EXTRA_CFLAGS.get(ext.name.rsplit(".", 1)[-1], [])
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags + extra
             ext.extra_link_args = list(ext.extra_link_args or []) + lflags
         super().build_extensions()
 
+
+#: per-module flags for gcc/clang: sqrtf's errno branch keeps the Adam loop scalar
+#: (#pragma GCC optimize does not reach it); nothing in csrc/optim.c reads errno
+_GCC_EXTRA_CFLAGS = {"_optim": ["-fno-math-errno"]}
 
 #: compiled module (dtnn._kernels.<name>, from dtnn/_kernels/<name>.pyx) -> its C sources
 KERNEL_MODULES = {
@@ -123,6 +128,7 @@ KERNEL_MODULES = {
     "_direct": ["csrc/direct.c", "csrc/isa.c"],
     "_infer": ["csrc/infer.c", "csrc/isa.c"],
     "_transpose": ["csrc/transpose.c"],
+    "_optim": ["csrc/optim.c"],
     "_compress": ["csrc/compress.c", "csrc/bitpack.c", "csrc/isa.c"],
 }
 
@@ -134,7 +140,7 @@ def _extensions():
         include_dirs=["csrc", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=["csrc/dtnn_kernels.h", "csrc/dtnn_isa.h", "csrc/im2col_fused.h",
-                 "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/bnact.h", "csrc/infer_tmpl.h",
+                 "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/bnact.h", "csrc/optim.h", "csrc/infer_tmpl.h",
                  "dtnn/_kernels/_ckernels.pxd", "dtnn/_kernels/_isa.pxi",
                  "dtnn/_kernels/_compress_decl.pxi", "dtnn/_kernels/_arrays.pxi"],
     )

@@ -8,10 +8,11 @@ Per element, with ``t`` the 1-based step::
     v = beta2 * v + (1 - beta2) * g * g
     p = p - (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
-Vectorised over the flat vectors with two preallocated scratch buffers, so a step
-allocates nothing; ``grads`` is left intact.  For AdamW ``decay_mask`` is read once,
-at construction, as a 0/1 mask (nonzero = decay); for L2 it multiplies the decay term
-on every step.
+One fused compiled pass over the flat vectors (``dtnn.optim._update``; its numpy
+twin, with two preallocated scratch vectors, gives the same bits), so a step allocates
+nothing; ``grads`` is left intact.  For AdamW ``decay_mask`` is read once, at
+construction, as a 0/1 mask (nonzero = decay); for L2 it multiplies the decay term on
+every step.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from dtnn.errors import ConfigError
+from dtnn.optim._update import adam_scalars, kernels
 from dtnn.optim._checks import (as_bool, as_float, as_floats, check_vectors, load_buffers,
                                 require, require_nonnegative)
 from dtnn.optim.base import OPTIMIZERS, Optimizer, flat_vectors
@@ -51,47 +53,18 @@ class Adam(Optimizer):
         self.decoupled = decoupled
         self.exp_avg = np.zeros_like(params)
         self.exp_avg_sq = np.zeros_like(params)
-        self._s1 = np.empty_like(params)
-        self._s2 = np.empty_like(params)
-        self._decay_on = np.asarray(decay_mask) != 0 if decoupled else None
+        _, self._update, impl = kernels(params, grads, decay_mask)
+        #: the numpy twin's scratch vectors (the compiled pass needs none)
+        self._work = (np.empty_like(params), np.empty_like(params)) if impl == "numpy" else None
+        #: AdamW: the mask as it was at construction (1.0 where decay applies)
+        self._decay_on = (np.asarray(decay_mask) != 0).astype(np.float32) if decoupled else None
 
     def step(self) -> None:
-        p, g, m, v, s1, s2 = self.params, self.grads, self.exp_avg, self.exp_avg_sq, self._s1, self._s2
-        b1, b2 = self.betas
-        lr, wd = self.lr, self.weight_decay
         self.steps += 1
-        t = self.steps
-        if wd != 0:
-            if self.decoupled:
-                np.multiply(p, 1.0 - lr * wd, out=p, where=self._decay_on)
-            else:
-                np.multiply(p, self.decay_mask, out=s1)
-                s1 *= wd
-                s1 += g
-                g = s1
-        # first moment: m.lerp(g, 1 - beta1), in the same two forms torch uses
-        w = 1.0 - b1
-        np.subtract(g, m, out=s2)
-        if abs(w) < 0.5:
-            s2 *= w
-            m += s2
-        else:
-            s2 *= 1.0 - w
-            np.subtract(g, s2, out=m)
-        # second moment
-        v *= b2
-        np.multiply(g, 1.0 - b2, out=s2)
-        s2 *= g
-        v += s2
-        # bias-corrected step (g is dead from here on, so s1 is free)
-        step_size = lr / (1.0 - b1 ** t)
-        bc2_sqrt = (1.0 - b2 ** t) ** 0.5
-        np.sqrt(v, out=s2)
-        s2 /= bc2_sqrt
-        s2 += self.eps
-        np.multiply(m, -step_size, out=s1)
-        s1 /= s2
-        p += s1
+        mask = self._decay_on if self.decoupled else self.decay_mask
+        self._update(self.params, self.grads, mask, self.exp_avg, self.exp_avg_sq,
+                     **adam_scalars(self.lr, self.betas, self.eps, self.weight_decay,
+                                    self.decoupled, self.steps), work=self._work)
 
     def state_dict(self) -> Dict[str, Any]:
         """``{"steps", "exp_avg", "exp_avg_sq"}`` (arrays are copies)."""

@@ -9,9 +9,11 @@ The update is the one ``torch.optim.SGD`` performs, element for element::
         d = d + momentum * buf   if nesterov   else   buf
     p = p - lr * d
 
-Everything runs as a few vectorised numpy passes over the flat vectors, writing into
-preallocated buffers, so a step allocates no memory.  ``grads`` is only read: it is
-still intact after ``step()`` (the gradient reducer or a compressor may look at it).
+A step is one fused compiled pass over the flat vectors (``dtnn.optim._update``;
+its numpy twin, a few vectorised passes into two preallocated scratch vectors, is the
+fallback and gives the same bits), so a step allocates no memory.  ``grads`` is only
+read: it is still intact after ``step()`` (the gradient reducer or a compressor may
+look at it).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from dtnn.optim._update import kernels
 from dtnn.optim._checks import (as_bool, as_floats, check_vectors, load_buffers, require,
                                 require_nonnegative)
 from dtnn.optim.base import OPTIMIZERS, Optimizer, flat_vectors
@@ -50,41 +53,14 @@ class SGD(Optimizer):
         self.nesterov = nesterov
         self.dampening = dampening
         self.momentum_buffer = np.zeros_like(params) if momentum != 0 else None
-        self._scratch = np.empty_like(params)
-        self._decayed = None  # second scratch, made on the first step with weight decay
-
-    def _direction_with_decay(self) -> np.ndarray:
-        """g + weight_decay * mask * p, in a scratch buffer (grads stay intact)."""
-        if self._decayed is None:
-            self._decayed = np.empty_like(self.params)
-        d = self._decayed
-        np.multiply(self.params, self.decay_mask, out=d)
-        d *= self.weight_decay
-        d += self.grads
-        return d
+        self._update, _, impl = kernels(params, grads, decay_mask)
+        #: the numpy twin's scratch vectors (the compiled pass needs none)
+        self._work = (np.empty_like(params), np.empty_like(params)) if impl == "numpy" else None
 
     def step(self) -> None:
-        s = self._scratch
-        d = self.grads if self.weight_decay == 0 else self._direction_with_decay()
-        if self.momentum != 0:
-            buf = self.momentum_buffer
-            if self.steps == 0:
-                np.copyto(buf, d)
-            else:
-                buf *= self.momentum
-                if self.dampening == 0:
-                    buf += d
-                else:
-                    np.multiply(d, 1.0 - self.dampening, out=s)
-                    buf += s
-            if self.nesterov:
-                np.multiply(buf, self.momentum, out=s)
-                s += d
-                d = s
-            else:
-                d = buf
-        np.multiply(d, -self.lr, out=s)
-        self.params += s
+        self._update(self.params, self.grads, self.decay_mask, self.momentum_buffer,
+                     -self.lr, self.weight_decay, self.momentum, 1.0 - self.dampening,
+                     self.nesterov, self.steps == 0, self._work)
         self.steps += 1
 
     def state_dict(self) -> Dict[str, Any]:
