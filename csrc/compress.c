@@ -755,6 +755,136 @@ void dtnn_cx_sign_unpack(const uint8_t *RESTRICT bits, float *RESTRICT out, int6
     }
 }
 
+/* ---------------------------------------------------------------- windowed decode
+ * Elements [s0, e0) of an int8 (kind 0), TernGrad (1) or sign (2) payload decoded
+ * into out[0 .. e0 - s0): the quantised ring decodes a chunk straight into the flat
+ * gradient's pieces, or adds it to the rank's own chunk read from them, without
+ * staging the whole unit.  mode 0: out = v (+0.0f: no -0, like the set kernels),
+ * 1: out += v, 2: out = base + v (base and out do not overlap).  v and the float
+ * operations are those of dequantize_i8 / terngrad_dequantize / sign_unpack, so a
+ * window gives the same bits as the slice of a whole decode (mode 1 with out = base
+ * gives the bits of mode 2). */
+#define CX_WCOMBINE(mode, out, base, k, v)                                             \
+    do {                                                                               \
+        if ((mode) == 2)                                                               \
+            (out)[k] = (base)[k] + (v);                                                \
+        else if ((mode) == 1)                                                          \
+            (out)[k] += (v);                                                           \
+        else                                                                           \
+            (out)[k] = (v) + 0.0f;                                                     \
+    } while (0)
+
+CX_INLINE void dq8w_body(const int8_t *RESTRICT q, float *RESTRICT out,
+                         const float *RESTRICT base, int64_t m, float f, int mode)
+{
+    int64_t i;
+    if (mode == 2)
+        for (i = 0; i < m; ++i)
+            out[i] = base[i] + (float)q[i] * f;
+    else if (mode == 1)
+        for (i = 0; i < m; ++i)
+            out[i] += (float)q[i] * f;
+    else
+        for (i = 0; i < m; ++i)
+            out[i] = (float)q[i] * f + 0.0f;
+}
+CX_CLONES(dq8w, (const int8_t *RESTRICT q, float *RESTRICT out, const float *RESTRICT base,
+                 int64_t m, float f, int mode), (q, out, base, m, f, mode))
+
+/* nb whole bytes of packed codes: 4 (TernGrad) or 8 (sign) elements each */
+CX_INLINE void tdqw_body(const uint8_t *RESTRICT packed, float *RESTRICT out,
+                         const float *RESTRICT base, int64_t nb, float value, int mode)
+{
+    int64_t j;
+    int b;
+    if (mode == 2)
+        for (j = 0; j < nb; ++j)
+            for (b = 0; b < 4; ++b)
+                out[4 * j + b] = base[4 * j + b] +
+                    tern_value_bits(((uint32_t)packed[j] >> (2 * b)) & 3u, value);
+    else if (mode == 1)
+        for (j = 0; j < nb; ++j)
+            for (b = 0; b < 4; ++b)
+                out[4 * j + b] += tern_value_bits(((uint32_t)packed[j] >> (2 * b)) & 3u, value);
+    else
+        for (j = 0; j < nb; ++j)
+            for (b = 0; b < 4; ++b)
+                out[4 * j + b] =
+                    tern_value_bits(((uint32_t)packed[j] >> (2 * b)) & 3u, value) + 0.0f;
+}
+CX_CLONES(tdqw, (const uint8_t *RESTRICT packed, float *RESTRICT out, const float *RESTRICT base,
+                 int64_t nb, float value, int mode), (packed, out, base, nb, value, mode))
+
+CX_INLINE void suw_body(const uint8_t *RESTRICT bits, float *RESTRICT out,
+                        const float *RESTRICT base, int64_t nb, float value, int mode)
+{
+    int64_t j;
+    int b;
+    if (mode == 2)
+        for (j = 0; j < nb; ++j)
+            for (b = 0; b < 8; ++b)
+                out[8 * j + b] = base[8 * j + b] + sign_value(((uint32_t)bits[j] >> b) & 1u, value);
+    else if (mode == 1)
+        for (j = 0; j < nb; ++j)
+            for (b = 0; b < 8; ++b)
+                out[8 * j + b] += sign_value(((uint32_t)bits[j] >> b) & 1u, value);
+    else
+        for (j = 0; j < nb; ++j)
+            for (b = 0; b < 8; ++b)
+                out[8 * j + b] = sign_value(((uint32_t)bits[j] >> b) & 1u, value) + 0.0f;
+}
+CX_CLONES(suw, (const uint8_t *RESTRICT bits, float *RESTRICT out, const float *RESTRICT base,
+                int64_t nb, float value, int mode), (bits, out, base, nb, value, mode))
+
+static inline float packed_value(int kind, const uint8_t *codes, int64_t g, float value)
+{
+    if (kind == 1)
+        return tern_value_bits(((uint32_t)codes[g >> 2] >> (2 * (g & 3))) & 3u, value);
+    return sign_value(((uint32_t)codes[g >> 3] >> (g & 7)) & 1u, value);
+}
+
+/* global elements [gs, ge) of one chunk (one scale): head and tail element by
+ * element, the whole bytes between through the vectorised bodies */
+static void window_packed(int kind, const uint8_t *codes, int64_t gs, int64_t ge, float value,
+                          int64_t s0, const float *base, float *out, int mode)
+{
+    const int64_t per = kind == 1 ? 4 : 8;
+    int64_t a = (gs + per - 1) / per * per, z = ge / per * per, g;
+    if (a > ge)
+        a = z = ge;
+    for (g = gs; g < a; ++g) {
+        const float v = packed_value(kind, codes, g, value);
+        CX_WCOMBINE(mode, out, base, g - s0, v);
+    }
+    if (z > a) {
+        const float *bp = mode == 2 ? base + (a - s0) : NULL;
+        if (kind == 1)
+            tdqw_run(codes + a / 4, out + (a - s0), bp, (z - a) / 4, value, mode);
+        else
+            suw_run(codes + a / 8, out + (a - s0), bp, (z - a) / 8, value, mode);
+    }
+    for (g = z > a ? z : a; g < ge; ++g) {
+        const float v = packed_value(kind, codes, g, value);
+        CX_WCOMBINE(mode, out, base, g - s0, v);
+    }
+}
+
+void dtnn_cx_decode_window(int kind, const uint8_t *RESTRICT codes, const float *RESTRICT scales,
+                           int64_t chunk, double alpha, double levels, int64_t s0, int64_t e0,
+                           const float *base, float *out, int mode)
+{
+    const int64_t n = e0 - s0;  /* named n: CX_BLOCKS's OpenMP pragma tests n */
+    CX_BLOCKS(n, CX_CHUNKED(s0 + s, s0 + e, chunk, {
+        if (kind == 0) {
+            const float f = (float)((double)scales[ck] * alpha / levels);
+            dq8w_run((const int8_t *)codes + cs, out + (cs - s0),
+                     mode == 2 ? base + (cs - s0) : NULL, ce - cs, f, mode);
+        } else {
+            window_packed(kind, codes, cs, ce, scales[ck] * (float)alpha, s0, base, out, mode);
+        }
+    }));
+}
+
 /* ---------------------------------------------------------------- top-k / sparse */
 static int nthreads_for(int64_t n)
 {

@@ -69,6 +69,11 @@ void dtnn_cx_sign_pack(float *c, uint8_t *bits, int64_t n, const float *values, 
 /* out[i] (+)= (bit ? 1 : -1) * (values[i / chunk] * alpha) */
 void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, const float *values,
                          int64_t chunk, float alpha, int accumulate);
+/* elements [s0, e0) of an int8 (kind 0) / TernGrad (1) / sign (2) payload into
+ * out[0 .. e0 - s0): mode 0 out = v, 1 out += v, 2 out = base + v */
+void dtnn_cx_decode_window(int kind, const uint8_t *codes, const float *scales, int64_t chunk,
+                           double alpha, double levels, int64_t s0, int64_t e0,
+                           const float *base, float *out, int mode);
 
 /* top-k by magnitude of c (after c += x if x): idx ascending, val = c[idx]; among
  * equal magnitudes at the threshold the lowest indices win; zero != 0 sets the

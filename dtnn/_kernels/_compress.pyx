@@ -248,6 +248,43 @@ def sign_unpack(bits, Py_ssize_t n, values, Py_ssize_t chunk=0, float alpha=1.0,
                    chunk, alpha, out, accumulate)
 
 
+cdef dict _WINDOW_KINDS = {"int8": (0, 1), "terngrad": (1, 4), "sign": (2, 8)}
+
+
+def decode_window(str kind, codes, Py_ssize_t n, scales, Py_ssize_t chunk, double alpha,
+                  double levels, Py_ssize_t s0, Py_ssize_t e0, out, base=None,
+                  bint accumulate=False):
+    """Elements [s0, e0) of an n-element int8 / terngrad / sign payload (codes + one
+    scale per chunk) into ``out`` (e0 - s0 elements): ``out = base + v`` with ``base``,
+    else ``out += v`` (accumulate) or ``out = v``."""
+    if kind not in _WINDOW_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_WINDOW_KINDS)}, got {kind!r}")
+    cdef int k = _WINDOW_KINDS[kind][0]
+    cdef int per = _WINDOW_KINDS[kind][1]
+    cdef cnp.ndarray ca = _vec(codes, np.int8 if k == 0 else np.uint8, "codes")
+    if ca.shape[0] != (n + per - 1) // per:
+        raise ValueError(f"codes must have {(n + per - 1) // per} entries for n={n}")
+    cdef cnp.ndarray sa = _vec(scales, np.float32, "scales")
+    if k == 0:
+        sa = _scales(scales, n, chunk)
+    else:
+        chunk = _packed_chunk(chunk, n, sa, per, "scales must hold one value per chunk")
+    if not 0 <= s0 <= e0 <= n:
+        raise ValueError(f"window [{s0}, {e0}) must lie in [0, {n}]")
+    cdef cnp.ndarray o = _out(out, e0 - s0, np.float32, "out")
+    cdef const float *bp = _opt_x(base, e0 - s0, "out")
+    cdef int mode = 2 if base is not None else (1 if accumulate else 0)
+    cdef const char *ob = <const char *>cnp.PyArray_DATA(o)
+    cdef Py_ssize_t nbytes = 4 * (e0 - s0)
+    if bp != NULL and nbytes and (<const char *>bp) < ob + nbytes and ob < (<const char *>bp) + nbytes:
+        raise ValueError("base and out must not overlap (use accumulate=True to add in place)")
+    with nogil:
+        dtnn_cx_decode_window(k, <const uint8_t *>cnp.PyArray_DATA(ca),
+                              <const float *>cnp.PyArray_DATA(sa), chunk, alpha, levels, s0, e0,
+                              bp, <float *>cnp.PyArray_DATA(o), mode)
+    return o
+
+
 def topk(c, Py_ssize_t k, x=None, bint zero=False, idx=None, val=None):
     cdef cnp.ndarray ca = _vec(c, np.float32, "c", zero or x is not None)
     cdef Py_ssize_t n = ca.shape[0]

@@ -24,6 +24,9 @@ cdef extern from "compress.h" nogil:
                            int64_t chunk, int ef)
     void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, const float *values,
                              int64_t chunk, float alpha, int accumulate)
+    void dtnn_cx_decode_window(int kind, const uint8_t *codes, const float *scales,
+                               int64_t chunk, double alpha, double levels, int64_t s0,
+                               int64_t e0, const float *base, float *out, int mode)
     int64_t dtnn_cx_topk(const float *x, float *c, int64_t n, int64_t k, int32_t *idx,
                          float *val, int zero)
     void dtnn_cx_scatter_add(const int32_t *idx, const float *val, int64_t k, float alpha,

@@ -131,6 +131,19 @@ class Compressor:
         out.fill(0.0)
         self.decompress_add(payload, out, alpha, unit)
 
+    #: ``decompress_window`` is implemented (dense quantisers: the quantised ring and
+    #: the allgather decode straight into the flat gradient's ranges)
+    windowed = False
+
+    def decompress_window(self, payload: np.ndarray, unit: Unit, s0: int, e0: int,
+                          out: np.ndarray, alpha: float, base: Optional[np.ndarray] = None,
+                          accumulate: bool = False) -> None:
+        """Elements [s0, e0) of the decoded unit into ``out`` (``e0 - s0`` elements):
+        ``out = base + alpha * v`` with ``base``, else ``out += alpha * v``
+        (``accumulate``) or ``out = alpha * v`` -- the same bits as the slice of
+        ``decompress_add`` / ``decompress_set`` on the whole unit."""
+        raise NotImplementedError(f"{self.name} has no windowed decode")
+
     # --- provided --------------------------------------------------------------------
     def compress(self, x: np.ndarray, unit: Unit,
                  residual: Optional[np.ndarray] = None) -> np.ndarray:
@@ -198,6 +211,13 @@ class PackedChunks(Compressor):
 
     def payload_size(self, unit):
         return 4 * self._nchunks(unit.size) + (unit.size + self.per_byte - 1) // self.per_byte
+
+    def decompress_window(self, payload, unit, s0, e0, out, alpha, base=None,
+                          accumulate=False):
+        from dtnn.compress import kernels as K
+        n, nc = unit.size, self._nchunks(unit.size)
+        K.decode_window(self.name, payload[4 * nc:], n, payload[:4 * nc].view(np.float32),
+                        self._chunk(n), alpha, 1.0, s0, e0, out, base, accumulate)
 
 
 # --- registry -------------------------------------------------------------------------

@@ -60,6 +60,20 @@ class _Int8Family(Compressor):
         K.dequantize_i8(payload[4 * nc:].view(np.int8), self._chunk(unit),
                         payload[:4 * nc].view(np.float32), self.levels, alpha, out, True)
 
+    @property
+    def windowed(self):
+        return getattr(self, "bits", 8) == 8
+
+    def decompress_window(self, payload, unit, s0, e0, out, alpha, base=None,
+                          accumulate=False):
+        if not self.windowed:
+            return super().decompress_window(payload, unit, s0, e0, out, alpha, base,
+                                             accumulate)
+        nc = self._nchunks(unit)
+        K.decode_window("int8", payload[4 * nc:].view(np.int8), unit.size,
+                        payload[:4 * nc].view(np.float32), self._chunk(unit), alpha,
+                        self.levels, s0, e0, out, base, accumulate)
+
     def decompress_set(self, payload, out, alpha, unit):
         if getattr(self, "bits", 8) != 8:
             return super().decompress_set(payload, out, alpha, unit)
@@ -123,6 +137,7 @@ class QSGD(_Int8Family):
 @register("terngrad")
 class TernGrad(PackedChunks):
     chunkable = True
+    windowed = True
     per_byte = 4
 
     def compress_plain(self, x, unit):

@@ -23,6 +23,7 @@ from dtnn.compress.base import PackedChunks, register
 @register("sign")
 class Sign(PackedChunks):
     chunkable = True
+    windowed = True
     biased = True
 
     def _pack(self, c, unit, ef):

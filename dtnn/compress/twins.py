@@ -229,6 +229,31 @@ def sign_unpack(bits: np.ndarray, n: int, values: np.ndarray, chunk: int = 0,
     return _into(out, _nz(np.where(pos, v, -v).astype(_F32), accumulate), accumulate)
 
 
+def decode_window(kind: str, codes: np.ndarray, n: int, scales: np.ndarray, chunk: int,
+                  alpha: float, levels: float, s0: int, e0: int, out: np.ndarray,
+                  base: Optional[np.ndarray] = None, accumulate: bool = False) -> np.ndarray:
+    """Elements [s0, e0) of an n-element int8 / terngrad / sign payload into ``out``:
+    ``base + v`` with ``base``, else ``out + v`` (accumulate) or ``v``."""
+    if not 0 <= s0 <= e0 <= n:
+        raise ValueError(f"window [{s0}, {e0}) must lie in [0, {n}]")
+    if kind == "int8":
+        v = dequantize_i8(codes, chunk, scales, levels, alpha)
+    elif kind == "terngrad":
+        v = terngrad_dequantize(codes, n, scales, chunk, alpha)
+    elif kind == "sign":
+        v = sign_unpack(codes, n, scales, chunk, alpha)
+    else:
+        raise ValueError(f"kind must be one of int8, terngrad, sign, got {kind!r}")
+    v = v[s0:e0]
+    if base is not None:
+        out[:] = base + v
+    elif accumulate:
+        out += v
+    else:
+        out[:] = v
+    return out
+
+
 # --- top-k / sparse ------------------------------------------------------------------------
 def topk(c: np.ndarray, k: int, x: Optional[np.ndarray] = None, zero: bool = False,
          idx=None, val=None) -> Tuple[np.ndarray, np.ndarray]:

@@ -79,6 +79,21 @@ class Plan:
     payload: Optional[np.ndarray] = None  # summable payload awaiting blocking rounds
     direct: bool = False                 # staged, but encoded from / decoded into the
                                          # flat ranges (no staging copy) this step
+    out_direct: bool = False             # decoded into the flat ranges (no write-back)
+    starts: Optional[List[int]] = None   # each range's offset inside the unit
+
+    def pieces(self, grads: np.ndarray, lo: int, hi: int,
+               direct: bool) -> List[Tuple[int, int, np.ndarray]]:
+        """Elements [lo, hi) of the unit as ``(s, e, view)`` pieces: the flat gradient's
+        ranges (``direct``) or the staging vector (one piece)."""
+        if not direct:
+            return [(lo, hi, self.stage[lo:hi])]
+        out = []
+        for (a, b), s in zip(self.ranges, self.starts):
+            s0, s1 = max(lo, s), min(hi, s + b - a)
+            if s0 < s1:
+                out.append((s0, s1, grads[a + s0 - s:a + s1 - s]))
+        return out
 
 
 def choose_transport(compressor: Compressor, size: int) -> str:
@@ -133,6 +148,7 @@ class CompressedExchange:
                 off += s.size
             ranges = _merge([(s.offset, s.offset + s.size) for s in big])
             plan = Plan(Unit(len(self.plans), off, tensors), ranges)
+            plan.starts = list(np.cumsum([0] + [b - a for a, b in ranges[:-1]]).tolist())
             if len(ranges) == 1:
                 plan.stage = self.grads[ranges[0][0]:ranges[0][1]]
             else:
@@ -205,7 +221,7 @@ class CompressedExchange:
         return payload
 
     def write_back(self, plan: Plan) -> None:
-        if plan.staged:
+        if plan.staged and not plan.out_direct:
             o = 0
             for a, b in plan.ranges:
                 self.grads[a:b] = plan.stage[o:o + b - a]
@@ -219,10 +235,15 @@ class CompressedExchange:
         if plan.unit is not None:
             # the allreduce transport only encodes and decodes the unit (cx.encode,
             # cx.decode_sum): compressors that can do that on the flat ranges skip the copy
-            plan.direct = (plan.staged and not self.hierarchical
-                           and self.collective == "allreduce" and self.grads.size < 2 ** 31
-                           and hasattr(self.compressor, "compress_ranges")
-                           and not self._stage_always)
+            # qring and allgather decode windows straight into the flat ranges
+            # (decompress_window); qring also reads its chunks from them
+            free = plan.staged and not self.hierarchical and not self._stage_always
+            comp, name = self.compressor, self.collective
+            plan.direct = free and (
+                (name == "allreduce" and self.grads.size < 2 ** 31
+                 and hasattr(comp, "compress_ranges"))
+                or (name == "qring" and comp.windowed))
+            plan.out_direct = plan.direct or (free and name == "allgather" and comp.windowed)
             if plan.staged and not plan.direct:
                 t = time.perf_counter()
                 o = 0

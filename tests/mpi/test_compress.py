@@ -220,3 +220,35 @@ def test_randomk_without_staging_copy_equals_staged(ctx, spec, monkeypatch):
     assert_all(_same_tree(ra.exchange.local_state(), rb.exchange.local_state()),
                "same error-feedback residuals")
     assert_all(ra.stats()["sent_bytes"] == rb.stats()["sent_bytes"], "same bytes")
+
+
+@pytest.mark.parametrize("spec,collective", [
+    ("int8", "qring"), ("qsgd:bits=8", "qring"), ("terngrad", "qring"), ("sign", "qring"),
+    ("int8", "allgather"), ("terngrad", "allgather"), ("sign", "allgather")])
+def test_quantised_without_staging_copy_equals_staged(ctx, spec, collective, monkeypatch):
+    """qring reads its chunks from the flat gradient's ranges, adds each hop's decoded
+    partial sum to them in one pass and decodes the final payloads straight into them;
+    allgather decodes into them (no write-back): the same bits as staging the unit and
+    copy + add (``DTNN_CX_STAGE=always``): parameters on every rank, error-feedback
+    residuals, bytes."""
+    runs = {}
+    for stage in ("always", ""):
+        monkeypatch.setenv("DTNN_CX_STAGE", stage)
+        model, _, reducer = _train(ctx, spec, bucket_mb=4.0, collective=collective)
+        runs[stage] = (model, reducer)
+    (a, ra), (b, rb) = runs[""], runs["always"]
+    staged = [p for p in ra.exchange.plans if p.staged]
+    assert_all(bool(staged), "simplecnn's units are split by its biases")
+    assert_all(all(p.out_direct for p in staged), "decoded into the flat ranges")
+    assert_all(all(p.direct == (collective == "qring") for p in staged),
+               "qring also reads the flat ranges")
+    assert_all(not any(p.direct or p.out_direct for p in rb.exchange.plans),
+               "staged reference")
+    params = gather_params(a)
+    assert_all(all(np.array_equal(p, params[0]) for p in params), "replicas bit-identical")
+    assert_all(np.array_equal(a.flat_params, b.flat_params),
+               f"{spec} over {collective}: no copy == staged",
+               f"{max_rel_diff(a.flat_params, b.flat_params):.3g}")
+    assert_all(_same_tree(ra.exchange.local_state(), rb.exchange.local_state()),
+               "same error-feedback residuals")
+    assert_all(ra.stats()["sent_bytes"] == rb.stats()["sent_bytes"], "same bytes")

@@ -38,11 +38,19 @@ class _GatherOp(B.ChainOp):
         cx, plan, m = t.cx, self.plan, self.m
         comp = t.compressor
 
+        payloads = [self.recv[s * m:(s + 1) * m]
+                    for s in (owned_chunk(q, t.size) for q in range(t.size))]
+
         def decode():
-            for q in range(t.size):  # the first payload writes, the others add
-                slot = owned_chunk(q, t.size)
+            if plan.out_direct:   # straight into the flat ranges, piece by piece
+                for s, e, v in plan.pieces(cx.grads, 0, plan.unit.size, True):
+                    for q, pq in enumerate(payloads):
+                        comp.decompress_window(pq, plan.unit, s, e, v, cx.alpha,
+                                               accumulate=q > 0)
+                return
+            for q, pq in enumerate(payloads):  # the first payload writes, the others add
                 (comp.decompress_add if q else comp.decompress_set)(
-                    self.recv[slot * m:(slot + 1) * m], plan.stage, cx.alpha, plan.unit)
+                    pq, plan.stage, cx.alpha, plan.unit)
             cx.write_back(plan)
         cx.timed(decode)
         self.recv = None

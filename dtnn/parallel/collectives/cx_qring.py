@@ -49,12 +49,34 @@ class _QRingOp(B.Op):
         self.rbuf = np.empty(max(self.msize), np.uint8)
         self.final: List[np.ndarray] = [None] * p    # the allgathered payloads
         self.step = 0
-        self.sendbuf = self._enc(r, self._x(r))    # step 0 sends our own chunk r
+        # windowed (int8, QSGD-8, TernGrad, sign): a hop decodes the partial sum and
+        # adds our chunk in one pass (out = x + v), read from the flat gradient's
+        # ranges when the unit is not staged (plan.direct), and the final payloads are
+        # decoded straight into them; DTNN_CX_STAGE=always keeps copy + add, the
+        # reference the tests compare with
+        self.win = comp.windowed and not t.cx._stage_always
+        self.sendbuf = self._enc(r, self._own(r))    # step 0 sends our own chunk r
         self._post()
 
     def _x(self, c: int) -> np.ndarray:
         c %= self.p
         return self.plan.stage[self.bounds[c]:self.bounds[c + 1]]
+
+    def _pieces(self, c: int):
+        """Chunk c's pieces ``(s, e, view)``, s and e relative to the chunk."""
+        lo, hi = self.bounds[c], self.bounds[c + 1]
+        return [(s - lo, e - lo, v) for s, e, v in
+                self.plan.pieces(self.t.cx.grads, lo, hi, self.plan.direct)]
+
+    def _own(self, c: int) -> np.ndarray:
+        """Our chunk c as one vector: a view of the stage, or gathered from the flat
+        ranges into the scratch vector (only this chunk is copied, not the unit)."""
+        if not self.plan.direct:
+            return self._x(c)
+        acc = self.acc[:self.subs[c].size]
+        for s, e, v in self._pieces(c):
+            acc[s:e] = v
+        return acc
 
     def _enc(self, c: int, v: np.ndarray) -> np.ndarray:
         u = self.subs[c]
@@ -89,9 +111,13 @@ class _QRingOp(B.Op):
         u = self.subs[recv_c]
         if self.step < p - 1:     # decode the partial sum, add ours, re-compress
             acc = self.acc[:u.size]
-            np.copyto(acc, self._x(recv_c))
-            if u.size:
-                cx.timed(comp.decompress_add, self.rbuf[:self.msize[recv_c]], acc, 1.0, u)
+            payload = self.rbuf[:self.msize[recv_c]]
+            if not self.win:
+                np.copyto(acc, self._x(recv_c))
+                if u.size:
+                    cx.timed(comp.decompress_add, payload, acc, 1.0, u)
+            elif u.size:
+                cx.timed(self._decode_add, payload, u, acc, recv_c)
             if self.step == p - 2:   # the full sum of our chunk: its final payload
                 self.final[recv_c] = self.sendbuf = self._enc(recv_c, acc)
             else:
@@ -105,14 +131,23 @@ class _QRingOp(B.Op):
         self._post()
         return False
 
+    def _decode_add(self, payload, u, acc, c) -> None:
+        for s, e, v in self._pieces(c):
+            self.t.compressor.decompress_window(payload, u, s, e, acc[s:e], 1.0, base=v)
+
     def _decode(self) -> None:
         plan, cx, comp = self.plan, self.t.cx, self.t.compressor
         for c in range(self.p):
-            out = self._x(c)
-            if self.subs[c].size:
-                comp.decompress_set(self.final[c], out, cx.alpha, self.subs[c])
-            else:
-                out.fill(0.0)
+            u = self.subs[c]
+            if not self.win:
+                out = self._x(c)
+                if u.size:
+                    comp.decompress_set(self.final[c], out, cx.alpha, u)
+                else:
+                    out.fill(0.0)
+                continue
+            for s, e, v in self._pieces(c):
+                comp.decompress_window(self.final[c], u, s, e, v, cx.alpha)
         cx.write_back(plan)
         self.final = []
 
