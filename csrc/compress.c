@@ -714,6 +714,50 @@ void dtnn_cx_sign_pack(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t n,
     }
 }
 
+/* Scaled sign in one pass per chunk (chunk <= DTNN_CX_BLOCK: the chunk stays in L1
+ * between its three steps): c += x (if x), the chunk's mean |c| -> values[ck], pack
+ * the bits (and c -= sent value, ef).  The same functions on the same chunk starts as
+ * add_l1 + chunk_norms(l1) + sign_pack, so the same bits; larger chunks run those. */
+void dtnn_cx_sign_encode(const float *RESTRICT x, float *RESTRICT c, int64_t n, int64_t chunk,
+                         float *RESTRICT values, uint8_t *RESTRICT bits, int ef)
+{
+    const int64_t nc = (n + chunk - 1) / chunk;
+    int64_t k;
+    if (chunk > DTNN_CX_BLOCK || chunk % 8) {
+        if (x != NULL)
+            dtnn_cx_add_l1(x, c, n);
+        dtnn_cx_chunk_norms(c, n, chunk, 2, values);
+        for (k = 0; k < nc; ++k) {
+            const int64_t len = (k + 1) * chunk <= n ? chunk : n - k * chunk;
+            values[k] = values[k] / (float)len;
+        }
+        dtnn_cx_sign_pack(c, bits, n, values, chunk, ef);
+        return;
+    }
+    (void)cx_has_avx2();
+#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
+    for (k = 0; k < nc; ++k) {
+        const int64_t s = k * chunk;
+        const int64_t len = (s + chunk <= n) ? chunk : n - s;
+        const double r = x != NULL ? add_abs_run(x + s, c + s, len) : sum_abs_run(c + s, len);
+        const float value = (float)r / (float)len;
+        const int64_t whole = len / 8;
+        int64_t i;
+        values[k] = value;
+        if (whole)
+            sp_run(c, bits, s / 8, s / 8 + whole, value, ef);
+        if (len % 8) {  /* only the last chunk */
+            uint32_t byte = 0;
+            for (i = s + 8 * whole; i < s + len; ++i) {
+                byte |= (uint32_t)(c[i] >= 0.0f) << (i - s - 8 * whole);
+                if (ef)
+                    c[i] -= c[i] >= 0.0f ? value : -value;
+            }
+            bits[s / 8 + whole] = (uint8_t)byte;
+        }
+    }
+}
+
 /* +-value by flipping the sign bit where the bit is 0 (= negation), no select */
 static inline float sign_value(uint32_t bit, float value)
 {

@@ -67,6 +67,9 @@ double dtnn_cx_add_l1(const float *x, float *e, int64_t n);
 void dtnn_cx_sign_pack(float *c, uint8_t *bits, int64_t n, const float *values, int64_t chunk,
                        int ef);
 /* out[i] (+)= (bit ? 1 : -1) * (values[i / chunk] * alpha) */
+/* add_l1 (if x) + chunk_norms(l1) / length + sign_pack in one pass per chunk */
+void dtnn_cx_sign_encode(const float *x, float *c, int64_t n, int64_t chunk, float *values,
+                         uint8_t *bits, int ef);
 void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, const float *values,
                          int64_t chunk, float alpha, int accumulate);
 /* elements [s0, e0) of an int8 (kind 0) / TernGrad (1) / sign (2) payload into

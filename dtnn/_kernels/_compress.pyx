@@ -242,6 +242,22 @@ def sign_pack(c, values, Py_ssize_t chunk=0, bint ef=False, out=None):
     return o
 
 
+def sign_encode(c, x, Py_ssize_t chunk, bint ef, values, bits):
+    """``c += x`` (x may be None), ``values`` = each chunk's mean |c|, ``bits`` = the
+    packed signs of c, and with ``ef`` ``c -= sent value``: add_l1 + chunk_norms(l1) +
+    sign_pack in one pass per chunk (the same bits)."""
+    cdef cnp.ndarray ca = _vec(c, np.float32, "c", True)
+    cdef Py_ssize_t n = ca.shape[0]
+    cdef const float *xp = _opt_x(x, n, "c")
+    cdef cnp.ndarray va = _vec(values, np.float32, "values", True)
+    chunk = _packed_chunk(chunk, n, va, 8, _SIGN_NEED)
+    cdef cnp.ndarray ba = _out(bits, (n + 7) // 8, np.uint8, "bits")
+    with nogil:
+        dtnn_cx_sign_encode(xp, <float *>cnp.PyArray_DATA(ca), n, chunk,
+                            <float *>cnp.PyArray_DATA(va), <uint8_t *>cnp.PyArray_DATA(ba), ef)
+    return ba
+
+
 def sign_unpack(bits, Py_ssize_t n, values, Py_ssize_t chunk=0, float alpha=1.0, out=None,
                 bint accumulate=False):
     return _unpack(dtnn_cx_sign_unpack, 8, bits, "bits", n, values, "values", _SIGN_NEED,

@@ -22,6 +22,8 @@ cdef extern from "compress.h" nogil:
     double dtnn_cx_add_l1(const float *x, float *e, int64_t n)
     void dtnn_cx_sign_pack(float *c, uint8_t *bits, int64_t n, const float *values,
                            int64_t chunk, int ef)
+    void dtnn_cx_sign_encode(const float *x, float *c, int64_t n, int64_t chunk,
+                             float *values, uint8_t *bits, int ef)
     void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, const float *values,
                              int64_t chunk, float alpha, int accumulate)
     void dtnn_cx_decode_window(int kind, const uint8_t *codes, const float *scales,

@@ -3,8 +3,9 @@
 |x|, so the decoded vector has the L1 norm of the input chunk by chunk.  Error
 feedback is on by default (EF-signSGD, Karimireddy et al. 2019).
 
-Kernel passes with error feedback: (1) residual += x (fused with a sum), (2) per-chunk
-L1 norms, (3) pack the bits and subtract the sent value from the residual.
+Kernel passes with error feedback: one per chunk (``sign_encode``): residual += x, the
+chunk's L1 norm, pack the bits and subtract the sent value from the residual, while the
+chunk is in cache (add_l1 + chunk_norms + sign_pack for chunks over 8192 elements).
 
 Per-chunk scales keep the update local (an element with a tiny gradient is not moved by
 the mean of a whole 400k-element layer).  With error feedback, sign needs a stable
@@ -26,26 +27,24 @@ class Sign(PackedChunks):
     windowed = True
     biased = True
 
-    def _pack(self, c, unit, ef):
+    def _pack(self, c, unit, ef, x=None):
+        """The payload of c (+ x first, if given; c -= sent value with ef): one kernel
+        pass per chunk (``sign_encode``)."""
         n = unit.size
         chunk, nc = self._chunk(n), self._nchunks(n)
         payload = np.empty(self.payload_size(unit), np.uint8)
-        values = payload[:4 * nc].view(np.float32)
-        sums = K.chunk_norms(c, chunk, "l1")
-        lens = np.full(nc, chunk, np.float32)
-        lens[-1] = n - chunk * (nc - 1)
-        np.divide(sums, lens, out=values)
-        K.sign_pack(c, values, chunk, ef, payload[4 * nc:])
+        K.sign_encode(c, x, chunk, ef, payload[:4 * nc].view(np.float32), payload[4 * nc:])
         return payload
 
     def compress_plain(self, x, unit):
+        if not x.flags.writeable:   # sign_encode takes c writable (written with ef only)
+            x = x.copy()
         return self._pack(x, unit, False)
 
     def compress(self, x, unit, residual=None):
         if residual is None:
-            return self._pack(x, unit, False)
-        K.add_l1(x, residual)  # residual = x + residual
-        return self._pack(residual, unit, True)
+            return self.compress_plain(x, unit)
+        return self._pack(residual, unit, True, x)  # residual = x + residual, then pack
 
     def decompress_add(self, payload, out, alpha, unit):
         n = unit.size

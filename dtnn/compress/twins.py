@@ -221,6 +221,20 @@ def sign_pack(c: np.ndarray, values: np.ndarray, chunk: int = 0, ef: bool = Fals
     return _into(out, bits)
 
 
+def sign_encode(c: np.ndarray, x: Optional[np.ndarray], chunk: int, ef: bool,
+                values: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """``c += x`` (if x), ``values`` = each chunk's mean |c|, ``bits`` = the signs of
+    c packed, and with ``ef`` ``c -= sent value``."""
+    n = c.size
+    chunk = _sign_chunk(chunk, n, values)
+    if x is not None:
+        c += x
+    lens = np.full(values.size, chunk, _F32)
+    lens[-1] = n - chunk * (values.size - 1)
+    np.divide(chunk_norms(c, chunk, "l1"), lens, out=values)
+    return sign_pack(c, values, chunk, ef, out=bits)
+
+
 def sign_unpack(bits: np.ndarray, n: int, values: np.ndarray, chunk: int = 0,
                 alpha: float = 1.0, out=None, accumulate: bool = False) -> np.ndarray:
     chunk = _sign_chunk(chunk, n, values)
