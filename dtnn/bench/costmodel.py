@@ -29,7 +29,16 @@ when the last one ends or compute ends, whichever is later:
 
     step = compute + codec + max(0, finish_of_last_bucket - compute)
 
-Communication efficiency = compute / step.
+Oversubscription (``Oversub``; ``s`` ranks per core, 1 on a real cluster): the CPU
+the transfer takes (``s x cpu_per_byte`` per byte moved while compute runs)
+lengthens compute; every hop waits ``(s - 1) x wait_per_hop`` more, and the step's
+final wait ``(s - 1) x wait_per_step`` more, for peers without a core.  All three
+are calibrated apart from the validation (``dtnn.bench.oversub``) and zero at
+``Oversub()``:
+
+    step = compute + cpu + codec + max(0, finish - compute - cpu) + (s - 1) wait_per_step
+
+Communication efficiency = compute / step (compute without any exchange).
 """
 from __future__ import annotations
 
@@ -166,29 +175,100 @@ def transport_seconds(collective: str, nbytes: float, codec: Optional[Codec], ra
     return rs + ag, n_el * (codec.encode + codec.decode), got
 
 
-def predict_step(compute: float, exchange: Exchange, ranks: int, link: Link,
-                 collective: str = "ring", codec: Optional[Codec] = None, local: int = 1,
-                 overlap: bool = True) -> Dict[str, float]:
-    """Step time, its split and the bytes per rank (see the module docstring)."""
-    free = 0.0
-    codec_total = 0.0
-    recv = 0.0
+@dataclass
+class Oversub:
+    """What ranks sharing cores cost the exchange, beyond the compute they share.
+
+    Calibrated by ``dtnn.bench.oversub`` (a synthetic workload on the simulated
+    cluster, one run at one rank per core and one oversubscribed: ``fit_oversub``),
+    never from the steps the model is validated against.  ``s`` = ranks per core of
+    the machine the ranks share (the simulated cluster: all of them, on this
+    machine's cores; a real cluster with one rank per core: 1).
+
+    * ``cpu_per_byte``: CPU seconds the machine spends per byte a rank sends (TCP
+      stack, simulated links, MPI progress), measured as the slow-down of compute that
+      runs while a transfer does.  The machine does it for every rank and shares it
+      over its cores, so the bytes a rank moves *while it computes* lengthen its
+      compute by ``s x cpu_per_byte x bytes`` (at ``s < 1`` a spare core absorbs it).
+      Bytes moved after compute only compete with ranks that wait.
+    * ``wait_per_hop``: seconds more per message hop, per extra rank per core (a
+      peer in a tight exchange loop that is not on a core answers late).
+    * ``wait_per_step``: seconds more the step's final wait takes, per extra rank per
+      core: after compute, the exchange waits for the peers that had no core to finish
+      theirs (measured after a compute block, minus the same at one rank per core).
+    """
+    cpu_per_byte: float = 0.0
+    wait_per_hop: float = 0.0
+    wait_per_step: float = 0.0
+
+    def hop(self, ranks_per_core: float) -> float:
+        return self.wait_per_hop * max(0.0, ranks_per_core - 1.0)
+
+    def step(self, ranks_per_core: float) -> float:
+        return self.wait_per_step * max(0.0, ranks_per_core - 1.0)
+
+    def cpu(self, ranks_per_core: float, sent_bytes: float) -> float:
+        if ranks_per_core < 1.0:
+            return 0.0
+        return self.cpu_per_byte * ranks_per_core * sent_bytes
+
+
+def _schedule(compute: float, exchange: Exchange, ranks: int, link: Link, collective: str,
+              codec: Optional[Codec], local: int, overlap: bool):
+    """(finish of the last transfer, codec seconds, bytes per rank, bytes moved
+    while compute still runs) of one step's buckets."""
+    free = codec_total = recv = during = 0.0
     for nbytes, ready in exchange.buckets:
         net, cod, got = transport_seconds(collective, nbytes, codec, ranks, link, local)
         codec_total += cod
         recv += got
         start = max(free, (ready if overlap else 1.0) * compute)
         free = start + net
+        if net > 0 and start < compute:
+            during += got * min(1.0, (compute - start) / net)
     if exchange.small_bytes:
         net, _, got = transport_seconds("mpi" if codec is None else "ring",
                                         exchange.small_bytes, None, ranks, link, local)
         free += net
         recv += got
-    exposed = max(0.0, free - compute)
-    step = compute + codec_total + exposed
-    return {"step": step, "compute": compute, "codec": codec_total, "exposed": exposed,
-            "comm": free, "efficiency": compute / step if step > 0 else 1.0,
-            "recv_bytes": recv}
+    return free, codec_total, recv, during
+
+
+def predict_step(compute: float, exchange: Exchange, ranks: int, link: Link,
+                 collective: str = "ring", codec: Optional[Codec] = None, local: int = 1,
+                 overlap: bool = True, oversub: Optional[Oversub] = None,
+                 ranks_per_core: float = 1.0) -> Dict[str, float]:
+    """Step time, its split and the bytes per rank (see the module docstring).
+
+    ``oversub`` at ``ranks_per_core``: its terms are added explicitly (``Oversub``):
+    ``oversub_cpu`` lengthens compute (found by iterating: a longer compute overlaps
+    more bytes), every hop and the step's final wait take longer; ``oversub`` in the
+    result is what the three add to the step."""
+    over = oversub if oversub is not None and ranks > 1 else Oversub()
+    s = ranks_per_core
+    if over.hop(s):
+        link = Link(link.alpha + over.hop(s), link.beta, link.name)
+    extra = 0.0
+    for _ in range(20):
+        free, codec_total, recv, during = _schedule(compute + extra, exchange, ranks, link,
+                                                    collective, codec, local, overlap)
+        new = over.cpu(s, during)
+        if abs(new - extra) <= 1e-7:
+            break
+        extra = new
+    busy = compute + extra
+    exposed = max(0.0, free - busy) + over.step(s)
+    step = busy + codec_total + exposed
+    out = {"step": step, "compute": busy, "codec": codec_total, "exposed": exposed,
+           "comm": free, "efficiency": compute / step if step > 0 else 1.0,
+           "recv_bytes": recv}
+    if oversub is not None:
+        plain = predict_step(compute, exchange, ranks, Link(link.alpha - over.hop(s),
+                                                            link.beta, link.name),
+                             collective, codec, local, overlap)
+        out.update(oversub=step - plain["step"], oversub_cpu=extra,
+                   oversub_hop=over.hop(s), oversub_step=over.step(s), ranks_per_core=s)
+    return out
 
 
 @dataclass

@@ -15,10 +15,17 @@ Calibration (this machine, one rank, one thread):
 * optionally (``--codec-from``) the codec as the reducer spends it, from a
   ``dtnn bench dist`` run on shared memory (``calibrate_codecs``).
 
+* optionally (``--oversub``) what ranks sharing cores cost the exchange, from
+  ``dtnn.bench.oversub`` runs on the simulated cluster (``fit_oversub``; see
+  ``costmodel.Oversub``).
+
 Validation: for every dtnn row of a ``dtnn bench scaling`` results file, the model
 predicts the step from that cell's measured compute-only step (the exchange-skipped
 row: it carries the oversubscription of the simulated hosts; the codec times are
-scaled by ranks per core) and compares it with the measured step, term by term.
+scaled by ranks per core; with ``--oversub`` the cell's ranks per core adds the
+transfer's CPU and the waits for peers without a core) and compares it with the
+measured step, term by term.  Predictions: at each ``ranks_per_core`` asked for
+(1: a real cluster, one rank per core).
 """
 from __future__ import annotations
 
@@ -26,11 +33,11 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from dtnn.bench.costmodel import (Codec, Link, ModelProfile, fit_link, predict_step)
+from dtnn.bench.costmodel import (Codec, Link, ModelProfile, Oversub, fit_link, predict_step)
 
 RATES = {"100mbit": 100e6, "1gbit": 1e9, "10gbit": 10e9, "100gbit": 100e9}
 DEFAULT_MODELS = ("simplecnn", "lenet", "vgg11_bn:width=0.5", "vgg16_bn", "cnet")
@@ -173,6 +180,51 @@ def fit_links(*sweeps: Path) -> Dict[str, Link]:
             for key, rows in by_rate.items()}
 
 
+def fit_oversub(*runs: Path) -> Tuple[Oversub, List[Dict[str, Any]]]:
+    """The oversubscription terms (``Oversub``) from ``dtnn.bench.oversub`` runs (JSON
+    lines, on the simulated cluster: some at one rank per core, some oversubscribed).
+
+    ``cpu_per_byte``: per run, the fixed compute block's slow-down while a ring
+    allreduce runs behind it, per byte a rank sends and per rank per core (the machine
+    moves every rank's bytes: ``s x cpu_per_byte x sent``); the median of the runs.
+    ``wait_per_hop``: a small ring allreduce in a tight loop, per hop;
+    ``wait_per_step``: the wait after a compute block that posted three small
+    allreduces during it, as the reducer's buckets.  Both: the median of the
+    oversubscribed runs minus the least delayed run at one rank per core (link
+    latency and the skew that exist without sharing cores), per extra rank per core;
+    zero without runs of both kinds."""
+    recs = [json.loads(line) for path in runs for line in path.read_text().splitlines()
+            if line.strip()]
+    rows = []
+    for rec in recs:
+        ph = {p["phase"]: p["median"] for p in rec["phases"]}
+        s, p = float(rec["oversubscription"]), int(rec["ranks"])
+        hops = 2.0 * (p - 1)
+        slow = ph["traffic"]["compute"] - ph["compute"]["compute"]
+        sent = ph["traffic"]["sent"]
+        rows.append({"label": rec.get("label", ""), "ranks": p, "ranks_per_core": s,
+                     "load": rec.get("load"), "time": rec.get("time"),
+                     "compute_ms": 1e3 * ph["compute"]["compute"],
+                     "compute_with_traffic_ms": 1e3 * ph["traffic"]["compute"],
+                     "sent_bytes": sent,
+                     "cpu_ns_per_byte": 1e9 * slow / (max(1.0, s) * sent) if sent else 0.0,
+                     "hop_us": 1e6 * ph["sync_alone"]["wait"] / hops if hops else 0.0,
+                     "after_compute_ms": 1e3 * ph["sync"]["wait"],
+                     "after_buckets_ms": (1e3 * ph["buckets"]["wait"] if "buckets" in ph
+                                          else None)})
+    if not rows:
+        return Oversub(), rows
+    cpu = 1e-9 * float(np.median([r["cpu_ns_per_byte"] for r in rows]))
+
+    def extra(key: str) -> float:
+        base = [r[key] for r in rows if r["ranks_per_core"] <= 1.0 and r[key] is not None]
+        over = [(r[key] - min(base)) / (r["ranks_per_core"] - 1.0) for r in rows
+                if r["ranks_per_core"] > 1.0 and r[key] is not None] if base else []
+        return max(0.0, float(np.median(over))) if over else 0.0
+    return Oversub(max(0.0, cpu), 1e-6 * extra("hop_us"),
+                   1e-3 * extra("after_buckets_ms")), rows
+
+
 def link_for(rate: str, fitted: Dict[str, Link], algorithm: str = "ring",
              local: int = 1) -> Link:
     """The fitted link of ``rate`` (``algorithm``'s own fit if there is one, with
@@ -199,8 +251,10 @@ def collective_for(spec: str, ranks: int, codec: Optional[Codec]) -> str:
 
 
 def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile],
-             codecs: Dict[str, Optional[Codec]], links: Dict[str, Link]) -> List[Dict]:
-    """Predicted vs measured step of every dtnn overlap row on a shaped link."""
+             codecs: Dict[str, Optional[Codec]], links: Dict[str, Link],
+             oversub: Optional[Oversub] = None) -> List[Dict]:
+    """Predicted vs measured step of every dtnn overlap row on a shaped link
+    (``oversub``: the terms of the cell's ranks per core, see ``Oversub``)."""
     none = {(r["model_spec"], r["hosts"], r["link"], r.get("ranks", r["hosts"])):
             r["step_seconds"] for r in records
             if r.get("framework") == "dtnn" and r.get("mode") == "none"}
@@ -226,7 +280,8 @@ def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile
         local = ranks // r["hosts"]
         algo = r.get("algorithm") or collective_for(spec, ranks, codec)
         pred = predict_step(compute, prof.exchange(r.get("bucket_mb") or 4.0), ranks,
-                            link_for(r["link"], links, algo, local), algo, codec, local)
+                            link_for(r["link"], links, algo, local), algo, codec, local,
+                            oversub=oversub, ranks_per_core=slow)
         out.append({"model": r["model_spec"], "hosts": r["hosts"], "ranks": ranks,
                     "link": r["link"], "compress": r.get("compress", "none"),
                     "algorithm": algo, "measured": r["step_seconds"],
@@ -237,6 +292,8 @@ def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile
                                        "codec": r.get("codec_seconds"),
                                        "exposed": r.get("exposed_comm_seconds")},
                     "split_predicted": {k: pred[k] for k in ("compute", "codec", "exposed")},
+                    "ranks_per_core": slow, "oversub": pred.get("oversub", 0.0),
+                    "oversub_cpu": pred.get("oversub_cpu", 0.0),
                     # the model has no term for the exchange thread's competition for
                     # the cores: these rows are reported, not counted against the target
                     "modelled": "comm_thread=true" not in r.get("compress", "")})
@@ -245,7 +302,12 @@ def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile
 
 def extrapolate(profiles: Dict[str, ModelProfile], codecs: Dict[str, Optional[Codec]],
                 links: Dict[str, Link], nodes: Sequence[int] = (2, 4, 8, 16, 32, 64, 128, 256),
-                rates: Sequence[str] = ("1gbit", "10gbit", "100gbit")) -> List[Dict]:
+                rates: Sequence[str] = ("1gbit", "10gbit", "100gbit"),
+                oversub: Optional[Oversub] = None, ranks_per_core: float = 1.0) -> List[Dict]:
+    """Predictions per model, link, node count and compressor.  ``ranks_per_core``
+    1 is a real cluster (one rank per core: no waits for peers without a core; the
+    transfer's CPU still comes out of the rank's core); 2 is this machine's
+    simulated cluster at 4 hosts."""
     rows = []
     for mspec, prof in profiles.items():
         ex = prof.exchange(4.0)
@@ -257,10 +319,13 @@ def extrapolate(profiles: Dict[str, ModelProfile], codecs: Dict[str, Optional[Co
                     # MPICH's recursive doubling (2 log2 N latency terms, not 2 (N-1))
                     choices = ["ring", "mpi"] if codec is None else [algo]
                     algo, pred = min(((a, predict_step(prof.compute, ex, n,
-                                                       link_for(rate, links, a), a, codec))
+                                                       link_for(rate, links, a), a, codec,
+                                                       oversub=oversub,
+                                                       ranks_per_core=ranks_per_core))
                                       for a in choices), key=lambda ap: ap[1]["step"])
                     rows.append({"model": mspec, "link": rate, "nodes": n, "compress": spec,
-                                 "collective": algo, **pred})
+                                 "collective": algo, "ranks_per_core": ranks_per_core,
+                                 **pred})
     return rows
 
 
@@ -339,6 +404,25 @@ def report(result: Dict[str, Any], plots: Sequence[Path]) -> str:
                      f"{1e9 * k['decode']:.2f} | " +
                      (f"{f['factor']:.2f}x ({f['measured_ms']:.1f} vs {f['kernels_ms']:.1f} "
                       f"ms, {f['collective']}, {f['ranks']})" if f else "not calibrated") + " |")
+    over = result.get("oversub")
+    if over:
+        lines += ["", "### Ranks sharing cores (`--oversub`, `dtnn.bench.oversub` runs)", "",
+                  f"Fitted: **{1e9 * over['cpu_per_byte']:.2f} ns of CPU per byte sent** "
+                  f"(x ranks per core, for the bytes moved while compute runs), "
+                  f"**{1e6 * over['wait_per_hop']:.0f} us per hop** and **"
+                  f"{1e3 * over['wait_per_step']:.2f} ms per step** of waiting for peers "
+                  "without a core, per extra rank per core.", "",
+                  "| run | ranks per core | compute block ms (with traffic) | CPU ns/byte "
+                  "| hop us (tight loop) | wait after block ms | wait after block with "
+                  "buckets ms | load |", "|---|---|---|---|---|---|---|---|"]
+        for r in result.get("oversub_runs") or []:
+            b = r.get("after_buckets_ms")
+            lines.append(f"| {r['label']} ({r.get('time') or ''}) | {r['ranks_per_core']:g} | "
+                         f"{r['compute_ms']:.1f} ({r['compute_with_traffic_ms']:.1f}) | "
+                         f"{r['cpu_ns_per_byte']:.2f} | {r['hop_us']:.0f} | "
+                         f"{r['after_compute_ms']:.2f} | "
+                         f"{'-' if b is None else f'{b:.2f}'} | "
+                         f"{', '.join(f'{x:.2f}' for x in (r.get('load') or [])[:1])} |")
     checks = result["validation"]
     if checks:
         counted = [c for c in checks if c.get("modelled", True)]
@@ -350,7 +434,8 @@ def report(result: Dict[str, Any], plots: Sequence[Path]) -> str:
                   "exchange thread) are outside the model and not counted.", "",
                   "| model | hosts x ranks | link | exchange | collective | measured ms | "
                   "predicted ms | error | compute ms meas. / pred. | codec ms meas. / pred. "
-                  "| exposed ms meas. / pred. |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| exposed ms meas. / pred. | ranks per core: oversub. term ms (its CPU) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
         def ms(x):
             return "-" if x is None else f"{1e3 * x:.0f}"
@@ -362,16 +447,24 @@ def report(result: Dict[str, Any], plots: Sequence[Path]) -> str:
             lines.append(f"| {c['model']} | {c['hosts']} x {c['ranks'] // c['hosts']} | "
                          f"{c['link']} | {c['compress']}{star} | {c['algorithm']} | "
                          f"{1e3 * c['measured']:.0f} | {1e3 * c['predicted']:.0f} | "
-                         f"{100 * c['error']:+.1f}% | {terms} |")
-    lines += ["", "## Predictions: one rank per node (one core), batch 32 per rank", "",
-              "Communication efficiency = compute / step (step ms, KiB received per rank "
-              "per step).", "", table(result["predictions"]), ""]
+                         f"{100 * c['error']:+.1f}% | {terms} | "
+                         f"{c.get('ranks_per_core', 1):g}: {1e3 * c.get('oversub', 0):.1f} "
+                         f"({1e3 * c.get('oversub_cpu', 0):.1f}) |")
+    preds = result["predictions"]
+    for s in dict.fromkeys(r.get("ranks_per_core", 1.0) for r in preds):
+        what = ("one rank per core (a real cluster)" if s == 1 else
+                f"{s:g} ranks per core (as this machine's simulated hosts)")
+        lines += ["", f"## Predictions: {what}, batch 32 per rank", "",
+                  "Communication efficiency = compute / step (step ms, KiB received per "
+                  "rank per step)." + (" The oversubscription term is in every step."
+                                       if over else ""), "",
+                  table([r for r in preds if r.get("ranks_per_core", 1.0) == s]), ""]
     lines += [f"![{p.name}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
 def dump(obj) -> Any:
-    if isinstance(obj, (Link, Codec, ModelProfile)):
+    if isinstance(obj, (Link, Codec, ModelProfile, Oversub)):
         return dict(obj.__dict__)
     return obj
 

@@ -32,6 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec-from", metavar="JSON",
                    help="dtnn bench dist --json of the compressors on plain mpiexec -n 2: "
                         "scales the kernels' codec times to what the reducer spends")
+    p.add_argument("--oversub", nargs="*", default=[], metavar="JSONL",
+                   help="python -m dtnn.bench.oversub results (one rank per core and "
+                        "oversubscribed): the cost of ranks sharing cores, added to every "
+                        "validation row at its ranks per core, and to the predictions")
+    p.add_argument("--ranks-per-core", nargs="+", type=float, default=[1.0, 2.0],
+                   metavar="S", help="predict at these ranks per core (1: a real "
+                                     "cluster; 2: this machine's 4 simulated hosts)")
     p.add_argument("--batch", type=int, default=32, help="samples per rank per step")
     p.add_argument("--out", default="benchmarks/results/model", metavar="DIR")
 
@@ -41,7 +48,7 @@ def run(args) -> int:
     from dtnn.compress import check_spec
     from dtnn.bench.scaling import read_records
     from dtnn.threads import set_threads
-    for path in list(args.sweep) + list(args.validate) + ([args.codec_from]
+    for path in list(args.sweep) + list(args.validate) + list(args.oversub) + ([args.codec_from]
                                                           if args.codec_from else []):
         if not Path(path).is_file():
             raise ConfigError(f"{path}: no such results file")
@@ -52,6 +59,8 @@ def run(args) -> int:
     if bad:
         raise ConfigError(f"--links: unknown rate(s) {', '.join(bad)} (known: "
                           f"{', '.join(M.RATES)})")
+    if any(s <= 0 for s in args.ranks_per_core):
+        raise ConfigError("--ranks-per-core: must be > 0")
     set_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,9 +76,11 @@ def run(args) -> int:
     kernels = {k: M.dump(v) for k, v in codecs.items() if v is not None}
     kernels = {k: dict(v) for k, v in kernels.items()}
     factors = M.calibrate_codecs(codecs, Path(args.codec_from)) if args.codec_from else {}
-    checks = M.validate(records, profiles, codecs, links)
-    rows = M.extrapolate({m: profiles[m] for m in args.models},
-                         {s: codecs[s] for s in args.compress}, links, args.nodes, args.links)
+    oversub, oversub_runs = M.fit_oversub(*[Path(p) for p in args.oversub])
+    checks = M.validate(records, profiles, codecs, links, oversub if args.oversub else None)
+    rows = [row for s in args.ranks_per_core for row in M.extrapolate(
+        {m: profiles[m] for m in args.models}, {s: codecs[s] for s in args.compress}, links,
+        args.nodes, args.links, oversub=oversub if args.oversub else None, ranks_per_core=s)]
     from dtnn._kernels.isa import cpu_model as cpu_name
     result = {"cpu": cpu_name(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
               "links": {k: M.dump(v) for k, v in links.items()},
@@ -77,9 +88,12 @@ def run(args) -> int:
               "codecs": {k: M.dump(v) for k, v in codecs.items()},
               "codec_kernels": kernels, "codec_calibration": factors,
               "codec_from": args.codec_from,
+              "oversub": M.dump(oversub) if args.oversub else None,
+              "oversub_runs": oversub_runs, "oversub_from": list(args.oversub),
               "validation": checks, "predictions": rows}
     (out / "model.json").write_text(json.dumps(result, indent=1))
-    plots = M.plot(rows, out)
+    # the plots: the first --ranks-per-core (1 by default: a real cluster)
+    plots = M.plot([r for r in rows if r.get("ranks_per_core") == args.ranks_per_core[0]], out)
     (out / "model.md").write_text(M.report(result, plots))
     print(f"model: {out / 'model.md'} ({len(checks)} validation rows, "
           f"{len(rows)} predictions)")
