@@ -61,6 +61,11 @@ def run(args) -> int:
                           f"{', '.join(M.RATES)})")
     if any(s <= 0 for s in args.ranks_per_core):
         raise ConfigError("--ranks-per-core: must be > 0")
+    try:
+        oversub, oversub_runs = M.fit_oversub(*[Path(p) for p in args.oversub])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"--oversub: not python -m dtnn.bench.oversub results "
+                          f"({type(e).__name__}: {e})")
     set_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +81,6 @@ def run(args) -> int:
     kernels = {k: M.dump(v) for k, v in codecs.items() if v is not None}
     kernels = {k: dict(v) for k, v in kernels.items()}
     factors = M.calibrate_codecs(codecs, Path(args.codec_from)) if args.codec_from else {}
-    oversub, oversub_runs = M.fit_oversub(*[Path(p) for p in args.oversub])
     checks = M.validate(records, profiles, codecs, links, oversub if args.oversub else None)
     rows = [row for s in args.ranks_per_core for row in M.extrapolate(
         {m: profiles[m] for m in args.models}, {s: codecs[s] for s in args.compress}, links,

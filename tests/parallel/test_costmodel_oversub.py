@@ -110,3 +110,22 @@ def test_fit_oversub_recovers_the_synthetic_costs(tmp_path):
     o, _ = fit_oversub(only)
     assert (o.wait_per_hop, o.wait_per_step) == (0.0, 0.0)
     assert o.cpu_per_byte == pytest.approx(c, rel=1e-6)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--oversub", "BAD"], "--oversub: not python -m dtnn.bench.oversub results"),
+    (["--ranks-per-core", "0"], "--ranks-per-core: must be > 0"),
+])
+def test_bench_model_rejects_bad_oversub_input_before_any_work(tmp_path, capsys, extra,
+                                                               message):
+    from dtnn.cli.main import main
+    sweep = tmp_path / "sweep.jsonl"
+    sweep.write_text("")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"ranks": 4}\n')
+    out = tmp_path / "out"
+    args = [str(bad) if a == "BAD" else a for a in extra]
+    assert main(["bench", "model", "--sweep", str(sweep), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()                         # nothing written
