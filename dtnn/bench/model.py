@@ -451,14 +451,20 @@ def report(result: Dict[str, Any], plots: Sequence[Path]) -> str:
                          f"{c.get('ranks_per_core', 1):g}: {1e3 * c.get('oversub', 0):.1f} "
                          f"({1e3 * c.get('oversub_cpu', 0):.1f}) |")
     preds = result["predictions"]
-    for s in dict.fromkeys(r.get("ranks_per_core", 1.0) for r in preds):
+    for s, cpu in dict.fromkeys((r.get("ranks_per_core", 1.0), r.get("transfer_cpu", True))
+                                for r in preds):
         what = ("one rank per core (a real cluster)" if s == 1 else
                 f"{s:g} ranks per core (as this machine's simulated hosts)")
-        lines += ["", f"## Predictions: {what}, batch 32 per rank", "",
+        how = (" The oversubscription term is in every step, with this machine's CPU "
+               "per byte of TCP." if over and cpu else
+               " A transport that takes no CPU from the ranks' cores (RDMA, offloading "
+               "NICs): no oversubscription term." if over else "")
+        lines += ["", f"## Predictions: {what}{'' if cpu else ', transfer without CPU'}, "
+                  "batch 32 per rank", "",
                   "Communication efficiency = compute / step (step ms, KiB received per "
-                  "rank per step)." + (" The oversubscription term is in every step."
-                                       if over else ""), "",
-                  table([r for r in preds if r.get("ranks_per_core", 1.0) == s]), ""]
+                  "rank per step)." + how, "",
+                  table([r for r in preds if r.get("ranks_per_core", 1.0) == s
+                         and r.get("transfer_cpu", True) == cpu]), ""]
     lines += [f"![{p.name}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
 

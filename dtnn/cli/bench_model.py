@@ -82,9 +82,16 @@ def run(args) -> int:
     kernels = {k: dict(v) for k, v in kernels.items()}
     factors = M.calibrate_codecs(codecs, Path(args.codec_from)) if args.codec_from else {}
     checks = M.validate(records, profiles, codecs, links, oversub if args.oversub else None)
-    rows = [row for s in args.ranks_per_core for row in M.extrapolate(
-        {m: profiles[m] for m in args.models}, {s: codecs[s] for s in args.compress}, links,
-        args.nodes, args.links, oversub=oversub if args.oversub else None, ranks_per_core=s)]
+    def predict(over, per_core):
+        return M.extrapolate({m: profiles[m] for m in args.models},
+                             {s: codecs[s] for s in args.compress}, links, args.nodes,
+                             args.links, oversub=over, ranks_per_core=per_core)
+    rows = [row for s in args.ranks_per_core
+            for row in predict(oversub if args.oversub else None, s)]
+    if args.oversub:
+        # one rank per core with a transport that takes no CPU of the ranks' cores
+        # (RDMA, offloading NICs): the model without the oversubscription term
+        rows += [dict(row, transfer_cpu=False) for row in predict(None, 1.0)]
     from dtnn._kernels.isa import cpu_model as cpu_name
     result = {"cpu": cpu_name(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
               "links": {k: M.dump(v) for k, v in links.items()},
@@ -97,7 +104,8 @@ def run(args) -> int:
               "validation": checks, "predictions": rows}
     (out / "model.json").write_text(json.dumps(result, indent=1))
     # the plots: the first --ranks-per-core (1 by default: a real cluster)
-    plots = M.plot([r for r in rows if r.get("ranks_per_core") == args.ranks_per_core[0]], out)
+    plots = M.plot([r for r in rows if r.get("ranks_per_core") == args.ranks_per_core[0]
+                    and r.get("transfer_cpu", True)], out)
     (out / "model.md").write_text(M.report(result, plots))
     print(f"model: {out / 'model.md'} ({len(checks)} validation rows, "
           f"{len(rows)} predictions)")
