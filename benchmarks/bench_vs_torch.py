@@ -20,13 +20,17 @@ import _isa_env  # noqa: F401  -- first: --isa caps the libraries before they lo
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 
-import dtnn  # noqa: F401  -- before numpy: it sets OpenBLAS's spin time
-import numpy as np
+#: the environment before dtnn sets its defaults: torch's own process gets this one
+ENV_BEFORE_DTNN = dict(os.environ)
+
+import dtnn  # noqa: F401,E402  -- before numpy: it sets OpenBLAS's spin time
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,7 +125,43 @@ def _picks():
     return ", ".join(f"{n} {c}" for n, c in count.most_common())
 
 
-def bench_model(spec, batch, rounds, steps, conv, max_tune_steps):
+class TorchProcess:
+    """torch's steps timed in a process of its own (benchmarks/_torch_worker.py), with
+    the environment the benchmark had before dtnn set its defaults: torch with its own
+    OpenMP settings, as a torch user has them.  Called like a step function that runs
+    ``n`` steps and returns their total time."""
+
+    def __init__(self, spec, batch, threads):
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(here, "_torch_worker.py"), spec, str(batch),
+             str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=ENV_BEFORE_DTNN)
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"torch worker did not start ({line!r})")
+
+    def run(self, n):
+        self.proc.stdin.write(f"run {n}\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline()) * n
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(timeout=60)
+
+
+#: between rounds: idle OpenMP threads of the side that just ran may still spin (torch's
+#: default spin lasts milliseconds); let them sleep before the other side is timed
+ROUND_GAP_S = float(os.environ.get("BENCH_ROUND_GAP_S", "0.1"))
+
+
+def bench_model(spec, batch, rounds, steps, conv, max_tune_steps, threads=1,
+                torch_process=True):
     import dtnn.tune as T
     from dtnn.models import build_model
     from torch_twin import torch_twin
@@ -147,13 +187,29 @@ def bench_model(spec, batch, rounds, steps, conv, max_tune_steps):
         ours()
         tune_times.append(time.perf_counter() - t0)
     theirs()
-    times = {"dtnn": [], "torch": []}
-    for _ in range(rounds):
-        for label, fn in (("dtnn", ours), ("torch", theirs)):
+
+    def in_process(fn):
+        def run(n):
             start = time.perf_counter()
-            for _ in range(steps):
+            for _ in range(n):
                 fn()
-            times[label].append((time.perf_counter() - start) / steps)
+            return time.perf_counter() - start
+        return run
+
+    worker = TorchProcess(spec, batch, threads) if torch_process else None
+    run_torch = worker.run if worker is not None else in_process(theirs)
+    times = {"dtnn": [], "torch": []}
+    try:
+        for _ in range(rounds):
+            for label, run in (("dtnn", in_process(ours)), ("torch", run_torch)):
+                time.sleep(ROUND_GAP_S)
+                times[label].append(run(steps) / steps)
+    finally:
+        if worker is not None:
+            worker.close()
+    print(f"{spec}: per round ms: dtnn " + " ".join(f"{t * 1e3:.1f}" for t in times["dtnn"])
+          + " | torch " + " ".join(f"{t * 1e3:.1f}" for t in times["torch"]),
+          file=sys.stderr, flush=True)
     res = {k: float(np.median(v)) for k, v in times.items()}
     ratios = np.array(times["dtnn"]) / np.array(times["torch"])   # per round: same load
     res["spread"] = (float(ratios.min()), float(ratios.max()))
@@ -177,6 +233,9 @@ def main():
                     "model default, bestof)")
     ap.add_argument("--epoch-samples", type=int, default=60000)
     ap.add_argument("--max-tune-steps", type=int, default=400)
+    ap.add_argument("--torch-in-process", action="store_true",
+                    help="time torch in this process (it then shares dtnn's OpenMP "
+                    "runtime and settings) instead of a process of its own")
     ap.add_argument("--out", help="append a markdown table here (default: print only)")
     _isa_env.add_argument(ap)
     args = ap.parse_args()
@@ -187,7 +246,7 @@ def main():
     rows = []
     for spec in args.models:
         t = bench_model(spec, args.batch, args.rounds, args.steps, args.conv,
-                        args.max_tune_steps)
+                        args.max_tune_steps, args.threads, not args.torch_in_process)
         amort = t["dtnn"] + t["tune_cost"] / epoch_steps
         rows.append(f"| {spec} | {args.threads} | {t['dtnn'] * 1e3:.2f} | "
                     f"{t['tune_cost']:.2f} ({t['tune_steps']} steps"
@@ -201,6 +260,10 @@ def main():
             f"batch {args.batch}, median of {args.rounds} rounds x {args.steps} steps, "
             f"tuning charged to an epoch of {epoch_steps} steps)", "",
             _isa_env.describe(), "",
+            "torch timed " + ("in this process, with dtnn's OpenMP settings"
+                              if args.torch_in_process else
+                              "in a process of its own, with its own defaults "
+                              "(the environment before dtnn's)") + ".", "",
             "| model | threads | dtnn ms/step (tuned) | tuning cost s | dtnn amortised ms | "
             "torch ms/step | dtnn/torch tuned (per-round range) | dtnn/torch amortised | "
             "conv picks |",

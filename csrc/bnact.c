@@ -85,9 +85,72 @@ void dtnn_bn_apply_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L
     }
 }
 
+/* BatchNorm apply + ReLU in one pass: the affine output is never stored, only its
+ * positive part (NaN kept, as relu_forward): one read and one write of the activation
+ * instead of two of each. */
+void dtnn_bn_apply_relu_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L,
+                            const float *scale, const float *shift)
+{
+    int64_t c;
+#pragma omp parallel for schedule(static) PAR_IF(N * C * L)
+    for (c = 0; c < C; ++c) {
+        const float a = scale[c], b = shift[c];
+        int64_t n, l;
+        for (n = 0; n < N; ++n) {
+            const float *DTNN_RESTRICT xr = x + (n * C + c) * L;
+            float *DTNN_RESTRICT yr = y + (n * C + c) * L;
+#pragma omp simd
+            for (l = 0; l < L; ++l) {
+                const float v = xr[l] * a + b;
+                uint32_t vb;
+                memcpy(&vb, &v, sizeof vb);
+                vb &= (uint32_t)0 - (uint32_t)!(v <= 0.f);
+                memcpy(&yr[l], &vb, sizeof vb);
+            }
+        }
+    }
+}
+
+/* g where the ReLU's output y > 0, else 0 (bit mask, no branch) */
+static inline float relu_gate(float y, float g)
+{
+    uint32_t gb;
+    float f;
+    memcpy(&gb, &g, sizeof gb);
+    gb &= (uint32_t)0 - (uint32_t)(y > 0.f);
+    memcpy(&f, &gb, sizeof f);
+    return f;
+}
+
+static void bn_backward_gated(const float *dy, const float *ry, const float *x, float *dx,
+                              int64_t N, int64_t C, int64_t L, const float *mean,
+                              const float *inv_std, const float *gamma, float *dgamma,
+                              float *dbeta, int training);
+
 void dtnn_bn_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
                           int64_t C, int64_t L, const float *mean, const float *inv_std,
                           const float *gamma, float *dgamma, float *dbeta, int training)
+{
+    bn_backward_gated(dy, NULL, x, dx, N, C, L, mean, inv_std, gamma, dgamma, dbeta,
+                      training);
+}
+
+/* The BatchNorm backward of relu_backward(dy, y) without materialising it: the gate is
+ * applied where dy is read, in both passes (sums, then dx), so the results are the
+ * same bits as the two kernels one after the other. */
+void dtnn_bn_relu_backward_f32(const float *dy, const float *y, const float *x, float *dx,
+                               int64_t N, int64_t C, int64_t L, const float *mean,
+                               const float *inv_std, const float *gamma, float *dgamma,
+                               float *dbeta, int training)
+{
+    bn_backward_gated(dy, y, x, dx, N, C, L, mean, inv_std, gamma, dgamma, dbeta,
+                      training);
+}
+
+static void bn_backward_gated(const float *dy, const float *ry, const float *x, float *dx,
+                              int64_t N, int64_t C, int64_t L, const float *mean,
+                              const float *inv_std, const float *gamma, float *dgamma,
+                              float *dbeta, int training)
 {
     int64_t c;
     const double inv_n = 1.0 / (double)(N * L);
@@ -98,11 +161,21 @@ void dtnn_bn_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
         int64_t n, l;
         for (n = 0; n < N; ++n) {
             const float *g = dy + (n * C + c) * L, *xr = x + (n * C + c) * L;
+            const float *yr = ry != NULL ? ry + (n * C + c) * L : NULL;
             float r1 = 0.f, r2 = 0.f;
+            if (yr != NULL) {
 #pragma omp simd reduction(+:r1, r2)
-            for (l = 0; l < L; ++l) {
-                r1 += g[l];
-                r2 += g[l] * (xr[l] - m);
+                for (l = 0; l < L; ++l) {
+                    const float gl = relu_gate(yr[l], g[l]);
+                    r1 += gl;
+                    r2 += gl * (xr[l] - m);
+                }
+            } else {
+#pragma omp simd reduction(+:r1, r2)
+                for (l = 0; l < L; ++l) {
+                    r1 += g[l];
+                    r2 += g[l] * (xr[l] - m);
+                }
             }
             sdy += r1;
             sdyx += r2;
@@ -118,10 +191,17 @@ void dtnn_bn_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
             const float e = training ? (float)(a * sdyx * is * is * inv_n) : 0.f;
             for (n = 0; n < N; ++n) {
                 const float *g = dy + (n * C + c) * L, *xr = x + (n * C + c) * L;
+                const float *yr = ry != NULL ? ry + (n * C + c) * L : NULL;
                 float *d = dx + (n * C + c) * L;
+                if (yr != NULL) {
 #pragma omp simd
-                for (l = 0; l < L; ++l)
-                    d[l] = a * g[l] - b - e * (xr[l] - m);
+                    for (l = 0; l < L; ++l)
+                        d[l] = a * relu_gate(yr[l], g[l]) - b - e * (xr[l] - m);
+                } else {
+#pragma omp simd
+                    for (l = 0; l < L; ++l)
+                        d[l] = a * g[l] - b - e * (xr[l] - m);
+                }
             }
         }
     }

@@ -23,6 +23,15 @@ void dtnn_bn_apply_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L
 void dtnn_bn_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
                           int64_t C, int64_t L, const float *mean, const float *inv_std,
                           const float *gamma, float *dgamma, float *dbeta, int training);
+/* y = relu(x * scale[c] + shift[c]) in one pass (NaN kept, like relu_forward) */
+void dtnn_bn_apply_relu_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L,
+                            const float *scale, const float *shift);
+/* dtnn_bn_backward_f32 of (y > 0 ? dy : 0), y the fused forward's output, without the
+ * gated temporary (same bits as relu_backward then bn_backward) */
+void dtnn_bn_relu_backward_f32(const float *dy, const float *y, const float *x, float *dx,
+                               int64_t N, int64_t C, int64_t L, const float *mean,
+                               const float *inv_std, const float *gamma, float *dgamma,
+                               float *dbeta, int training);
 /* y = x > 0 ? x : alpha[c] * x */
 void dtnn_prelu_forward_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L,
                             const float *alpha);

@@ -22,8 +22,9 @@ __version__ = "0.1.0"
 import os as _os
 
 # OpenMP threads that spin while waiting steal the core from the other MPI ranks on a
-# shared host (measured: a 10x slow-down with 2 ranks on 2 cores).  Must be set before
-# the OpenMP runtime loads, hence here; an explicit user setting wins.
+# shared host (measured: a 10x slow-down with 2 ranks on 2 cores), so under an MPI
+# launcher they sleep (PASSIVE).  Must be set before the OpenMP runtime loads, hence
+# here; an explicit user setting (OMP_WAIT_POLICY or GOMP_SPINCOUNT) wins.
 # OpenBLAS reads its spin time when it loads (default 2^28 cycles, ~70 ms): after a
 # multi-threaded GEMM its workers then busy-wait and halve the speed of the next torch
 # or OpenMP call (measured: torch's conv 44.6 ms instead of 27.2 ms at 2 threads).
@@ -32,7 +33,21 @@ import os as _os
 import sys as _sys
 OPENBLAS_TIMEOUT_TOO_LATE = ("numpy" in _sys.modules
                              and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ)
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# One process alone on its cores (no launcher says there are several ranks): a short
+# bounded spin instead.  With PASSIVE every parallel region wakes its threads with a
+# futex; a training step runs ~100 regions (BatchNorm, ReLU, pooling, the fused
+# convolutions), and vgg11_bn w0.5 at 2 threads lost ~6 ms of ~60 to the wake-ups
+# (4 ms/step of system time).  20000 spins (well under a millisecond) measured as
+# fast as 5000 or 60000 there; libgomp's own default (300000) made idle OpenMP threads
+# spin through the OpenBLAS GEMMs that follow and doubled the step
+# (benchmarks/results/vs_torch_default.md, section D).
+_RANKS_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS",
+              "PMIX_SIZE")
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    if any(_os.environ.get(v, "1").strip() not in ("", "1") for v in _RANKS_ENV):
+        _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    else:
+        _os.environ["GOMP_SPINCOUNT"] = "20000"
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
 # Large numpy/torch buffers come and go every training step; see dtnn/malloc.py.

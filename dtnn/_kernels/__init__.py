@@ -27,6 +27,8 @@ _COMPILED_MODULES = {
     "bn_stats": "dtnn._kernels._bnact",
     "bn_apply": "dtnn._kernels._bnact",
     "bn_backward": "dtnn._kernels._bnact",
+    "bn_apply_relu": "dtnn._kernels._bnact",
+    "bn_relu_backward": "dtnn._kernels._bnact",
     "prelu_forward": "dtnn._kernels._bnact",
     "prelu_backward": "dtnn._kernels._bnact",
     "relu_forward": "dtnn._kernels._bnact",
@@ -91,6 +93,8 @@ maxpool_backward = _resolve("maxpool_backward")
 bn_stats = _resolve("bn_stats")
 bn_apply = _resolve("bn_apply")
 bn_backward = _resolve("bn_backward")
+bn_apply_relu = _resolve("bn_apply_relu")
+bn_relu_backward = _resolve("bn_relu_backward")
 prelu_forward = _resolve("prelu_forward")
 prelu_backward = _resolve("prelu_backward")
 relu_forward = _resolve("relu_forward")

@@ -21,6 +21,13 @@ cdef extern from "bnact.h" nogil:
                               int64_t C, int64_t L, const float *mean,
                               const float *inv_std, const float *gamma, float *dgamma,
                               float *dbeta, int training)
+    void dtnn_bn_apply_relu_f32(const float *x, float *y, int64_t N, int64_t C,
+                                int64_t L, const float *scale, const float *shift)
+    void dtnn_bn_relu_backward_f32(const float *dy, const float *y, const float *x,
+                                   float *dx, int64_t N, int64_t C, int64_t L,
+                                   const float *mean, const float *inv_std,
+                                   const float *gamma, float *dgamma, float *dbeta,
+                                   int training)
     void dtnn_prelu_forward_f32(const float *x, float *y, int64_t N, int64_t C,
                                 int64_t L, const float *alpha)
     void dtnn_prelu_backward_f32(const float *dy, const float *x, float *dx, int64_t N,
@@ -91,6 +98,46 @@ def bn_backward(dy, x, mean, inv_std, gamma, bint training, bint need_dx):
                              <const float *>cnp.PyArray_DATA(ga),
                              <float *>cnp.PyArray_DATA(dgamma),
                              <float *>cnp.PyArray_DATA(dbeta), training)
+    return dx, dgamma, dbeta
+
+
+def bn_apply_relu(x, scale, shift):
+    """y = relu(x * scale[c] + shift[c]) (NaN kept) for x float32 (N, C, L), one pass."""
+    cdef cnp.ndarray xa = _input_f32(x, "x", 3)
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
+    cdef cnp.ndarray a = _vec(scale, "scale", C), b = _vec(shift, "shift", C)
+    cdef cnp.ndarray y = np.empty((N, C, L), np.float32)
+    with nogil:
+        dtnn_bn_apply_relu_f32(<const float *>cnp.PyArray_DATA(xa),
+                               <float *>cnp.PyArray_DATA(y), N, C, L,
+                               <const float *>cnp.PyArray_DATA(a),
+                               <const float *>cnp.PyArray_DATA(b))
+    return y
+
+
+def bn_relu_backward(dy, y, x, mean, inv_std, gamma, bint training, bint need_dx):
+    """bn_backward of (dy where y > 0, else 0), y the fused forward's output; -> (dx or
+    None, dgamma, dbeta), without the gated temporary."""
+    cdef cnp.ndarray g = _input_f32(dy, "dy", 3)
+    cdef cnp.ndarray ya = _input_f32(y, "y", 3)
+    cdef cnp.ndarray xa = _input_f32(x, "x", 3)
+    _same(g, xa, "dy", "x")
+    _same(ya, xa, "y", "x")
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
+    cdef cnp.ndarray m = _vec(mean, "mean", C), s = _vec(inv_std, "inv_std", C)
+    cdef cnp.ndarray ga = _vec(gamma, "gamma", C)
+    cdef cnp.ndarray dgamma = np.empty(C, np.float32), dbeta = np.empty(C, np.float32)
+    cdef cnp.ndarray dx = np.empty((N, C, L), np.float32) if need_dx else None
+    cdef float *dxp = <float *>cnp.PyArray_DATA(dx) if need_dx else NULL
+    with nogil:
+        dtnn_bn_relu_backward_f32(<const float *>cnp.PyArray_DATA(g),
+                                  <const float *>cnp.PyArray_DATA(ya),
+                                  <const float *>cnp.PyArray_DATA(xa), dxp, N, C, L,
+                                  <const float *>cnp.PyArray_DATA(m),
+                                  <const float *>cnp.PyArray_DATA(s),
+                                  <const float *>cnp.PyArray_DATA(ga),
+                                  <float *>cnp.PyArray_DATA(dgamma),
+                                  <float *>cnp.PyArray_DATA(dbeta), training)
     return dx, dgamma, dbeta
 
 

@@ -129,6 +129,17 @@ def bn_backward(dy, x, mean, inv_std, gamma, training, need_dx):
     return dx, dgamma.astype(np.float32), dbeta.astype(np.float32)
 
 
+def bn_apply_relu(x, scale, shift):
+    """relu(x * scale[c] + shift[c]): BatchNorm's affine map and ReLU fused."""
+    return relu_forward(bn_apply(x, scale, shift))
+
+
+def bn_relu_backward(dy, y, x, mean, inv_std, gamma, training, need_dx):
+    """bn_backward of relu_backward(dy, y): the backward of BatchNorm + ReLU, y the
+    ReLU's output."""
+    return bn_backward(relu_backward(dy, y), x, mean, inv_std, gamma, training, need_dx)
+
+
 def prelu_forward(x, alpha):
     """y = x if x > 0 else alpha[c] * x."""
     a = np.asarray(alpha, np.float32)[None, :, None]

@@ -33,6 +33,7 @@ class BatchNorm(Layer):
         self._inv_std: Optional[np.ndarray] = None
         self._x: Optional[np.ndarray] = None
         self._mean: Optional[np.ndarray] = None     # batch mean (compiled path)
+        self._relu_y: Optional[np.ndarray] = None   # output of forward_relu
         self._training = False
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
@@ -102,6 +103,44 @@ class BatchNorm(Layer):
         self._x, self._mean, self._inv_std, self._xhat = x3, mean, inv_std, None
         self._update_running(mean, var, n)
         return bn_apply(x3, scale, shift)
+
+    # --- BatchNorm + ReLU fused (called by Model for a batchnorm followed by a relu) ----
+    def can_fuse_relu(self, x: np.ndarray, training: bool) -> bool:
+        """Whether ``forward_relu`` applies: training on images (the compiled path)."""
+        return training and x.ndim == 4 and x.shape[2] * x.shape[3] > 1
+
+    def forward_relu(self, x: np.ndarray) -> np.ndarray:
+        """relu(self.forward(x, True)) in two passes instead of three (statistics, then
+        the affine map and ReLU together); ``backward_relu`` is its backward.  The
+        pre-ReLU output is never stored."""
+        from dtnn._kernels import bn_apply_relu, bn_stats
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        x3 = self._as3(x)
+        N, C, L = x3.shape
+        self._training = True
+        mean, var = bn_stats(x3)
+        inv_std = (1.0 / np.sqrt(var + np.float32(self.eps))).astype(np.float32)
+        scale = self.params["gamma"] * inv_std
+        shift = self.params["beta"] - mean * scale
+        self._x, self._mean, self._inv_std, self._xhat = x3, mean, inv_std, None
+        self._update_running(mean, var, N * L)
+        y = bn_apply_relu(x3, scale, shift)
+        self._relu_y = y
+        return y.reshape(x.shape)
+
+    def backward_relu(self, dy: np.ndarray) -> Optional[np.ndarray]:
+        """The backward of ``forward_relu``: BatchNorm's backward of dy gated by the
+        ReLU's output, in the same two passes as BatchNorm's alone."""
+        from dtnn._kernels import bn_relu_backward
+        dy3 = self._as3(np.ascontiguousarray(dy, dtype=np.float32))
+        x3, mean, y3 = self._x, self._mean, self._relu_y
+        self._x = self._mean = self._relu_y = None
+        dx, dgamma, dbeta = bn_relu_backward(dy3, y3, x3, mean, self._inv_std,
+                                             self.params["gamma"], True,
+                                             self.needs_input_grad)
+        self.set_grad("beta", dbeta)
+        self.set_grad("gamma", dgamma)
+        return None if dx is None else dx.reshape(dy.shape)
 
     def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
         dy3 = self._as3(np.ascontiguousarray(dy, dtype=np.float32))

@@ -40,9 +40,26 @@ class ParamSlot:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
+def _bn_relu_pair(a: Layer, b: Layer) -> bool:
+    from dtnn.layers.activation import ReLU
+    from dtnn.layers.batchnorm import BatchNorm
+    return type(a) is BatchNorm and type(b) is ReLU
+
+
 class Model:
     """A sequence of layers with all parameters in ``flat_params`` and all gradients in
-    ``flat_grads`` (see the module docstring); build it with ``build(seed)``."""
+    ``flat_grads`` (see the module docstring); build it with ``build(seed)``.
+
+    In training, a ``batchnorm`` followed by a ``relu`` runs fused (``fuse_bn_relu``):
+    BatchNorm's statistics, then its affine map and the ReLU in one pass, and one
+    backward for both (csrc/bnact.c) -- the same results as the two layers one after
+    the other, with one pass over the activation fewer each way and no pre-ReLU
+    temporary.  Code that calls the layers one by one gets them unfused.
+    """
+
+    #: run batchnorm + relu pairs fused in training (False: layer by layer)
+    fuse_bn_relu: bool = True
+    _fused_bn_relu: List[int] = []
     def __init__(self, layers: Sequence[Layer], input_shape: Shape, name: str = "model",
                  arch: Optional[Dict[str, Any]] = None):
         self.layers: List[Layer] = list(layers)
@@ -102,8 +119,20 @@ class Model:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Run every layer on batch ``x``; ``training`` keeps what ``backward`` needs (and uses
         batch statistics, dropout)."""
-        for layer in self.layers:
+        layers, fused = self.layers, []
+        i, n = 0, len(layers)
+        while i < n:
+            layer = layers[i]
+            if (training and self.fuse_bn_relu and i + 1 < n and _bn_relu_pair(layer, layers[i + 1])
+                    and layer.can_fuse_relu(x, training)):
+                x = layer.forward_relu(x)
+                layers[i + 1]._kept = None
+                fused.append(i)
+                i += 2
+                continue
             x = layer.forward(x, training)
+            i += 1
+        self._fused_bn_relu = fused
         return x
 
     def backward(self, dy: np.ndarray, on_grads_ready: Optional[GradReadyHook] = None) -> None:
@@ -115,10 +144,20 @@ class Model:
         """
         if on_grads_ready is None:
             on_grads_ready = getattr(self, "grad_hook", None)
-        for i in reversed(range(len(self.layers))):
+        fused, self._fused_bn_relu = set(self._fused_bn_relu), []
+        i = len(self.layers) - 1
+        while i >= 0:
+            if i - 1 in fused:      # batchnorm i-1 + relu i, run fused by forward
+                dy = self.layers[i - 1].backward_relu(dy)
+                if on_grads_ready is not None:
+                    on_grads_ready(i)
+                    on_grads_ready(i - 1)
+                i -= 2
+                continue
             dy = self.layers[i].backward(dy)
             if on_grads_ready is not None:
                 on_grads_ready(i)
+            i -= 1
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Logits for ``x`` in inference mode, in batches."""

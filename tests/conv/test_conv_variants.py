@@ -24,9 +24,12 @@ SHAPES = [
     G_(2, 1, 10, 10, 4, 5, 5),                        # LeNet-like first layer
     G_(1, 3, 4, 4, 2, 3, 3, (1, 1), (1, 1)),          # tiny image, one tile
     G_(2, 2, 7, 6, 3, 2, 3, (1, 2), (1, 1)),          # non-square kernel, mixed stride
+    G_(5, 6, 1, 1, 7, 3, 3, (1, 1), (1, 1)),          # 3x3 on 1x1 images: 8 dead taps
+    G_(3, 4, 1, 2, 5, 3, 3, (1, 1), (1, 1)),          # 1x2 images: dead rows only
+    G_(2, 4, 1, 1, 6, 5, 5, (1, 1), (2, 2), (1, 1), 2),  # 5x5 on 1x1, groups
 ]
 VARIANTS = ["im2col", "im2col1", "winograd", "winograd2", "winograd4", "implicit", "direct", "torch",
-            "bestof"]
+            "bestof", "livetaps"]
 TOL = {"winograd4": 2e-5}
 
 
@@ -123,6 +126,50 @@ def test_supports():
     d = CONV_ALGORITHMS.get("direct")()
     assert d.worth_tuning(G_(64, 3, 32, 32, 64, 3, 3)) and not d.worth_tuning(
         G_(64, 256, 8, 8, 256, 3, 3))
+
+
+def test_livetaps_trims_only_dead_taps():
+    from dtnn.conv.livetaps import trimmed
+    t = trimmed(G_(64, 256, 1, 1, 256, 3, 3, (1, 1), (1, 1)))
+    assert t is not None and (t[0].R, t[0].S, t[0].padding) == (1, 1, (0, 0))
+    assert t[1:] == (1, 2, 1, 2)
+    assert trimmed(G_(64, 256, 2, 2, 256, 3, 3, (1, 1), (1, 1))) is None   # all taps live
+    assert trimmed(G_(2, 3, 8, 8, 4, 3, 3, (1, 1), (1, 1))) is None
+    lt = CONV_ALGORITHMS.get("livetaps")()
+    assert lt.supports(G_(2, 3, 1, 1, 4, 3, 3, (1, 1), (1, 1)))
+    assert not lt.supports(G_(2, 3, 3, 3, 4, 3, 3, (1, 1), (1, 1)))
+    # what is returned for the dead taps' weight gradient is exactly zero
+    rng = np.random.default_rng(6)
+    g = G_(4, 5, 1, 1, 3, 3, 3, (1, 1), (1, 1))
+    x = rng.standard_normal((4, 5, 1, 1)).astype(np.float32)
+    w = rng.standard_normal((3, 5, 3, 3)).astype(np.float32)
+    lt.forward(x, w, None, g)
+    dw = np.full_like(w, np.nan)
+    lt.backward(rng.standard_normal((4, 3, 1, 1)).astype(np.float32), x, w, g, True, dw, None)
+    mask = np.ones((3, 3), bool)
+    mask[1, 1] = False
+    assert (dw[:, :, mask] == 0).all() and np.isfinite(dw).all()
+
+
+def test_livetaps_matches_torch_autograd():
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    rng = np.random.default_rng(8)
+    g = G_(6, 16, 1, 1, 12, 3, 3, (1, 1), (1, 1))
+    x = rng.standard_normal((6, 16, 1, 1)).astype(np.float32)
+    w = rng.standard_normal((12, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+    dy = rng.standard_normal((6, 12, 1, 1)).astype(np.float32)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, bt, padding=1)
+    yt.backward(torch.tensor(dy, dtype=torch.float64))
+    lt = CONV_ALGORITHMS.get("livetaps")()
+    y = lt.forward(x, w, b, g)
+    dw, db = np.empty_like(w), np.empty_like(b)
+    dx = lt.backward(dy, x, w, g, True, dw, db)
+    for ours, ref in ((y, yt), (dx, xt.grad), (dw, wt.grad), (db, bt.grad)):
+        assert err(ours, ref.detach().numpy()) < 2e-6
 
 
 def test_winograd_f4_accuracy_is_documented_gap():
