@@ -25,6 +25,10 @@
 int dtnn_fused_isa(int isa);
 /* 1 if the path for ``isa`` was compiled in (whether or not this CPU runs it). */
 int dtnn_fused_compiled(int isa);
+/* 1 if a convolution of this shape (C input channels, R x S filters, G groups, stride_w
+ * sw, Wo output columns) runs the direct kernels for short reductions (first layers)
+ * in the forward and backward-weights, 0 if the tiled ones (same on every ISA path). */
+int dtnn_fused_direct(int64_t C, int64_t R, int64_t S, int64_t G, int64_t sw, int64_t Wo);
 
 /* Forward of any convolution (stride, padding, dilation, groups); bias may be NULL:
  *   y[n, g*Kg + o, ho, wo] = bias[g*Kg + o] + sum_{i < Cg, r, s} wt(g, o, i, r*S + s)

@@ -189,7 +189,185 @@ AVX2 static void bw_tile_avx2(int nv, const float *const *xr, const int32_t *pid
         bw16(xr, pidx, Q, d + 16 * v, c + 16 * v, ldc, rows, acc);
 }
 
+/* ---- direct kernels (short reductions): output pixels in vectors of 8 -------------- */
+#define DF_K 6  /* forward tile: 6 output channels x 2 vectors of 8 pixels (12 ymm) */
+#define DF_V 2
+#define DB_K 2  /* backward-weights tile: 2 output channels x 3 (channel, tap) rows x */
+#define DB_J 3  /* 16 pixel lanes (12 ymm) */
+
+/* kn x pv accumulators; per reduction row pv input loads and kn filter broadcasts */
+AVX2_INLINE void dfw_tile(const int kn, const int pv, const float *xp, const int64_t *jo,
+                          int64_t J, const float *wk, const float *bias, const int64_t *xo,
+                          float *const *yo, const int64_t *nl, int64_t P)
+{
+    __m256 a[DF_K][DF_V];
+    int k, v;
+    int64_t j;
+#pragma GCC unroll 6
+    for (k = 0; k < kn; ++k) {
+        const __m256 b = _mm256_set1_ps(bias ? bias[k] : 0.0f);
+#pragma GCC unroll 2
+        for (v = 0; v < pv; ++v)
+            a[k][v] = b;
+    }
+    for (j = 0; j < J; ++j) {
+        const float *xj = xp + jo[j];
+        __m256 xv[DF_V];
+#pragma GCC unroll 2
+        for (v = 0; v < pv; ++v)
+            xv[v] = _mm256_loadu_ps(xj + xo[v]);
+#pragma GCC unroll 6
+        for (k = 0; k < kn; ++k) {
+            const __m256 w = _mm256_broadcast_ss(wk + k * J + j);
+#pragma GCC unroll 2
+            for (v = 0; v < pv; ++v)
+                a[k][v] = _mm256_fmadd_ps(w, xv[v], a[k][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (k = 0; k < kn; ++k)
+#pragma GCC unroll 2
+        for (v = 0; v < pv; ++v)
+            store8(yo[v] + k * P, a[k][v], nl[v]);
+}
+
+AVX2 static void dfw_image_avx2(const float *xp, int64_t rs, const int64_t *jo, int64_t J,
+                                const float *wk, const float *bias, int64_t nk, float *y,
+                                int64_t Ho, int64_t Wo)
+{
+    const int64_t nvr = (Wo + 7) / 8, L = Ho * nvr, P = Ho * Wo;
+    int64_t k0, l;
+    for (k0 = 0; k0 < nk; k0 += DF_K) {
+        const int kn = nk - k0 < DF_K ? (int)(nk - k0) : DF_K;
+        const float *w0 = wk + k0 * J, *b0 = bias ? bias + k0 : NULL;
+        for (l = 0; l < L; l += DF_V) {
+            const int pv = L - l < DF_V ? (int)(L - l) : DF_V;
+            int64_t xo[DF_V], nl[DF_V];
+            float *yo[DF_V];
+            int v;
+            for (v = 0; v < DF_V; ++v) {
+                const int64_t lv = l + (v < pv ? v : 0), ho = lv / nvr, wo = lv % nvr * 8;
+                xo[v] = ho * rs + wo;
+                yo[v] = y + k0 * P + ho * Wo + wo;
+                nl[v] = Wo - wo;
+            }
+#define DFW_CASE(K_, V_) case K_ * 4 + V_: dfw_tile(K_, V_, xp, jo, J, w0, b0, xo, yo, nl, P); break;
+            switch (kn * 4 + pv) {
+                DFW_CASE(1, 1) DFW_CASE(1, 2) DFW_CASE(2, 1) DFW_CASE(2, 2)
+                DFW_CASE(3, 1) DFW_CASE(3, 2) DFW_CASE(4, 1) DFW_CASE(4, 2)
+                DFW_CASE(5, 1) DFW_CASE(5, 2) DFW_CASE(6, 1) DFW_CASE(6, 2)
+            }
+#undef DFW_CASE
+        }
+    }
+}
+
+/* lo + hi summed in the order of the AVX-512 kernel's hsum16 (lanes l and l + 8, then
+ * halves, then pairs): the two paths give the same floats */
+AVX2_INLINE float hsum16(__m256 lo, __m256 hi)
+{
+    const __m256 t = _mm256_add_ps(lo, hi);
+    const __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    const __m128 v = _mm_add_ps(u, _mm_movehl_ps(u, u));
+    return _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
+}
+
+/* x in a register: left to itself gcc folds the load into each of the kn FMAs that
+ * use it, and the tile becomes load-bound (unaligned loads of x split cache lines) */
+#define KEEP(v) __asm__("" : "+x"(v))
+
+/* kn x jn accumulators of 16 pixel lanes (two ymm halves, like the AVX-512 kernel's
+ * zmm) over the whole image; per 8 pixels kn dy loads and jn input loads, masked on
+ * the row's last vector (its lanes past the row are zero in both) */
+#define DB_STEP(LOAD, OFF) { \
+        __m256 dv[DB_K]; \
+        _Pragma("GCC unroll 2") for (k = 0; k < kn; ++k) dv[k] = LOAD(d + k * P + (OFF)); \
+        _Pragma("GCC unroll 3") for (i = 0; i < jn; ++i) { \
+            __m256 x = LOAD(xj[i] + xo + (OFF)); \
+            KEEP(x); \
+            _Pragma("GCC unroll 2") for (k = 0; k < kn; ++k) \
+                a[k][i][h] = _mm256_fmadd_ps(x, dv[k], a[k][i][h]); } }
+
+AVX2_INLINE void dbw_tile(const int kn, const int jn, const float *xp, const int64_t *jo,
+                          int64_t J, const float *dy, int64_t rs, int64_t Ho, int64_t Wo,
+                          float *dw)
+{
+    const int64_t P = Ho * Wo, nf = Wo / 16, rem = Wo % 16;
+    const __m256i m0 = lanes8(rem), m1 = lanes8(rem - 8);
+    __m256 a[DB_K][DB_J][2];
+    const float *xj[DB_J];
+    int k, i, h;
+    int64_t ho, v;
+#pragma GCC unroll 3
+    for (i = 0; i < jn; ++i) {
+        xj[i] = xp + jo[i];
+#pragma GCC unroll 2
+        for (k = 0; k < kn; ++k)
+            a[k][i][0] = a[k][i][1] = _mm256_setzero_ps();
+    }
+    for (ho = 0; ho < Ho; ++ho) {
+        const float *d = dy + ho * Wo;
+        const int64_t xo = ho * rs;
+        for (v = 0; v < nf; ++v) {
+            h = 0;
+            DB_STEP(_mm256_loadu_ps, v * 16)
+            h = 1;
+            DB_STEP(_mm256_loadu_ps, v * 16 + 8)
+        }
+        if (rem) {
+#define LOAD_M0(p) _mm256_maskload_ps((p), m0)
+#define LOAD_M1(p) _mm256_maskload_ps((p), m1)
+            h = 0;
+            DB_STEP(LOAD_M0, nf * 16)
+            h = 1;
+            DB_STEP(LOAD_M1, nf * 16 + 8)
+#undef LOAD_M0
+#undef LOAD_M1
+        }
+    }
+#pragma GCC unroll 2
+    for (k = 0; k < kn; ++k)
+#pragma GCC unroll 3
+        for (i = 0; i < jn; ++i)
+            dw[k * J + i] += hsum16(a[k][i][0], a[k][i][1]);
+}
+#undef DB_STEP
+
+AVX2 static void dbw_image_avx2(const float *xp, int64_t rs, const int64_t *jo, int64_t J,
+                                const float *dy, int64_t nk, int64_t Ho, int64_t Wo, float *dw)
+{
+    const int64_t P = Ho * Wo;
+    int64_t k0, j0;
+    const int64_t njb = (J + DB_J - 1) / DB_J;
+    /* k-block outer: its dy rows stay in L1 while the (channel, tap) blocks sweep them.
+     * Each sweep prefetches 1/njb of the next k-block's rows: only the first sweep
+     * reads dy from memory, and its rows are whole 4 KiB pages at 32x32, which the
+     * hardware prefetchers only pick up after a few misses each (measured 3->64 at
+     * 32x32: ~40% of the time waiting on dy without it) */
+    for (k0 = 0; k0 < nk; k0 += DB_K) {
+        const int kn = nk - k0 < DB_K ? (int)(nk - k0) : DB_K;
+        const int64_t kx = nk - k0 - kn < DB_K ? nk - k0 - kn : DB_K;
+        const char *nx = (const char *)(dy + (k0 + kn) * P);
+        const int64_t nbytes = kx * P * (int64_t)sizeof(float);
+        for (j0 = 0; j0 < J; j0 += DB_J) {
+            const int jn = J - j0 < DB_J ? (int)(J - j0) : DB_J;
+            const float *d = dy + k0 * P;
+            float *c = dw + k0 * J + j0;
+            int64_t b;
+            for (b = nbytes * (j0 / DB_J) / njb; b < nbytes * (j0 / DB_J + 1) / njb; b += 64)
+                _mm_prefetch(nx + b, _MM_HINT_T0);
+#define DBW_CASE(K_, J_) case K_ * 8 + J_: dbw_tile(K_, J_, xp, jo + j0, J, d, rs, Ho, Wo, c); break;
+            switch (kn * 8 + jn) {
+                DBW_CASE(1, 1) DBW_CASE(1, 2) DBW_CASE(1, 3)
+                DBW_CASE(2, 1) DBW_CASE(2, 2) DBW_CASE(2, 3)
+            }
+#undef DBW_CASE
+        }
+    }
+}
+
 const dtnn_fused_ops dtnn_fused_ops_avx2 = {
-    "avx2", tr_block_avx2, store_y_avx2, fw_tiles_avx2, bw_tile_avx2, 64};
+    "avx2", tr_block_avx2, store_y_avx2, fw_tiles_avx2, bw_tile_avx2, 64,
+    dfw_image_avx2, dbw_image_avx2};
 
 #endif /* DTNN_FUSED_X86 */

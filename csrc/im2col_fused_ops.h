@@ -44,7 +44,26 @@ typedef struct {
                     const float *d, float *c, int64_t ldc, int rows, int acc);
     /* reduction rows per forward chunk (the chunk of W^T the micro-tiles keep in L1) */
     int64_t fw_chunk;
+    /* Direct kernels for short reductions (first layers: J = Cg*R*S small, stride_w 1),
+     * output pixels in vectors along a row, NCHW in and out.  xp: one zero-padded
+     * image's channels of a group (plane offsets in jo), output row ho reads from
+     * xp + ho*rs (rs = stride_h * padded width); reading may run up to 15 floats past
+     * the last plane (zeroed slack).  For k < nk, P = Ho*Wo:
+     *   dfw: y[k*P + ho*Wo + wo] = bias[k] (0 if NULL) + sum_j wk[k*J + j] * xp[jo[j] + ho*rs + wo]
+     *   dbw: dw[k*J + j] += sum_(ho, wo) dy[k*P + ho*Wo + wo] * xp[jo[j] + ho*rs + wo]
+     * Each output's sum runs in a fixed order whatever nk (results do not depend on how
+     * the channels are split between calls). */
+    void (*dfw_image)(const float *xp, int64_t rs, const int64_t *jo, int64_t J,
+                      const float *wk, const float *bias, int64_t nk, float *y,
+                      int64_t Ho, int64_t Wo);
+    void (*dbw_image)(const float *xp, int64_t rs, const int64_t *jo, int64_t J,
+                      const float *dy, int64_t nk, int64_t Ho, int64_t Wo, float *dw);
 } dtnn_fused_ops;
+
+/* The direct kernels' sums run in one order on every ISA path (16 pixel lanes, like
+ * AVX-512; AVX2 keeps two 8-lane halves): they are chosen for rows that fill 3/4 of
+ * their 16-pixel vectors whatever the path, so a layer's floats do not depend on it. */
+#define FUSED_DIRECT_VL 16
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define DTNN_FUSED_X86 1

@@ -123,6 +123,7 @@ include "_isa.pxi"
 cdef extern from "im2col_fused.h" nogil:
     int dtnn_fused_isa(int isa)
     int dtnn_fused_compiled(int isa)
+    int dtnn_fused_direct(int64_t C, int64_t R, int64_t S, int64_t G, int64_t sw, int64_t Wo)
     int64_t dtnn_conv_fwd_ws_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                                     int64_t R, int64_t S, int64_t ph, int64_t pw,
                                     int64_t Ho, int64_t Wo, int64_t G)
@@ -171,6 +172,14 @@ def fused_isa(isa=None):
 def fused_compiled_paths():
     """The fused kernels' ISA paths compiled into this build (whether or not they run here)."""
     return [name for name, code in FUSED_PATHS.items() if dtnn_fused_compiled(code)]
+
+
+def fused_direct(Py_ssize_t C, Py_ssize_t R, Py_ssize_t S, Py_ssize_t groups,
+                 Py_ssize_t stride_w, Py_ssize_t Wo):
+    """True if a convolution of this shape runs the fused kernels' direct path for short
+    reductions (first layers: (C/groups)*R*S <= 32, stride_w 1) in its forward and
+    backward-weights: output pixels in the vector lanes, NCHW in and out, no transposes."""
+    return bool(dtnn_fused_direct(C, R, S, groups, stride_w, Wo))
 
 
 def fused_supported():

@@ -140,6 +140,23 @@ def _sweep():
 
 SWEEP = _sweep()
 
+#: first layers (short reductions, stride_w 1: the direct kernels) and shapes around
+#: their tiles: rows of 16-pixel vectors full (32), with tails (28, 26, 24, 15, 13),
+#: over several vectors (40); K around the 6-channel forward and 2/4-channel
+#: backward-weights tiles; J = 7..27 around the 3/6-row tiles; stride_h 2, dilation,
+#: groups, batch 1 (the forward then splits output channels over threads)
+FIRST_LAYER_CASES = [
+    (4, 3, 32, 32, 64, 3, 3, (1, 1), (1, 1), (1, 1), 1),   # vgg 3->64
+    (5, 1, 28, 28, 32, 3, 3, (1, 1), (1, 1), (1, 1), 1),   # simplecnn 1->32
+    (3, 1, 28, 28, 32, 5, 5, (1, 1), (0, 0), (1, 1), 1),   # lenet 5x5: 24 columns
+    (2, 1, 28, 28, 13, 5, 5, (1, 1), (2, 2), (1, 1), 1),   # odd K
+    (3, 3, 17, 15, 7, 3, 3, (2, 1), (1, 1), (1, 1), 1),    # stride_h 2
+    (2, 2, 16, 14, 10, 3, 3, (1, 1), (2, 2), (2, 2), 1),   # dilation 2
+    (2, 4, 12, 13, 12, 3, 3, (1, 1), (1, 1), (1, 1), 2),   # groups, 13 columns
+    (1, 1, 30, 40, 24, 1, 7, (1, 1), (0, 3), (1, 1), 1),   # batch 1, 1x7, 40 columns
+    (3, 2, 6, 27, 9, 2, 2, (1, 1), (0, 0), (1, 1), 1),     # 26 columns, J = 8
+]
+
 
 def _id(c):
     N, C, H, W, K, R, S, st, pad, dil, G = c
@@ -175,7 +192,7 @@ def test_compiled_matches_twins(case, isa):
 def test_isa_paths_agree_bit_for_bit():
     """The AVX2 tiles sum in the AVX-512 tiles' order, one FMA per term, so the two
     paths give identical floats: a layer's result does not depend on the node's CPU."""
-    for case in SWEEP[::3]:
+    for case in SWEEP[::3] + FIRST_LAYER_CASES:
         for a, b_ in zip(_compiled(case, "avx512"), _compiled(case, "avx2")):
             if a is not None:
                 np.testing.assert_array_equal(a, b_)
@@ -299,6 +316,45 @@ def test_few_tile_layers_split_the_batch_over_threads(isa):
                                                         isa=isa) for _ in range(2))
             np.testing.assert_array_equal(one, two)
             assert err(one, ref) < 1e-5, (case, n)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", FIRST_LAYER_CASES, ids=[_id(c) for c in FIRST_LAYER_CASES])
+def test_first_layers_run_the_direct_kernels(case, isa):
+    """Short reductions (first layers) run the direct kernels: forward (with and without
+    bias) and backward-weights match the twins and the float64 sums, and give the same
+    floats at 1 and 2 threads (split by image or output channel, never inside a sum)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    N, C, H, W, K, R, S, st, pad, dil, G = case
+    assert _ext.fused_direct(C, R, S, G, st[1], twins.out_size(W, S, st[1], pad[1], dil[1]))
+    x, w, b, dy = _data(*case, seed=N + K)
+    y64, _, dw64 = ref64(x, w, b, dy, st, pad, dil, G)
+    outs = []
+    for n in (1, 2):
+        with threadpoolctl.threadpool_limits(n, user_api="openmp"):
+            outs.append((_ext.fused_forward(x, w, b, *st, *pad, *dil, G, isa=isa),
+                         _ext.fused_forward(x, w, None, *st, *pad, *dil, G, isa=isa),
+                         _ext.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G,
+                                                     isa=isa)))
+    y, y0, dw = outs[0]
+    assert err(y, y64) < 1e-5 and err(dw, dw64) < 1e-5
+    assert err(y, tw.fused_forward(x, w, b, *st, *pad, *dil, G)) < 1e-5
+    assert err(y0, tw.fused_forward(x, w, None, *st, *pad, *dil, G)) < 1e-5
+    assert err(dw, tw.fused_backward_weights(dy, x, R, S, *st, *pad, *dil, G)) < 1e-5
+    for a, b_ in zip(*outs):
+        np.testing.assert_array_equal(a, b_)
+
+
+def test_direct_path_choice():
+    """The direct kernels take stride_w 1, (C/groups)*R*S <= 32 and rows filling 3/4 of
+    their 16-pixel vectors; everything else runs the tiled kernels."""
+    if _ext is None:
+        pytest.skip("dtnn._kernels._im2col is not built")
+    assert _ext.fused_direct(3, 3, 3, 1, 1, 32) and _ext.fused_direct(1, 5, 5, 1, 1, 24)
+    assert _ext.fused_direct(32, 1, 1, 1, 1, 16) and _ext.fused_direct(6, 3, 3, 2, 1, 12)
+    assert not _ext.fused_direct(3, 3, 3, 1, 2, 32)      # stride_w 2
+    assert not _ext.fused_direct(4, 3, 3, 1, 1, 32)      # J = 36
+    assert not _ext.fused_direct(3, 3, 3, 1, 1, 11)      # 11 of 16 lanes
 
 
 def test_fused_available_matches_dispatch():
