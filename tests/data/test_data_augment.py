@@ -105,3 +105,34 @@ def test_flip_only_when_enabled():
     assert np.all(flipped ^ same)
     assert 10 < flipped.sum() < 54
     assert Augment(shift="1", flip="yes").config() == {"shift": 1, "flip": True, "seed": 0}
+
+
+def _splitmix_reference(seed, epoch, index, draw):
+    """The augmentation's random number in plain Python integers (an independent
+    implementation of the documented hash: splitmix64's finaliser over a chained key)."""
+    M = (1 << 64) - 1
+    golden = 0x9E3779B97F4A7C15
+
+    def mix(z):
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
+        return z ^ (z >> 31)
+
+    key = mix((((0xA6 << 56) ^ (seed & 0xFFFFFFFFFFFFFF)) + golden) & M)
+    key = mix((key + epoch * golden) & M)
+    key = mix((key + draw * golden) & M)
+    z = mix((key + index * golden) & M)
+    return (z >> 11) * (1.0 / (1 << 53))
+
+
+def test_random_numbers_match_a_plain_integer_reference():
+    """The cached per-(seed, epoch, draw) key and the batched draws give exactly the
+    numbers of the hash computed from scratch for each sample."""
+    from dtnn.data.augment import sample_uniform, sample_uniforms
+    idx = np.array([0, 1, 7, 59999, 123456789], np.int64)
+    for seed, epoch in [(0, 0), (3, 11), (2**40 + 5, 2)]:
+        both = sample_uniforms(seed, epoch, idx, (0, 1, 2))
+        for draw in (0, 1, 2):
+            ref = [_splitmix_reference(seed, epoch, int(i), draw) for i in idx]
+            assert both[draw].tolist() == ref
+            assert sample_uniform(seed, epoch, idx, draw).tolist() == ref
