@@ -33,7 +33,10 @@ def ctx():
 
 
 def simplecnn(seed):
-    return build_model("simplecnn", (1, 12, 12), 5, seed=seed, filters=4, hidden=16)
+    # a fixed convolution: bestof's timing-based pick can differ between two runs in one
+    # process, and several tests here compare two runs bit for bit
+    return build_model("simplecnn", (1, 12, 12), 5, seed=seed, filters=4, hidden=16,
+                       conv_algorithm="im2col")
 
 
 def images(n=256):
