@@ -15,7 +15,7 @@ def load(d):
     return out
 runs = {k: load(k) for k in ("base_1", "fused_1", "fused_2", "base_2")}
 specs = ["int8", "qsgd:bits=8", "terngrad", "sign", "randomk:ratio=0.01"]
-print("| exchange | hosts | collective main / fused (pair 1; pair 2) | efficiency main: pair 1, pair 2 | fused: pair 1, pair 2 | fused - main, mean | fused step / exchange-skipped / codec / exposed / hook ms (mean of 2) | main codec ms (mean) |")
+print("| exchange | hosts | collective: main pair 1, pair 2 / fused pair 1, pair 2 | efficiency main: pair 1, pair 2 | fused: pair 1, pair 2 | fused - main, mean | fused step / exchange-skipped / codec / exposed / hook ms (mean of 2) | main codec ms (mean) |")
 print("|---|---|---|---|---|---|---|---|")
 for h in (2, 4):
     for s in specs:
