@@ -1,8 +1,9 @@
-"""Times torch's training steps for ``bench_vs_torch.py`` in a process of its own, so
+"""Times torch's training steps for ``bench_vs_torch.py --torch-process`` in a process of its own, so
 torch runs with its own defaults: started with the environment the benchmark had
 *before* dtnn set its defaults (dtnn's OpenMP wait policy would otherwise be torch's
 too -- both load the same libgomp -- and at 2 threads torch's step was ~20% slower
-with it than with torch's default spin, benchmarks/results/vs_torch_default.md D).
+under dtnn's former PASSIVE default than with a spin, benchmarks/results/
+vs_torch_default.md D).
 
     python benchmarks/_torch_worker.py SPEC BATCH THREADS
 then lines on stdin: ``run N`` -> prints the seconds per step of N steps; ``quit``.

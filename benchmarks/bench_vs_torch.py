@@ -161,7 +161,7 @@ ROUND_GAP_S = float(os.environ.get("BENCH_ROUND_GAP_S", "0.1"))
 
 
 def bench_model(spec, batch, rounds, steps, conv, max_tune_steps, threads=1,
-                torch_process=True):
+                torch_process=False):
     import dtnn.tune as T
     from dtnn.models import build_model
     from torch_twin import torch_twin
@@ -233,9 +233,12 @@ def main():
                     "model default, bestof)")
     ap.add_argument("--epoch-samples", type=int, default=60000)
     ap.add_argument("--max-tune-steps", type=int, default=400)
-    ap.add_argument("--torch-in-process", action="store_true",
-                    help="time torch in this process (it then shares dtnn's OpenMP "
-                    "runtime and settings) instead of a process of its own")
+    ap.add_argument("--torch-process", action="store_true",
+                    help="time torch in a process of its own, with the environment "
+                    "before dtnn's defaults (default: in this process, where torch "
+                    "shares dtnn's OpenMP runtime and its bounded spin; measured "
+                    "noisier: rounds after the first ran up to 2x slower on both sides, "
+                    "vs_torch_default.md D)")
     ap.add_argument("--out", help="append a markdown table here (default: print only)")
     _isa_env.add_argument(ap)
     args = ap.parse_args()
@@ -246,7 +249,7 @@ def main():
     rows = []
     for spec in args.models:
         t = bench_model(spec, args.batch, args.rounds, args.steps, args.conv,
-                        args.max_tune_steps, args.threads, not args.torch_in_process)
+                        args.max_tune_steps, args.threads, args.torch_process)
         amort = t["dtnn"] + t["tune_cost"] / epoch_steps
         rows.append(f"| {spec} | {args.threads} | {t['dtnn'] * 1e3:.2f} | "
                     f"{t['tune_cost']:.2f} ({t['tune_steps']} steps"
@@ -261,7 +264,7 @@ def main():
             f"tuning charged to an epoch of {epoch_steps} steps)", "",
             _isa_env.describe(), "",
             "torch timed " + ("in this process, with dtnn's OpenMP settings"
-                              if args.torch_in_process else
+                              if not args.torch_process else
                               "in a process of its own, with its own defaults "
                               "(the environment before dtnn's)") + ".", "",
             "| model | threads | dtnn ms/step (tuned) | tuning cost s | dtnn amortised ms | "
