@@ -295,3 +295,26 @@ void dtnn_relu_backward_f32(const float *dy, const float *y, float *dx, int64_t 
             di[i] = gi[i] & ((uint32_t)0 - (uint32_t)(y[i] > 0.f));
     }
 }
+
+/* The bias gradient of a convolution: numpy's sum over axes (0, 2) is one thread and
+ * took 0.8-3.1 ms per first-layer / 1x1 backward at batch 64, as long as the fused
+ * weight-gradient kernel itself (benchmarks/results/fast_default.md).  One thread per
+ * channel, float SIMD sums along a row, double across rows, like dtnn_bn_stats_f32. */
+void dtnn_channel_sum_f32(const float *x, int64_t N, int64_t C, int64_t L, float *out)
+{
+    int64_t c;
+#pragma omp parallel for schedule(static) PAR_IF(N * C * L)
+    for (c = 0; c < C; ++c) {
+        double s = 0.0;
+        int64_t n, l;
+        for (n = 0; n < N; ++n) {
+            const float *row = x + (n * C + c) * L;
+            float r = 0.f;
+#pragma omp simd reduction(+:r)
+            for (l = 0; l < L; ++l)
+                r += row[l];
+            s += r;
+        }
+        out[c] = (float)s;
+    }
+}

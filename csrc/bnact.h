@@ -42,5 +42,7 @@ void dtnn_prelu_backward_f32(const float *dy, const float *x, float *dx, int64_t
 void dtnn_relu_forward_f32(const float *x, float *y, int64_t n);
 /* dx = y > 0 ? dy : 0, over n contiguous floats (y: the forward's output) */
 void dtnn_relu_backward_f32(const float *dy, const float *y, float *dx, int64_t n);
+/* out[c] = sum over n, l of x[n, c, l] (a convolution's bias gradient) */
+void dtnn_channel_sum_f32(const float *x, int64_t N, int64_t C, int64_t L, float *out);
 
 #endif

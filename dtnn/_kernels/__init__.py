@@ -33,6 +33,7 @@ _COMPILED_MODULES = {
     "prelu_backward": "dtnn._kernels._bnact",
     "relu_forward": "dtnn._kernels._bnact",
     "relu_backward": "dtnn._kernels._bnact",
+    "channel_sum": "dtnn._kernels._bnact",
 }
 
 _active: Dict[str, str] = {}
@@ -99,3 +100,4 @@ prelu_forward = _resolve("prelu_forward")
 prelu_backward = _resolve("prelu_backward")
 relu_forward = _resolve("relu_forward")
 relu_backward = _resolve("relu_backward")
+channel_sum = _resolve("channel_sum")

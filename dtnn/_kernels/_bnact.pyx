@@ -34,6 +34,8 @@ cdef extern from "bnact.h" nogil:
                                  int64_t C, int64_t L, const float *alpha, float *dalpha)
     void dtnn_relu_forward_f32(const float *x, float *y, int64_t n)
     void dtnn_relu_backward_f32(const float *dy, const float *y, float *dx, int64_t n)
+    void dtnn_channel_sum_f32(const float *x, int64_t N, int64_t C, int64_t L,
+                              float *out)
 
 
 include "_arrays.pxi"
@@ -195,3 +197,15 @@ def relu_backward(dy, y):
                                <const float *>cnp.PyArray_DATA(ya),
                                <float *>cnp.PyArray_DATA(dx), n)
     return dx
+
+
+def channel_sum(x, out=None):
+    """Sum of a float32 (N, C, L) array over axes 0 and 2 -> float32 (C,), written into
+    ``out`` (a float32 (C,) array) when given."""
+    cdef cnp.ndarray xa = _input_f32(x, "x", 3)
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
+    cdef cnp.ndarray o = _output_f32(out, (C,), xa)
+    with nogil:
+        dtnn_channel_sum_f32(<const float *>cnp.PyArray_DATA(xa), N, C, L,
+                             <float *>cnp.PyArray_DATA(o))
+    return o

@@ -164,3 +164,15 @@ def relu_forward(x):
 def relu_backward(dy, y):
     """dy where y > 0, else 0 (y: the forward's output)."""
     return np.multiply(dy, y > 0, dtype=np.float32)
+
+
+def channel_sum(x, out=None):
+    """Sum of a float32 (N, C, L) array over axes 0 and 2 (a convolution's bias
+    gradient); rows summed in float32, rows added in float64, like the kernel."""
+    x = np.asarray(x, dtype=np.float32)
+    rows = x.sum(axis=2, dtype=np.float32)
+    s = rows.sum(axis=0, dtype=np.float64).astype(np.float32)
+    if out is None:
+        return s
+    out[...] = s
+    return out

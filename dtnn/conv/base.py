@@ -91,3 +91,15 @@ class ConvAlgorithm:
         """Write dL/dw into ``dw_out`` and dL/db into ``db_out`` (in place); return
         dL/dx (or None when ``need_dx`` is False)."""
         raise NotImplementedError
+
+
+def bias_grad_into(dy: np.ndarray, db_out: np.ndarray) -> None:
+    """db_out[k] = sum of dy[:, k] (dy (N, K, ...) float32, contiguous): the compiled,
+    threaded channel sum (numpy's is one thread); np.sum for an output it cannot take."""
+    from dtnn._kernels import channel_sum
+    dy3 = dy.reshape(dy.shape[0], dy.shape[1], -1)
+    if (db_out.dtype == np.float32 and db_out.flags.c_contiguous
+            and db_out.flags.writeable and db_out.shape == (dy.shape[1],)):
+        channel_sum(dy3, out=db_out)
+    else:
+        np.sum(dy3, axis=(0, 2), out=db_out)

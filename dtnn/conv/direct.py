@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dtnn.conv import kernels as K_
-from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
+from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry, bias_grad_into
 
 
 def _args(g: ConvGeometry):
@@ -32,7 +32,7 @@ class DirectConv(ConvAlgorithm):
     def backward(self, dy, x, w, g, need_dx, dw_out, db_out):
         dy = np.ascontiguousarray(dy, np.float32)
         if db_out is not None:
-            np.sum(dy, axis=(0, 2, 3), out=db_out)
+            bias_grad_into(dy, db_out)
         dw_out[...] = K_.compiled_direct_backward_weights(
             dy, np.ascontiguousarray(x, np.float32), g.R, g.S, *_args(g))
         if not need_dx:

@@ -45,7 +45,7 @@ import numpy as np
 from dtnn._kernels import col2im, im2col, resolve
 from dtnn.conv import im2col_fused as _fused_twins
 from dtnn.conv.batch_split import split_batch
-from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
+from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry, bias_grad_into
 from dtnn.conv.layout import swap01_into
 
 _local = threading.local()
@@ -249,7 +249,7 @@ class Im2ColConv(ConvAlgorithm):
         dy3 = dy.reshape(N, K, P)
 
         if db_out is not None:
-            np.sum(dy3, axis=(0, 2), out=db_out)
+            bias_grad_into(dy3, db_out)
 
         dx = np.empty((N, C, H, W), np.float32) if need_dx else None
         fused_dw = self.fused_weights_ok(g)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
+from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry, bias_grad_into
 from dtnn.conv.im2col import _workspace
 
 
@@ -88,7 +88,7 @@ class ImplicitConv(ConvAlgorithm):
         ph, pw = g.padding
         Hp, Wp, ho, wo, total, L, offs = self._dims(g)
         if db_out is not None:
-            np.sum(dy, axis=(0, 2, 3), out=db_out)
+            bias_grad_into(dy, db_out)
         wtT = np.ascontiguousarray(w.transpose(2, 3, 1, 0))  # (R, S, C, K)
         dwt = np.zeros((g.R, g.S, K, C), np.float32)
         dx = np.empty((N, C, H, W), np.float32) if need_dx else None

@@ -23,7 +23,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
+from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry, bias_grad_into
 from dtnn.conv.im2col import Im2ColConv
 
 
@@ -101,7 +101,7 @@ class LiveTapsConv(ConvAlgorithm):
             x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(g.N, g.C)
             np.matmul(dy2.T, x2, out=dwt.reshape(g.K, g.C))
             if db_out is not None:
-                np.sum(dy2, axis=0, out=db_out)
+                bias_grad_into(dy2[:, :, None], db_out)
             if need_dx:
                 dx = np.matmul(dy2, wt.reshape(g.K, g.C)).reshape(g.N, g.C, 1, 1)
         else:

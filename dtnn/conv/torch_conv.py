@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
+from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry, bias_grad_into
 
 _torch = None
 
@@ -53,7 +53,7 @@ class TorchConv(ConvAlgorithm):
         wt = T.from_numpy(np.ascontiguousarray(w, np.float32))
         with T.no_grad():
             if db_out is not None:
-                np.sum(dy, axis=(0, 2, 3), out=db_out)
+                bias_grad_into(dy, db_out)
             dwt = T.nn.grad.conv2d_weight(T.from_numpy(np.ascontiguousarray(x, np.float32)),
                                           tuple(wt.shape), dyt, **self._kw(g))
             dw_out[...] = dwt.numpy()
