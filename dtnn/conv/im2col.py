@@ -135,10 +135,16 @@ class Im2ColConv(ConvAlgorithm):
             self.fused = bool(fused)
 
     # --- which passes run fused ----------------------------------------------------
-    def _fused_ok(self, g: ConvGeometry, out_channels: int) -> bool:
+    def _fused_ok(self, g: ConvGeometry, out_channels: int, direct_ok: bool = False) -> bool:
         ho, wo = g.out_hw
-        return (self.fused and fused_available() and out_channels // g.groups >= self.fused_min_channels
-                and g.N * ho * wo >= self.fused_min_pixels)
+        if not (self.fused and fused_available() and g.N * ho * wo >= self.fused_min_pixels):
+            return False
+        if out_channels // g.groups >= self.fused_min_channels:
+            return True
+        # the direct path of short reductions (first layers) puts output pixels, not
+        # channels, in the vector lanes: few output channels waste nothing there
+        # (lenet's 1->6 5x5 forward was 1.44x torch's time by unfold + GEMM at 2 threads)
+        return direct_ok and bool(_EXT.fused_direct(g.C, g.R, g.S, g.groups, g.stride[1], wo))
 
     @staticmethod
     def _strided_1x1(g: ConvGeometry) -> bool:
@@ -148,11 +154,11 @@ class Im2ColConv(ConvAlgorithm):
 
     def fused_forward_ok(self, g: ConvGeometry) -> bool:
         # 1x1/stride 1: the batched matmul straight from x is as fast (measured)
-        return (self._fused_ok(g, g.K) and not self._is_pointwise(g)
+        return (self._fused_ok(g, g.K, direct_ok=True) and not self._is_pointwise(g)
                 and not self._strided_1x1(g))
 
     def fused_weights_ok(self, g: ConvGeometry) -> bool:
-        return self._fused_ok(g, g.K) and not self._strided_1x1(g)
+        return self._fused_ok(g, g.K, direct_ok=True) and not self._strided_1x1(g)
 
     def fused_data_ok(self, g: ConvGeometry) -> bool:
         """Stride 1 only (dx is then a convolution of dy); and the kernel computes every

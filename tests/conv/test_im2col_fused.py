@@ -357,6 +357,37 @@ def test_direct_path_choice():
     assert not _ext.fused_direct(3, 3, 3, 1, 1, 11)      # 11 of 16 lanes
 
 
+def test_few_output_channels_take_the_direct_path_and_match_torch():
+    """Below fused_min_channels output channels the tiled kernels waste their channel
+    lanes, so such layers unfold + GEMM; the direct path's lanes are output pixels, so
+    a first layer with few filters (lenet: 1->6 5x5) runs it, forward and dW."""
+    torch = pytest.importorskip("torch")
+    conv = Im2ColConv()
+    g = ConvGeometry(N=4, C=1, H=28, W=28, K=6, R=5, S=5, padding=(2, 2))
+    tiled = ConvGeometry(N=4, C=3, H=17, W=17, K=6, R=3, S=5, padding=(1, 1))  # J = 45
+    if not im2col_mod.fused_available():
+        assert not conv.fused_forward_ok(g) and not conv.fused_weights_ok(g)
+        return
+    assert conv.fused_forward_ok(g) and conv.fused_weights_ok(g)
+    assert not conv.fused_data_ok(g)                  # C = 1 input channel: unfold path
+    assert not conv.fused_forward_ok(tiled) and not conv.fused_weights_ok(tiled)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 5, 5)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    dy = rng.standard_normal((4, 6, 28, 28)).astype(np.float32)
+    y = conv.forward(x, w, b, g)
+    dw, db = np.empty_like(w), np.empty_like(b)
+    conv.backward(dy, x, w, g, False, dw, db)
+    xt, wt = torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64,
+                                                               requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, torch.tensor(b, dtype=torch.float64), padding=2)
+    yt.backward(torch.tensor(dy, dtype=torch.float64))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-4)
+
+
 def test_fused_available_matches_dispatch():
     if isa_mod.requested() == "numpy" or _ext is None:
         assert not im2col_mod.fused_available() and im2col_mod.fused_isa() is None
