@@ -333,38 +333,14 @@ AVX2_INLINE void dbw_tile(const int kn, const int jn, const float *xp, const int
 }
 #undef DB_STEP
 
-AVX2 static void dbw_image_avx2(const float *xp, int64_t rs, const int64_t *jo, int64_t J,
-                                const float *dy, int64_t nk, int64_t Ho, int64_t Wo, float *dw)
-{
-    const int64_t P = Ho * Wo;
-    int64_t k0, j0;
-    const int64_t njb = (J + DB_J - 1) / DB_J;
-    /* k-block outer: its dy rows stay in L1 while the (channel, tap) blocks sweep them.
-     * Each sweep prefetches 1/njb of the next k-block's rows: only the first sweep
-     * reads dy from memory, and its rows are whole 4 KiB pages at 32x32, which the
-     * hardware prefetchers only pick up after a few misses each (measured 3->64 at
-     * 32x32: ~40% of the time waiting on dy without it) */
-    for (k0 = 0; k0 < nk; k0 += DB_K) {
-        const int kn = nk - k0 < DB_K ? (int)(nk - k0) : DB_K;
-        const int64_t kx = nk - k0 - kn < DB_K ? nk - k0 - kn : DB_K;
-        const char *nx = (const char *)(dy + (k0 + kn) * P);
-        const int64_t nbytes = kx * P * (int64_t)sizeof(float);
-        for (j0 = 0; j0 < J; j0 += DB_J) {
-            const int jn = J - j0 < DB_J ? (int)(J - j0) : DB_J;
-            const float *d = dy + k0 * P;
-            float *c = dw + k0 * J + j0;
-            int64_t b;
-            for (b = nbytes * (j0 / DB_J) / njb; b < nbytes * (j0 / DB_J + 1) / njb; b += 64)
-                _mm_prefetch(nx + b, _MM_HINT_T0);
-#define DBW_CASE(K_, J_) case K_ * 8 + J_: dbw_tile(K_, J_, xp, jo + j0, J, d, rs, Ho, Wo, c); break;
-            switch (kn * 8 + jn) {
-                DBW_CASE(1, 1) DBW_CASE(1, 2) DBW_CASE(1, 3)
-                DBW_CASE(2, 1) DBW_CASE(2, 2) DBW_CASE(2, 3)
-            }
-#undef DBW_CASE
-        }
-    }
-}
+#define DBW_TARGET AVX2
+#define DBW_IMAGE_NAME dbw_image_avx2
+#define DBW_CASES DBW_CASE(1, 1) DBW_CASE(1, 2) DBW_CASE(1, 3) \
+                  DBW_CASE(2, 1) DBW_CASE(2, 2) DBW_CASE(2, 3)
+#include "im2col_fused_dbw_tmpl.h"
+#undef DBW_CASES
+#undef DBW_IMAGE_NAME
+#undef DBW_TARGET
 
 const dtnn_fused_ops dtnn_fused_ops_avx2 = {
     "avx2", tr_block_avx2, store_y_avx2, fw_tiles_avx2, bw_tile_avx2, 64,
