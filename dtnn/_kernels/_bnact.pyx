@@ -81,26 +81,42 @@ def bn_apply(x, scale, shift):
     return y
 
 
-def bn_backward(dy, x, mean, inv_std, gamma, bint training, bint need_dx):
-    """-> (dx or None, dgamma, dbeta) of BatchNorm for dy, x float32 (N, C, L)."""
+cdef tuple _bn_backward(object dy, object y, object x, object mean, object inv_std,
+                        object gamma, bint training, bint need_dx):
+    """The BatchNorm backward (y None) or the BatchNorm+ReLU backward gated by y > 0:
+    one set of checks and outputs for both kernels."""
     cdef cnp.ndarray g = _input_f32(dy, "dy", 3)
+    cdef cnp.ndarray ya = None if y is None else _input_f32(y, "y", 3)
     cdef cnp.ndarray xa = _input_f32(x, "x", 3)
     _same(g, xa, "dy", "x")
+    if ya is not None:
+        _same(ya, xa, "y", "x")
     cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
     cdef cnp.ndarray m = _vec(mean, "mean", C), s = _vec(inv_std, "inv_std", C)
     cdef cnp.ndarray ga = _vec(gamma, "gamma", C)
     cdef cnp.ndarray dgamma = np.empty(C, np.float32), dbeta = np.empty(C, np.float32)
     cdef cnp.ndarray dx = np.empty((N, C, L), np.float32) if need_dx else None
     cdef float *dxp = <float *>cnp.PyArray_DATA(dx) if need_dx else NULL
+    cdef const float *gp = <const float *>cnp.PyArray_DATA(g)
+    cdef const float *yp = NULL if ya is None else <const float *>cnp.PyArray_DATA(ya)
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(xa)
+    cdef const float *mp = <const float *>cnp.PyArray_DATA(m)
+    cdef const float *sp = <const float *>cnp.PyArray_DATA(s)
+    cdef const float *gap = <const float *>cnp.PyArray_DATA(ga)
+    cdef float *dgp = <float *>cnp.PyArray_DATA(dgamma)
+    cdef float *dbp = <float *>cnp.PyArray_DATA(dbeta)
     with nogil:
-        dtnn_bn_backward_f32(<const float *>cnp.PyArray_DATA(g),
-                             <const float *>cnp.PyArray_DATA(xa), dxp, N, C, L,
-                             <const float *>cnp.PyArray_DATA(m),
-                             <const float *>cnp.PyArray_DATA(s),
-                             <const float *>cnp.PyArray_DATA(ga),
-                             <float *>cnp.PyArray_DATA(dgamma),
-                             <float *>cnp.PyArray_DATA(dbeta), training)
+        if yp == NULL:
+            dtnn_bn_backward_f32(gp, xp, dxp, N, C, L, mp, sp, gap, dgp, dbp, training)
+        else:
+            dtnn_bn_relu_backward_f32(gp, yp, xp, dxp, N, C, L, mp, sp, gap, dgp, dbp,
+                                      training)
     return dx, dgamma, dbeta
+
+
+def bn_backward(dy, x, mean, inv_std, gamma, bint training, bint need_dx):
+    """-> (dx or None, dgamma, dbeta) of BatchNorm for dy, x float32 (N, C, L)."""
+    return _bn_backward(dy, None, x, mean, inv_std, gamma, training, need_dx)
 
 
 def bn_apply_relu(x, scale, shift):
@@ -120,27 +136,7 @@ def bn_apply_relu(x, scale, shift):
 def bn_relu_backward(dy, y, x, mean, inv_std, gamma, bint training, bint need_dx):
     """bn_backward of (dy where y > 0, else 0), y the fused forward's output; -> (dx or
     None, dgamma, dbeta), without the gated temporary."""
-    cdef cnp.ndarray g = _input_f32(dy, "dy", 3)
-    cdef cnp.ndarray ya = _input_f32(y, "y", 3)
-    cdef cnp.ndarray xa = _input_f32(x, "x", 3)
-    _same(g, xa, "dy", "x")
-    _same(ya, xa, "y", "x")
-    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
-    cdef cnp.ndarray m = _vec(mean, "mean", C), s = _vec(inv_std, "inv_std", C)
-    cdef cnp.ndarray ga = _vec(gamma, "gamma", C)
-    cdef cnp.ndarray dgamma = np.empty(C, np.float32), dbeta = np.empty(C, np.float32)
-    cdef cnp.ndarray dx = np.empty((N, C, L), np.float32) if need_dx else None
-    cdef float *dxp = <float *>cnp.PyArray_DATA(dx) if need_dx else NULL
-    with nogil:
-        dtnn_bn_relu_backward_f32(<const float *>cnp.PyArray_DATA(g),
-                                  <const float *>cnp.PyArray_DATA(ya),
-                                  <const float *>cnp.PyArray_DATA(xa), dxp, N, C, L,
-                                  <const float *>cnp.PyArray_DATA(m),
-                                  <const float *>cnp.PyArray_DATA(s),
-                                  <const float *>cnp.PyArray_DATA(ga),
-                                  <float *>cnp.PyArray_DATA(dgamma),
-                                  <float *>cnp.PyArray_DATA(dbeta), training)
-    return dx, dgamma, dbeta
+    return _bn_backward(dy, y, x, mean, inv_std, gamma, training, need_dx)
 
 
 def prelu_forward(x, alpha):
