@@ -94,15 +94,28 @@ class BatchNorm(Layer):
         rv *= 1 - m
         rv += m * var * np.float32(n / max(n - 1, 1))
 
-    def _forward_kernels(self, x, x3, n: int) -> np.ndarray:
-        from dtnn._kernels import bn_apply, bn_stats
+    def _batch_affine(self, x3: np.ndarray, n: int):
+        """Training on images (compiled): the batch statistics of x3 as the affine map
+        ``(scale, shift)``; keeps what the compiled backward needs and updates the
+        running statistics."""
+        from dtnn._kernels import bn_stats
         mean, var = bn_stats(x3)
         inv_std = (1.0 / np.sqrt(var + np.float32(self.eps))).astype(np.float32)
         scale = self.params["gamma"] * inv_std
         shift = self.params["beta"] - mean * scale
         self._x, self._mean, self._inv_std, self._xhat = x3, mean, inv_std, None
         self._update_running(mean, var, n)
-        return bn_apply(x3, scale, shift)
+        return scale, shift
+
+    def _forward_kernels(self, x, x3, n: int) -> np.ndarray:
+        from dtnn._kernels import bn_apply
+        return bn_apply(x3, *self._batch_affine(x3, n))
+
+    def _set_kernel_grads(self, dx, dgamma, dbeta, shape) -> Optional[np.ndarray]:
+        """Store a compiled backward's parameter gradients; dx in ``shape`` (or None)."""
+        self.set_grad("beta", dbeta)
+        self.set_grad("gamma", dgamma)
+        return None if dx is None else dx.reshape(shape)
 
     # --- BatchNorm + ReLU fused (called by Model for a batchnorm followed by a relu) ----
     def can_fuse_relu(self, x: np.ndarray, training: bool) -> bool:
@@ -113,19 +126,12 @@ class BatchNorm(Layer):
         """relu(self.forward(x, True)) in two passes instead of three (statistics, then
         the affine map and ReLU together); ``backward_relu`` is its backward.  The
         pre-ReLU output is never stored."""
-        from dtnn._kernels import bn_apply_relu, bn_stats
+        from dtnn._kernels import bn_apply_relu
         x = np.ascontiguousarray(x, dtype=np.float32)
         x3 = self._as3(x)
         N, C, L = x3.shape
         self._training = True
-        mean, var = bn_stats(x3)
-        inv_std = (1.0 / np.sqrt(var + np.float32(self.eps))).astype(np.float32)
-        scale = self.params["gamma"] * inv_std
-        shift = self.params["beta"] - mean * scale
-        self._x, self._mean, self._inv_std, self._xhat = x3, mean, inv_std, None
-        self._update_running(mean, var, N * L)
-        y = bn_apply_relu(x3, scale, shift)
-        self._relu_y = y
+        self._relu_y = y = bn_apply_relu(x3, *self._batch_affine(x3, N * L))
         return y.reshape(x.shape)
 
     def backward_relu(self, dy: np.ndarray) -> Optional[np.ndarray]:
@@ -135,12 +141,9 @@ class BatchNorm(Layer):
         dy3 = self._as3(np.ascontiguousarray(dy, dtype=np.float32))
         x3, mean, y3 = self._x, self._mean, self._relu_y
         self._x = self._mean = self._relu_y = None
-        dx, dgamma, dbeta = bn_relu_backward(dy3, y3, x3, mean, self._inv_std,
-                                             self.params["gamma"], True,
-                                             self.needs_input_grad)
-        self.set_grad("beta", dbeta)
-        self.set_grad("gamma", dgamma)
-        return None if dx is None else dx.reshape(dy.shape)
+        return self._set_kernel_grads(
+            *bn_relu_backward(dy3, y3, x3, mean, self._inv_std, self.params["gamma"], True,
+                              self.needs_input_grad), dy.shape)
 
     def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
         dy3 = self._as3(np.ascontiguousarray(dy, dtype=np.float32))
@@ -149,11 +152,9 @@ class BatchNorm(Layer):
         if self._training and getattr(self, "_mean", None) is not None:
             from dtnn._kernels import bn_backward
             x3, mean, self._x, self._mean = self._x, self._mean, None, None
-            dx, dgamma, dbeta = bn_backward(dy3, x3, mean, inv_std, gamma, True,
-                                            self.needs_input_grad)
-            self.set_grad("beta", dbeta)
-            self.set_grad("gamma", dgamma)
-            return None if dx is None else dx.reshape(dy.shape)
+            return self._set_kernel_grads(
+                *bn_backward(dy3, x3, mean, inv_std, gamma, True, self.needs_input_grad),
+                dy.shape)
         if not self._training:
             x, self._x = self._x, None
             xhat = (self._as3(x) - self.buffers["running_mean"][None, :, None]) \
