@@ -66,6 +66,8 @@ def run(args) -> int:
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"--oversub: not python -m dtnn.bench.oversub results "
                           f"({type(e).__name__}: {e})")
+    if not args.oversub:    # no calibration given: no oversubscription term
+        oversub = None
     set_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,14 +83,14 @@ def run(args) -> int:
     kernels = {k: M.dump(v) for k, v in codecs.items() if v is not None}
     kernels = {k: dict(v) for k, v in kernels.items()}
     factors = M.calibrate_codecs(codecs, Path(args.codec_from)) if args.codec_from else {}
-    checks = M.validate(records, profiles, codecs, links, oversub if args.oversub else None)
+    checks = M.validate(records, profiles, codecs, links, oversub)
     def predict(over, per_core):
         return M.extrapolate({m: profiles[m] for m in args.models},
                              {s: codecs[s] for s in args.compress}, links, args.nodes,
                              args.links, oversub=over, ranks_per_core=per_core)
     rows = [row for s in args.ranks_per_core
-            for row in predict(oversub if args.oversub else None, s)]
-    if args.oversub:
+            for row in predict(oversub, s)]
+    if oversub is not None:
         # one rank per core with a transport that takes no CPU of the ranks' cores
         # (RDMA, offloading NICs): the model without the oversubscription term
         rows += [dict(row, transfer_cpu=False) for row in predict(None, 1.0)]
@@ -99,7 +101,7 @@ def run(args) -> int:
               "codecs": {k: M.dump(v) for k, v in codecs.items()},
               "codec_kernels": kernels, "codec_calibration": factors,
               "codec_from": args.codec_from,
-              "oversub": M.dump(oversub) if args.oversub else None,
+              "oversub": None if oversub is None else M.dump(oversub),
               "oversub_runs": oversub_runs, "oversub_from": list(args.oversub),
               "validation": checks, "predictions": rows}
     (out / "model.json").write_text(json.dumps(result, indent=1))
