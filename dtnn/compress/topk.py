@@ -17,9 +17,14 @@ from typing import List, Tuple
 
 import numpy as np
 
+from dtnn import rng
 from dtnn.compress import kernels as K
-from dtnn.compress.base import Compressor, Unit, register, stream_key
+from dtnn.compress.base import Compressor, Unit, register
 from dtnn.errors import ConfigError
+
+
+#: random-k's purpose word in its index streams (ASCII "randk")
+_RANDOMK_PURPOSE = 0x72616E646B
 
 
 def _check_ratio(name: str, ratio: float) -> float:
@@ -116,9 +121,10 @@ class RandomK(Compressor):
         cached = unit.scratch.get("randomk")
         if cached is not None and cached[0] == unit.step:
             return cached[1]
-        key = stream_key(self.seed, 0x72616E646B, unit.step, unit.index)
-        gen = np.random.Generator(np.random.Philox(key))
-        idx = np.sort(gen.choice(unit.size, self._k(unit.size), replace=False)).astype(np.int32)
+        # a uniformly random k-subset, sorted, from the counter-based generator
+        # (dtnn.rng, C): keyed by (seed, step, unit), without the rank
+        idx = rng.sample_sorted(rng.stream(self.seed, _RANDOMK_PURPOSE, unit.step, unit.index),
+                                unit.size, self._k(unit.size))
         unit.scratch["randomk"] = (unit.step, idx)
         return idx
 
