@@ -130,6 +130,7 @@ KERNEL_MODULES = {
     "_transpose": ["csrc/transpose.c"],
     "_optim": ["csrc/optim.c"],
     "_rng": ["csrc/rng.c"],
+    "_gemm": ["csrc/gemm.c"],
     "_compress": ["csrc/compress.c", "csrc/bitpack.c", "csrc/isa.c"],
 }
 
@@ -141,7 +142,8 @@ def _extensions():
         include_dirs=["csrc", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=["csrc/dtnn_kernels.h", "csrc/dtnn_isa.h", "csrc/im2col_fused.h",
-                 "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/bnact.h", "csrc/optim.h", "csrc/rng.h", "csrc/infer_tmpl.h",
+                 "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/bnact.h", "csrc/optim.h", "csrc/rng.h", "csrc/gemm.h",
+                 "csrc/infer_tmpl.h",
                  "csrc/im2col_fused_dbw_tmpl.h",
                  "dtnn/_kernels/_ckernels.pxd", "dtnn/_kernels/_isa.pxi",
                  "dtnn/_kernels/_compress_decl.pxi", "dtnn/_kernels/_arrays.pxi"],

@@ -37,17 +37,20 @@ OPENBLAS_TIMEOUT_TOO_LATE = ("numpy" in _sys.modules
 # bounded spin instead.  With PASSIVE every parallel region wakes its threads with a
 # futex; a training step runs ~100 regions (BatchNorm, ReLU, pooling, the fused
 # convolutions), and vgg11_bn w0.5 at 2 threads lost ~6 ms of ~60 to the wake-ups
-# (4 ms/step of system time).  20000 spins (well under a millisecond) measured as
-# fast as 5000 or 60000 there; libgomp's own default (300000) made idle OpenMP threads
-# spin through the OpenBLAS GEMMs that follow and doubled the step
-# (benchmarks/results/vs_torch_default.md, section D).
+# (4 ms/step of system time).  A long spin used to make idle OpenMP threads spin
+# through the OpenBLAS GEMMs that follow (libgomp's default, 300000, doubled that
+# step); since dtnn.threads runs the BLAS at one thread and dtnn's GEMMs on the OpenMP
+# threads themselves ("one pool", dtnn/gemm.py), nothing else needs the core, and
+# 200000 spins keep the workers awake across the Python between layers (20000 let
+# them fall asleep: lenet at 2 threads ran in bimodal rounds of 3.2 and 5-8 ms;
+# benchmarks/results/vs_torch_default.md, sections D and E).
 _RANKS_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS",
               "PMIX_SIZE")
 if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
     if any(_os.environ.get(v, "1").strip() not in ("", "1") for v in _RANKS_ENV):
         _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     else:
-        _os.environ["GOMP_SPINCOUNT"] = "20000"
+        _os.environ["GOMP_SPINCOUNT"] = "200000"
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
 # Large numpy/torch buffers come and go every training step; see dtnn/malloc.py.

@@ -35,16 +35,43 @@ def set_threads(n: int) -> int:
     import dtnn._kernels  # noqa: F401  -- load our OpenMP runtime so it gets limited too
     if n > 1:
         _fix_openblas_spin()
-    _limiter = threadpool_limits(limits=n)
-    _warn_if_openblas_spins(n)
-    global _threads
+    global _threads, _one_pool
     _threads = n
+    # One thread pool: the BLAS at one thread and dtnn's GEMMs split over the OpenMP
+    # threads (dtnn.gemm), so OpenMP workers spinning between regions never run
+    # against OpenBLAS's own workers.  DTNN_ONE_POOL=0 keeps the BLAS at n threads.
+    _one_pool = (n > 1 and os.environ.get("DTNN_ONE_POOL", "1").strip() != "0"
+                 and _gemm_available())
+    if _one_pool:
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        _limiter = threadpool_limits(limits={"openmp": n, "blas": 1})
+    else:
+        _limiter = threadpool_limits(limits=n)
+    _warn_if_openblas_spins(n)
     if "torch" in sys.modules:  # never import torch here: 1-2 s of start-up per rank
         configure_torch(sys.modules["torch"])
     return n
 
 
 _threads = 0
+_one_pool = False
+
+
+def _gemm_available() -> bool:
+    from dtnn import gemm
+    return gemm.available()
+
+
+def one_pool() -> bool:
+    """Whether ``set_threads`` put the BLAS at one thread so that dtnn's GEMMs run on
+    its OpenMP threads (``dtnn.gemm``): more than one thread, an OpenBLAS whose sgemm
+    dtnn can call, and ``DTNN_ONE_POOL`` not 0."""
+    return _one_pool
+
+
+def pool_threads() -> int:
+    """The thread count ``set_threads`` gave dtnn's OpenMP pool (0: never called)."""
+    return _threads
 
 
 def configure_torch(torch) -> None:

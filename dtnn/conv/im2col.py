@@ -47,6 +47,7 @@ from dtnn.conv import im2col_fused as _fused_twins
 from dtnn.conv.batch_split import split_batch
 from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry, bias_grad_into
 from dtnn.conv.layout import swap01_into
+from dtnn.gemm import matmul
 
 _local = threading.local()
 
@@ -231,10 +232,10 @@ class Im2ColConv(ConvAlgorithm):
             col = im2col(x[n0:n0 + nb], *kargs, out=col_ws[:rows * cols].reshape(rows, cols))
             if nb == 1:
                 # (K, P) is already the output layout of one image: write straight into y
-                np.matmul(wm, col.reshape(G, crs, cols), out=y3[n0].reshape(G, Kg, P))
+                matmul(wm, col.reshape(G, crs, cols), out=y3[n0].reshape(G, Kg, P))
             else:
                 ym = y_ws[:K * cols].reshape(G, Kg, cols)
-                np.matmul(wm, col.reshape(G, crs, cols), out=ym)
+                matmul(wm, col.reshape(G, crs, cols), out=ym)
                 swap01_into(ym.reshape(K, nb, P), y3[n0:n0 + nb])  # tuned layout change
             if b is not None:
                 y3[n0:n0 + nb] += b.reshape(1, K, 1)
@@ -321,9 +322,9 @@ class Im2ColConv(ConvAlgorithm):
                              out=col_ws[:rows * cols].reshape(rows, cols))
                 colT = col.reshape(G, crs, cols).transpose(0, 2, 1)
                 if n0 == 0:
-                    np.matmul(dym, colT, out=dw_acc)
+                    matmul(dym, colT, out=dw_acc)
                 else:
-                    np.matmul(dym, colT, out=dw_tmp)
+                    matmul(dym, colT, out=dw_tmp)
                     dw_acc += dw_tmp
             if dx is not None:
                 dcol = dcol_ws[:rows * cols].reshape(rows, cols)
@@ -332,7 +333,7 @@ class Im2ColConv(ConvAlgorithm):
                     # matmul is slow for an inner dimension of 1, broadcasting is not
                     np.multiply(wt, dym, out=dcol.reshape(G, crs, cols))
                 else:
-                    np.matmul(wt, dym, out=dcol.reshape(G, crs, cols))
+                    matmul(wt, dym, out=dcol.reshape(G, crs, cols))
                 col2im(dcol, nb, C, H, W, *kargs, out=dx[n0:n0 + nb])
 
     def _backward_pointwise(self, dy3, x, wm, g: ConvGeometry, dw_acc, dx) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dtnn.gemm import matmul
+
 from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry, bias_grad_into
 from dtnn.conv.im2col import _workspace
 
@@ -71,9 +73,9 @@ class ImplicitConv(ConvAlgorithm):
             tmp = _workspace("impl_t", nb * K * L).reshape(nb, K, L)
             for i, (r, s, off) in enumerate(offs):
                 if i == 0:
-                    np.matmul(wt[r, s], xp[:, :, off:off + L], out=acc)
+                    matmul(wt[r, s], xp[:, :, off:off + L], out=acc)
                 else:
-                    np.matmul(wt[r, s], xp[:, :, off:off + L], out=tmp)
+                    matmul(wt[r, s], xp[:, :, off:off + L], out=tmp)
                     acc += tmp
             y[n0:n0 + nb] = acc.reshape(nb, K, ho, Wp)[:, :, :, :wo]
         if b is not None:
@@ -106,10 +108,10 @@ class ImplicitConv(ConvAlgorithm):
                 dxp[...] = 0
                 tmp = _workspace("impl_t", nb * C * L).reshape(nb, C, L)
             for r, s, off in offs:
-                np.matmul(dyf, xp[:, :, off:off + L].transpose(0, 2, 1), out=part)
+                matmul(dyf, xp[:, :, off:off + L].transpose(0, 2, 1), out=part)
                 dwt[r, s] += part.sum(axis=0)
                 if need_dx:
-                    np.matmul(wtT[r, s], dyf, out=tmp)
+                    matmul(wtT[r, s], dyf, out=tmp)
                     dxp[:, :, off:off + L] += tmp
             if need_dx:
                 dx[n0:n0 + nb] = dxp[:, :, :Hp * Wp].reshape(nb, C, Hp, Wp)[

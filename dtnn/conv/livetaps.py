@@ -23,6 +23,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from dtnn.gemm import matmul
+
 from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry, bias_grad_into
 from dtnn.conv.im2col import Im2ColConv
 
@@ -77,7 +79,7 @@ class LiveTapsConv(ConvAlgorithm):
         wt = np.ascontiguousarray(w[:, :, r0:r1, s0:s1], dtype=np.float32)
         if _dense(t):
             x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(g.N, g.C)
-            y = np.matmul(x2, wt.reshape(g.K, g.C).T)
+            y = matmul(x2, wt.reshape(g.K, g.C).T)
             if b is not None:
                 y += b.reshape(1, g.K)
             return y.reshape(g.N, g.K, 1, 1)
@@ -99,11 +101,11 @@ class LiveTapsConv(ConvAlgorithm):
         if _dense(t):
             dy2 = np.ascontiguousarray(dy, dtype=np.float32).reshape(g.N, g.K)
             x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(g.N, g.C)
-            np.matmul(dy2.T, x2, out=dwt.reshape(g.K, g.C))
+            matmul(dy2.T, x2, out=dwt.reshape(g.K, g.C))
             if db_out is not None:
                 bias_grad_into(dy2[:, :, None], db_out)
             if need_dx:
-                dx = np.matmul(dy2, wt.reshape(g.K, g.C)).reshape(g.N, g.C, 1, 1)
+                dx = matmul(dy2, wt.reshape(g.K, g.C)).reshape(g.N, g.C, 1, 1)
         else:
             dx = self.inner.backward(dy, x, wt, t, need_dx, dwt, db_out)
         full.fill(0)

@@ -50,6 +50,8 @@ from typing import Optional
 
 import numpy as np
 
+from dtnn.gemm import matmul
+
 from dtnn.conv import kernels as K_
 from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
 from dtnn.conv.im2col import Im2ColConv, _reshape_view, _workspace
@@ -177,7 +179,7 @@ class WinogradConv(ConvAlgorithm):
             t = nb * th * tw
             V = K_.compiled_winograd_input(x[n0:n0 + nb], ph, pw, m, th, tw,
                                            out=_rows(v_ws, A2, vps, C, t))
-            M = np.matmul(U, V, out=_rows(m_ws, A2, mps, K, t))
+            M = matmul(U, V, out=_rows(m_ws, A2, mps, K, t))
             K_.compiled_winograd_output(M, bias, nb, Ho, Wo, m, th, tw, out=y[n0:n0 + nb])
         return y
 
@@ -258,7 +260,7 @@ class WinogradConv(ConvAlgorithm):
                                            out=_rows(v_ws, A2, vps, C, t))
             D = K_.compiled_winograd_dy(dy[n0:n0 + nb], m, th, tw,
                                         out=_rows(d_ws, A2, dps, K, t))
-            np.matmul(D, V.transpose(0, 2, 1), out=dU)       # no copy: BLAS transposes
+            matmul(D, V.transpose(0, 2, 1), out=dU)       # no copy: BLAS transposes
             K_.compiled_winograd_dfilter(dU, m, n0 > 0, out=dw)
             if db is not None:
                 db += D[a + 1].sum(axis=1)

@@ -5,6 +5,8 @@ from typing import Optional
 
 import numpy as np
 
+from dtnn.gemm import matmul
+
 from dtnn.errors import ConfigError
 from dtnn.layers._util import jsonable, require_rank
 from dtnn.layers.base import LAYERS, Layer, Shape, init_bias, init_weights
@@ -42,7 +44,7 @@ class Dense(Layer):
             raise ValueError(f"{self.name}: expected input (N, F), got {x.shape}")
         x = x if x.dtype == np.float32 else x.astype(np.float32)
         self._x = x
-        y = x @ self.params["weight"]
+        y = matmul(x, self.params["weight"])
         if self.use_bias:
             y += self.params["bias"]
         return y
@@ -52,9 +54,9 @@ class Dense(Layer):
         if x is None:
             raise RuntimeError(f"{self.name}: backward called without a forward")
         dy = dy if dy.dtype == np.float32 else dy.astype(np.float32)
-        np.matmul(x.T, dy, out=self.grads["weight"])
+        matmul(x.T, dy, out=self.grads["weight"])
         if self.use_bias:
             np.sum(dy, axis=0, out=self.grads["bias"])
         if not self.needs_input_grad:
             return None
-        return dy @ self.params["weight"].T
+        return matmul(dy, self.params["weight"].T)
