@@ -46,6 +46,12 @@ def _bn_relu_pair(a: Layer, b: Layer) -> bool:
     return type(a) is BatchNorm and type(b) is ReLU
 
 
+def _relu_maxpool_pair(a: Layer, b: Layer) -> bool:
+    from dtnn.layers.activation import ReLU
+    from dtnn.layers.pooling import MaxPool2D
+    return type(a) is ReLU and type(b) is MaxPool2D
+
+
 class Model:
     """A sequence of layers with all parameters in ``flat_params`` and all gradients in
     ``flat_grads`` (see the module docstring); build it with ``build(seed)``.
@@ -55,11 +61,20 @@ class Model:
     backward for both (csrc/bnact.c) -- the same results as the two layers one after
     the other, with one pass over the activation fewer each way and no pre-ReLU
     temporary.  Code that calls the layers one by one gets them unfused.
+
+    A ``relu`` followed by a ``maxpool2d`` runs pool first (``pool_before_relu``):
+    max(relu(window)) = relu(max(window)), and the gradient reaches the same input with
+    the same value (the window's first maximum, where it is positive; zero otherwise),
+    so the outputs and gradients are the same bits, with the ReLU's two passes on the
+    pooled map (a quarter of the size for 2x2 pooling) instead of the convolution's.
     """
 
     #: run batchnorm + relu pairs fused in training (False: layer by layer)
     fuse_bn_relu: bool = True
     _fused_bn_relu: List[int] = []
+    #: run relu + maxpool pairs as maxpool, then relu (False: layer by layer)
+    pool_before_relu: bool = True
+    _pooled_first: List[int] = []
     def __init__(self, layers: Sequence[Layer], input_shape: Shape, name: str = "model",
                  arch: Optional[Dict[str, Any]] = None):
         self.layers: List[Layer] = list(layers)
@@ -119,7 +134,7 @@ class Model:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Run every layer on batch ``x``; ``training`` keeps what ``backward`` needs (and uses
         batch statistics, dropout)."""
-        layers, fused = self.layers, []
+        layers, fused, pooled_first = self.layers, [], []
         i, n = 0, len(layers)
         while i < n:
             layer = layers[i]
@@ -130,9 +145,16 @@ class Model:
                 fused.append(i)
                 i += 2
                 continue
+            if (self.pool_before_relu and i + 1 < n and _relu_maxpool_pair(layer, layers[i + 1])
+                    and (layer.needs_input_grad or not training)):
+                x = layer.forward(layers[i + 1].forward(x, training), training)
+                pooled_first.append(i)
+                i += 2
+                continue
             x = layer.forward(x, training)
             i += 1
         self._fused_bn_relu = fused
+        self._pooled_first = pooled_first if training else []
         return x
 
     def backward(self, dy: np.ndarray, on_grads_ready: Optional[GradReadyHook] = None) -> None:
@@ -145,10 +167,18 @@ class Model:
         if on_grads_ready is None:
             on_grads_ready = getattr(self, "grad_hook", None)
         fused, self._fused_bn_relu = set(self._fused_bn_relu), []
+        pooled_first, self._pooled_first = set(self._pooled_first), []
         i = len(self.layers) - 1
         while i >= 0:
             if i - 1 in fused:      # batchnorm i-1 + relu i, run fused by forward
                 dy = self.layers[i - 1].backward_relu(dy)
+                if on_grads_ready is not None:
+                    on_grads_ready(i)
+                    on_grads_ready(i - 1)
+                i -= 2
+                continue
+            if i - 1 in pooled_first:   # relu i-1 + maxpool i, run pool first by forward
+                dy = self.layers[i].backward(self.layers[i - 1].backward(dy))
                 if on_grads_ready is not None:
                     on_grads_ready(i)
                     on_grads_ready(i - 1)
