@@ -67,11 +67,14 @@ class DivergenceGuard:
         sums = self._sums
         sums[0] += loss if np.isfinite(loss) else float("inf")
         sums[1] += 1
-        if correct is not None and logits is not None and len(logits) > 1:
+        if (correct is not None and logits is not None and len(logits) > 1
+                and self.dead_steps and self._window_start > self.warmup_steps):
+            # only windows the dead-network check reads (it skips warm-up): the spread
+            # is most of this call's cost
             sums[2] += correct
             sums[3] += len(logits)
             with np.errstate(all="ignore"):
-                sums[4] += float(np.asarray(logits, np.float64).std(axis=0).mean())
+                sums[4] += float(np.std(logits, axis=0, dtype=np.float64).mean())
             sums[5] += 1
         if sums[1] < self.window:
             return
