@@ -131,6 +131,9 @@ class Codec:
     summable: bool = False
     rounds: int = 1
     sparse_k: Optional[float] = None   # top-k: fraction of entries
+    #: seconds per element of the codec between rounds (PowerSGD: orthogonalise P,
+    #: Q = M^T P, the residual), apart from ``encode`` (round 1's payload)
+    between: float = 0.0
 
 
 @dataclass
@@ -154,7 +157,8 @@ def transport_seconds(collective: str, nbytes: float, codec: Optional[Codec], ra
         # a summable payload goes through the tuned allreduce: ring or recursive doubling
         sec = codec.rounds * min(allreduce_seconds(a, m / codec.rounds, p, link)
                                  for a in ("ring", "mpi"))
-        return sec, n_el * (codec.encode + codec.decode), 2.0 * (p - 1) / p * m
+        return (sec, n_el * (codec.encode + codec.between + codec.decode),
+                2.0 * (p - 1) / p * m)
     if collective == "allgather":
         return ((p - 1) * (link.alpha + m * link.beta),
                 n_el * (codec.encode + p * codec.decode), (p - 1) * m)
@@ -196,10 +200,19 @@ class Oversub:
     * ``wait_per_step``: seconds more the step's final wait takes, per extra rank per
       core: after compute, the exchange waits for the peers that had no core to finish
       theirs (measured after a compute block, minus the same at one rank per core).
+    * ``wait_per_round``: seconds more per blocking round that runs after compute next
+      to codec work, per extra rank per core (the peer a hop needs is off its core
+      while a core-mate runs codec; the ``chain`` phase).  With progress-bound hops
+      (``predict_step(progress=...)``) every round still open after compute pays it,
+      and it replaces ``wait_per_step`` (the final wait is that chain of rounds).
     """
     cpu_per_byte: float = 0.0
     wait_per_hop: float = 0.0
     wait_per_step: float = 0.0
+    wait_per_round: float = 0.0
+
+    def round(self, ranks_per_core: float) -> float:
+        return self.wait_per_round * max(0.0, ranks_per_core - 1.0)
 
     def hop(self, ranks_per_core: float) -> float:
         return self.wait_per_hop * max(0.0, ranks_per_core - 1.0)
@@ -234,30 +247,64 @@ def _schedule(compute: float, exchange: Exchange, ranks: int, link: Link, collec
     return free, codec_total, recv, during
 
 
+def _schedule_hops(compute: float, exchange: Exchange, ranks: int, link: Link,
+                   collective: str, codec: Optional[Codec], local: int, overlap: bool,
+                   progress: Sequence[float], round_wait: float = 0.0):
+    """``_schedule`` with progress-bound hops (``costmodel_rounds.hop_schedule``):
+    (finish, codec seconds, bytes per rank, bytes moved while compute runs, codec
+    seconds after compute)."""
+    from dtnn.bench.costmodel_rounds import hop_schedule
+    free, codec_total, recv, _ = _schedule(compute, Exchange(exchange.buckets), ranks, link,
+                                           collective, codec, local, overlap)
+    free, after, during = hop_schedule(compute, exchange.buckets, collective, codec, ranks,
+                                       link, progress, overlap, round_wait)
+    if exchange.small_bytes:
+        net, _, got = transport_seconds("mpi" if codec is None else "ring",
+                                        exchange.small_bytes, None, ranks, link, local)
+        free = max(free, compute) + net
+        recv += got
+    return free, codec_total, recv, during, after
+
+
 def predict_step(compute: float, exchange: Exchange, ranks: int, link: Link,
                  collective: str = "ring", codec: Optional[Codec] = None, local: int = 1,
                  overlap: bool = True, oversub: Optional[Oversub] = None,
-                 ranks_per_core: float = 1.0) -> Dict[str, float]:
+                 ranks_per_core: float = 1.0,
+                 progress: Optional[Sequence[float]] = None) -> Dict[str, float]:
     """Step time, its split and the bytes per rank (see the module docstring).
 
     ``oversub`` at ``ranks_per_core``: its terms are added explicitly (``Oversub``):
     ``oversub_cpu`` lengthens compute (found by iterating: a longer compute overlaps
     more bytes), every hop and the step's final wait take longer; ``oversub`` in the
-    result is what the three add to the step."""
+    result is what the three add to the step.
+
+    ``progress`` (fractions of compute: the backward hooks): the collectives advance
+    only there while compute runs, hop by hop, and the rounds of a multi-round
+    compressor follow one another with their codec in between
+    (``dtnn.bench.costmodel_rounds``); None: they advance continuously."""
+    from dtnn.bench.costmodel_rounds import HOP_COLLECTIVES
+    hops = progress is not None and ranks > 1 and collective in HOP_COLLECTIVES
     over = oversub if oversub is not None and ranks > 1 else Oversub()
     s = ranks_per_core
     if over.hop(s):
         link = Link(link.alpha + over.hop(s), link.beta, link.name)
-    extra = 0.0
+    extra = after = 0.0
     for _ in range(20):
-        free, codec_total, recv, during = _schedule(compute + extra, exchange, ranks, link,
-                                                    collective, codec, local, overlap)
+        if hops:
+            free, codec_total, recv, during, after = _schedule_hops(
+                compute + extra, exchange, ranks, link, collective, codec, local, overlap,
+                progress, over.round(s))
+        else:
+            free, codec_total, recv, during = _schedule(compute + extra, exchange, ranks,
+                                                        link, collective, codec, local,
+                                                        overlap)
         new = over.cpu(s, during)
         if abs(new - extra) <= 1e-7:
             break
         extra = new
     busy = compute + extra
-    exposed = max(0.0, free - busy) + over.step(s)
+    # codec that ran after compute inside the wait is in codec_total already
+    exposed = max(0.0, free - busy - after) + (0.0 if hops else over.step(s))
     step = busy + codec_total + exposed
     out = {"step": step, "compute": busy, "codec": codec_total, "exposed": exposed,
            "comm": free, "efficiency": compute / step if step > 0 else 1.0,
@@ -265,9 +312,10 @@ def predict_step(compute: float, exchange: Exchange, ranks: int, link: Link,
     if oversub is not None:
         plain = predict_step(compute, exchange, ranks, Link(link.alpha - over.hop(s),
                                                             link.beta, link.name),
-                             collective, codec, local, overlap)
+                             collective, codec, local, overlap, progress=progress)
         out.update(oversub=step - plain["step"], oversub_cpu=extra,
-                   oversub_hop=over.hop(s), oversub_step=over.step(s), ranks_per_core=s)
+                   oversub_hop=over.hop(s), oversub_step=0.0 if hops else over.step(s),
+                   oversub_round=over.round(s) if hops else 0.0, ranks_per_core=s)
     return out
 
 
@@ -278,6 +326,13 @@ class ModelProfile:
     params: int
     compute: float                       # seconds per step, one rank, one core
     ready: List[Tuple[float, float]] = field(default_factory=list)  # (bytes, fraction)
+    #: every backward hook (where the reducer advances the collectives), as fractions
+    #: of the step; empty: the layers with gradients (``ready``)
+    hooks: List[float] = field(default_factory=list)
+
+    @property
+    def progress(self) -> List[float]:
+        return sorted(self.hooks or [f for _, f in self.ready])
 
     def exchange(self, bucket_mb: float = 4.0) -> Exchange:
         """Cut the per-layer gradients (in backward order) into buckets of

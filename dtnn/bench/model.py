@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -80,7 +81,8 @@ def profile_model(spec: str, input_shape=(1, 28, 28), classes: int = 10, batch: 
         a, b = net.layer_param_range(layer)
         if b > a:
             ready.append((4.0 * (b - a), min(1.0, marks.get(layer, total) / total)))
-    return ModelProfile(spec, int(net.num_params()), total, ready)
+    hooks = sorted(min(1.0, t / total) for t in marks.values())
+    return ModelProfile(spec, int(net.num_params()), total, ready, hooks)
 
 
 def measure_codec(spec: str, model_spec: str = "vgg11_bn:width=0.5", input_shape=(1, 28, 28),
@@ -101,13 +103,15 @@ def measure_codec(spec: str, model_spec: str = "vgg11_bn:width=0.5", input_shape
     unit = Unit(0, off, tensors)
     x = np.random.default_rng(1).standard_normal(off).astype(np.float32)
     res = np.zeros(off, np.float32) if ef else None
-    enc, dec, rounds = [], [], 1
+    enc, mid, dec, rounds = [], [], [], 1
     for i in range(repeats):
         unit.step = i
         t = time.perf_counter()
         payload = comp.compress(x, unit, res)
-        nxt = comp.next_round(payload, unit) if comp.summable else None
         enc.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        nxt = comp.next_round(payload, unit) if comp.summable else None
+        mid.append(time.perf_counter() - t)
         if nxt is not None:
             rounds, payload = 2, nxt
         out = np.zeros(off, np.float32)
@@ -116,10 +120,14 @@ def measure_codec(spec: str, model_spec: str = "vgg11_bn:width=0.5", input_shape
         dec.append(time.perf_counter() - t)
     size = comp.payload_size(unit) * (np.dtype(comp.payload_dtype).itemsize
                                       if comp.summable else 1)
-    return Codec(float(np.median(enc)) / off, float(np.median(dec)) / off, size / (4.0 * off),
+    # between rounds (PowerSGD's orthogonalisation and Q = M^T P) apart from the
+    # encode: the rounds term places it after round 1 arrives
+    between = float(np.median(mid)) / off if rounds > 1 else 0.0
+    first = float(np.median(enc)) / off + (0.0 if rounds > 1 else float(np.median(mid)) / off)
+    return Codec(first, float(np.median(dec)) / off, size / (4.0 * off),
                  summable=comp.summable, rounds=rounds,
                  sparse_k=getattr(comp, "ratio", None) if getattr(comp, "sparse", False)
-                 else None)
+                 else None, between=between)
 
 
 def calibrate_codecs(codecs: Dict[str, Optional[Codec]], bench: Path,
@@ -148,6 +156,7 @@ def calibrate_codecs(codecs: Dict[str, Optional[Codec]], bench: Path,
             continue
         factor = float(row["codec_seconds"]) / model_codec
         codec.encode *= factor
+        codec.between *= factor
         codec.decode *= factor
         out[spec] = {"factor": factor, "measured_ms": 1e3 * row["codec_seconds"],
                      "kernels_ms": 1e3 * model_codec, "collective": row["algorithm"],
@@ -189,7 +198,9 @@ def fit_oversub(*runs: Path) -> Tuple[Oversub, List[Dict[str, Any]]]:
     moves every rank's bytes: ``s x cpu_per_byte x sent``); the median of the runs.
     ``wait_per_hop``: a small ring allreduce in a tight loop, per hop;
     ``wait_per_step``: the wait after a compute block that posted three small
-    allreduces during it, as the reducer's buckets.  Both: the median of the
+    allreduces during it, as the reducer's buckets; ``wait_per_round``: a small
+    allreduce after a short codec-like block, beyond the same in a tight loop (the
+    ``chain`` phase; zero if the runs predate it).  Both: the median of the
     oversubscribed runs minus the least delayed run at one rank per core (link
     latency and the skew that exist without sharing cores), per extra rank per core;
     zero without runs of both kinds."""
@@ -211,7 +222,11 @@ def fit_oversub(*runs: Path) -> Tuple[Oversub, List[Dict[str, Any]]]:
                      "hop_us": 1e6 * ph["sync_alone"]["wait"] / hops if hops else 0.0,
                      "after_compute_ms": 1e3 * ph["sync"]["wait"],
                      "after_buckets_ms": (1e3 * ph["buckets"]["wait"] if "buckets" in ph
-                                          else None)})
+                                          else None),
+                     # a blocking round after a short codec-like block, beyond the same
+                     # round in a tight loop
+                     "chain_round_ms": (1e3 * (ph["chain"]["wait"] - ph["sync_alone"]["wait"])
+                                        if "chain" in ph else None)})
     if not rows:
         return Oversub(), rows
     cpu = 1e-9 * float(np.median([r["cpu_ns_per_byte"] for r in rows]))
@@ -222,7 +237,7 @@ def fit_oversub(*runs: Path) -> Tuple[Oversub, List[Dict[str, Any]]]:
                 if r["ranks_per_core"] > 1.0 and r[key] is not None] if base else []
         return max(0.0, float(np.median(over))) if over else 0.0
     return Oversub(max(0.0, cpu), 1e-6 * extra("hop_us"),
-                   1e-3 * extra("after_buckets_ms")), rows
+                   1e-3 * extra("after_buckets_ms"), 1e-3 * extra("chain_round_ms")), rows
 
 
 def link_for(rate: str, fitted: Dict[str, Link], algorithm: str = "ring",
@@ -252,9 +267,10 @@ def collective_for(spec: str, ranks: int, codec: Optional[Codec]) -> str:
 
 def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile],
              codecs: Dict[str, Optional[Codec]], links: Dict[str, Link],
-             oversub: Optional[Oversub] = None) -> List[Dict]:
+             oversub: Optional[Oversub] = None, hops: bool = True) -> List[Dict]:
     """Predicted vs measured step of every dtnn overlap row on a shaped link
-    (``oversub``: the terms of the cell's ranks per core, see ``Oversub``)."""
+    (``oversub``: the terms of the cell's ranks per core, see ``Oversub``; ``hops``:
+    the collectives advance at the backward hooks, ``costmodel_rounds``)."""
     none = {(r["model_spec"], r["hosts"], r["link"], r.get("ranks", r["hosts"])):
             r["step_seconds"] for r in records
             if r.get("framework") == "dtnn" and r.get("mode") == "none"}
@@ -274,14 +290,15 @@ def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile
         slow = max(1.0, float(r.get("oversubscription") or 1.0))
         codec = codecs[spec]
         if codec is not None:
-            codec = Codec(codec.encode * slow, codec.decode * slow, codec.payload_ratio,
-                          codec.summable, codec.rounds, codec.sparse_k)
+            codec = replace(codec, encode=codec.encode * slow, decode=codec.decode * slow,
+                            between=codec.between * slow)
         ranks = r.get("ranks", r["hosts"])
         local = ranks // r["hosts"]
         algo = r.get("algorithm") or collective_for(spec, ranks, codec)
         pred = predict_step(compute, prof.exchange(r.get("bucket_mb") or 4.0), ranks,
                             link_for(r["link"], links, algo, local), algo, codec, local,
-                            oversub=oversub, ranks_per_core=slow)
+                            oversub=oversub, ranks_per_core=slow,
+                            progress=prof.progress if hops else None)
         out.append({"model": r["model_spec"], "hosts": r["hosts"], "ranks": ranks,
                     "link": r["link"], "compress": r.get("compress", "none"),
                     "algorithm": algo, "measured": r["step_seconds"],
@@ -303,7 +320,8 @@ def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile
 def extrapolate(profiles: Dict[str, ModelProfile], codecs: Dict[str, Optional[Codec]],
                 links: Dict[str, Link], nodes: Sequence[int] = (2, 4, 8, 16, 32, 64, 128, 256),
                 rates: Sequence[str] = ("1gbit", "10gbit", "100gbit"),
-                oversub: Optional[Oversub] = None, ranks_per_core: float = 1.0) -> List[Dict]:
+                oversub: Optional[Oversub] = None, ranks_per_core: float = 1.0,
+                hops: bool = True) -> List[Dict]:
     """Predictions per model, link, node count and compressor.  ``ranks_per_core``
     1 is a real cluster (one rank per core: no waits for peers without a core; the
     transfer's CPU still comes out of the rank's core); 2 is this machine's
@@ -321,7 +339,9 @@ def extrapolate(profiles: Dict[str, ModelProfile], codecs: Dict[str, Optional[Co
                     algo, pred = min(((a, predict_step(prof.compute, ex, n,
                                                        link_for(rate, links, a), a, codec,
                                                        oversub=oversub,
-                                                       ranks_per_core=ranks_per_core))
+                                                       ranks_per_core=ranks_per_core,
+                                                       progress=prof.progress if hops
+                                                       else None))
                                       for a in choices), key=lambda ap: ap[1]["step"])
                     rows.append({"model": mspec, "link": rate, "nodes": n, "compress": spec,
                                  "collective": algo, "ranks_per_core": ranks_per_core,
@@ -329,151 +349,13 @@ def extrapolate(profiles: Dict[str, ModelProfile], codecs: Dict[str, Optional[Co
     return rows
 
 
-def plot(rows: Sequence[Dict], out: Path) -> List[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    paths = []
-    for mspec in dict.fromkeys(r["model"] for r in rows):
-        rates = list(dict.fromkeys(r["link"] for r in rows))
-        fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4), sharey=True)
-        for ax, rate in zip(np.atleast_1d(axes), rates):
-            for spec in dict.fromkeys(r["compress"] for r in rows):
-                pts = [(r["nodes"], r["efficiency"]) for r in rows
-                       if r["model"] == mspec and r["link"] == rate and r["compress"] == spec]
-                ax.plot(*zip(*pts), marker="o", label=spec)
-            ax.set_xscale("log", base=2)
-            ax.set_title(f"{mspec}, {rate}")
-            ax.set_xlabel("nodes")
-            ax.grid(True, alpha=0.3)
-        np.atleast_1d(axes)[0].set_ylabel("communication efficiency (predicted)")
-        np.atleast_1d(axes)[-1].legend(fontsize=7)
-        fig.tight_layout()
-        path = out / f"model_{mspec.replace(':', '_').replace('=', '')}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
-def table(rows: Sequence[Dict], nodes=(2, 16, 64, 256)) -> str:
-    lines = []
-    for mspec in dict.fromkeys(r["model"] for r in rows):
-        lines += [f"### {mspec}", "", "| link | compressor | " +
-                  " | ".join(f"{n} nodes: eff. (step ms, KiB recv/rank)" for n in nodes) + " |",
-                  "|---|---|" + "---|" * len(nodes)]
-        for rate in dict.fromkeys(r["link"] for r in rows):
-            for spec in dict.fromkeys(r["compress"] for r in rows):
-                cells = []
-                for n in nodes:
-                    r = next((r for r in rows if r["model"] == mspec and r["link"] == rate
-                              and r["compress"] == spec and r["nodes"] == n), None)
-                    cells.append("-" if r is None else
-                                 f"{r['efficiency']:.2f} ({1e3 * r['step']:.0f}, "
-                                 f"{r['recv_bytes'] / 1024:,.0f})")
-                lines.append(f"| {rate} | {spec} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def report(result: Dict[str, Any], plots: Sequence[Path]) -> str:
-    """The markdown of one ``dtnn bench model`` run."""
-    lines = [f"# Cost model of the gradient exchange (`dtnn bench model`)", "",
-             f"CPU: {result['cpu']}; {result['time']}.", "", "## Calibration", "",
-             "| link | alpha (us) | usable bandwidth (Mbit/s) |", "|---|---|---|"]
-    for name, l in result["links"].items():
-        lines.append(f"| {name} (fitted) | {1e6 * l['alpha']:.0f} | {8 / l['beta'] / 1e6:.1f} |")
-    lines += ["", "| model | parameters | step, 1 rank, 1 thread (ms) | buckets of 4 MiB "
-              "ready at (fraction of the step) |", "|---|---|---|---|"]
-    for name, p in result["profiles"].items():
-        prof = ModelProfile(**p)
-        ready = ", ".join(f"{f:.2f}" for _, f in prof.exchange(4.0).buckets)
-        lines.append(f"| {name} | {p['params']:,} | {1e3 * p['compute']:.1f} | {ready} |")
-    cal = result.get("codec_calibration") or {}
-    kern = result.get("codec_kernels") or {}
-    lines += ["", "| compressor | encode (ns/element) | decode (ns/element) | payload / fp32 "
-              "| kernels alone: encode / decode (ns/element) | reducer / kernels (shm, "
-              "collective, ranks) |", "|---|---|---|---|---|---|"]
-    for name, c in result["codecs"].items():
-        if c is None:
-            continue
-        k = kern.get(name, c)
-        f = cal.get(name)
-        lines.append(f"| {name} | {1e9 * c['encode']:.2f} | {1e9 * c['decode']:.2f} | "
-                     f"{c['payload_ratio']:.4f} | {1e9 * k['encode']:.2f} / "
-                     f"{1e9 * k['decode']:.2f} | " +
-                     (f"{f['factor']:.2f}x ({f['measured_ms']:.1f} vs {f['kernels_ms']:.1f} "
-                      f"ms, {f['collective']}, {f['ranks']})" if f else "not calibrated") + " |")
-    over = result.get("oversub")
-    if over:
-        lines += ["", "### Ranks sharing cores (`--oversub`, `dtnn.bench.oversub` runs)", "",
-                  f"Fitted: **{1e9 * over['cpu_per_byte']:.2f} ns of CPU per byte sent** "
-                  f"(x ranks per core, for the bytes moved while compute runs), "
-                  f"**{1e6 * over['wait_per_hop']:.0f} us per hop** and **"
-                  f"{1e3 * over['wait_per_step']:.2f} ms per step** of waiting for peers "
-                  "without a core, per extra rank per core.", "",
-                  "| run | ranks per core | compute block ms (with traffic) | CPU ns/byte "
-                  "| hop us (tight loop) | wait after block ms | wait after block with "
-                  "buckets ms | load |", "|---|---|---|---|---|---|---|---|"]
-        for r in result.get("oversub_runs") or []:
-            b = r.get("after_buckets_ms")
-            lines.append(f"| {r['label']} ({r.get('time') or ''}) | {r['ranks_per_core']:g} | "
-                         f"{r['compute_ms']:.1f} ({r['compute_with_traffic_ms']:.1f}) | "
-                         f"{r['cpu_ns_per_byte']:.2f} | {r['hop_us']:.0f} | "
-                         f"{r['after_compute_ms']:.2f} | "
-                         f"{'-' if b is None else f'{b:.2f}'} | "
-                         f"{', '.join(f'{x:.2f}' for x in (r.get('load') or [])[:1])} |")
-    checks = result["validation"]
-    if checks:
-        counted = [c for c in checks if c.get("modelled", True)]
-        errs = np.abs([c["error"] for c in counted]) if counted else np.zeros(1)
-        lines += ["", "## Validation against the simulated cluster", "",
-                  f"{len(counted)} rows modelled (inline exchange); |error| median "
-                  f"{100 * np.median(errs):.1f}%, max {100 * errs.max():.1f}%; within 15%: "
-                  f"{int(np.sum(errs <= 0.15))} of {len(counted)}. Rows marked * (the "
-                  "exchange thread) are outside the model and not counted.", "",
-                  "| model | hosts x ranks | link | exchange | collective | measured ms | "
-                  "predicted ms | error | compute ms meas. / pred. | codec ms meas. / pred. "
-                  "| exposed ms meas. / pred. | ranks per core: oversub. term ms (its CPU) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-
-        def ms(x):
-            return "-" if x is None else f"{1e3 * x:.0f}"
-        for c in checks:
-            m, p = c.get("split_measured", {}), c.get("split_predicted", {})
-            terms = " | ".join(f"{ms(m.get(k))} / {ms(p.get(k))}"
-                               for k in ("compute", "codec", "exposed"))
-            star = "" if c.get("modelled", True) else " *"
-            lines.append(f"| {c['model']} | {c['hosts']} x {c['ranks'] // c['hosts']} | "
-                         f"{c['link']} | {c['compress']}{star} | {c['algorithm']} | "
-                         f"{1e3 * c['measured']:.0f} | {1e3 * c['predicted']:.0f} | "
-                         f"{100 * c['error']:+.1f}% | {terms} | "
-                         f"{c.get('ranks_per_core', 1):g}: {1e3 * c.get('oversub', 0):.1f} "
-                         f"({1e3 * c.get('oversub_cpu', 0):.1f}) |")
-    preds = result["predictions"]
-    for s, cpu in dict.fromkeys((r.get("ranks_per_core", 1.0), r.get("transfer_cpu", True))
-                                for r in preds):
-        what = ("one rank per core (a real cluster)" if s == 1 else
-                f"{s:g} ranks per core (as this machine's simulated hosts)")
-        how = (" The oversubscription term is in every step, with this machine's CPU "
-               "per byte of TCP." if over and cpu else
-               " A transport that takes no CPU from the ranks' cores (RDMA, offloading "
-               "NICs): no oversubscription term." if over else "")
-        lines += ["", f"## Predictions: {what}{'' if cpu else ', transfer without CPU'}, "
-                  "batch 32 per rank", "",
-                  "Communication efficiency = compute / step (step ms, KiB received per "
-                  "rank per step)." + how, "",
-                  table([r for r in preds if r.get("ranks_per_core", 1.0) == s
-                         and r.get("transfer_cpu", True) == cpu]), ""]
-    lines += [f"![{p.name}]({p.name})" for p in plots]
-    return "\n".join(lines) + "\n"
-
-
 def dump(obj) -> Any:
     if isinstance(obj, (Link, Codec, ModelProfile, Oversub)):
         return dict(obj.__dict__)
     return obj
 
+
+from dtnn.bench.model_report import plot, report, table  # noqa: E402  (re-exported)
 
 __all__ = ["profile_model", "measure_codec", "fit_links", "validate", "extrapolate", "plot",
            "table", "math"]

@@ -18,6 +18,11 @@ these phases:
 ``buckets``   the block with three small ring allreduces posted at 50, 75 and 95 %
               of it and advanced between the slices, as the reducer's buckets are:
               the wait after the block is the step's final wait for its peers;
+``chain``     ``chain_rounds`` times: a short block (``chain_slices`` slices, a codec
+              step's worth) then the small ring allreduce, waited for: the chain of
+              blocking rounds with codec in between that a multi-round compressor
+              (PowerSGD) runs after backward; the wait per round beyond ``sync_alone``
+              is what a round next to codec work costs ranks sharing cores;
 ``traffic``   the block while a ring allreduce of ``--traffic-bytes`` runs behind it,
               advanced between the slices (as the reducer's backward hooks do): the
               block's slow-down per byte the rank sends is the CPU the machine spends on
@@ -79,12 +84,14 @@ class Block:
 
 
 def run(comm, repeats: int = 8, slices: int = 60, traffic_bytes: int = 4 << 20,
-        sync_bytes: int = 4096, bucket_at=(0.5, 0.75, 0.95)) -> Dict[str, Any]:
+        sync_bytes: int = 4096, bucket_at=(0.5, 0.75, 0.95), chain_slices: int = 6,
+        chain_rounds: int = 6) -> Dict[str, Any]:
     from mpi4py import MPI
     from dtnn.parallel import collectives as C
     topo = C.Topology(comm)
     ring = C.build("ring", topo)
     block = Block(slices, seed=topo.rank)
+    short = Block(chain_slices, seed=topo.rank)
     small = np.ones(max(1, sync_bytes // 4), np.float32)
     big = np.ones(max(1, traffic_bytes // 4), np.float32)
     block.run()                                        # warm caches and BLAS
@@ -158,11 +165,21 @@ def run(comm, repeats: int = 8, slices: int = 60, traffic_bytes: int = 4 << 20,
         C.wait(ops)
         return {"compute": wall, "wait": time.perf_counter() - t}
 
+    def chain():
+        walls = 0.0
+        t = time.perf_counter()
+        for _ in range(chain_rounds):
+            walls += short.run()
+            C.wait([ring.start(small.copy())])
+        total = time.perf_counter() - t
+        return {"compute": walls / chain_rounds, "wait": (total - walls) / chain_rounds}
+
     phases = [phase("compute", compute), phase("sync_alone", alone), phase("sync", sync),
-              phase("traffic", traffic), phase("buckets", buckets)]
+              phase("traffic", traffic), phase("buckets", buckets), phase("chain", chain)]
     return {"ranks": topo.size, "nodes": topo.nodes, "cores": os.cpu_count() or 1,
             "oversubscription": topo.size / float(os.cpu_count() or 1),
             "slices": slices, "repeats": repeats, "traffic_bytes": traffic_bytes,
+            "chain_slices": chain_slices, "chain_rounds": chain_rounds,
             "sync_bytes": sync_bytes, "load": list(os.getloadavg()), "phases": phases}
 
 
@@ -173,6 +190,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--slices", type=int, default=60)
     ap.add_argument("--traffic-bytes", type=int, default=4 << 20)
+    ap.add_argument("--chain-slices", type=int, default=6,
+                    help="slices of the short block before each round of the chain phase")
+    ap.add_argument("--chain-rounds", type=int, default=6)
     ap.add_argument("--json", default="", help="append the result as one JSON line here")
     ap.add_argument("--label", default="")
     args = ap.parse_args(argv)
@@ -181,7 +201,8 @@ def main(argv=None) -> int:
     set_threads(1)
     comm = MPI.COMM_WORLD.Dup()
     try:
-        res = run(comm, args.repeats, args.slices, args.traffic_bytes)
+        res = run(comm, args.repeats, args.slices, args.traffic_bytes,
+                  chain_slices=args.chain_slices, chain_rounds=args.chain_rounds)
     except BaseException:
         # a rank that fails must not leave the others blocked in a collective
         import traceback

@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ranks-per-core", nargs="+", type=float, default=[1.0, 2.0],
                    metavar="S", help="predict at these ranks per core (1: a real "
                                      "cluster; 2: this machine's 4 simulated hosts)")
+    p.add_argument("--no-hops", action="store_true",
+                   help="collectives advance continuously (the model before its "
+                        "progress-bound hops and blocking rounds term), for comparison")
     p.add_argument("--batch", type=int, default=32, help="samples per rank per step")
     p.add_argument("--out", default="benchmarks/results/model", metavar="DIR")
 
@@ -83,11 +86,12 @@ def run(args) -> int:
     kernels = {k: M.dump(v) for k, v in codecs.items() if v is not None}
     kernels = {k: dict(v) for k, v in kernels.items()}
     factors = M.calibrate_codecs(codecs, Path(args.codec_from)) if args.codec_from else {}
-    checks = M.validate(records, profiles, codecs, links, oversub)
+    hops = not args.no_hops
+    checks = M.validate(records, profiles, codecs, links, oversub, hops=hops)
     def predict(over, per_core):
         return M.extrapolate({m: profiles[m] for m in args.models},
                              {s: codecs[s] for s in args.compress}, links, args.nodes,
-                             args.links, oversub=over, ranks_per_core=per_core)
+                             args.links, oversub=over, ranks_per_core=per_core, hops=hops)
     rows = [row for s in args.ranks_per_core
             for row in predict(oversub, s)]
     if oversub is not None:
@@ -103,6 +107,7 @@ def run(args) -> int:
               "codec_from": args.codec_from,
               "oversub": None if oversub is None else M.dump(oversub),
               "oversub_runs": oversub_runs, "oversub_from": list(args.oversub),
+              "hops": hops,
               "validation": checks, "predictions": rows}
     (out / "model.json").write_text(json.dumps(result, indent=1))
     # the plots: the first --ranks-per-core (1 by default: a real cluster)
