@@ -58,6 +58,7 @@ def collect() -> Dict[str, Any]:
     from dtnn.threads import default_threads, set_threads, thread_report
 
     import dtnn.conv  # noqa: F401  -- variants resolve their kernels on import
+    import dtnn.rng  # noqa: F401  -- the counter-based generator's kernels
     try:
         import dtnn.compress  # noqa: F401
     except ImportError:
