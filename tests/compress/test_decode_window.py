@@ -59,7 +59,7 @@ def test_window_same_bits_as_slice_of_whole_decode(spec, n):
 
 
 @pytest.mark.parametrize("kind", ["int8", "terngrad", "sign"])
-def test_decode_window_kernel_matches_twin(kind):
+def test_decode_window_kernel_matches_twin(kind, isa_level):
     n, chunk = 5000 + 3, 520
     rng = np.random.default_rng(1)
     per = {"int8": 1, "terngrad": 4, "sign": 8}[kind]

@@ -8,8 +8,9 @@ from dtnn.compress import twins as T
 C = pytest.importorskip("dtnn._kernels._compress")
 
 SIZES = [1, 7, 8, 9, 1000, 70001]
-#: the kernels' compiled paths: tests taking ``isa_level`` run once per path (conftest.py)
-ISA_LEVELS = ("avx2", "generic")
+#: the kernels' compiled paths: tests taking ``isa_level`` run once per path (conftest.py);
+#: the RNG, TernGrad / sign packing and unpacking have an AVX-512 clone as well
+ISA_LEVELS = ("avx512", "avx2", "generic")
 
 
 def _data(n, seed=0, spread=True):

@@ -23,7 +23,7 @@ def _three_kernels(mod, c, x, chunk, ef):
 @pytest.mark.parametrize("n,chunk", [(5003, 512), (4096, 8), (70001, 512), (3001, 3008),
                                      (20000, 16384), (9000, 8200)])
 @pytest.mark.parametrize("ef,with_x", [(True, True), (False, False), (True, False)])
-def test_sign_encode_same_bits_as_three_kernels(n, chunk, ef, with_x):
+def test_sign_encode_same_bits_as_three_kernels(n, chunk, ef, with_x, isa_level):
     rng = np.random.default_rng(n + chunk)
     c0 = rng.standard_normal(n).astype(np.float32)
     c0[:600] = 0.0
