@@ -18,7 +18,11 @@ spec may carry reducer options for its rows after a ``|``, e.g.
 ``none|algorithm=mpi`` or ``topk:ratio=0.01|comm_thread=true,collective=allgather``
 (``dist`` sets them for every row).  Rows whose exchange tunes itself
 (``tune=true``) run their warm-up until the tuner has decided (at most
-``tune_steps``), then time the winner.
+``tune_steps``), then time the winner; the rows report those tuning steps and their
+cost separately (``tune_steps``, ``tune_seconds``, ``tune_extra_seconds``).  With
+``none`` among the modes, every exchange row is preceded by exchange-skipped steps of
+its own (``reference_step_seconds``, ``efficiency_paired``): a reference measured next
+to the row, besides the job's one ``none`` row.
 """
 from __future__ import annotations
 
@@ -56,16 +60,21 @@ def raw_allreduce_seconds(ctx, nbytes: int, repeats: int = 10) -> Optional[float
 
 
 def _timed_steps(ctx, net, opt, loss_fn, x, y, reducer, warmup: int, steps: int,
-                 tune_steps: int = 0):
+                 tune_steps: int = 0, tuning: Optional[List[float]] = None):
     """Per-step seconds of the last ``steps`` of ``warmup + steps`` training steps
-    (the warm-up goes on while the reducer's tuner decides, at most ``tune_steps``)."""
+    (the warm-up goes on while the reducer's tuner decides, at most ``tune_steps``;
+    the seconds of those tuning steps are appended to ``tuning``: what the tuner's
+    exploration costs, outside the timed window)."""
     tuner = getattr(reducer, "tuner", None)
     if tuner is not None:
         for _ in range(tune_steps):
             if tuner.settled:
                 break
+            t = time.perf_counter()
             _one_step(net, loss_fn, x, y, reducer)
             opt.step()
+            if tuning is not None:
+                tuning.append(time.perf_counter() - t)
     times = []
     for i in range(warmup + steps):
         if i == warmup:
@@ -135,7 +144,7 @@ def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
         steps: int = 20, warmup: int = 3, modes: Sequence[str] = ("overlap", "blocking"),
         bucket_mb: float = 4.0, progress: bool = True,
         compress: Sequence[str] = ("none",), dist: Optional[Dict[str, Any]] = None,
-        tune_steps: int = 80) -> Dict[str, Any]:
+        tune_steps: int = 80, paired_reference: bool = True) -> Dict[str, Any]:
     net = build_model(model, tuple(input_shape), classes, seed=0, **(model_options or {}))
     opt = build_optimizer("sgd", net, lr=0.01, momentum=0.9)
     ctx.sync_model(net, opt)
@@ -150,19 +159,33 @@ def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
     # one fixed batch changes speed as it trains, which would favour later rows
     start_params = net.flat_params.copy()
     start_buffers = {k: v.copy() for k, v in net.buffers().items()}
-    for mode, spec in runs:
+    def restart():
         np.copyto(net.flat_params, start_params)
         for k, v in net.buffers().items():
             np.copyto(v, start_buffers[k])
-        opt = build_optimizer("sgd", net, lr=0.01, momentum=0.9)
+        return build_optimizer("sgd", net, lr=0.01, momentum=0.9)
+
+    # paired reference: with "none" among the modes, every exchange row is preceded by
+    # its own exchange-skipped steps, so its efficiency can also be taken against the
+    # reference measured next to it (the machine drifts over a job: the one "none" row
+    # at the start of the job is tens of seconds away from the last rows)
+    paired = paired_reference and ctx.size > 1 and "none" in modes
+    for mode, spec in runs:
+        reference = None
+        if paired and mode != "none":
+            opt = restart()
+            ref_times = _timed_steps(ctx, net, opt, loss_fn, x, y, None, warmup, steps)
+            reference = _max(ctx, float(np.median(ref_times)))
+        opt = restart()
         reducer = None
         comp, extra = split_spec(spec)
         if mode != "none":
             reducer = ctx.make_reducer(net, {"mode": mode, "bucket_mb": bucket_mb,
                                              "progress": progress, "compress": comp,
                                              **(dist or {}), **extra})
+        tuning: List[float] = []
         step_times = _timed_steps(ctx, net, opt, loss_fn, x, y, reducer, warmup, steps,
-                                  tune_steps)
+                                  tune_steps, tuning)
         if reducer is not None:
             reducer.close()
         # median: robust to the odd step another process on the machine steals
@@ -182,6 +205,14 @@ def run(ctx, model: str = "simplecnn", input_shape: Sequence[int] = (1, 28, 28),
         else:
             row.update(_reducer_row(ctx, reducer, mean_step, bucket_mb, progress))
             row["bucket_mb"] = reducer.bucket_mb
+            # the tuner's exploration, before the timed window: its steps, their time
+            # (slowest rank) and what they cost beyond as many steps of the winner
+            tune_seconds = _max(ctx, float(np.sum(tuning)))
+            row.update(tune_steps=len(tuning), tune_seconds=tune_seconds,
+                       tune_extra_seconds=tune_seconds - len(tuning) * step)
+        if reference is not None:
+            row.update(reference_step_seconds=reference,
+                       efficiency_paired=reference / step)
         results.append(row)
         if ctx.size == 1:
             break  # one serial row is enough
