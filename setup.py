@@ -144,7 +144,7 @@ def _extensions():
         depends=["csrc/dtnn_kernels.h", "csrc/dtnn_isa.h", "csrc/im2col_fused.h",
                  "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/bnact.h", "csrc/optim.h", "csrc/rng.h", "csrc/gemm.h",
                  "csrc/infer_tmpl.h",
-                 "csrc/im2col_fused_dbw_tmpl.h",
+                 "csrc/im2col_fused_dbw_tmpl.h", "csrc/im2col_fused_pw_tmpl.h",
                  "dtnn/_kernels/_ckernels.pxd", "dtnn/_kernels/_isa.pxi",
                  "dtnn/_kernels/_compress_decl.pxi", "dtnn/_kernels/_arrays.pxi"],
     )

@@ -29,6 +29,11 @@ int dtnn_fused_compiled(int isa);
  * sw, Wo output columns) runs the direct kernels for short reductions (first layers)
  * in the forward and backward-weights, 0 if the tiled ones (same on every ISA path). */
 int dtnn_fused_direct(int64_t C, int64_t R, int64_t S, int64_t G, int64_t sw, int64_t Wo);
+/* 1 if a convolution's backward-weights runs the pointwise kernel (1x1, stride 1, no
+ * padding, P = Ho*Wo >= 256 pixels): dy and x read in
+ * place, the bias gradient summed in the same sweep (same on every ISA path). */
+int dtnn_fused_pointwise(int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
+                         int64_t pw, int64_t P);
 
 /* Forward of any convolution (stride, padding, dilation, groups); bias may be NULL:
  *   y[n, g*Kg + o, ho, wo] = bias[g*Kg + o] + sum_{i < Cg, r, s} wt(g, o, i, r*S + s)
@@ -51,7 +56,9 @@ void dtnn_conv_fwd_f32(const float *x, const float *w, const float *bias, float 
 /* Backward-weights of any convolution (stride, padding, dilation, groups):
  *   dw[k, c, r, s] = sum_{n, ho, wo} dy[n, k, ho, wo] * x[n, g*Cg + c, ho*sh - ph + r*dh,
  *                                                         wo*sw - pw + s*dw]
- * dw (K, Cg, R, S) is overwritten.  ws: dtnn_conv_bww_ws_floats(...) floats. */
+ * dw (K, Cg, R, S) is overwritten.  ws: dtnn_conv_bww_ws_floats(...) floats.
+ * db: NULL, or (K) overwritten with sum_{n, ho, wo} dy[n, k, ho, wo] -- only where
+ * dtnn_fused_pointwise() holds (elsewhere it is left alone). */
 int64_t dtnn_conv_bww_ws_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                                 int64_t R, int64_t S, int64_t ph, int64_t pw,
                                 int64_t Ho, int64_t Wo, int64_t G);
@@ -59,6 +66,6 @@ void dtnn_conv_bww_f32(const float *x, const float *dy, float *dw,
                        int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                        int64_t R, int64_t S, int64_t sh, int64_t sw,
                        int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
-                       int64_t Ho, int64_t Wo, int64_t G, int isa, float *ws);
+                       int64_t Ho, int64_t Wo, int64_t G, int isa, float *ws, float *db);
 
 #endif /* DTNN_IM2COL_FUSED_H */

@@ -342,8 +342,97 @@ AVX2_INLINE void dbw_tile(const int kn, const int jn, const float *xp, const int
 #undef DBW_IMAGE_NAME
 #undef DBW_TARGET
 
+/* Pointwise backward-weights tile: kn (<= 3) output channels x cn (<= 2) input channels
+ * of 16 pixel lanes (two ymm halves, the AVX-512 tile's zmm), 12 ymm; per 8 pixels kn
+ * dy loads (rows kept in L1) and cn x loads (from L2), one FMA per term.  Both kept in
+ * registers (KEEP): gcc otherwise folds each dy load into the cn FMAs that use it
+ * (16 loads per 12 FMAs: load-bound) */
+#define PW_K 3
+#define PW_C 2
+#define PW_STEP(LOAD, OFF) { \
+        __m256 dv[PW_K]; \
+        _Pragma("GCC unroll 3") for (k = 0; k < kn; ++k) { \
+            dv[k] = LOAD(d + k * ldd + (OFF)); \
+            KEEP(dv[k]); } \
+        _Pragma("GCC unroll 2") for (i = 0; i < cn; ++i) { \
+            __m256 xv = LOAD(x + i * ldx + (OFF)); \
+            KEEP(xv); \
+            _Pragma("GCC unroll 3") for (k = 0; k < kn; ++k) \
+                a[k][i][h] = _mm256_fmadd_ps(xv, dv[k], a[k][i][h]); } }
+
+AVX2_INLINE void pw_tile(const int kn, const int cn, const float *x0, int64_t ldx,
+                         int64_t sx, const float *d0, int64_t ldd, int64_t sd, int64_t nimg,
+                         int64_t np, float *dw, int64_t ldw)
+{
+    const int64_t nf = np / 16, rem = np % 16;
+    const __m256i m0 = lanes8(rem), m1 = lanes8(rem - 8);
+    __m256 a[PW_K][PW_C][2];
+    int k, i, h;
+    int64_t v, m;
+#pragma GCC unroll 3
+    for (k = 0; k < kn; ++k)
+#pragma GCC unroll 2
+        for (i = 0; i < cn; ++i)
+            a[k][i][0] = a[k][i][1] = _mm256_setzero_ps();
+    for (m = 0; m < nimg; ++m) {
+        const float *x = x0 + m * sx, *d = d0 + m * sd;
+        for (v = 0; v < nf; ++v) {
+            h = 0;
+            PW_STEP(_mm256_loadu_ps, v * 16)
+            h = 1;
+            PW_STEP(_mm256_loadu_ps, v * 16 + 8)
+        }
+        if (rem) {
+#define LOAD_M0(p) _mm256_maskload_ps((p), m0)
+#define LOAD_M1(p) _mm256_maskload_ps((p), m1)
+            h = 0;
+            PW_STEP(LOAD_M0, nf * 16)
+            h = 1;
+            PW_STEP(LOAD_M1, nf * 16 + 8)
+#undef LOAD_M0
+#undef LOAD_M1
+        }
+    }
+#pragma GCC unroll 3
+    for (k = 0; k < kn; ++k)
+#pragma GCC unroll 2
+        for (i = 0; i < cn; ++i)
+            dw[k * ldw + i] += hsum16(a[k][i][0], a[k][i][1]);
+}
+#undef PW_STEP
+
+/* sum of np floats of nimg rows sd apart in 16 lanes (two halves), reduced by hsum16 */
+AVX2_INLINE float pw_rowsum(const float *d0, int64_t sd, int64_t nimg, int64_t np)
+{
+    const int64_t nf = np / 16, rem = np % 16;
+    const __m256i m0 = lanes8(rem), m1 = lanes8(rem - 8);
+    __m256 lo = _mm256_setzero_ps(), hi = lo;
+    int64_t v, m;
+    for (m = 0; m < nimg; ++m) {
+        const float *d = d0 + m * sd;
+        for (v = 0; v < nf; ++v) {
+            lo = _mm256_add_ps(lo, _mm256_loadu_ps(d + v * 16));
+            hi = _mm256_add_ps(hi, _mm256_loadu_ps(d + v * 16 + 8));
+        }
+        if (rem) {
+            lo = _mm256_add_ps(lo, _mm256_maskload_ps(d + nf * 16, m0));
+            hi = _mm256_add_ps(hi, _mm256_maskload_ps(d + nf * 16 + 8, m1));
+        }
+    }
+    return hsum16(lo, hi);
+}
+
+#define PW_TARGET AVX2
+#define PW_NAME pwbw_avx2
+#define PW_CASES PW_CASE(1, 1) PW_CASE(1, 2) PW_CASE(2, 1) PW_CASE(2, 2) \
+                 PW_CASE(3, 1) PW_CASE(3, 2)
+#include "im2col_fused_pw_tmpl.h"
+#undef PW_CASES
+#undef PW_NAME
+#undef PW_TARGET
+
 const dtnn_fused_ops dtnn_fused_ops_avx2 = {
     "avx2", tr_block_avx2, store_y_avx2, fw_tiles_avx2, bw_tile_avx2, 64,
-    dfw_image_avx2, dbw_image_avx2};
+    dfw_image_avx2, dbw_image_avx2, pwbw_avx2};
 
 #endif /* DTNN_FUSED_X86 */

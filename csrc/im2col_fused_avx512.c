@@ -353,9 +353,92 @@ dbw_tile(const int kn, const int jn, const float *xp, const int64_t *jo, int64_t
 #undef DBW_IMAGE_NAME
 #undef DBW_TARGET
 
+/* Pointwise backward-weights tile: kn (<= 6) output channels x cn (<= 4) input channels
+ * of 16 pixel lanes, 24 zmm; per 16 pixels kn dy loads (rows kept in L1) and cn x loads
+ * (from L2), one FMA per term: the AVX2 tile's sums */
+#define PW_K 6
+#define PW_C 4
+#define PW_STEP(LOAD) { \
+        __m512 dv[PW_K]; \
+        _Pragma("GCC unroll 6") for (k = 0; k < kn; ++k) { \
+            dv[k] = LOAD(d + k * ldd + o); \
+            __asm__("" : "+v"(dv[k])); } \
+        _Pragma("GCC unroll 4") for (i = 0; i < cn; ++i) { \
+            __m512 xv = LOAD(x + i * ldx + o); \
+            __asm__("" : "+v"(xv)); \
+            _Pragma("GCC unroll 6") for (k = 0; k < kn; ++k) \
+                a[k][i] = _mm512_fmadd_ps(xv, dv[k], a[k][i]); } }
+
+DTNN_INLINE DTNN_AVX512 void
+pw_tile(const int kn, const int cn, const float *x0, int64_t ldx, int64_t sx,
+        const float *d0, int64_t ldd, int64_t sd, int64_t nimg, int64_t np, float *dw,
+        int64_t ldw)
+{
+    const int64_t nf = np / 16, rem = np % 16;
+    const __mmask16 mk = lanes(rem);
+    __m512 a[PW_K][PW_C];
+    int k, i;
+    int64_t v, o, m;
+#pragma GCC unroll 6
+    for (k = 0; k < kn; ++k)
+#pragma GCC unroll 4
+        for (i = 0; i < cn; ++i)
+            a[k][i] = _mm512_setzero_ps();
+    for (m = 0; m < nimg; ++m) {
+        const float *x = x0 + m * sx, *d = d0 + m * sd;
+        for (v = 0; v < nf; ++v) {
+            o = v * 16;
+            PW_STEP(_mm512_loadu_ps)
+        }
+        if (rem) {
+#define LOAD_M(p) _mm512_maskz_loadu_ps(mk, (p))
+            o = nf * 16;
+            PW_STEP(LOAD_M)
+#undef LOAD_M
+        }
+    }
+#pragma GCC unroll 6
+    for (k = 0; k < kn; ++k)
+#pragma GCC unroll 4
+        for (i = 0; i < cn; ++i)
+            dw[k * ldw + i] += hsum16(a[k][i]);
+}
+#undef PW_STEP
+
+/* sum of np floats of nimg rows sd apart in 16 lanes, reduced by hsum16 (the AVX2
+ * path's sums) */
+DTNN_INLINE DTNN_AVX512 float pw_rowsum(const float *d0, int64_t sd, int64_t nimg, int64_t np)
+{
+    const int64_t nf = np / 16, rem = np % 16;
+    const __mmask16 mk = lanes(rem);
+    __m512 s = _mm512_setzero_ps();
+    int64_t v, m;
+    for (m = 0; m < nimg; ++m) {
+        const float *d = d0 + m * sd;
+        for (v = 0; v < nf; ++v)
+            s = _mm512_add_ps(s, _mm512_loadu_ps(d + v * 16));
+        if (rem)
+            s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(mk, d + nf * 16));
+    }
+    return hsum16(s);
+}
+
+#define PW_TARGET DTNN_AVX512
+#define PW_NAME pwbw_avx512
+#define PW_CASES PW_CASE(1, 1) PW_CASE(1, 2) PW_CASE(1, 3) PW_CASE(1, 4) \
+    PW_CASE(2, 1) PW_CASE(2, 2) PW_CASE(2, 3) PW_CASE(2, 4) \
+    PW_CASE(3, 1) PW_CASE(3, 2) PW_CASE(3, 3) PW_CASE(3, 4) \
+    PW_CASE(4, 1) PW_CASE(4, 2) PW_CASE(4, 3) PW_CASE(4, 4) \
+    PW_CASE(5, 1) PW_CASE(5, 2) PW_CASE(5, 3) PW_CASE(5, 4) \
+    PW_CASE(6, 1) PW_CASE(6, 2) PW_CASE(6, 3) PW_CASE(6, 4)
+#include "im2col_fused_pw_tmpl.h"
+#undef PW_CASES
+#undef PW_NAME
+#undef PW_TARGET
+
 /* a chunk of 128 rows of W^T is 32 KiB: it stays in L1 while the pixel tiles sweep it */
 const dtnn_fused_ops dtnn_fused_ops_avx512 = {
     "avx512", tr_block_avx512, store_y_avx512, fw_tiles_avx512, bw_tile_avx512, 128,
-    dfw_image_avx512, dbw_image_avx512};
+    dfw_image_avx512, dbw_image_avx512, pwbw_avx512};
 
 #endif /* DTNN_FUSED_X86 */

@@ -124,6 +124,8 @@ cdef extern from "im2col_fused.h" nogil:
     int dtnn_fused_isa(int isa)
     int dtnn_fused_compiled(int isa)
     int dtnn_fused_direct(int64_t C, int64_t R, int64_t S, int64_t G, int64_t sw, int64_t Wo)
+    int dtnn_fused_pointwise(int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
+                             int64_t pw, int64_t P)
     int64_t dtnn_conv_fwd_ws_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                                     int64_t R, int64_t S, int64_t ph, int64_t pw,
                                     int64_t Ho, int64_t Wo, int64_t G)
@@ -141,7 +143,8 @@ cdef extern from "im2col_fused.h" nogil:
                            int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                            int64_t R, int64_t S, int64_t sh, int64_t sw,
                            int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
-                           int64_t Ho, int64_t Wo, int64_t G, int isa, float *ws)
+                           int64_t Ho, int64_t Wo, int64_t G, int isa, float *ws,
+                           float *db)
 
 #: largest padded plane block the kernels index with 32-bit offsets
 cdef Py_ssize_t _MAX_BLOCK = 2 ** 31 - 1
@@ -180,6 +183,15 @@ def fused_direct(Py_ssize_t C, Py_ssize_t R, Py_ssize_t S, Py_ssize_t groups,
     reductions (first layers: (C/groups)*R*S <= 32, stride_w 1) in its forward and
     backward-weights: output pixels in the vector lanes, NCHW in and out, no transposes."""
     return bool(dtnn_fused_direct(C, R, S, groups, stride_w, Wo))
+
+
+def fused_pointwise(Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                    Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t Ho, Py_ssize_t Wo):
+    """True if a convolution of this shape runs the fused kernels' pointwise
+    backward-weights (1x1, stride 1, no padding, Ho*Wo >= 256 pixels): dy and x read in
+    place, and ``fused_backward_weights(..., db=...)`` sums
+    the bias gradient in the same sweep."""
+    return bool(dtnn_fused_pointwise(R, S, stride_h, stride_w, pad_h, pad_w, Ho * Wo))
 
 
 def fused_supported():
@@ -328,9 +340,11 @@ def fused_backward_data(dy, w, Py_ssize_t H, Py_ssize_t W, Py_ssize_t pad_h,
 def fused_backward_weights(dy, x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h,
                            Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
                            Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t groups, out=None,
-                           workspace=None, isa=None):
+                           workspace=None, isa=None, db=None):
     """dw (K, C/groups, R, S) of any convolution from dy (N, K, Ho, Wo) and x (N, C, H, W)
-    (``out`` is overwritten).  Same result as
+    (``out`` is overwritten).  ``db``: a contiguous float32 (K,) array overwritten with
+    the bias gradient (dy summed over images and pixels), only where ``fused_pointwise``
+    holds (the kernel sums it in the same sweep).  Same result as
     ``dtnn.conv.im2col_fused.fused_backward_weights``."""
     cdef int code = _require_fused(isa)
     cdef cnp.ndarray da = _input_f32(dy, "dy", 4)
@@ -346,6 +360,19 @@ def fused_backward_weights(dy, x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_
     cdef cnp.ndarray dwa = _output_f32(out, (K, C // groups, R, S), xa)
     if np.may_share_memory(dwa, da):
         raise ValueError("out must not overlap the input array")
+    cdef float *dbp = NULL
+    if db is not None:
+        if not dtnn_fused_pointwise(R, S, stride_h, stride_w, pad_h, pad_w, Ho * Wo):
+            raise ValueError("db is summed only by the pointwise kernel (1x1, stride 1, "
+                             "no padding, see fused_pointwise)")
+        if (not isinstance(db, np.ndarray) or db.dtype != _F32 or db.shape != (K,)
+                or not db.flags.c_contiguous or not db.flags.writeable):
+            raise ValueError(f"db must be a writeable contiguous float32 array of shape "
+                             f"({K},)")
+        if np.may_share_memory(db, da) or np.may_share_memory(db, xa) or \
+                np.may_share_memory(db, dwa):
+            raise ValueError("db must not overlap the inputs or out")
+        dbp = <float *>cnp.PyArray_DATA(db)
     cdef cnp.ndarray ws = _scratch(workspace, dtnn_conv_bww_ws_floats(
         N, C, H, W, K, R, S, pad_h, pad_w, Ho, Wo, groups))
     cdef const float *dp = <const float *>cnp.PyArray_DATA(da)
@@ -354,7 +381,7 @@ def fused_backward_weights(dy, x, Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_
     cdef float *wsp = <float *>cnp.PyArray_DATA(ws)
     with nogil:
         dtnn_conv_bww_f32(xp, dp, op, N, C, H, W, K, R, S, stride_h, stride_w,
-                          pad_h, pad_w, dil_h, dil_w, Ho, Wo, groups, code, wsp)
+                          pad_h, pad_w, dil_h, dil_w, Ho, Wo, groups, code, wsp, dbp)
     return dwa
 
 

@@ -255,11 +255,16 @@ class Im2ColConv(ConvAlgorithm):
         wm = np.ascontiguousarray(w, dtype=np.float32).reshape(G, Kg, crs)
         dy3 = dy.reshape(N, K, P)
 
-        if db_out is not None:
-            bias_grad_into(dy3, db_out)
-
         dx = np.empty((N, C, H, W), np.float32) if need_dx else None
         fused_dw = self.fused_weights_ok(g)
+        # 1x1 layers: the pointwise kernel sums db from the dy rows it already holds
+        db_fused = (fused_dw and db_out is not None and db_out.dtype == np.float32
+                    and db_out.shape == (K,) and db_out.flags.c_contiguous
+                    and db_out.flags.writeable
+                    and _fused_twins.fused_pointwise(g.R, g.S, *g.stride, *g.padding, ho, wo))
+        if db_out is not None and not db_fused:
+            bias_grad_into(dy3, db_out)
+
         fused_dx = need_dx and self.fused_data_ok(g)
         if fused_dw:
             # written straight into dw_out when it is a contiguous float32 array
@@ -267,7 +272,8 @@ class Im2ColConv(ConvAlgorithm):
             ok = (dwv is not None and dwv.dtype == np.float32 and dwv.flags.c_contiguous
                   and dwv.flags.writeable)
             dw = fused_backward_weights(dy, x, g.R, g.S, *self._gargs(g),
-                                        out=dwv if ok else None, workspace=_fused_ws)
+                                        out=dwv if ok else None, workspace=_fused_ws,
+                                        db=db_out if db_fused else None)
             if not ok:
                 np.copyto(dw_out, dw.reshape(dw_out.shape))
         if fused_dx:

@@ -14,8 +14,11 @@ fused_backward_data(dy, w, H, W, pad_h, pad_w, dil_h, dil_w, groups, out=None,
                     workspace=None)
     dx (N, C, H, W) of a stride-1 convolution with pad <= dil*(kernel-1).
 fused_backward_weights(dy, x, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-                       groups, out=None, workspace=None)
-    dw (K, C/groups, R, S) of any convolution (``out`` is overwritten).
+                       groups, out=None, workspace=None, db=None)
+    dw (K, C/groups, R, S) of any convolution (``out`` is overwritten); where
+    ``fused_pointwise`` holds, ``db`` (K,) float32 is overwritten with the bias gradient.
+fused_pointwise(R, S, stride_h, stride_w, pad_h, pad_w, Ho, Wo)
+    whether the compiled backward-weights runs its pointwise kernel (and takes ``db``).
 
 ``workspace`` (a callable returning scratch) and ``isa`` (the compiled kernels' path)
 are accepted and ignored here.
@@ -76,8 +79,22 @@ def fused_backward_data(dy, w, H, W, pad_h, pad_w, dil_h, dil_w, groups, out=Non
     return _result(dx, out)
 
 
+def fused_pointwise(R, S, stride_h, stride_w, pad_h, pad_w, Ho, Wo) -> bool:
+    """1x1, stride 1, no padding, and images of at least 256 pixels (smaller ones run
+    the tiled kernel, faster there: csrc/im2col_fused.c PW_MIN_P)."""
+    return ((R, S, stride_h, stride_w, pad_h, pad_w) == (1, 1, 1, 1, 0, 0)
+            and Ho * Wo >= 256)
+
+
 def fused_backward_weights(dy, x, R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-                           groups, out=None, workspace=None, isa=None):
+                           groups, out=None, workspace=None, isa=None, db=None):
+    if db is not None:
+        if not fused_pointwise(R, S, stride_h, stride_w, pad_h, pad_w, *dy.shape[2:]):
+            raise ValueError("db is summed only by the pointwise kernel (1x1, stride 1, "
+                             "no padding, see fused_pointwise)")
+        if db.dtype != np.float32 or db.shape != (dy.shape[1],):
+            raise ValueError(f"db must be a float32 array of shape ({dy.shape[1]},)")
+        db[...] = np.sum(np.asarray(dy, np.float32), axis=(0, 2, 3))
     dy = np.ascontiguousarray(dy, np.float32)
     x = np.ascontiguousarray(x, np.float32)
     N, C, H, W = x.shape

@@ -474,3 +474,136 @@ def test_which_passes_run_fused():
     off = Im2ColConv(fused=False)
     assert not (off.fused_forward_ok(same) or off.fused_data_ok(same)
                 or off.fused_weights_ok(same))
+
+
+# --- pointwise backward-weights ---------------------------------------------------------
+# 1x1 convolutions with stride 1, no padding and images of at least 256 pixels
+# (csrc/im2col_fused.c bww_pointwise, the ISA files' pw_bw tiles) read dy and x in place
+# and sum the bias gradient in the same sweep: against float64 sums and the twin on both
+# ISA paths, the same floats at 1 and 2 threads (threads split output channels, never a
+# sum) and across the ISA paths (16 pixel lanes on both); the layer against torch
+# autograd in float64.
+
+# (N, C, H, W, K, groups): what each exercises
+PW_CASES = [
+    (3, 64, 16, 16, 128, 1),    # 256 pixels: a block of several images
+    (2, 7, 17, 17, 13, 1),      # 289 pixels (a masked last vector), odd K and C
+    (2, 40, 16, 20, 20, 4),     # groups
+    (2, 600, 16, 17, 11, 1),    # 600 channels: the image is cut into pixel chunks
+    (1, 5, 32, 32, 6, 1),       # batch 1, fewer channels than one tile
+]
+
+
+def _pw_data(N, C, H, W, K, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    dy = rng.standard_normal((N, K, H, W)).astype(np.float32)
+    return x, dy
+
+
+def _pw_ref64(x, dy, G):
+    N, C = x.shape[:2]
+    K = dy.shape[1]
+    xg = x.astype(np.float64).reshape(N, G, C // G, -1)
+    dyg = dy.astype(np.float64).reshape(N, G, K // G, -1)
+    dw = np.einsum("ngkp,ngcp->gkc", dyg, xg).reshape(K, C // G, 1, 1)
+    return dw, dy.astype(np.float64).sum(axis=(0, 2, 3))
+
+
+def _pw_run(x, dy, G, isa, threads):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    db = np.full(dy.shape[1], np.nan, np.float32)
+    with threadpoolctl.threadpool_limits(threads, user_api="openmp"):
+        dw = _ext.fused_backward_weights(dy, x, 1, 1, 1, 1, 0, 0, 1, 1, G, isa=isa, db=db)
+    return dw, db
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", PW_CASES, ids=[f"p{i}" for i in range(len(PW_CASES))])
+def test_pointwise_matches_float64_twin_and_thread_counts(case, isa):
+    N, C, H, W, K, G = case
+    assert _ext.fused_pointwise(1, 1, 1, 1, 0, 0, H, W)
+    x, dy = _pw_data(N, C, H, W, K, seed=C + K)
+    dw64, db64 = _pw_ref64(x, dy, G)
+    (dw, db), (dw2, db2) = (_pw_run(x, dy, G, isa, t) for t in (1, 2))
+    assert dw.shape == (K, C // G, 1, 1) and dw.dtype == np.float32
+    assert err(dw, dw64) < 1e-6 and err(db, db64) < 1e-6
+    twin_db = np.empty(K, np.float32)
+    twin_dw = tw.fused_backward_weights(dy, x, 1, 1, 1, 1, 0, 0, 1, 1, G, db=twin_db)
+    assert err(dw, twin_dw) < 1e-5 and err(db, twin_db) < 1e-5
+    np.testing.assert_array_equal(dw, dw2)
+    np.testing.assert_array_equal(db, db2)
+    # without db: the same dW
+    np.testing.assert_array_equal(
+        _ext.fused_backward_weights(dy, x, 1, 1, 1, 1, 0, 0, 1, 1, G, isa=isa), dw)
+
+
+@pytest.mark.skipif(_why_not("avx512") is not None or _why_not("avx2") is not None,
+                    reason=f"needs both ISA paths: {_why_not('avx512') or _why_not('avx2')}")
+def test_pointwise_isa_paths_agree_bit_for_bit():
+    for N, C, H, W, K, G in PW_CASES:
+        x, dy = _pw_data(N, C, H, W, K, seed=1)
+        a, b = _pw_run(x, dy, G, "avx512", 1), _pw_run(x, dy, G, "avx2", 2)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_pointwise_choice_matches_the_twin():
+    if _ext is None:
+        pytest.skip("dtnn._kernels._im2col is not built")
+    for args in [(1, 1, 1, 1, 0, 0, 16, 16), (1, 1, 1, 1, 0, 0, 15, 17),
+                 (1, 1, 1, 1, 0, 0, 14, 14), (1, 1, 2, 2, 0, 0, 32, 32),
+                 (1, 1, 1, 1, 1, 1, 32, 32), (3, 3, 1, 1, 0, 0, 32, 32),
+                 (1, 1, 1, 1, 0, 0, 7, 7), (1, 1, 1, 1, 0, 0, 64, 4)]:
+        assert _ext.fused_pointwise(*args) == tw.fused_pointwise(*args), args
+    assert _ext.fused_pointwise(1, 1, 1, 1, 0, 0, 16, 16)
+    assert not _ext.fused_pointwise(1, 1, 1, 1, 0, 0, 14, 14)   # tiled kernel: faster
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_db_is_checked(isa):
+    x, dy = _pw_data(2, 8, 16, 16, 8)
+    good = np.empty(8, np.float32)
+    with pytest.raises(ValueError, match="pointwise"):     # a 3x3: db is not summed
+        _ext.fused_backward_weights(dy, x, 3, 3, 1, 1, 1, 1, 1, 1, 1, isa=isa, db=good)
+    for bad in (np.empty(7, np.float32), np.empty(8, np.float64), np.empty(16, np.float32)[::2]):
+        with pytest.raises(ValueError, match="db"):
+            _ext.fused_backward_weights(dy, x, 1, 1, 1, 1, 0, 0, 1, 1, 1, isa=isa, db=bad)
+    with pytest.raises(ValueError, match="pointwise"):
+        tw.fused_backward_weights(dy, x, 3, 3, 1, 1, 1, 1, 1, 1, 1, db=good)
+    # an empty batch: zero gradients
+    db = np.full(8, np.nan, np.float32)
+    dw = _ext.fused_backward_weights(dy[:0], x[:0], 1, 1, 1, 1, 0, 0, 1, 1, 1, isa=isa, db=db)
+    assert not dw.any() and not db.any()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_layer_backward_matches_torch_autograd(isa):
+    """Im2ColConv's backward of a 1x1 layer (dW and db from the pointwise kernel, dx by
+    matmul) against torch autograd in float64."""
+    torch = pytest.importorskip("torch")
+    N, C, H, W, K = 3, 24, 16, 18, 40
+    g = ConvGeometry(N, C, H, W, K, 1, 1, (1, 1), (0, 0))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    dy = rng.standard_normal((N, K, H, W)).astype(np.float32)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.conv2d(xt, wt, bt).backward(torch.tensor(dy, dtype=torch.float64))
+    with isa_mod.capped(isa):
+        algo = Im2ColConv()
+        algo.fused_min_pixels = 1
+        assert algo.fused_weights_ok(g)
+        dw = np.full(w.shape, np.nan, np.float32)
+        db = np.full(K, np.nan, np.float32)
+        dx = algo.backward(dy, x, w, g, True, dw, db)
+        dw2 = np.full(w.shape, np.nan, np.float32)
+        db2 = np.full(K, np.nan, np.float32)
+        assert algo.backward(dy, x, w, g, False, dw2, db2) is None
+    assert err(dw, wt.grad.numpy()) < 1e-6 and err(db, bt.grad.numpy()) < 1e-6
+    assert err(dx, xt.grad.numpy()) < 1e-6
+    np.testing.assert_array_equal(dw, dw2)
+    np.testing.assert_array_equal(db, db2)
