@@ -46,25 +46,64 @@ void dtnn_sgemm_batched(void *sgemm, int ilp64, int64_t batch, int ta, int tb,
     /* Whole matrices per thread when the batch divides evenly or is long enough for the
      * imbalance not to matter; otherwise every matrix is cut into `threads` slabs
      * along its longer side (N in multiples of 16 floats, M of 8 rows). */
-    int64_t parts = (batch % threads == 0 || batch >= 4 * threads) ? 1 : threads;
+    /* sc == 0 with batch > 1: the products are summed into one C (reduce), so each
+     * thread owns a slab of C and runs through the whole batch on it. */
+    int reduce = sc == 0 && batch > 1;
+    int64_t parts = (!reduce && (batch % threads == 0 || batch >= 4 * threads)) ? 1
+                    : threads;
     int split_n = n >= m;
-    int64_t units = batch * parts;
+    int64_t units = reduce ? parts : batch * parts;
     int team = units < threads ? (int)units : threads;
 #pragma omp parallel for schedule(static) num_threads(team) if (team > 1)
     for (int64_t u = 0; u < units; u++) {
-        int64_t g = u / parts, p = u % parts, lo = 0, hi = split_n ? n : m;
+        int64_t p = u % parts, lo = 0, hi = split_n ? n : m;
         if (parts > 1)
             part_range(split_n ? n : m, parts, p, split_n ? 16 : 8, &lo, &hi);
         if (hi <= lo)
             continue;
-        const float *ag = a + g * sa, *bg = b + g * sb;
-        float *cg = c + g * sc;
-        if (split_n) {   /* columns lo..hi of op(B) and C */
-            call_sgemm(sgemm, ilp64, ta, tb, m, hi - lo, k, alpha, ag, lda,
-                       bg + (tb ? lo * ldb : lo), ldb, beta, cg + lo, ldc);
-        } else {         /* rows lo..hi of op(A) and C */
-            call_sgemm(sgemm, ilp64, ta, tb, hi - lo, n, k, alpha,
-                       ag + (ta ? lo : lo * lda), lda, bg, ldb, beta, cg + lo * ldc, ldc);
+        int64_t g0 = reduce ? 0 : u / parts, g1 = reduce ? batch : g0 + 1;
+        for (int64_t g = g0; g < g1; g++) {
+            const float *ag = a + g * sa, *bg = b + g * sb;
+            float *cg = c + g * sc;
+            float bt = (reduce && g > 0) ? 1.0f : beta;
+            if (split_n) {   /* columns lo..hi of op(B) and C */
+                call_sgemm(sgemm, ilp64, ta, tb, m, hi - lo, k, alpha, ag, lda,
+                           bg + (tb ? lo * ldb : lo), ldb, bt, cg + lo, ldc);
+            } else {         /* rows lo..hi of op(A) and C */
+                call_sgemm(sgemm, ilp64, ta, tb, hi - lo, n, k, alpha,
+                           ag + (ta ? lo : lo * lda), lda, bg, ldb, bt, cg + lo * ldc, ldc);
+            }
+        }
+    }
+}
+
+void dtnn_transpose2d(const float *src, float *dst, int64_t rows, int64_t cols, int threads)
+{
+    if (threads < 1)
+        threads = 1;
+    int par = threads > 1 && rows * cols >= 32768;
+    if (rows >= cols) {
+        /* i outer (long), j inner: reads contiguous, `cols` write streams */
+#pragma omp parallel for schedule(static) num_threads(threads) if (par)
+        for (int64_t i0 = 0; i0 < rows; i0 += 256) {
+            int64_t i1 = i0 + 256 < rows ? i0 + 256 : rows;
+            for (int64_t j = 0; j < cols; j++) {
+                float *d = dst + j * rows;
+                const float *s = src + j;
+                for (int64_t i = i0; i < i1; i++)
+                    d[i] = s[i * cols];
+            }
+        }
+    } else {
+        /* j outer (long), i inner: writes contiguous, `rows` read streams */
+#pragma omp parallel for schedule(static) num_threads(threads) if (par)
+        for (int64_t j0 = 0; j0 < cols; j0 += 256) {
+            int64_t j1 = j0 + 256 < cols ? j0 + 256 : cols;
+            for (int64_t i = 0; i < rows; i++) {
+                const float *s = src + i * cols;
+                for (int64_t j = j0; j < j1; j++)
+                    dst[j * rows + i] = s[j];
+            }
         }
     }
 }

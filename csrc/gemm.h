@@ -23,11 +23,19 @@
 /* C[g] = alpha * op(A[g]) @ op(B[g]) + beta * C[g] for g < batch (row-major; ta/tb:
  * 0 = as stored, 1 = transposed; sa/sb/sc: element strides between the batch's
  * matrices, 0 broadcasts one matrix).  op(A) is m x k, op(B) k x n, C m x n.
+ * sc == 0 with batch > 1 sums the batch's products into the one C:
+ * C = alpha * sum_g op(A[g]) @ op(B[g]) + beta * C (each thread owns a slab of C).
  * threads: the OpenMP team size to use (<= 1: the calling thread alone). */
 void dtnn_sgemm_batched(void *sgemm, int ilp64, int64_t batch, int ta, int tb,
                         int64_t m, int64_t n, int64_t k, float alpha,
                         const float *a, int64_t lda, int64_t sa,
                         const float *b, int64_t ldb, int64_t sb, float beta,
                         float *c, int64_t ldc, int64_t sc, int threads);
+
+
+/* dst (cols x rows) = src (rows x cols)^T, both contiguous float32; the loop runs along
+ * the longer side so that the short side's rows are streams (the tapgemm layouts:
+ * one side is a filter's or an image's R*S / H*W, the other K*C or N*C). */
+void dtnn_transpose2d(const float *src, float *dst, int64_t rows, int64_t cols, int threads);
 
 #endif

@@ -40,24 +40,35 @@ cdef bint _layout(cnp.ndarray x, int64_t *trans, int64_t *ld, int64_t *sg):
     return False
 
 
-def matmul3(uintptr_t sgemm, bint ilp64, a, b, out, int threads):
-    """out[g] = a[g] @ b[g] for (G|1, M, K) a, (G|1, K, N) b and (G, M, N) out, all
-    float32 ndarrays (views with any BLAS-readable strides; a batch of 1 broadcasts).
-    Returns False, touching nothing, when a layout is not BLAS-readable or out
-    overlaps an input (the caller then uses numpy)."""
+def matmul3(uintptr_t sgemm, bint ilp64, a, b, out, int threads, float beta=0.0):
+    """out[g] = a[g] @ b[g] + beta * out[g] for (G|1, M, K) a, (G|1, K, N) b and
+    (G, M, N) out, all float32 ndarrays (views with any BLAS-readable strides; a batch
+    of 1 broadcasts).  out of batch 1 with a or b of batch G > 1 sums the G products:
+    out[0] = sum_g a[g] @ b[g] + beta * out[0].  Returns False, touching nothing, when
+    a layout is not BLAS-readable or out overlaps an input (the caller then uses
+    numpy)."""
     for name, x in (("a", a), ("b", b), ("out", out)):
         if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 3:
             raise ValueError(f"{name} must be a 3-D float32 numpy array")
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return False
     cdef cnp.ndarray A = a, B = b, C = out
-    cdef int64_t G = C.shape[0], M = C.shape[1], N = C.shape[2], K = A.shape[2]
-    if (A.shape[0] not in (1, G) or B.shape[0] not in (1, G) or A.shape[1] != M
+    cdef int64_t G = max(A.shape[0], B.shape[0]), M = C.shape[1], N = C.shape[2]
+    cdef int64_t K = A.shape[2]
+    cdef bint reduce = C.shape[0] == 1 and G > 1
+    if (C.shape[0] not in (1, G) or A.shape[0] not in (1, G) or B.shape[0] not in (1, G)
+            or A.shape[1] != M
             or B.shape[1] != K or B.shape[2] != N):
         raise ValueError(f"matmul3: shapes {a.shape} @ {b.shape} -> {out.shape} disagree")
     if sgemm == 0 or not C.flags.writeable:
         return False
     cdef int64_t ta, tb, tc, lda, ldb, ldc, sa, sb, sc
     if not (_layout(A, &ta, &lda, &sa) and _layout(B, &tb, &ldb, &sb)
-            and _layout(C, &tc, &ldc, &sc)) or tc != 0 or (G > 1 and sc == 0):
+            and _layout(C, &tc, &ldc, &sc)) or tc != 0:
+        return False
+    if reduce:
+        sc = 0
+    elif G > 1 and sc == 0:
         return False
     if np.may_share_memory(C, A) or np.may_share_memory(C, B):
         return False
@@ -68,5 +79,29 @@ def matmul3(uintptr_t sgemm, bint ilp64, a, b, out, int threads):
     cdef float *pc = <float *>cnp.PyArray_DATA(C)
     with nogil:
         dtnn_sgemm_batched(<void *>sgemm, ilp64, G, <int>ta, <int>tb, M, N, K, 1.0,
-                           pa, lda, sa, pb, ldb, sb, 0.0, pc, ldc, sc, threads)
+                           pa, lda, sa, pb, ldb, sb, beta, pc, ldc, sc, threads)
     return True
+
+
+cdef extern from "gemm.h" nogil:
+    void dtnn_transpose2d(const float *src, float *dst, int64_t rows, int64_t cols,
+                          int threads)
+
+
+def transpose2d(src, out, int threads):
+    """out (cols, rows) = src (rows, cols)^T for C-contiguous float32 2-D arrays that do
+    not overlap (numpy twin: ``out[...] = src.T``)."""
+    for name, x in (("src", src), ("out", out)):
+        if (not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2
+                or not x.flags.c_contiguous):
+            raise ValueError(f"{name} must be a C-contiguous 2-D float32 numpy array")
+    if out.shape != (src.shape[1], src.shape[0]):
+        raise ValueError(f"transpose2d: {src.shape} -> {out.shape}")
+    if not out.flags.writeable or np.may_share_memory(src, out):
+        raise ValueError("transpose2d: out must be writable and not overlap src")
+    cdef cnp.ndarray S = src, D = out
+    cdef const float *ps = <const float *>cnp.PyArray_DATA(S)
+    cdef float *pd = <float *>cnp.PyArray_DATA(D)
+    cdef int64_t r = S.shape[0], c = S.shape[1]
+    with nogil:
+        dtnn_transpose2d(ps, pd, r, c, threads)

@@ -33,7 +33,7 @@ from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry
 #: variants raced by "bestof" by default, in order (the first is the default the report
 #: compares to).  Not torch: importing it costs 1-2 s per process, and a dtnn-vs-torch
 #: comparison should not race torch inside dtnn; tune.candidates can add it.
-CANDIDATES = ["im2col", "im2col1", "winograd", "implicit", "direct", "livetaps"]
+CANDIDATES = ["im2col", "im2col1", "winograd", "implicit", "direct", "livetaps", "tapgemm"]
 TUNER = "conv"
 TUNER_INFER = "conv_infer"
 

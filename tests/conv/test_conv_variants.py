@@ -29,7 +29,7 @@ SHAPES = [
     G_(2, 4, 1, 1, 6, 5, 5, (1, 1), (2, 2), (1, 1), 2),  # 5x5 on 1x1, groups
 ]
 VARIANTS = ["im2col", "im2col1", "winograd", "winograd2", "winograd4", "implicit", "direct", "torch",
-            "bestof", "livetaps"]
+            "bestof", "livetaps", "tapgemm"]
 TOL = {"winograd4": 2e-5}
 
 
@@ -170,6 +170,62 @@ def test_livetaps_matches_torch_autograd():
     dx = lt.backward(dy, x, w, g, True, dw, db)
     for ours, ref in ((y, yt), (dx, xt.grad), (dw, wt.grad), (db, bt.grad)):
         assert err(ours, ref.detach().numpy()) < 2e-6
+
+
+TAPGEMM_SHAPES = [G_(4, 8, 3, 3, 6, 3, 3, (1, 1), (1, 1)),     # VGG's 3x3 block
+                  G_(3, 5, 2, 2, 7, 3, 3, (1, 1), (1, 1)),     # 2x2 images
+                  G_(2, 4, 3, 5, 3, 3, 3, (1, 1), (1, 1)),     # not square
+                  G_(2, 3, 4, 4, 5, 5, 5, (1, 1), (2, 2)),     # 5x5, padding 2
+                  G_(2, 3, 5, 4, 4, 3, 3, (1, 1), (2, 1), (2, 1))]  # dilation, mixed pad
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("g", TAPGEMM_SHAPES, ids=lambda g: g.tag if hasattr(g, "tag") else "")
+def test_tapgemm_matches_torch_autograd(g, threads, monkeypatch):
+    """tapgemm skips the padding products: same answer as torch's full convolution (in
+    float64), on one and two OpenMP threads (its GEMMs split over them, the BLAS at one
+    thread: the one-pool setting of dtnn.threads)."""
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl not installed")
+    from dtnn.conv.tapgemm import dead_share
+    assert dead_share(g) > 0
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((g.N, g.C, g.H, g.W)).astype(np.float32)
+    w = rng.standard_normal((g.K, g.C, g.R, g.S)).astype(np.float32)
+    b = rng.standard_normal(g.K).astype(np.float32)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, bt, padding=g.padding, dilation=g.dilation)
+    dy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.tensor(dy, dtype=torch.float64))
+    alg = CONV_ALGORITHMS.get("tapgemm")()
+    assert alg.supports(g)
+    import dtnn.threads as th
+    monkeypatch.setattr(th, "_one_pool", threads > 1)
+    monkeypatch.setattr(th, "_threads", threads)
+    monkeypatch.setattr("dtnn.gemm.MIN_PARALLEL_FLOPS", 0)
+    with threadpoolctl.threadpool_limits(threads, user_api="openmp"), \
+            threadpoolctl.threadpool_limits(1, user_api="blas"):
+        y = alg.forward(x, w, b, g)
+        dw, db = np.full_like(w, np.nan), np.full_like(b, np.nan)
+        dx = alg.backward(dy, x, w, g, True, dw, db)
+    for ours, ref in ((y, yt), (dx, xt.grad), (dw, wt.grad), (db, bt.grad)):
+        assert err(ours, ref.detach().numpy()) < 2e-6
+
+
+def test_tapgemm_dead_share_and_tuning():
+    from dtnn.conv.tapgemm import dead_share, tap_rects
+    tg = CONV_ALGORITHMS.get("tapgemm")()
+    g3 = G_(64, 128, 3, 3, 256, 3, 3, (1, 1), (1, 1))
+    assert abs(dead_share(g3) - 32 / 81) < 1e-12 and tg.worth_tuning(g3)
+    assert abs(dead_share(G_(64, 8, 2, 2, 8, 3, 3, (1, 1), (1, 1))) - 20 / 36) < 1e-12
+    assert tap_rects(g3)[0][1:5] == (0, 3, 0, 3)              # the centre tap: all outputs
+    assert not tg.worth_tuning(G_(64, 128, 14, 14, 128, 3, 3, (1, 1), (1, 1)))  # 8 % dead
+    assert not tg.worth_tuning(G_(64, 256, 1, 1, 256, 3, 3, (1, 1), (1, 1)))  # livetaps'
+    assert not tg.supports(G_(2, 4, 8, 8, 4, 3, 3, (1, 1), (0, 0)))          # nothing dead
+    assert not tg.supports(G_(2, 4, 8, 8, 4, 3, 3, (2, 2), (1, 1)))          # stride 2
+    assert not tg.supports(G_(2, 4, 8, 8, 4, 3, 3, (1, 1), (1, 1), (1, 1), 2))  # groups
 
 
 def test_winograd_f4_accuracy_is_documented_gap():

@@ -133,3 +133,29 @@ def test_set_threads_one_pool(monkeypatch):
     finally:
         monkeypatch.delenv("DTNN_ONE_POOL")
         th.set_threads(before)
+
+
+@needs_blas
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
+def test_accumulate_and_sum_over_the_stack(threads, beta):
+    """gemm_into: out = a @ b + beta * out, and an out of batch 1 sums the stack's
+    products (the per-tap weight gradient of tapgemm), against float64 and the twin."""
+    a = _rand((3, 20, 12), 10).transpose(0, 2, 1)       # (3, 12, 20), transposed view
+    b = _rand((3, 20, 40), 11)
+    out0 = _rand((1, 12, 40), 12)
+    ref = np.matmul(a.astype(np.float64), b).sum(axis=0, keepdims=True) + beta * out0
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        out = out0.copy()
+        assert ext.matmul3(gemm._find_sgemm()[0], gemm._find_sgemm()[1], a, b, out,
+                           threads, beta)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-4)
+    twin = out0.copy()
+    gemm.gemm_into_twin(a, b, twin, beta)
+    np.testing.assert_allclose(twin, ref, rtol=0, atol=1e-4)
+    stack = _rand((3, 12, 40), 13)
+    ref = np.matmul(a.astype(np.float64), b) + beta * stack
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        out = stack.copy()
+        gemm.gemm_into(a, b, out, beta)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-4)
