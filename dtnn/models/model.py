@@ -40,16 +40,29 @@ class ParamSlot:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
+_PAIR_TYPES: Tuple[type, ...] = ()
+
+
+def _pair_types() -> Tuple[type, ...]:
+    """(BatchNorm, ReLU, MaxPool2D), imported once: the pair checks run for every layer
+    of every forward, and an import statement there costs more than the check."""
+    global _PAIR_TYPES
+    if not _PAIR_TYPES:
+        from dtnn.layers.activation import ReLU
+        from dtnn.layers.batchnorm import BatchNorm
+        from dtnn.layers.pooling import MaxPool2D
+        _PAIR_TYPES = (BatchNorm, ReLU, MaxPool2D)
+    return _PAIR_TYPES
+
+
 def _bn_relu_pair(a: Layer, b: Layer) -> bool:
-    from dtnn.layers.activation import ReLU
-    from dtnn.layers.batchnorm import BatchNorm
-    return type(a) is BatchNorm and type(b) is ReLU
+    bn, relu, _ = _pair_types()
+    return type(a) is bn and type(b) is relu
 
 
 def _relu_maxpool_pair(a: Layer, b: Layer) -> bool:
-    from dtnn.layers.activation import ReLU
-    from dtnn.layers.pooling import MaxPool2D
-    return type(a) is ReLU and type(b) is MaxPool2D
+    _, relu, pool = _pair_types()
+    return type(a) is relu and type(b) is pool
 
 
 class Model:
