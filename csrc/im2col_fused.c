@@ -401,7 +401,7 @@ int64_t dtnn_conv_bww_ws_floats(int64_t N, int64_t C, int64_t H, int64_t W, int6
 
 /* ---- pointwise backward-weights (1x1, stride 1, no padding) -------------------------
  * dW (K, Cg) = sum_n dy_n (Kg, P) x_n^T per group: both operands are already rows of
- * pixels, so the kernel (ops->pw_bw: output channels x input channels, 16 pixel lanes)
+ * pixels, so the kernel (ops->pw_bw: output channels x input channels, pixels in the lanes)
  * reads them in place -- no padded copy, no dy transpose, no dW^T -- and sums the bias
  * gradient from the dy rows it holds in L1.  Threads take contiguous ranges of output
  * channels and sweep every image (no reduction across threads: the same floats at any

@@ -355,7 +355,7 @@ dbw_tile(const int kn, const int jn, const float *xp, const int64_t *jo, int64_t
 
 /* Pointwise backward-weights tile: kn (<= 6) output channels x cn (<= 4) input channels
  * of 16 pixel lanes, 24 zmm; per 16 pixels kn dy loads (rows kept in L1) and cn x loads
- * (from L2), one FMA per term: the AVX2 tile's sums */
+ * (from L2), one FMA per term */
 #define PW_K 6
 #define PW_C 4
 #define PW_STEP(LOAD) { \

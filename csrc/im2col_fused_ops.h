@@ -60,10 +60,11 @@ typedef struct {
                       const float *dy, int64_t nk, int64_t Ho, int64_t Wo, float *dw);
     /* Pointwise (1x1, stride 1, no padding) backward-weights over np pixels of a block
      * of nimg images, dy and x read in place (rows ldd / ldx apart, images sd / sx
-     * apart), 16 pixel lanes on every path (m < nimg, k < nk, c < C, p < np):
+     * apart), pixel lanes (AVX2 8, AVX-512 16) (m < nimg, k < nk, c < C, p < np):
      *   dw[k*ldw + c] += sum_(m, p) dy[m*sd + k*ldd + p] * x[m*sx + c*ldx + p]
      *   db[k] += sum_(m, p) dy[m*sd + k*ldd + p]              (when db != NULL)
-     * Each output's sum runs in a fixed order whatever nk and the ISA path. */
+     * Each output's sum runs in a fixed order whatever nk (the dW of the two paths
+     * differ in rounding; db is summed in 16 lanes on both: the same floats). */
     void (*pw_bw)(const float *x, int64_t ldx, int64_t sx, int64_t C, const float *dy,
                   int64_t ldd, int64_t sd, int64_t nimg, int64_t nk, int64_t np, float *dw,
                   int64_t ldw, float *db);

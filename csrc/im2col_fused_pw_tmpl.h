@@ -4,7 +4,7 @@
  * the register tile differs.  Included once per ISA file, after it defines
  *   PW_TARGET        the function's target attribute,
  *   PW_NAME          the function's name,
- *   PW_K, PW_C       the tile: output channels x input channels (16 pixel lanes each),
+ *   PW_K, PW_C       the tile: output channels x input channels,
  *   PW_CASES         PW_CASE(k, c) for every 1 <= k <= PW_K, 1 <= c <= PW_C,
  *   pw_tile(...)     the register tile (constant kn, cn after inlining),
  *   pw_rowsum(...)   the sum of np floats of nimg rows sd apart in 16 lanes, reduced
@@ -15,8 +15,8 @@
  *   dw[k*ldw + c] += sum_(m, p) dy[m*sd + k*ldd + p] * x[m*sx + c*ldx + p]
  *   db[k] += sum_(m, p) dy[m*sd + k*ldd + p]          (when db is not NULL)
  * for k < nk, c < C, p < np.  Each output is one chain of FMAs per pixel lane
- * (p mod 16), images in order, reduced in hsum16's order once per block, whatever the
- * tile and the ISA: the two paths, and any split of the channels, give the same floats.
+ * (p mod the path's lanes), images in order, reduced once per block, whatever the
+ * tile: any split of the channels gives the same floats (db: 16 lanes on both paths).
  * (Blocks of images amortise the tile's start and reduction on small images.)
  */
 PW_TARGET static void PW_NAME(const float *x, int64_t ldx, int64_t sx, int64_t C,
