@@ -47,7 +47,8 @@ from dtnn.conv import im2col_fused as _fused_twins
 from dtnn.conv.batch_split import split_batch
 from dtnn.conv.base import CONV_ALGORITHMS, ConvAlgorithm, ConvGeometry, bias_grad_into
 from dtnn.conv.layout import swap01_into
-from dtnn.gemm import matmul
+from dtnn.gemm import available as gemm_available, gemm_into, matmul
+from dtnn.threads import one_pool, pool_threads
 
 _local = threading.local()
 
@@ -210,8 +211,17 @@ class Im2ColConv(ConvAlgorithm):
         y3 = y.reshape(N, K, P)
 
         if self._is_pointwise(g):
-            # y[n] = W @ x[n] for every image, no workspace; the batch split over the
-            # threads, each GEMM single-threaded (dtnn/conv/batch_split.py)
+            # y[n] = W @ x[n] for every image, no workspace
+            if _pointwise_on_team(G):
+                # the OpenMP team takes the images (dtnn/gemm.py); Python threads here
+                # would run against its spinning workers.  The GEMM adds its products
+                # to the bias already in y (beta 1): no second pass over y.
+                if b is not None:
+                    np.copyto(y3, b.reshape(1, K, 1))
+                gemm_into(wm, x.reshape(N, C, P), y3, beta=0.0 if b is None else 1.0)
+                return y
+            # else the batch split over Python threads, each GEMM single-threaded
+            # (dtnn/conv/batch_split.py)
             x4, y4 = x.reshape(N, G, Cg, P), y.reshape(N, G, Kg, P)
 
             def images(lo: int, hi: int) -> None:
@@ -361,10 +371,21 @@ class Im2ColConv(ConvAlgorithm):
                 np.sum(tmp, axis=0, out=dw_acc)
             else:
                 dw_acc += tmp.sum(axis=0)
-        if dx is not None:
+        if dx is not None and _pointwise_on_team(G):
+            # on the OpenMP team, as in forward
+            gemm_into(wm.transpose(0, 2, 1), dy4.reshape(N, K, P), dx.reshape(N, C, P))
+        elif dx is not None:
             wt, dx4 = wm.transpose(0, 2, 1), dx.reshape(N, G, Cg, P)
             split_batch(lambda lo, hi: np.matmul(wt, dy4[lo:hi], out=dx4[lo:hi]), N,
                         2.0 * N * K * Cg * P)
+
+
+def _pointwise_on_team(groups: int) -> bool:
+    """Whether the 1x1 passes run as one GEMM call on dtnn's OpenMP team: one group and
+    the one-pool setting (dtnn.threads) -- or one thread, so that every thread count
+    computes each image the same way and gives the same bits.  With the BLAS threaded
+    (DTNN_ONE_POOL=0) the batch is split over Python threads instead."""
+    return groups == 1 and gemm_available() and (one_pool() or pool_threads() <= 1)
 
 
 @CONV_ALGORITHMS.register("im2col1")

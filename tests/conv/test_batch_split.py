@@ -76,3 +76,26 @@ def test_pointwise_passes_are_bit_identical_split_or_not(two_threads):
     set_threads(1)
     np.testing.assert_array_equal(alg.forward(x, w, b, g), y)
     np.testing.assert_array_equal(alg.backward(dy, x, w, g, True, np.empty_like(w), None), dx)
+
+
+def test_pointwise_on_the_openmp_team_same_bits_at_any_thread_count(two_threads):
+    # at 2 threads (one pool) the 1x1 passes are one GEMM on the OpenMP team, adding its
+    # products to the bias already in y; at 1 thread the same call on one thread
+    rng = np.random.default_rng(1)
+    g = ConvGeometry(6, 512, 5, 5, 40, 1, 1)
+    x = rng.standard_normal((6, 512, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((40, 512, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    dy = rng.standard_normal((6, 40, 5, 5)).astype(np.float32)
+    alg = Im2ColConv()
+    y = alg.forward(x, w, b, g)
+    dx = alg.backward(dy, x, w, g, True, np.empty_like(w), None)
+    w64, x64, dy64 = (a.astype(np.float64) for a in (w.reshape(40, 512), x.reshape(6, 512, 25),
+                                                     dy.reshape(6, 40, 25)))
+    ref_y = (np.matmul(w64, x64) + b.reshape(1, 40, 1)).reshape(y.shape)
+    ref_dx = np.matmul(w64.T, dy64).reshape(x.shape)
+    np.testing.assert_allclose(y, ref_y, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-4, atol=1e-3)
+    set_threads(1)
+    np.testing.assert_array_equal(alg.forward(x, w, b, g), y)
+    np.testing.assert_array_equal(alg.backward(dy, x, w, g, True, np.empty_like(w), None), dx)
