@@ -61,7 +61,6 @@ def run(comm, sizes: Sequence[int], algorithms: Sequence[str], repeats: int = 5,
 
 def main(argv=None) -> int:
     import argparse
-    import json
     ap = argparse.ArgumentParser(prog="dtnn bench collectives", description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="65536,1048576,4194304,9437184",
                     help="message sizes in bytes, comma-separated")
@@ -81,8 +80,9 @@ def main(argv=None) -> int:
                   f"  median {row['median']*1e3:8.1f} ms  busbw {row['busbw_bits']/1e6:8.1f}"
                   f" Mbit/s  err {row['max_rel_err']:.1e}", flush=True)
         if args.json:
-            with open(args.json, "a") as fh:
-                fh.write(json.dumps(res) + "\n")
+            from dtnn.io.jsonl import JsonlWriter   # h5py behind it: only when asked
+            with JsonlWriter(args.json) as log:
+                log.write(res)
     return 0
 
 

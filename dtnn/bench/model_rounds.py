@@ -24,7 +24,6 @@ rounds term is derived from the protocol; this only checks it).
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Dict, List, Optional
 
@@ -229,8 +228,9 @@ def main(argv=None) -> int:
                                                                  "buckets") else v
                               for k, v in r["summary"].items()}, flush=True)
         if args.json:
-            with open(args.json, "a") as fh:
-                fh.write(json.dumps(res) + "\n")
+            from dtnn.io.jsonl import JsonlWriter   # h5py behind it: only when asked
+            with JsonlWriter(args.json) as log:
+                log.write(res)
     return 0
 
 

@@ -34,7 +34,6 @@ phase on rank 0, to show where the cores went.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Dict, List
@@ -217,8 +216,9 @@ def main(argv=None) -> int:
                                 for k, v in ph["median"].items()},
                   {k: round(v, 3) for k, v in ph["cpu"].items() if v > 0.005}, flush=True)
         if args.json:
-            with open(args.json, "a") as fh:
-                fh.write(json.dumps(res) + "\n")
+            from dtnn.io.jsonl import JsonlWriter   # h5py behind it: only when asked
+            with JsonlWriter(args.json) as log:
+                log.write(res)
     return 0
 
 
