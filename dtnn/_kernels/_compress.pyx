@@ -407,13 +407,18 @@ def dequantize_bits(packed, Py_ssize_t n, bits, Py_ssize_t chunk, scales, double
 
 
 def isa_paths():
-    """Kernel name -> ISA paths compiled in: the streaming kernels are cloned for AVX2
-    (+F16C) and the baseline (csrc/compress.c); the index kernels and the bit-packing
-    (csrc/bitpack.c) are baseline only."""
-    cloned = ("uniform", "f32_to_f16", "f16_to_f32", "f32_to_bf16", "bf16_to_f32",
-              "chunk_norms", "quantize_i8", "dequantize_i8", "terngrad_quantize",
-              "terngrad_dequantize", "add_l1", "sign_pack", "sign_unpack", "topk")
+    """Kernel name -> ISA paths compiled in (csrc/compress.c): the streaming kernels are
+    cloned for AVX2 (+F16C) and the baseline; those whose loops gain from 16 lanes (the
+    RNG, int8 / TernGrad / sign coding, the L1 sums) also for AVX-512.  A kernel with
+    several loops lists its widest path: decode_window's int8 windows and chunk_norms'
+    max / L2 modes stay at AVX2.  The index kernels and the bit-packing (csrc/bitpack.c)
+    are baseline only."""
+    wide = ("uniform", "quantize_i8", "terngrad_quantize", "terngrad_dequantize", "add_l1",
+            "sign_pack", "sign_unpack", "sign_encode", "decode_window", "chunk_norms")
+    cloned = ("f32_to_f16", "f16_to_f32", "f32_to_bf16", "bf16_to_f32", "dequantize_i8",
+              "topk")
     plain = ("scatter_add", "gather", "pack_bits", "unpack_bits", "dequantize_bits")
-    paths = {n: ["avx2", "generic"] for n in cloned}
+    paths = {n: ["avx512", "avx2", "generic"] for n in wide}
+    paths.update({n: ["avx2", "generic"] for n in cloned})
     paths.update({n: ["generic"] for n in plain})
     return paths
