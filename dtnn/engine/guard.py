@@ -68,9 +68,9 @@ class DivergenceGuard:
         sums[0] += loss if np.isfinite(loss) else float("inf")
         sums[1] += 1
         if (correct is not None and logits is not None and len(logits) > 1
-                and self.dead_steps and self._window_start > self.warmup_steps):
-            # only windows the dead-network check reads (it skips warm-up): the spread
-            # is most of this call's cost
+                and self._dead_check_reads(self._window_start)):
+            # only windows the dead-network check reads: the spread is most of this
+            # call's cost
             sums[2] += correct
             sums[3] += len(logits)
             with np.errstate(all="ignore"):
@@ -89,9 +89,14 @@ class DivergenceGuard:
                 step, lr))
         self._check_dead(total, mean, start, step, lr)
 
+    def _dead_check_reads(self, start: int) -> bool:
+        """Whether the dead-network check reads the window that began at step ``start``
+        (it is on, and skips the warm-up)."""
+        return bool(self.dead_steps) and start > self.warmup_steps
+
     def _check_dead(self, total: np.ndarray, mean: float, start: int, step: int,
                     lr: float) -> None:
-        if not self.dead_steps or total[5] == 0 or start <= self.warmup_steps:
+        if not self._dead_check_reads(start) or total[5] == 0:
             return
         spread = total[4] / total[5]
         if not spread < DEAD_SPREAD:   # (NaN: not dead, the other checks handle it)
