@@ -65,13 +65,19 @@ def available() -> bool:
     return _find_sgemm()[0] != 0
 
 
+def _team_threads(flops: float) -> int:
+    """Threads for a product of ``flops``: the OpenMP pool's in the one-pool setting
+    (dtnn.threads), else -- or below MIN_PARALLEL_FLOPS -- the calling thread alone."""
+    from dtnn.threads import one_pool, pool_threads
+    return pool_threads() if one_pool() and flops >= MIN_PARALLEL_FLOPS else 1
+
+
 def matmul(a: np.ndarray, b: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)`` for 2-D or 3-D float32 operands (3-D: a stack, a
     2-D operand broadcast over it), computed on dtnn's OpenMP threads with the BLAS at
     one thread when ``dtnn.threads.one_pool()`` holds (see the module doc)."""
-    from dtnn.threads import one_pool, pool_threads
-    threads = pool_threads() if one_pool() else 1
-    if (threads > 1 and a.dtype == np.float32 and b.dtype == np.float32
+    from dtnn.threads import one_pool
+    if (one_pool() and a.dtype == np.float32 and b.dtype == np.float32
             and a.ndim in (2, 3) and b.ndim in (2, 3) and available()):
         batch = max(a.shape[0] if a.ndim == 3 else 1, b.shape[0] if b.ndim == 3 else 1)
         m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
@@ -81,8 +87,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: Optional[np.ndarray] = None) -> np
         if (out.shape == shape and out.dtype == np.float32 and b.shape[-2] == k
                 and (a.ndim == 2 or a.shape[0] in (1, batch))
                 and (b.ndim == 2 or b.shape[0] in (1, batch))):
-            if 2.0 * batch * m * n * k < MIN_PARALLEL_FLOPS:
-                threads = 1
+            threads = _team_threads(2.0 * batch * m * n * k)
             a3 = a if a.ndim == 3 else a[None]
             b3 = b if b.ndim == 3 else b[None]
             o3 = out if out.ndim == 3 else out[None]
@@ -99,12 +104,9 @@ def gemm_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, beta: float = 0.0) 
     dtnn's OpenMP threads in the one-pool setting, else on the calling thread; the
     BLAS's own sgemm whenever one was found (beta and the sum cost no temporaries),
     numpy otherwise."""
-    from dtnn.threads import one_pool, pool_threads
     if available():
-        threads = pool_threads() if one_pool() else 1
         G = max(a.shape[0], b.shape[0])
-        if 2.0 * G * a.shape[1] * a.shape[2] * b.shape[2] < MIN_PARALLEL_FLOPS:
-            threads = 1
+        threads = _team_threads(2.0 * G * a.shape[1] * a.shape[2] * b.shape[2])
         if _ext.matmul3(_sgemm[0], _sgemm[1], a, b, out, threads, beta):
             return
     gemm_into_twin(a, b, out, beta)
