@@ -23,6 +23,9 @@ from dtnn.layers.base import LAYERS, Layer, Shape
 
 #: called after layer ``i``'s backward with its gradients final
 GradReadyHook = Callable[[int], None]
+#: what ``Model.backward`` passes its hook between the parts of a split backward: no
+#: layer is final, communication in flight may advance (a reducer's progress point)
+PROGRESS = -1
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,12 @@ class Model:
         #: called after each layer's backward when ``backward`` gets no hook of its own
         #: (set by ``dtnn.DistributedOptimizer`` so a plain ``backward`` exchanges)
         self.grad_hook: Optional[GradReadyHook] = None
+        #: with a hook, the backward of a layer that needs no input gradient (the first
+        #: convolution) runs in this many batch parts with ``hook(PROGRESS)`` between them,
+        #: so a collective posted at an earlier hook can advance while it computes
+        #: (its dW is the sum of the parts' dW; 1 = one call; the reducer sets it from
+        #: ``dist.progress_parts`` when its hooks advance the exchange)
+        self.progress_parts = 1
 
     # --- construction ----------------------------------------------------------------
     def build(self, seed: int = 0) -> "Model":
@@ -175,7 +184,9 @@ class Model:
 
         ``on_grads_ready(i)`` is called as soon as layer ``i``'s gradients are final,
         so a reducer can start communicating them while earlier layers still compute;
-        without one, ``self.grad_hook`` (if set) is called.
+        without one, ``self.grad_hook`` (if set) is called.  With a hook, the first
+        layer's backward (no input gradient) runs in ``progress_parts`` batch parts
+        with ``on_grads_ready(PROGRESS)`` between them.
         """
         if on_grads_ready is None:
             on_grads_ready = getattr(self, "grad_hook", None)
@@ -197,7 +208,13 @@ class Model:
                     on_grads_ready(i - 1)
                 i -= 2
                 continue
-            dy = self.layers[i].backward(dy)
+            layer = self.layers[i]
+            if (on_grads_ready is not None and self.progress_parts > 1
+                    and not layer.needs_input_grad and hasattr(layer, "backward_parts")):
+                hook = on_grads_ready
+                dy = layer.backward_parts(dy, self.progress_parts, lambda: hook(PROGRESS))
+            else:
+                dy = layer.backward(dy)
             if on_grads_ready is not None:
                 on_grads_ready(i)
             i -= 1

@@ -7,11 +7,17 @@ statistics are reduced over *all* ranks (MAX: the slowest rank sets the pace), n
 only over the node as the convolution tuner does; every rank therefore takes the
 same decisions in the same step.
 
-Two stages keep the number of tuning steps small: first the algorithm (at the
-configured bucket size), then the bucket size (with the winning algorithm; only for
-the uncompressed exchange, whose buckets can be re-cut between steps -- compressed
-buckets carry error-feedback memory and keep theirs).  With compression the first
-stage chooses between the collectives that can carry the compressor's payload.
+The uncompressed exchange, whose buckets can be re-cut between steps, tunes the
+algorithm and the bucket size *together*: one alternative per (algorithm, bucket
+plan).  Bucket sizes that cut the gradient into the same buckets are one plan, timed
+once (for a 1.7 MB model 4, 16 and 64 MiB are all "one bucket").  Tuning the two one
+after the other chose the algorithm at the configured size only: on simplecnn (4 hosts,
+1 Gbit/s) that is one bucket posted after backward, where MPI wins, so the ring with
+1 MiB buckets -- whose dense layer's bucket starts half a step earlier, 0.89 of the
+optimal allreduce against 0.66-0.76 for the pick -- was never timed
+(benchmarks/results/scaling.md, #17).  Compressed buckets carry error-feedback memory
+and keep theirs: there the tuner chooses between the collectives that can carry the
+compressor's payload.
 Decisions are not cached on disk: they depend on the network, which the next run
 may not share.
 """
@@ -20,6 +26,8 @@ from __future__ import annotations
 from typing import Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+MiB = 1 << 20
 
 BUCKET_CHOICES_MB = (1.0, 4.0, 16.0, 64.0)
 
@@ -40,6 +48,9 @@ class _WorldMax:
 
 
 class ExchangeTuner:
+    """``choose()`` / ``record()`` per step; one BestOf over ``algorithm@bucket_mb``
+    when there are several bucket sizes, over the algorithms alone otherwise."""
+
     def __init__(self, comm, key: Hashable, algorithms: Sequence[str],
                  buckets_mb: Sequence[float], start: Tuple[str, float],
                  rounds: int = 3, warmup: int = 1):
@@ -50,26 +61,26 @@ class ExchangeTuner:
                   gross_ratio=2.0, comm=world, cache=None)
         algorithms = list(dict.fromkeys(algorithms))
         buckets = [float(b) for b in dict.fromkeys(buckets_mb)]
-        self.algo = BestOf("exchange.algorithm", algorithms,
-                           default=start[0] if start[0] in algorithms else algorithms[0], **kw)
-        self.bucket = (BestOf("exchange.bucket_mb", [_mb(b) for b in buckets],
-                              default=_mb(start[1]) if start[1] in buckets else _mb(buckets[0]),
-                              **kw) if len(buckets) > 1 else None)
+        algo0 = start[0] if start[0] in algorithms else algorithms[0]
         self.start_bucket = float(start[1])
+        self.joint = len(buckets) > 1
+        if self.joint:
+            names = [_joint(a, b) for a in algorithms for b in buckets]
+            bucket0 = self.start_bucket if self.start_bucket in buckets else buckets[0]
+            self.tuner = BestOf("exchange.algorithm+bucket_mb", names,
+                                default=_joint(algo0, bucket0), **kw)
+        else:
+            self.tuner = BestOf("exchange.algorithm", algorithms, default=algo0, **kw)
         self._current: Optional[Tuple[str, float]] = None
 
     @property
     def settled(self) -> bool:
-        return self.algo.settled(self.key) and (self.bucket is None
-                                                or self.bucket.settled(self.key))
+        return self.tuner.settled(self.key)
 
     def choose(self) -> Tuple[str, float]:
         """(algorithm, bucket_mb) for the coming step."""
-        algo = self.algo.choose(self.key)
-        bucket = self.start_bucket
-        if self.bucket is not None and self.algo.settled(self.key):
-            bucket = float(self.bucket.choose(self.key))
-        self._current = (algo, bucket)
+        name = self.tuner.choose(self.key)
+        self._current = _split(name) if self.joint else (name, self.start_bucket)
         return self._current
 
     def record(self, seconds: float) -> None:
@@ -77,17 +88,11 @@ class ExchangeTuner:
         if self._current is None:
             return
         algo, bucket = self._current
-        if not self.algo.settled(self.key):
-            self.algo.record(self.key, algo, seconds)
-        elif self.bucket is not None and not self.bucket.settled(self.key):
-            self.bucket.record(self.key, _mb(bucket), seconds)
+        self.tuner.record(self.key, _joint(algo, bucket) if self.joint else algo, seconds)
         self._current = None
 
     def report(self) -> List[dict]:
-        rows = self.algo.report()
-        if self.bucket is not None:
-            rows += self.bucket.report()
-        return rows
+        return self.tuner.report()
 
 
 def exchange_tuner(reducer) -> Optional[ExchangeTuner]:
@@ -111,10 +116,32 @@ def exchange_tuner(reducer) -> Optional[ExchangeTuner]:
     nbytes = reducer.grads.nbytes
     algos = ["ring", "mpi"] + (["hier"] if hier_possible(topo) else [])
     start = choose_algorithm(nbytes, topo, reducer.algorithm)
-    buckets = sorted({*BUCKET_CHOICES_MB, reducer.bucket_mb})
+    buckets = distinct_plans(reducer.layout, sorted({*BUCKET_CHOICES_MB, reducer.bucket_mb}),
+                             prefer=reducer.bucket_mb)
     return ExchangeTuner(reducer.comm, ("plain", reducer.size, topo.nodes, nbytes),
                          [start] + algos, buckets, (start, reducer.bucket_mb))
 
 
+def distinct_plans(layout, buckets_mb: Sequence[float], prefer: float) -> List[float]:
+    """``buckets_mb`` with sizes that cut ``layout``'s gradient into the same buckets
+    counted once (``prefer`` stands for its plan, else the smallest size of a plan)."""
+    from dtnn.parallel.buckets import plan_buckets
+    chosen: dict = {}
+    for mb in sorted(float(b) for b in buckets_mb):
+        plan = tuple(plan_buckets(layout, max(1, int(mb * MiB))))
+        if plan not in chosen or mb == float(prefer):
+            chosen[plan] = mb
+    return sorted(chosen.values())
+
+
 def _mb(value: float) -> str:
     return f"{float(value):g}"
+
+
+def _joint(algorithm: str, bucket_mb: float) -> str:
+    return f"{algorithm}@{_mb(bucket_mb)}"
+
+
+def _split(name: str) -> Tuple[str, float]:
+    algorithm, _, mb = name.rpartition("@")
+    return algorithm, float(mb)

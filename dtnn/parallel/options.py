@@ -30,6 +30,10 @@ class DistOptions:
     #: advance the collectives in flight from every backward hook, so they run while
     #: the backward pass computes (without it they mostly run in the final wait)
     progress: bool = True
+    #: with ``progress`` (several ranks), the first layer's backward runs in this many
+    #: batch parts with a progress point between them (``Model.progress_parts``): the
+    #: collectives posted earlier advance while it computes; 1 = one call
+    progress_parts: int = 4
     #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
     #: topology; see collectives.choice.choose_algorithm) or one of dtnn.parallel.collectives:
     #: "mpi" (MPI_Iallreduce), "ring", "hier" (hierarchical, several ranks per node)
@@ -63,7 +67,8 @@ class DistOptions:
 
     #: environment variable of each option
     ENV = {"mode": "DTNN_DIST_MODE", "bucket_mb": "DTNN_BUCKET_MB",
-           "progress": "DTNN_DIST_PROGRESS", "average_buffers": "DTNN_AVERAGE_BUFFERS",
+           "progress": "DTNN_DIST_PROGRESS",
+           "progress_parts": "DTNN_PROGRESS_PARTS", "average_buffers": "DTNN_AVERAGE_BUFFERS",
            "check_replicas": "DTNN_CHECK_REPLICAS", "compress": "DTNN_COMPRESS",
            "stall_timeout": "DTNN_STALL_TIMEOUT",
            "algorithm": "DTNN_ALGORITHM", "collective": "DTNN_COLLECTIVE",
@@ -91,6 +96,8 @@ class DistOptions:
             raise ConfigError(f"dist.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not self.bucket_mb >= 0:
             raise ConfigError(f"dist.bucket_mb must be >= 0, got {self.bucket_mb!r}")
+        if self.progress_parts < 1:
+            raise ConfigError(f"dist.progress_parts must be >= 1, got {self.progress_parts!r}")
         if not self.stall_timeout >= 0:
             raise ConfigError(f"dist.stall_timeout must be >= 0 seconds (0 = off), got "
                               f"{self.stall_timeout!r}")
