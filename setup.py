@@ -120,7 +120,8 @@ _GCC_EXTRA_CFLAGS = {"_optim": ["-fno-math-errno"]}
 
 #: compiled module (dtnn._kernels.<name>, from dtnn/_kernels/<name>.pyx) -> its C sources
 KERNEL_MODULES = {
-    "_im2col": ["csrc/im2col.c", "csrc/im2col_fused.c", "csrc/im2col_fused_avx512.c",
+    "_im2col": ["csrc/im2col.c", "csrc/im2col_fused.c", "csrc/im2col_fused_live.c",
+                "csrc/im2col_fused_avx512.c",
                 "csrc/im2col_fused_avx2.c", "csrc/isa.c"],
     "_pool": ["csrc/pool.c"],
     "_bnact": ["csrc/bnact.c"],

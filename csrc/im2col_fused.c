@@ -511,6 +511,11 @@ static void bww_run(const dtnn_fused_ops *ops,
     const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw, PP = Hp * Wp;
     int64_t B, rows, toff[64], *toffp = toff;
     bww_blocks(N, Ho, Wo, &B, &rows);
+    if (B > 1 && dtnn_fused_live_mode(B, H, W, R, S, sh, sw, ph, pw, dh, dwl, Ho, Wo)) {
+        dtnn_fused_live_bww(ops, x, dy, dw, N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dwl,
+                            Ho, Wo, G, ws, serial, B);
+        return;
+    }
     const int64_t Q = B * rows * Wo;
     const int64_t nrb = cdiv(Ho, rows);                       /* row blocks per image */
     const int64_t nblocks = B > 1 ? cdiv(N, B) : N * nrb;
@@ -617,6 +622,11 @@ static void conv_fwd_run(const dtnn_fused_ops *ops,
     const int64_t JC = ops->fw_chunk, TG = FW_TG;
     int64_t B, rows;
     fwd_blocks(N, C, cdiv(Kg, 16) * 16, PP, Ho, Wo, &B, &rows);
+    if (B > 1 && dtnn_fused_live_mode(B, H, W, R, S, sh, sw, ph, pw, dh, dwl, Ho, Wo)) {
+        dtnn_fused_live_fwd(ops, x, w, bias, y, N, C, H, W, K, R, S, sh, sw, ph, pw, dh,
+                            dwl, Ho, Wo, G, w_gs, w_so, w_si, w_st, ws, B);
+        return;
+    }
     const int64_t Qmax = B * rows * Wo + FW_ROWS;
     const int64_t nrb = cdiv(Ho, rows);
     const int64_t nblocks = B > 1 ? cdiv(N, B) : N * nrb;
@@ -742,6 +752,34 @@ static void conv_fwd_run(const dtnn_fused_ops *ops,
             }
         }
     }
+}
+
+int dtnn_fused_live(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                    int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                    int64_t dwl, int64_t Ho, int64_t Wo, int64_t G, int pass)
+{
+    int64_t B, rows;
+#if DTNN_FUSED_X86
+    if (N <= 0 || Ho * Wo <= 0)
+        return 0;
+    if (pass == 0) {
+        if (dtnn_fused_direct(C, R, S, G, sw, Wo))
+            return 0;
+        fwd_blocks(N, C, cdiv(K / G, 16) * 16, (H + 2 * ph) * (W + 2 * pw), Ho, Wo, &B, &rows);
+    } else {
+        if (dtnn_fused_pointwise(R, S, sh, sw, ph, pw, Ho * Wo)
+            || dtnn_fused_direct(C, R, S, G, sw, Wo))
+            return 0;
+        N = cdiv(N, bww_parts(N, C, K, R, S, Ho, Wo, G));
+        bww_blocks(N, Ho, Wo, &B, &rows);
+    }
+    return B > 1 && dtnn_fused_live_mode(B, H, W, R, S, sh, sw, ph, pw, dh, dwl, Ho, Wo);
+#else
+    (void)N; (void)C; (void)H; (void)W; (void)K; (void)R; (void)S; (void)sh; (void)sw;
+    (void)ph; (void)pw; (void)dh; (void)dwl; (void)Ho; (void)Wo; (void)G; (void)pass;
+    (void)B; (void)rows;
+    return 0;
+#endif
 }
 
 void dtnn_conv_bww_f32(const float *x, const float *dy, float *dw,

@@ -35,6 +35,17 @@ int dtnn_fused_direct(int64_t C, int64_t R, int64_t S, int64_t G, int64_t sw, in
 int dtnn_fused_pointwise(int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
                          int64_t pw, int64_t P);
 
+/* 1 if the forward (pass 0) or backward-weights (pass 1) of this convolution runs
+ * live-tap blocks (im2col_fused_live.c: blocks of >= 6 small images, images innermost,
+ * skipping the products that read padding), 0 if the channel-major ones.  The
+ * backward-data of a stride-1 convolution is the forward of its transposed
+ * convolution (dy of Ho x Wo, padding dil*(k-1) - pad).  Read at each call: the
+ * environment variable DTNN_FUSED_LIVE_MIN (percent of padding products from which
+ * live-tap blocks run, default 15; above 100: never). */
+int dtnn_fused_live(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                    int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                    int64_t dwl, int64_t Ho, int64_t Wo, int64_t G, int pass);
+
 /* Forward of any convolution (stride, padding, dilation, groups); bias may be NULL:
  *   y[n, g*Kg + o, ho, wo] = bias[g*Kg + o] + sum_{i < Cg, r, s} wt(g, o, i, r*S + s)
  *                            * x[n, g*Cg + i, ho*sh - ph + r*dh, wo*sw - pw + s*dw]

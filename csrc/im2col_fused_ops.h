@@ -79,6 +79,25 @@ typedef struct {
 #define DTNN_FUSED_X86 1
 extern const dtnn_fused_ops dtnn_fused_ops_avx512;
 extern const dtnn_fused_ops dtnn_fused_ops_avx2;
+
+/* Live-tap blocks (im2col_fused_live.c): blocks of B >= 6 small images laid out with
+ * the images innermost, computing only the products that read real pixels.  Whether a
+ * convolution whose channel-major blocks hold B images runs them instead: */
+int dtnn_fused_live_mode(int64_t B, int64_t H, int64_t W, int64_t R, int64_t S,
+                         int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                         int64_t dwl, int64_t Ho, int64_t Wo);
+/* the forward and backward-weights with those blocks, in the channel-major kernels'
+ * workspace (B: their block size); same contracts as dtnn_conv_fwd_f32 / bww_run */
+void dtnn_fused_live_fwd(const dtnn_fused_ops *ops,
+    const float *x, const float *w, const float *bias, float *y,
+    int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+    int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
+    int64_t Ho, int64_t Wo, int64_t G,
+    int64_t w_gs, int64_t w_so, int64_t w_si, int64_t w_st, float *ws, int64_t B);
+void dtnn_fused_live_bww(const dtnn_fused_ops *ops, const float *x, const float *dy,
+    float *dw, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+    int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
+    int64_t Ho, int64_t Wo, int64_t G, float *ws, int serial, int64_t B);
 #else
 #define DTNN_FUSED_X86 0
 #endif

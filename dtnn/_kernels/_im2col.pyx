@@ -124,6 +124,9 @@ cdef extern from "im2col_fused.h" nogil:
     int dtnn_fused_isa(int isa)
     int dtnn_fused_compiled(int isa)
     int dtnn_fused_direct(int64_t C, int64_t R, int64_t S, int64_t G, int64_t sw, int64_t Wo)
+    int dtnn_fused_live(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                        int64_t S, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                        int64_t dh, int64_t dwl, int64_t Ho, int64_t Wo, int64_t G, int pss)
     int dtnn_fused_pointwise(int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t ph,
                              int64_t pw, int64_t P)
     int64_t dtnn_conv_fwd_ws_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
@@ -192,6 +195,35 @@ def fused_pointwise(Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h, Py_ssize_t 
     place, and ``fused_backward_weights(..., db=...)`` sums
     the bias gradient in the same sweep."""
     return bool(dtnn_fused_pointwise(R, S, stride_h, stride_w, pad_h, pad_w, Ho * Wo))
+
+
+def fused_live(Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t K,
+               Py_ssize_t R, Py_ssize_t S, Py_ssize_t stride_h, Py_ssize_t stride_w,
+               Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w,
+               Py_ssize_t groups, str pass_="forward"):
+    """True if this pass ("forward", "backward_data" of a stride-1 convolution, or
+    "backward_weights") of the compiled fused kernels runs live-tap blocks: blocks of
+    at least 6 small images with the images innermost, where the products that read
+    padding are skipped (on where >= DTNN_FUSED_LIVE_MIN percent, default 15, of the
+    products read padding: 3x3 convolutions on 7x7 and smaller images).  Same results
+    as the channel-major blocks up to rounding (the reduction runs tap-major)."""
+    cdef Py_ssize_t Ho, Wo
+    _check_groups(C, K, groups)
+    Ho, Wo = _fused_fit("fused_live: ", H, W, R, S, stride_h, stride_w, pad_h, pad_w,
+                        dil_h, dil_w)
+    if pass_ == "forward":
+        return bool(dtnn_fused_live(N, C, H, W, K, R, S, stride_h, stride_w, pad_h, pad_w,
+                                    dil_h, dil_w, Ho, Wo, groups, 0))
+    if pass_ == "backward_data":
+        if stride_h != 1 or stride_w != 1:
+            return False
+        return bool(dtnn_fused_live(N, K, Ho, Wo, C, R, S, 1, 1, dil_h * (R - 1) - pad_h,
+                                    dil_w * (S - 1) - pad_w, dil_h, dil_w, H, W, groups, 0))
+    if pass_ == "backward_weights":
+        return bool(dtnn_fused_live(N, C, H, W, K, R, S, stride_h, stride_w, pad_h, pad_w,
+                                    dil_h, dil_w, Ho, Wo, groups, 1))
+    raise ValueError(f"pass_ must be 'forward', 'backward_data' or 'backward_weights', "
+                     f"got {pass_!r}")
 
 
 def fused_supported():

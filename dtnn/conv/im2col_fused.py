@@ -22,6 +22,13 @@ fused_pointwise(R, S, stride_h, stride_w, pad_h, pad_w, Ho, Wo)
 
 ``workspace`` (a callable returning scratch) and ``isa`` (the compiled kernels' path)
 are accepted and ignored here.
+
+On blocks of >= 6 small images where >= 15 % of the products read padding (3x3
+convolutions on 7x7 and smaller images; ``DTNN_FUSED_LIVE_MIN`` sets the percentage),
+the compiled forward and backward-weights run live-tap blocks (csrc/im2col_fused_live.c:
+images innermost, one output position of 6 images per micro-tile, taps that read only
+padding skipped).  Same functions, so these twins are their reference too; the sums run
+tap-major there, so the results differ from the channel-major blocks' by rounding.
 """
 from __future__ import annotations
 
