@@ -386,4 +386,38 @@ void dtnn_fused_live_bww(const dtnn_fused_ops *ops, const float *x, const float 
     }
 }
 
+#else /* no fused kernels on this target: never chosen */
+
+int dtnn_fused_live_mode(int64_t B, int64_t H, int64_t W, int64_t R, int64_t S,
+                         int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                         int64_t dwl, int64_t Ho, int64_t Wo)
+{
+    (void)B; (void)H; (void)W; (void)R; (void)S; (void)sh; (void)sw; (void)ph; (void)pw;
+    (void)dh; (void)dwl; (void)Ho; (void)Wo;
+    return 0;
+}
+
+void dtnn_fused_live_fwd(const dtnn_fused_ops *ops,
+    const float *x, const float *w, const float *bias, float *y,
+    int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+    int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
+    int64_t Ho, int64_t Wo, int64_t G,
+    int64_t w_gs, int64_t w_so, int64_t w_si, int64_t w_st, float *ws, int64_t B)
+{
+    (void)ops; (void)x; (void)w; (void)bias; (void)y; (void)N; (void)C; (void)H; (void)W;
+    (void)K; (void)R; (void)S; (void)sh; (void)sw; (void)ph; (void)pw; (void)dh; (void)dwl;
+    (void)Ho; (void)Wo; (void)G; (void)w_gs; (void)w_so; (void)w_si; (void)w_st; (void)ws;
+    (void)B;
+}
+
+void dtnn_fused_live_bww(const dtnn_fused_ops *ops, const float *x, const float *dy,
+    float *dw, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+    int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
+    int64_t Ho, int64_t Wo, int64_t G, float *ws, int serial, int64_t B)
+{
+    (void)ops; (void)x; (void)dy; (void)dw; (void)N; (void)C; (void)H; (void)W; (void)K;
+    (void)R; (void)S; (void)sh; (void)sw; (void)ph; (void)pw; (void)dh; (void)dwl;
+    (void)Ho; (void)Wo; (void)G; (void)ws; (void)serial; (void)B;
+}
+
 #endif /* DTNN_FUSED_X86 */

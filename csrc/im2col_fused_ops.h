@@ -80,6 +80,10 @@ typedef struct {
 extern const dtnn_fused_ops dtnn_fused_ops_avx512;
 extern const dtnn_fused_ops dtnn_fused_ops_avx2;
 
+#else
+#define DTNN_FUSED_X86 0
+#endif
+
 /* Live-tap blocks (im2col_fused_live.c): blocks of B >= 6 small images laid out with
  * the images innermost, computing only the products that read real pixels.  Whether a
  * convolution whose channel-major blocks hold B images runs them instead: */
@@ -98,8 +102,5 @@ void dtnn_fused_live_bww(const dtnn_fused_ops *ops, const float *x, const float 
     float *dw, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
     int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dwl,
     int64_t Ho, int64_t Wo, int64_t G, float *ws, int serial, int64_t B);
-#else
-#define DTNN_FUSED_X86 0
-#endif
 
 #endif /* DTNN_IM2COL_FUSED_OPS_H */
