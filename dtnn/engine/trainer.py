@@ -29,6 +29,7 @@ from dtnn.layers.loss import SoftmaxCrossEntropy
 from dtnn.log import get_logger
 from dtnn.parallel import interrupts
 from dtnn.engine.guard import DivergenceGuard
+from dtnn.engine.steptrace import StepTrace
 from dtnn.parallel.optimizer import DistributedOptimizer
 
 
@@ -123,6 +124,8 @@ class Trainer:
         #: keep-best / early stopping / plateau lr (dtnn.engine.monitor.EvalMonitor)
         self.monitor = monitor
         self.early_stopped = False
+        #: per-step rows for diagnosis, only with DTNN_STEP_TRACE set (engine.steptrace)
+        self.trace = StepTrace.from_env(getattr(ctx, "rank", 0), self.reducer)
 
     # --- one step -------------------------------------------------------------------
     def _check_gradients(self, norm: float) -> None:
@@ -133,6 +136,8 @@ class Trainer:
             self.monitor.lr_factor if self.monitor is not None else 1.0)
         loss = self.distributed.step(self.model, xb, yb)
         self.state.step += 1
+        if self.trace is not None:
+            self.trace.record()
         correct = int(np.count_nonzero(self.distributed.logits.argmax(axis=1) == yb))
         if self.guard is not None:
             self.guard.add_loss(loss, self.state.step, self.optimizer.lr, correct,
@@ -193,6 +198,8 @@ class Trainer:
         t0 = time.perf_counter()
         evaluation = self.evaluate(eval_set)
         self.clock.eval_seconds += time.perf_counter() - t0
+        if self.trace is not None:
+            self.trace.mark_eval()
         accuracy = evaluation.accuracy
         timing = self._timing()
         if (self.target_accuracy > 0 and self.time_to_accuracy is None
@@ -253,6 +260,8 @@ class Trainer:
                               f"{self.monitor.stop_patience} evaluation(s): stopping "
                               f"(train.early_stopping_patience)")
                 break
+        if self.trace is not None:
+            self.trace.save()
         return self.state.history
 
     def _epoch_record(self, epoch: int, stats: EpochStats) -> Dict[str, Any]:

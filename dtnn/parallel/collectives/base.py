@@ -7,14 +7,13 @@ posts the next step when a step completes (a ring's next hop, a second phase), s
 collective written over point-to-point advances whenever somebody calls it -- the
 backward hooks, the exchange thread or the final wait.
 
-Waiting happens in one place, :func:`wait`: it tests every unfinished op and yields
-the CPU between rounds, until all are done.  Yielding matters: with more ranks than
-cores (4 ranks on 2 cores on the simulated cluster) a rank spinning in
-``MPI_Waitany``/``Waitsome`` or in a test loop keeps the neighbour it waits for off
-the core for a whole time slice -- measured 3-8 ms per ring step at 1 Gbit/s against
-0.05 ms with ``sched_yield`` between tests (MPICH's ``MPI_Waitall`` yields too, its
-``Waitany`` does not).  The reducer's stall detection and its timers wrap this single
-function.
+Waiting happens in one place, :func:`wait` (``collectives.waiting``): it tests every
+unfinished op in rounds, until all are done, and sleeps between rounds, so a rank that
+waits leaves the core to a neighbour that computes (with more ranks than cores, a rank
+spinning in ``MPI_Waitany`` or in a test loop keeps the neighbour it waits for off the
+core: measured 3-8 ms per ring step at 1 Gbit/s; and on Linux's EEVDF scheduler
+``sched_yield`` between tests does not help, see that module).  The reducer's stall
+detection and its timers wrap this single function.
 
 Ordering.  Every rank starts the same operations in the same order (buckets close
 in the same order everywhere), but an op's *later* stages start when its earlier
@@ -26,13 +25,13 @@ never when the stage starts.
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
 from dtnn.registry import Registry
+from dtnn.parallel.collectives.waiting import wait  # noqa: F401  (the one wait)
 
 #: allreduce algorithms (in-place sum of a float32 vector), by name
 ALGORITHMS = Registry("allreduce algorithm")
@@ -183,21 +182,6 @@ def chunk_bounds(n: int, parts: int, align: int = 1) -> List[int]:
         bounds.append(min(n, bounds[-1] + (base + (1 if k < extra else 0)) * align))
     bounds[-1] = n
     return bounds
-
-
-def wait(ops: Sequence[Op], on_idle: Optional[Callable[[float], None]] = None) -> None:
-    """Block until every op is done: the one place the exchange waits.
-
-    Each round tests every unfinished op (which advances it) and yields the CPU
-    (see the module docstring).  ``on_idle(seconds_waited_so_far)`` is called between
-    rounds (a stall detector can raise from it)."""
-    t0 = time.perf_counter()
-    live = [op for op in ops if not op.progress()]
-    while live:
-        os.sched_yield()
-        live = [op for op in live if not op.progress()]
-        if on_idle is not None and live:
-            on_idle(time.perf_counter() - t0)
 
 
 def poll(ops: Sequence[Op]) -> int:
