@@ -10,6 +10,7 @@
  */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -122,6 +123,22 @@ static inline float relu_gate(float y, float g)
     return f;
 }
 
+/* The backward's row sums go into BN_LANES partial sums, element l of a row into
+ * lane l % BN_LANES, in increasing l, then the lanes are added in order: a fixed order
+ * (not the compiler's choice of vector width), so the fused BatchNorm + ReLU + max
+ * pool backward, which visits only the pooled positions, adds the same terms in the
+ * same order (the zeros it skips leave a sum unchanged) and gets the same bits. */
+#define BN_LANES 16
+
+static inline float lane_total(const float *a)
+{
+    float r = a[0];
+    int j;
+    for (j = 1; j < BN_LANES; ++j)
+        r += a[j];
+    return r;
+}
+
 static void bn_backward_gated(const float *dy, const float *ry, const float *x, float *dx,
                               int64_t N, int64_t C, int64_t L, const float *mean,
                               const float *inv_std, const float *gamma, float *dgamma,
@@ -162,23 +179,33 @@ static void bn_backward_gated(const float *dy, const float *ry, const float *x, 
         for (n = 0; n < N; ++n) {
             const float *g = dy + (n * C + c) * L, *xr = x + (n * C + c) * L;
             const float *yr = ry != NULL ? ry + (n * C + c) * L : NULL;
-            float r1 = 0.f, r2 = 0.f;
+            float a1[BN_LANES] = {0.f}, a2[BN_LANES] = {0.f};
+            int64_t l0 = 0, j;
             if (yr != NULL) {
-#pragma omp simd reduction(+:r1, r2)
-                for (l = 0; l < L; ++l) {
-                    const float gl = relu_gate(yr[l], g[l]);
-                    r1 += gl;
-                    r2 += gl * (xr[l] - m);
+                for (; l0 + BN_LANES <= L; l0 += BN_LANES)
+                    for (j = 0; j < BN_LANES; ++j) {
+                        const float gl = relu_gate(yr[l0 + j], g[l0 + j]);
+                        a1[j] += gl;
+                        a2[j] += gl * (xr[l0 + j] - m);
+                    }
+                for (j = 0; l0 + j < L; ++j) {
+                    const float gl = relu_gate(yr[l0 + j], g[l0 + j]);
+                    a1[j] += gl;
+                    a2[j] += gl * (xr[l0 + j] - m);
                 }
             } else {
-#pragma omp simd reduction(+:r1, r2)
-                for (l = 0; l < L; ++l) {
-                    r1 += g[l];
-                    r2 += g[l] * (xr[l] - m);
+                for (; l0 + BN_LANES <= L; l0 += BN_LANES)
+                    for (j = 0; j < BN_LANES; ++j) {
+                        a1[j] += g[l0 + j];
+                        a2[j] += g[l0 + j] * (xr[l0 + j] - m);
+                    }
+                for (j = 0; l0 + j < L; ++j) {
+                    a1[j] += g[l0 + j];
+                    a2[j] += g[l0 + j] * (xr[l0 + j] - m);
                 }
             }
-            sdy += r1;
-            sdyx += r2;
+            sdy += lane_total(a1);
+            sdyx += lane_total(a2);
         }
         dbeta[c] = (float)sdy;
         dgamma[c] = (float)(sdyx * is);
@@ -205,6 +232,158 @@ static void bn_backward_gated(const float *dy, const float *ry, const float *x, 
             }
         }
     }
+}
+
+/* ---- BatchNorm + ReLU + 2x2 / stride-2 max pooling (training) ---------------------
+ * Forward: the affine map and the ReLU per tap, the pool's maximum of the four, only
+ * the pooled map and its argmax written (a quarter of the activation) -- the ReLU's
+ * full-size output is never stored or read again.  The taps' values and the maximum's
+ * rules are those of dtnn_bn_apply_relu_f32 followed by csrc/pool.c's 2x2 kernel (start
+ * at -inf with argmax 0, a tap wins only if strictly greater, row-major), so the pooled
+ * map and argmax are the same bits.  Rows and columns the windows do not cover (odd H
+ * or W) are not pooled, as in the pool kernel. */
+static inline float relu_keep(float v)
+{
+    uint32_t vb;
+    float f;
+    memcpy(&vb, &v, sizeof vb);
+    vb &= (uint32_t)0 - (uint32_t)!(v <= 0.f);
+    memcpy(&f, &vb, sizeof f);
+    return f;
+}
+
+void dtnn_bn_relu_pool2_f32(const float *x, float *y, int32_t *argmax, int64_t N,
+                            int64_t C, int64_t H, int64_t W, const float *scale,
+                            const float *shift)
+{
+    const int64_t Ho = H / 2, Wo = W / 2, L = H * W, Lo = Ho * Wo;
+    int64_t c;
+#pragma omp parallel for schedule(static) PAR_IF(N * C * L)
+    for (c = 0; c < C; ++c) {
+        const float a = scale[c], b = shift[c];
+        int64_t n, ho, wo;
+        for (n = 0; n < N; ++n) {
+            const float *DTNN_RESTRICT xp = x + (n * C + c) * L;
+            float *DTNN_RESTRICT yp = y + (n * C + c) * Lo;
+            int32_t *DTNN_RESTRICT ap = argmax + (n * C + c) * Lo;
+            for (ho = 0; ho < Ho; ++ho) {
+                const float *r0 = xp + 2 * ho * W, *r1 = r0 + W;
+                const int32_t k0 = (int32_t)(2 * ho * W), k1 = (int32_t)(2 * ho * W + W);
+#pragma omp simd
+                for (wo = 0; wo < Wo; ++wo) {
+                    const int32_t w0 = (int32_t)(2 * wo);
+                    const float t0 = relu_keep(r0[w0] * a + b);
+                    const float t1 = relu_keep(r0[w0 + 1] * a + b);
+                    const float t2 = relu_keep(r1[w0] * a + b);
+                    const float t3 = relu_keep(r1[w0 + 1] * a + b);
+                    float m = -INFINITY;
+                    int32_t k = 0;
+                    k = t0 > m ? k0 + w0 : k;
+                    m = t0 > m ? t0 : m;
+                    k = t1 > m ? k0 + w0 + 1 : k;
+                    m = t1 > m ? t1 : m;
+                    k = t2 > m ? k1 + w0 : k;
+                    m = t2 > m ? t2 : m;
+                    k = t3 > m ? k1 + w0 + 1 : k;
+                    m = t3 > m ? t3 : m;
+                    yp[ho * Wo + wo] = m;
+                    ap[ho * Wo + wo] = k;
+                }
+            }
+        }
+    }
+}
+
+/* Its backward: the BatchNorm + ReLU backward of the pool's scattered gradient.  Per
+ * (image, channel) row the gated gradient (the pool's gradient at its argmax, gated by
+ * the ReLU, whose output there is the pooled y; zero elsewhere) is built in a row-sized
+ * buffer that stays in cache, instead of the pool's full-size gradient and the ReLU's
+ * full-size output in memory; the sums and dx then run over it with the same
+ * expressions and lane order as bn_backward_gated: the same bits as the pool's backward
+ * followed by BatchNorm+ReLU's.  Returns 0, or -1 if a buffer could not be allocated. */
+static void gated_row(float *DTNN_RESTRICT buf, const float *DTNN_RESTRICT g,
+                      const float *DTNN_RESTRICT yp, const int32_t *DTNN_RESTRICT ap,
+                      int64_t L, int64_t Lo)
+{
+    int64_t i;
+    memset(buf, 0, (size_t)L * sizeof(float));
+    for (i = 0; i < Lo; ++i) {
+        const int64_t k = ap[i];
+        if (k >= 0 && k < L)
+            buf[k] = relu_gate(yp[i], 0.f + g[i]);
+    }
+}
+
+/* a channel's gated rows are kept for the dx pass when they fit in this many floats
+ * (1 MB: L2-sized), else rebuilt row by row */
+#define POOL2_KEEP_FLOATS ((int64_t)262144)
+
+int dtnn_bn_relu_pool2_backward_f32(const float *dy, const float *y, const int32_t *argmax,
+                                    const float *x, float *dx, int64_t N, int64_t C,
+                                    int64_t H, int64_t W, const float *mean,
+                                    const float *inv_std, const float *gamma,
+                                    float *dgamma, float *dbeta)
+{
+    const int64_t L = H * W, Lo = (H / 2) * (W / 2);
+    const int keep = N * L <= POOL2_KEEP_FLOATS;
+    const double inv_n = 1.0 / (double)(N * L);
+    int failed = 0;
+#pragma omp parallel PAR_IF(N * C * L) reduction(|:failed)
+    {
+        float *buf = (float *)malloc((size_t)(keep ? N * L : L) * sizeof(float));
+        int64_t c;
+        if (buf == NULL)
+            failed = 1;
+#pragma omp for schedule(static)
+        for (c = 0; c < C; ++c) {
+            const float m = mean[c], is = inv_std[c];
+            double sdy = 0.0, sdyx = 0.0;
+            int64_t n, l;
+            if (buf == NULL)
+                continue;
+            for (n = 0; n < N; ++n) {
+                const float *xr = x + (n * C + c) * L;
+                float *DTNN_RESTRICT gr = keep ? buf + n * L : buf;
+                float a1[BN_LANES] = {0.f}, a2[BN_LANES] = {0.f};
+                int64_t l0 = 0, j;
+                gated_row(gr, dy + (n * C + c) * Lo, y + (n * C + c) * Lo,
+                          argmax + (n * C + c) * Lo, L, Lo);
+                for (; l0 + BN_LANES <= L; l0 += BN_LANES)
+                    for (j = 0; j < BN_LANES; ++j) {
+                        a1[j] += gr[l0 + j];
+                        a2[j] += gr[l0 + j] * (xr[l0 + j] - m);
+                    }
+                for (j = 0; l0 + j < L; ++j) {
+                    a1[j] += gr[l0 + j];
+                    a2[j] += gr[l0 + j] * (xr[l0 + j] - m);
+                }
+                sdy += lane_total(a1);
+                sdyx += lane_total(a2);
+            }
+            dbeta[c] = (float)sdy;
+            dgamma[c] = (float)(sdyx * is);
+            if (dx == NULL)
+                continue;
+            {
+                const float a = gamma[c] * is;
+                const float b = (float)(a * sdy * inv_n);
+                const float e = (float)(a * sdyx * is * is * inv_n);
+                for (n = 0; n < N; ++n) {
+                    const float *DTNN_RESTRICT xr = x + (n * C + c) * L;
+                    float *DTNN_RESTRICT d = dx + (n * C + c) * L;
+                    const float *DTNN_RESTRICT gr = keep ? buf + n * L : buf;
+                    if (!keep)
+                        gated_row(buf, dy + (n * C + c) * Lo, y + (n * C + c) * Lo,
+                                  argmax + (n * C + c) * Lo, L, Lo);
+#pragma omp simd
+                    for (l = 0; l < L; ++l)
+                        d[l] = a * gr[l] - b - e * (xr[l] - m);
+                }
+            }
+        }
+        free(buf);
+    }
+    return failed ? -1 : 0;
 }
 
 void dtnn_prelu_forward_f32(const float *x, float *y, int64_t N, int64_t C, int64_t L,

@@ -45,4 +45,18 @@ void dtnn_relu_backward_f32(const float *dy, const float *y, float *dx, int64_t 
 /* out[c] = sum over n, l of x[n, c, l] (a convolution's bias gradient) */
 void dtnn_channel_sum_f32(const float *x, int64_t N, int64_t C, int64_t L, float *out);
 
+/* BatchNorm (training, batch statistics as scale/shift) + ReLU + 2x2 stride-2 max pool
+ * of x (N, C, H, W): y and argmax (index in the H*W plane) are (N, C, H/2, W/2) */
+void dtnn_bn_relu_pool2_f32(const float *x, float *y, int32_t *argmax, int64_t N,
+                            int64_t C, int64_t H, int64_t W, const float *scale,
+                            const float *shift);
+/* its backward from dy (N, C, H/2, W/2), the forward's y and argmax, and x: dx (N, C,
+ * H, W) or NULL, dgamma, dbeta -- the same bits as the pool's, then BatchNorm+ReLU's;
+ * 0, or -1 when a row buffer could not be allocated */
+int dtnn_bn_relu_pool2_backward_f32(const float *dy, const float *y, const int32_t *argmax,
+                                    const float *x, float *dx, int64_t N, int64_t C,
+                                    int64_t H, int64_t W, const float *mean,
+                                    const float *inv_std, const float *gamma,
+                                    float *dgamma, float *dbeta);
+
 #endif

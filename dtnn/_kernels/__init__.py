@@ -29,6 +29,8 @@ _COMPILED_MODULES = {
     "bn_backward": "dtnn._kernels._bnact",
     "bn_apply_relu": "dtnn._kernels._bnact",
     "bn_relu_backward": "dtnn._kernels._bnact",
+    "bn_apply_relu_pool2": "dtnn._kernels._bnact",
+    "bn_relu_pool2_backward": "dtnn._kernels._bnact",
     "prelu_forward": "dtnn._kernels._bnact",
     "prelu_backward": "dtnn._kernels._bnact",
     "relu_forward": "dtnn._kernels._bnact",
@@ -96,6 +98,8 @@ bn_apply = _resolve("bn_apply")
 bn_backward = _resolve("bn_backward")
 bn_apply_relu = _resolve("bn_apply_relu")
 bn_relu_backward = _resolve("bn_relu_backward")
+bn_apply_relu_pool2 = _resolve("bn_apply_relu_pool2")
+bn_relu_pool2_backward = _resolve("bn_relu_pool2_backward")
 prelu_forward = _resolve("prelu_forward")
 prelu_backward = _resolve("prelu_backward")
 relu_forward = _resolve("relu_forward")

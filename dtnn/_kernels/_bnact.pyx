@@ -8,7 +8,7 @@ check shapes and dtypes and hand pointers to C, which runs without the GIL.
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 cnp.import_array()
 
@@ -36,6 +36,15 @@ cdef extern from "bnact.h" nogil:
     void dtnn_relu_backward_f32(const float *dy, const float *y, float *dx, int64_t n)
     void dtnn_channel_sum_f32(const float *x, int64_t N, int64_t C, int64_t L,
                               float *out)
+    void dtnn_bn_relu_pool2_f32(const float *x, float *y, int32_t *argmax, int64_t N,
+                                int64_t C, int64_t H, int64_t W, const float *scale,
+                                const float *shift)
+    int dtnn_bn_relu_pool2_backward_f32(const float *dy, const float *y,
+                                         const int32_t *argmax, const float *x, float *dx,
+                                         int64_t N, int64_t C, int64_t H, int64_t W,
+                                         const float *mean, const float *inv_std,
+                                         const float *gamma, float *dgamma,
+                                         float *dbeta)
 
 
 include "_arrays.pxi"
@@ -205,3 +214,59 @@ def channel_sum(x, out=None):
         dtnn_channel_sum_f32(<const float *>cnp.PyArray_DATA(xa), N, C, L,
                              <float *>cnp.PyArray_DATA(o))
     return o
+
+
+def bn_apply_relu_pool2(x, scale, shift):
+    """relu(x * scale[c] + shift[c]) max-pooled over 2x2 windows, stride 2, for x float32
+    (N, C, H, W), H and W >= 2 -> (y float32, argmax int32 index in the H*W plane), both
+    (N, C, H // 2, W // 2); the ReLU's full-size output is never written."""
+    cdef cnp.ndarray xa = _input_f32(x, "x", 4)
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
+    if H < 2 or W < 2:
+        raise ValueError(f"bn_apply_relu_pool2: a {H}x{W} map has no 2x2 window")
+    if H > 2147483647 // W:
+        raise ValueError(f"bn_apply_relu_pool2: a {H}x{W} map is too large for int32 argmax")
+    cdef cnp.ndarray a = _vec(scale, "scale", C), b = _vec(shift, "shift", C)
+    cdef cnp.ndarray y = np.empty((N, C, H // 2, W // 2), np.float32)
+    cdef cnp.ndarray arg = np.empty((N, C, H // 2, W // 2), np.int32)
+    with nogil:
+        dtnn_bn_relu_pool2_f32(<const float *>cnp.PyArray_DATA(xa),
+                               <float *>cnp.PyArray_DATA(y),
+                               <int32_t *>cnp.PyArray_DATA(arg), N, C, H, W,
+                               <const float *>cnp.PyArray_DATA(a),
+                               <const float *>cnp.PyArray_DATA(b))
+    return y, arg
+
+
+def bn_relu_pool2_backward(dy, y, argmax, x, mean, inv_std, gamma, bint need_dx):
+    """The training backward of ``bn_apply_relu_pool2``: dy, y, argmax (N, C, H//2, W//2)
+    (y and argmax the forward's), x float32 (N, C, H, W) -> (dx or None, dgamma, dbeta),
+    the same bits as maxpool_backward followed by bn_relu_backward."""
+    cdef cnp.ndarray xa = _input_f32(x, "x", 4)
+    cdef cnp.ndarray g = _input_f32(dy, "dy", 4)
+    cdef cnp.ndarray ya = _input_f32(y, "y", 4)
+    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], H = xa.shape[2], W = xa.shape[3]
+    pooled = (N, C, H // 2, W // 2)
+    if (<object>g).shape != pooled or (<object>ya).shape != pooled:
+        raise ValueError(f"dy and y must have shape {pooled}, got {(<object>g).shape} and "
+                         f"{(<object>ya).shape}")
+    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int32 \
+            or argmax.shape != pooled:
+        raise ValueError(f"argmax must be an int32 array of shape {pooled}")
+    cdef cnp.ndarray arg = np.ascontiguousarray(argmax)
+    cdef cnp.ndarray m = _vec(mean, "mean", C), s = _vec(inv_std, "inv_std", C)
+    cdef cnp.ndarray ga = _vec(gamma, "gamma", C)
+    cdef cnp.ndarray dgamma = np.empty(C, np.float32), dbeta = np.empty(C, np.float32)
+    cdef cnp.ndarray dx = np.empty((N, C, H, W), np.float32) if need_dx else None
+    cdef float *dxp = <float *>cnp.PyArray_DATA(dx) if need_dx else NULL
+    cdef int rc
+    with nogil:
+        rc = dtnn_bn_relu_pool2_backward_f32(
+            <const float *>cnp.PyArray_DATA(g), <const float *>cnp.PyArray_DATA(ya),
+            <const int32_t *>cnp.PyArray_DATA(arg), <const float *>cnp.PyArray_DATA(xa),
+            dxp, N, C, H, W, <const float *>cnp.PyArray_DATA(m),
+            <const float *>cnp.PyArray_DATA(s), <const float *>cnp.PyArray_DATA(ga),
+            <float *>cnp.PyArray_DATA(dgamma), <float *>cnp.PyArray_DATA(dbeta))
+    if rc != 0:
+        raise MemoryError(f"bn_relu_pool2_backward: no {H * W}-float row buffer")
+    return dx, dgamma, dbeta

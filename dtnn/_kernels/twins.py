@@ -140,6 +140,26 @@ def bn_relu_backward(dy, y, x, mean, inv_std, gamma, training, need_dx):
     return bn_backward(relu_backward(dy, y), x, mean, inv_std, gamma, training, need_dx)
 
 
+def bn_apply_relu_pool2(x, scale, shift):
+    """BatchNorm's affine map, ReLU and 2x2 / stride-2 max pooling of x (N, C, H, W):
+    (pooled y, argmax in the H*W plane)."""
+    N, C, H, W = x.shape
+    r = bn_apply_relu(x.reshape(N, C, H * W), scale, shift).reshape(x.shape)
+    return maxpool_forward(r, 2, 2, 2, 2, 0, 0)
+
+
+def bn_relu_pool2_backward(dy, y, argmax, x, mean, inv_std, gamma, need_dx):
+    """The training backward of bn_apply_relu_pool2: the pool's gradient routed to the
+    argmax positions, gated by the ReLU (whose output there is the pooled y), then
+    BatchNorm's backward."""
+    N, C, H, W = x.shape
+    g = maxpool_backward(dy, argmax, H, W).reshape(N, C, H * W)
+    gate = maxpool_backward(y, argmax, H, W).reshape(N, C, H * W)
+    dx, dgamma, dbeta = bn_relu_backward(g, gate, x.reshape(N, C, H * W), mean, inv_std,
+                                         gamma, True, need_dx)
+    return (None if dx is None else dx.reshape(x.shape)), dgamma, dbeta
+
+
 def prelu_forward(x, alpha):
     """y = x if x > 0 else alpha[c] * x."""
     a = np.asarray(alpha, np.float32)[None, :, None]

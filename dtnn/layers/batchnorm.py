@@ -33,7 +33,9 @@ class BatchNorm(Layer):
         self._inv_std: Optional[np.ndarray] = None
         self._x: Optional[np.ndarray] = None
         self._mean: Optional[np.ndarray] = None     # batch mean (compiled path)
-        self._relu_y: Optional[np.ndarray] = None   # output of forward_relu
+        self._relu_y: Optional[np.ndarray] = None   # output of forward_relu(_pool)
+        self._x4: Optional[np.ndarray] = None       # input of forward_relu_pool
+        self._pool_argmax: Optional[np.ndarray] = None
         self._training = False
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
@@ -144,6 +146,33 @@ class BatchNorm(Layer):
         return self._set_kernel_grads(
             *bn_relu_backward(dy3, y3, x3, mean, self._inv_std, self.params["gamma"], True,
                               self.needs_input_grad), dy.shape)
+
+    # --- BatchNorm + ReLU + 2x2 max pooling fused (Model, for batchnorm, relu, maxpool2d(2))
+    def forward_relu_pool(self, x: np.ndarray) -> np.ndarray:
+        """maxpool2d(2)(relu(self.forward(x, True))) with the pool's 2x2 / stride-2 window
+        in the affine map's pass (csrc/bnact.c): only the pooled map is written, the
+        ReLU's full-size output is never stored.  Same bits as the three layers;
+        ``backward_relu_pool`` is its backward.  Needs ``can_fuse_relu`` and H, W >= 2."""
+        from dtnn._kernels import bn_apply_relu_pool2
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        N, C, H, W = x.shape
+        self._training = True
+        scale, shift = self._batch_affine(self._as3(x), N * H * W)
+        y, self._pool_argmax = bn_apply_relu_pool2(x, scale, shift)
+        self._x4, self._relu_y = x, y
+        return y
+
+    def backward_relu_pool(self, dy: np.ndarray) -> Optional[np.ndarray]:
+        """The backward of ``forward_relu_pool``: the pool's gradient routed to its
+        argmax, gated by the ReLU, through BatchNorm, without the full-size gradient in
+        between (same bits as the three backwards)."""
+        from dtnn._kernels import bn_relu_pool2_backward
+        x4, y, argmax, mean = self._x4, self._relu_y, self._pool_argmax, self._mean
+        self._x = self._x4 = self._mean = self._relu_y = self._pool_argmax = None
+        return self._set_kernel_grads(
+            *bn_relu_pool2_backward(np.ascontiguousarray(dy, dtype=np.float32), y, argmax,
+                                    x4, mean, self._inv_std, self.params["gamma"],
+                                    self.needs_input_grad), x4.shape)
 
     def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
         dy3 = self._as3(np.ascontiguousarray(dy, dtype=np.float32))

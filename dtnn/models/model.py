@@ -68,6 +68,17 @@ def _relu_maxpool_pair(a: Layer, b: Layer) -> bool:
     return type(a) is relu and type(b) is pool
 
 
+def _bn_relu_pool2_triple(layers: Sequence[Layer], i: int, x: np.ndarray) -> bool:
+    """layers[i:i+3] are batchnorm, relu, maxpool2d with a 2x2 / stride-2 unpadded window
+    on an image of at least 2x2: what BatchNorm.forward_relu_pool runs."""
+    if i + 2 >= len(layers) or not _bn_relu_pair(layers[i], layers[i + 1]):
+        return False
+    pool = layers[i + 2]
+    return (type(pool) is _pair_types()[2] and pool.kernel_size == (2, 2)
+            and pool.stride == (2, 2) and pool.padding == (0, 0)
+            and x.ndim == 4 and x.shape[2] >= 2 and x.shape[3] >= 2)
+
+
 class Model:
     """A sequence of layers with all parameters in ``flat_params`` and all gradients in
     ``flat_grads`` (see the module docstring); build it with ``build(seed)``.
@@ -77,6 +88,12 @@ class Model:
     backward for both (csrc/bnact.c) -- the same results as the two layers one after
     the other, with one pass over the activation fewer each way and no pre-ReLU
     temporary.  Code that calls the layers one by one gets them unfused.
+
+    A ``batchnorm``, ``relu``, ``maxpool2d(2)`` triple runs as one (``fuse_bn_relu_pool``,
+    in training): the statistics, then the affine map, ReLU and the 2x2 pool in one pass
+    that writes only the pooled map; its backward builds the gated gradient a row at a
+    time in cache instead of the pool's full-size gradient (csrc/bnact.c).  Same bits
+    as the three layers.
 
     A ``relu`` followed by a ``maxpool2d`` runs pool first (``pool_before_relu``):
     max(relu(window)) = relu(max(window)), and the gradient reaches the same input with
@@ -88,6 +105,9 @@ class Model:
     #: run batchnorm + relu pairs fused in training (False: layer by layer)
     fuse_bn_relu: bool = True
     _fused_bn_relu: List[int] = []
+    #: run batchnorm + relu + maxpool2d(2) triples fused in training (needs fuse_bn_relu)
+    fuse_bn_relu_pool: bool = True
+    _fused_bn_relu_pool: List[int] = []
     #: run relu + maxpool pairs as maxpool, then relu (False: layer by layer)
     pool_before_relu: bool = True
     _pooled_first: List[int] = []
@@ -156,10 +176,18 @@ class Model:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Run every layer on batch ``x``; ``training`` keeps what ``backward`` needs (and uses
         batch statistics, dropout)."""
-        layers, fused, pooled_first = self.layers, [], []
+        layers, fused, pooled_first, fused3 = self.layers, [], [], []
         i, n = 0, len(layers)
         while i < n:
             layer = layers[i]
+            if (training and self.fuse_bn_relu and self.fuse_bn_relu_pool
+                    and _bn_relu_pool2_triple(layers, i, x) and layer.can_fuse_relu(x, training)):
+                x = layer.forward_relu_pool(x)
+                layers[i + 1]._kept = None
+                layers[i + 2]._argmax = None
+                fused3.append(i)
+                i += 3
+                continue
             if (training and self.fuse_bn_relu and i + 1 < n and _bn_relu_pair(layer, layers[i + 1])
                     and layer.can_fuse_relu(x, training)):
                 x = layer.forward_relu(x)
@@ -176,6 +204,7 @@ class Model:
             x = layer.forward(x, training)
             i += 1
         self._fused_bn_relu = fused
+        self._fused_bn_relu_pool = fused3
         self._pooled_first = pooled_first if training else []
         return x
 
@@ -191,9 +220,18 @@ class Model:
         if on_grads_ready is None:
             on_grads_ready = getattr(self, "grad_hook", None)
         fused, self._fused_bn_relu = set(self._fused_bn_relu), []
+        fused3, self._fused_bn_relu_pool = set(self._fused_bn_relu_pool), []
         pooled_first, self._pooled_first = set(self._pooled_first), []
         i = len(self.layers) - 1
         while i >= 0:
+            if i - 2 in fused3:     # batchnorm i-2 + relu i-1 + maxpool i, fused by forward
+                dy = self.layers[i - 2].backward_relu_pool(dy)
+                if on_grads_ready is not None:
+                    on_grads_ready(i)
+                    on_grads_ready(i - 1)
+                    on_grads_ready(i - 2)
+                i -= 3
+                continue
             if i - 1 in fused:      # batchnorm i-1 + relu i, run fused by forward
                 dy = self.layers[i - 1].backward_relu(dy)
                 if on_grads_ready is not None:

@@ -119,7 +119,8 @@ def _train_step(fuse, hook_calls=None):
     y = rng.integers(0, 10, 4)
     loss = SoftmaxCrossEntropy()
     out = m.forward(x, training=True)
-    m.fused_seen = list(m._fused_bn_relu)
+    m.fused_seen = sorted(m._fused_bn_relu + m._fused_bn_relu_pool)
+    m.fused3_seen = list(m._fused_bn_relu_pool)
     loss.forward(out, y)
     m.backward(loss.backward(),
                on_grads_ready=None if hook_calls is None else hook_calls.append)
@@ -140,3 +141,5 @@ def test_model_runs_bn_relu_fused_with_the_same_results():
     bn = [i for i, layer in enumerate(mf.layers)
           if isinstance(layer, BatchNorm) and layer.input_shape[1] * layer.input_shape[2] > 1]
     assert bn and mf.fused_seen == bn and mu.fused_seen == []
+    # the ones followed by relu + maxpool2d(2) ran as one pass with the pool
+    assert mf.fused3_seen == [1, 5, 12, 19] and mu.fused3_seen == []
