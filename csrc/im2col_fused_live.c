@@ -228,7 +228,7 @@ void dtnn_fused_live_fwd(const dtnn_fused_ops *ops,
                     const int nvk = (int)(imin(KT, Kgp - kt * KT) / 16);
                     float *yk = yT + kt * Qmax * KT;
                     const float *wk = wT + (g * nkt + kt) * J * KT;
-                    int64_t tt, t, i0;
+                    int64_t tt, j0;
                     /* positions whose every tap reads padding: Y^T = 0 */
                     for (tt = tA; tt < tB;) {
                         const int64_t p = tt / tpp, e = imin(tB, (p + 1) * tpp);
@@ -237,24 +237,39 @@ void dtnn_fused_live_fwd(const dtnn_fused_ops *ops,
                             memset(yk + tt * ROWS * KT, 0, sizeof(float) * (e - tt) * ROWS * KT);
                         tt = e;
                     }
-                    /* tap by tap, chunks of JC channels: a chunk of W^T stays in L1 while
-                     * the task's tiles that read real pixels with this tap sweep it */
-                    for (t = 0; t < T; ++t)
-                        for (i0 = 0; i0 < Cg; i0 += JC) {
-                            const int64_t j0 = t * Cg + i0, nj = imin(JC, Cg - i0);
-                            for (tt = tA; tt < tB;) {
-                                const int64_t p = tt / tpp, e = imin(tB, (p + 1) * tpp);
-                                const int64_t ho = p / Wo, wo = p % Wo;
-                                if (tap_live(ho, t / S, sh, ph, dh, H)
-                                    && tap_live(wo, t % S, sw, pw, dwl, W)) {
-                                    const int64_t f = first_live(ho, R, sh, ph, dh, H) * S
-                                                      + first_live(wo, S, sw, pw, dwl, W);
-                                    ops->fw_tiles(nvk, xg, jo + j0, nj, pidx, Qb, tt, e,
-                                                  wk + j0 * KT, yk, i0 > 0 || t > f);
+                    /* chunks of JC rows (tap-major): a chunk of W^T stays in L1 while the
+                     * task's tiles sweep the rows of it that their position reads real
+                     * pixels with (consecutive live taps in one call) */
+                    for (j0 = 0; j0 < J; j0 += JC) {
+                        const int64_t j1 = imin(J, j0 + JC);
+                        for (tt = tA; tt < tB;) {
+                            const int64_t p = tt / tpp, e = imin(tB, (p + 1) * tpp);
+                            const int64_t ho = p / Wo, wo = p % Wo;
+                            /* first row this position reads: it stores, later ones add */
+                            const int64_t f = (first_live(ho, R, sh, ph, dh, H) * S
+                                               + first_live(wo, S, sw, pw, dwl, W)) * Cg;
+                            int64_t a = 0, b = 0, t;
+                            for (t = j0 / Cg; t * Cg < j1; ++t) {
+                                const int64_t ra = imax(j0, t * Cg), rb = imin(j1, (t + 1) * Cg);
+                                if (!tap_live(ho, t / S, sh, ph, dh, H)
+                                    || !tap_live(wo, t % S, sw, pw, dwl, W))
+                                    continue;
+                                if (ra == b && b > a) {
+                                    b = rb;
+                                    continue;
                                 }
-                                tt = e;
+                                if (b > a)
+                                    ops->fw_tiles(nvk, xg, jo + a, b - a, pidx, Qb, tt, e,
+                                                  wk + a * KT, yk, a > f);
+                                a = ra;
+                                b = rb;
                             }
+                            if (b > a)
+                                ops->fw_tiles(nvk, xg, jo + a, b - a, pidx, Qb, tt, e,
+                                              wk + a * KT, yk, a > f);
+                            tt = e;
                         }
+                    }
                 }
                 /* Y^T -> y (NCHW) + bias, 16 positions x 16 channels of one image */
                 {
