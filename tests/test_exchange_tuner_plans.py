@@ -16,3 +16,27 @@ def test_sizes_that_cut_the_same_buckets_count_once():
     # without a preferred size in the group, its smallest size stands for it
     assert distinct_plans(net, sizes, prefer=0.5) == [1.0, 4.0]
     assert distinct_plans(net, [0.001, 1.0, 64.0], prefer=64.0) == [0.001, 1.0, 64.0]
+
+
+def test_the_first_step_after_a_switch_is_not_counted():
+    """A step inherits the previous alternative's skew: here a step right after MPI
+    with 1 MiB buckets looks 8 ms faster (a made-up carry-over).  Counted, that would
+    crown the slowest alternative, MPI with one bucket, which the round-robin always
+    runs right after it; the tuner drops those steps and picks the truly fastest."""
+    from mpi4py import MPI
+    from dtnn.parallel.autotune import ExchangeTuner
+    true = {("ring", 1.0): 0.030, ("ring", 4.0): 0.033, ("mpi", 1.0): 0.033,
+            ("mpi", 4.0): 0.036}
+    tuner = ExchangeTuner(MPI.COMM_SELF, "k", ["ring", "mpi"], [1.0, 4.0], ("ring", 4.0))
+    last, steps = None, 0
+    while not tuner.settled and steps < 200:
+        now = tuner.choose()
+        tuner.record(true[now] - (0.008 if last == ("mpi", 1.0) != now else 0.0))
+        last, steps = now, steps + 1
+    assert tuner.settled
+    assert tuner.choose() == ("ring", 1.0)
+    row = tuner.report()[0]
+    assert row["winner"] == "ring@1"
+    # every counted sample is the alternative's true time
+    assert all(abs(v - true[(n.split("@")[0], float(n.split("@")[1]))]) < 1e-12
+               for n, v in row["stats"].items())

@@ -16,7 +16,10 @@ the same amount, the links are full duplex and switched):
     allgather         (N-1) alpha + (N-1) m beta               (m: one rank's payload)
     gtopk             2 (N-1) alpha + 2 (N-1)/N 8k beta         (k entries of 8 bytes)
     sparse (SparCML)  (N-1) alpha + (N-1)/N 8k beta  +  (N-1) alpha + (N-1)/N u beta,
-                      u = min(8 k_union, 4 n), k_union = n (1 - (1 - k/n)^N)
+                      u = min(8 k_union, 4 n), k_union = n (1 - (1 - k/n)^N); with
+                      its own CPU calibrated (``sparse_cpu``): the range's sum before
+                      the allgather, the N blocks' decode after it, each range sparse
+                      or dense by the switch
 
 Codec: seconds per element to encode and decode, measured on this machine
 (``measure_codec``); the quantised ring encodes and decodes every element about
@@ -134,6 +137,45 @@ class Codec:
     #: seconds per element of the codec between rounds (PowerSGD: orthogonalise P,
     #: Q = M^T P, the residual), apart from ``encode`` (round 1's payload)
     between: float = 0.0
+    #: SparCML's own CPU (``sparse_cpu``): seconds per (index, value) entry summed,
+    #: marked or packed, and per element of a dense pass over a vector (zero-fill,
+    #: nonzero scan, copy); 0: not calibrated (the compressor's decode stands in)
+    sparse_entry: float = 0.0
+    sparse_pass: float = 0.0
+
+
+def sparse_union(n_el: float, k: float, ranks: int) -> float:
+    """Expected entries in the union of ``ranks`` independent top-k index sets of
+    ``k`` out of ``n_el`` (the density SparCML's sum grows to)."""
+    if n_el <= 0:
+        return 0.0
+    return n_el * (1.0 - (1.0 - min(1.0, k / n_el)) ** ranks)
+
+
+def sparse_cpu(n_el: float, codec: "Codec", ranks: int) -> Tuple[float, float, float]:
+    """(seconds of the range sum before the allgather, seconds of decode beyond the
+    codec's own, bytes of one rank's allgather block) of SparCML's transport, from
+    its protocol (``collectives/cx_sparse.py``).  The codec's ``encode`` and ``decode``
+    stand for what every collective of a top-k payload does (staging, top-k with error
+    feedback, a zero-filled output and one payload scattered into it: what
+    ``calibrate_codecs`` scales them to).  Beyond that SparCML
+    * sums, on rank j, the ~k entries the others sent for its range of n/N elements
+      into a zeroed float and flag vector, scans the flags and packs the range as
+      (index, value) pairs, or sends it dense once the union fills half of it
+      (8 bytes per entry >= 4 per element: the switch): 3 passes over n/N, 2k
+      entries, the union's share packed;
+    * scatters the union's other entries (a dense range: one pass) into the bucket
+      and writes it back (one pass over n)."""
+    p = max(1, ranks)
+    k = (codec.sparse_k or 0.01) * n_el
+    rng = n_el / p
+    union = sparse_union(n_el, k, p)
+    dense = 2.0 * union >= n_el
+    block = 4.0 * rng if dense else 8.0 * union / p
+    e, d = codec.sparse_entry, codec.sparse_pass
+    reduce = 3.0 * rng * d + 2.0 * k * e + (0.0 if dense else union / p * e)
+    decode = n_el * d + (n_el * d if dense else max(0.0, union - k) * e)
+    return reduce, decode, block
 
 
 @dataclass
@@ -172,7 +214,12 @@ def transport_seconds(collective: str, nbytes: float, codec: Optional[Codec], ra
         ag = (p - 1) * link.alpha + (p - 1) / p * 8 * k * link.beta
         got = 2.0 * (p - 1) / p * 8 * k
     else:  # sparse (SparCML): the union of N random top-k sets, or dense
-        union = n_el * (1.0 - (1.0 - k / n_el) ** p)
+        if codec.sparse_entry or codec.sparse_pass:
+            reduce, decode, block_r = sparse_cpu(n_el, codec, p)
+            ag = (p - 1) * (link.alpha + block_r * link.beta)
+            return (rs + ag, n_el * (codec.encode + codec.decode) + reduce + decode,
+                    (p - 1) / p * 8 * k + (p - 1) * block_r)
+        union = sparse_union(n_el, k, p)
         block = min(8.0 * union, 4.0 * n_el)
         ag = (p - 1) * link.alpha + (p - 1) / p * block * link.beta
         got = (p - 1) / p * (8 * k + block)

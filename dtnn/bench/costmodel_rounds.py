@@ -13,6 +13,9 @@ summed) is a chain of such collectives with codec between them.  From the protoc
     ring / qring / summable payloads   2 (N-1) hops of m/N bytes per round
     gtopk                              2 (N-1) hops of 8k/N bytes
     allgather (ring)                   N-1 hops of one payload
+    sparse (SparCML)                   1 hop (every range's entries straight to its
+                                       owner), its sum, then N-1 hops of one range's
+                                       block (sparse or dense), the decode after
 
 (MPICH's own ``mpi`` collective keeps the continuous model; see ``HOP_COLLECTIVES``.)
 
@@ -42,8 +45,8 @@ from typing import List, Optional, Sequence, Tuple
 
 #: dtnn's own point-to-point collectives, simulated hop by hop.  MPICH's (``mpi``)
 #: keeps the continuous model: its schedule over TCP is not ours to derive, and its
-#: fitted link (the sweeps) already carries how it progresses; hier and sparse too.
-HOP_COLLECTIVES = ("ring", "qring", "allreduce", "gtopk", "allgather")
+#: fitted link (the sweeps) already carries how it progresses; hier too.
+HOP_COLLECTIVES = ("ring", "qring", "allreduce", "gtopk", "allgather", "sparse")
 
 #: hooks closer together than this count as one progress point (seconds): the hooks of
 #: the cheap layers right after an expensive one (ReLU, BatchNorm, pooling) come before
@@ -87,6 +90,17 @@ def bucket_rounds(collective: str, nbytes: float, codec, ranks: int) -> Tuple[Li
         return [Round(2 * (p - 1), 8.0 * k / p, n_el * codec.encode)], n_el * codec.decode
     if collective == "allgather":
         return [Round(p - 1, m, n_el * codec.encode)], n_el * p * codec.decode
+    if collective == "sparse":
+        from dtnn.bench.costmodel import sparse_cpu
+        k = (codec.sparse_k or 0.01) * n_el
+        if not (codec.sparse_entry or codec.sparse_pass):
+            from dtnn.bench.costmodel import sparse_union
+            block = min(8.0 * sparse_union(n_el, k, p), 4.0 * n_el) / p
+            return ([Round(1, (p - 1) / p * 8.0 * k, n_el * codec.encode),
+                     Round(p - 1, block)], n_el * codec.decode)
+        reduce, decode, block = sparse_cpu(n_el, codec, p)
+        return ([Round(1, (p - 1) / p * 8.0 * k, n_el * codec.encode),
+                 Round(p - 1, block, reduce)], n_el * codec.decode + decode)
     raise ValueError(f"no hop schedule for collective {collective!r}")
 
 

@@ -134,10 +134,44 @@ def measure_codec(spec: str, model_spec: str = "vgg11_bn:width=0.5", input_shape
     # encode: the rounds term places it after round 1 arrives
     between = float(np.median(mid)) / off if rounds > 1 else 0.0
     first = float(np.median(enc)) / off + (0.0 if rounds > 1 else float(np.median(mid)) / off)
+    sparse = bool(getattr(comp, "sparse", False))
+    entry, dense = measure_sparse_cpu(off, getattr(comp, "ratio", 0.01), repeats) if sparse \
+        else (0.0, 0.0)
     return Codec(first, float(np.median(dec)) / off, size / (4.0 * off),
                  summable=comp.summable, rounds=rounds,
-                 sparse_k=getattr(comp, "ratio", None) if getattr(comp, "sparse", False)
-                 else None, between=between)
+                 sparse_k=getattr(comp, "ratio", None) if sparse else None, between=between,
+                 sparse_entry=entry, sparse_pass=dense)
+
+
+def measure_sparse_cpu(n: int, ratio: float, repeats: int = 3) -> Tuple[float, float]:
+    """(seconds per entry, seconds per element of a dense pass) of the work SparCML's
+    transport does besides the compressor (``costmodel.sparse_cpu``), timed on
+    synthetic data with the transport's own operations: scattering and flagging
+    (index, value) entries into a vector with the compiled ``scatter_add``, and the
+    dense passes (zeroed float and flag vectors, a nonzero scan, a zero-fill and a
+    copy), per element."""
+    from dtnn.compress import kernels as K
+    rng = np.random.default_rng(2)
+    k = max(1, int(ratio * n))
+    idx = np.sort(rng.choice(n, k, replace=False)).astype(np.int32)
+    val = rng.standard_normal(k).astype(np.float32)
+    out = np.zeros(n, np.float32)
+    flags = np.zeros(n, bool)
+    per_entry, per_pass = [], []
+    for _ in range(max(1, repeats) + 1):
+        t = time.perf_counter()
+        K.scatter_add(idx, val, 1.0, out)
+        flags[idx] = True
+        per_entry.append((time.perf_counter() - t) / (2.0 * k))
+        t = time.perf_counter()
+        a = np.zeros(n, np.float32)
+        f = np.zeros(n, bool)
+        np.flatnonzero(flags)
+        a.fill(0.0)
+        a[:] = out
+        per_pass.append((time.perf_counter() - t) / (5.0 * n))
+        del f
+    return float(np.median(per_entry[1:])), float(np.median(per_pass[1:]))
 
 
 def calibrate_codecs(codecs: Dict[str, Optional[Codec]], bench: Path,
@@ -301,7 +335,9 @@ def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile
         codec = codecs[spec]
         if codec is not None:
             codec = replace(codec, encode=codec.encode * slow, decode=codec.decode * slow,
-                            between=codec.between * slow)
+                            between=codec.between * slow,
+                            sparse_entry=codec.sparse_entry * slow,
+                            sparse_pass=codec.sparse_pass * slow)
         ranks = r.get("ranks", r["hosts"])
         local = ranks // r["hosts"]
         algo = r.get("algorithm") or collective_for(spec, ranks, codec)

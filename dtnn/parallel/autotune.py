@@ -72,6 +72,8 @@ class ExchangeTuner:
         else:
             self.tuner = BestOf("exchange.algorithm", algorithms, default=algo0, **kw)
         self._current: Optional[Tuple[str, float]] = None
+        self._last: Optional[Tuple[str, float]] = None   # what the previous step ran
+        self._switched = False
 
     @property
     def settled(self) -> bool:
@@ -81,6 +83,8 @@ class ExchangeTuner:
         """(algorithm, bucket_mb) for the coming step."""
         name = self.tuner.choose(self.key)
         self._current = _split(name) if self.joint else (name, self.start_bucket)
+        self._switched = self._current != self._last
+        self._last = self._current
         return self._current
 
     def record(self, seconds: float) -> None:
@@ -88,7 +92,14 @@ class ExchangeTuner:
         if self._current is None:
             return
         algo, bucket = self._current
-        self.tuner.record(self.key, _joint(algo, bucket) if self.joint else algo, seconds)
+        # the first step after a switch is not counted (the same alternative runs again):
+        # it inherits the previous alternative's skew between the ranks (ring vs
+        # recursive doubling end the step at different moments on different ranks),
+        # which biased the round-robin (simplecnn, 4 hosts: MPI with one bucket timed
+        # fastest while tuning, 10 % slower than the ring afterwards).  Every rank
+        # switches in the same step, so all discard the same samples.
+        self.tuner.record(self.key, _joint(algo, bucket) if self.joint else algo, seconds,
+                          valid=not self._switched)
         self._current = None
 
     def report(self) -> List[dict]:

@@ -267,6 +267,7 @@ class GradientReducer:
 
     def _finish_step(self) -> None:
         t_wait = time.perf_counter()
+        self.stats_acc.wait_begins()
         if self.mode == "blocking":
             self.stats_acc.first_post(t_wait)
             if self._cx:
@@ -282,6 +283,7 @@ class GradientReducer:
         ops = self._wait()
         decode = 0.0
         if self._cx and self.exchange.rounds == "blocking":
+            self.stats_acc.wait_ends()
             decode = self.exchange.finish_rounds()
         if self.size > 1 and not self._cx:
             np.multiply(self.grads, self._scale, out=self.grads)

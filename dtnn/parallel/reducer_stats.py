@@ -5,8 +5,8 @@ import time
 from typing import Any, Dict, Optional
 
 KEYS = ("steps", "timed_steps", "exposed", "hook_mpi", "comm", "backward_window", "step",
-        "compute_timed", "exposed_timed", "check_seconds", "codec", "codec_timed", "sent",
-        "wire_sent", "wire_recv")
+        "compute_timed", "exposed_timed", "check_seconds", "codec", "codec_timed",
+        "codec_in_wait", "sent", "wire_sent", "wire_recv")
 
 
 class StepStats:
@@ -23,6 +23,19 @@ class StepStats:
         self._t0 = time.perf_counter()
         self._hook = 0.0
         self._first_post: Optional[float] = None
+        self._codec_wait = [0.0, None]   # the codec counter when the final wait begins / ends
+
+    def _codec(self) -> float:
+        return self.r.exchange.codec_seconds if self.r._cx else 0.0
+
+    def wait_begins(self) -> None:
+        """The final wait starts: codec from here on runs inside it (decodes of the
+        buckets that complete, PowerSGD's between-rounds work, SparCML's sums)."""
+        self._codec_wait = [self._codec(), None]
+
+    def wait_ends(self) -> None:
+        """The wait for the ops is over (blocking rounds follow, timed apart)."""
+        self._codec_wait[1] = self._codec()
 
     def hook(self, seconds: float) -> None:
         self._hook += seconds
@@ -44,7 +57,14 @@ class StepStats:
         comm = 0.0
         if self._first_post is not None and done:
             comm = max(0.0, max(done) - self._first_post)
-        exposed = t_end - t_wait - decode
+        # codec that ran inside the wait is codec, not exposed communication: counted
+        # once, in ``codec`` (inline; the exchange thread's codec overlaps the wait)
+        in_wait = 0.0
+        if cx and not r.executor.threaded:
+            stop = self._codec_wait[1] if self._codec_wait[1] is not None else codec
+            in_wait = max(0.0, stop - self._codec_wait[0])
+        exposed = t_end - t_wait - decode - in_wait
+        s["codec_in_wait"] += in_wait
         s["steps"] += 1
         s["exposed"] += exposed
         s["hook_mpi"] += self._hook
@@ -90,6 +110,7 @@ class StepStats:
             "wire_recv_bytes": s["wire_recv"] / n,
             "compress": r.options.compress,
             "codec_seconds": s["codec"] / n,
+            "codec_in_wait_seconds": s["codec_in_wait"] / n,
             "sent_bytes": s["sent"] / n,
             "compression_ratio": (r.payload_bytes / (s["sent"] / n)) if s["sent"] else 1.0,
         }
