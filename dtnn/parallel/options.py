@@ -32,8 +32,10 @@ class DistOptions:
     progress: bool = True
     #: with ``progress`` (several ranks), the first layer's backward runs in this many
     #: batch parts with a progress point between them (``Model.progress_parts``): the
-    #: collectives posted earlier advance while it computes; 1 = one call
-    progress_parts: int = 4
+    #: collectives posted earlier advance while it computes; 1 = one call (the default:
+    #: measured without gain on simplecnn, and each part's batch is a new shape for the
+    #: convolution tuner to time; benchmarks/results/scaling.md, #17)
+    progress_parts: int = 1
     #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
     #: topology; see collectives.choice.choose_algorithm) or one of dtnn.parallel.collectives:
     #: "mpi" (MPI_Iallreduce), "ring", "hier" (hierarchical, several ranks per node)
@@ -42,7 +44,7 @@ class DistOptions:
     #: "allreduce", "allgather", "qring" (quantised reduce-scatter + allgather),
     #: "gtopk" (balanced global top-k), "sparse" (SparCML, sparse/dense switch)
     collective: str = "auto"
-    #: BestOf picks the algorithm (then the bucket size) online from step times:
+    #: BestOf picks the algorithm and the bucket size together online from step times:
     #: "auto" = when the job spans several nodes, "true", "false"
     tune: str = "auto"
     #: a dedicated thread compresses, communicates and decodes while backward runs

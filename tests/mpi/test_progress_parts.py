@@ -33,7 +33,8 @@ def test_split_first_layer_keeps_replicas_identical(algorithm):
     opts = {"bucket_mb": 0.0005, "algorithm": algorithm, "check_replicas": True}
     seen = []
     split, _, rs = train_distributed(ctx, _counting(lambda s: conv_net(s, bn=True), seen),
-                                     dataset("conv"), 8, 4, "sgd", dict(opts))
+                                     dataset("conv"), 8, 4, "sgd",
+                                     dict(opts, progress_parts=4))
     whole, _, rw = train_distributed(ctx, lambda s: conv_net(s, bn=True), dataset("conv"),
                                      8, 4, "sgd", dict(opts, progress_parts=1))
     assert_all(split.progress_parts == 4 and whole.progress_parts == 1, "parts set by dist")
