@@ -5,6 +5,8 @@
 # c1gbit: vgg11_bn w0.5, 2 and 4 hosts at 1 Gbit/s, uncompressed + 7 compressors
 # flat:   uncompressed vgg11_bn 2/4 hosts 100 Mbit/s, simplecnn 2/4 hosts 100 Mbit/s + 1 Gbit/s
 # 2x2:    vgg11_bn w0.5, 2 hosts x 2 ranks at 100 Mbit/s: tuned, MPI, ring, hier
+# sparse: vgg11_bn w0.5, 2 and 4 hosts at 1 Gbit/s, top-k on SparCML and gtopk (forced:
+#         the tuner picks SparCML in some runs only)
 # A cell already in OUTDIR is skipped (dtnn bench scaling resumes), so a part cut short
 # by a time limit continues where it stopped.
 set -euo pipefail
@@ -29,5 +31,10 @@ flat)
         --models vgg11_bn:width=0.5 --hosts 2 --ranks-per-host 2 --links 100mbit \
         --compress none 'none|algorithm=mpi,tune=false' 'none|algorithm=ring,tune=false' \
                    'none|algorithm=hier,tune=false' --modes none overlap --steps 6 --warmup 2 ;;
+sparse)
+    .venv/bin/dtnn bench scaling --out "$out/scaling_sparse" --ddp \
+        --models vgg11_bn:width=0.5 --hosts 2 4 --links 1gbit --modes none overlap \
+        --compress 'topk:ratio=0.01|collective=sparse,tune=false' \
+                   'topk:ratio=0.01|collective=gtopk,tune=false' --steps 6 --warmup 2 ;;
 esac
 done
