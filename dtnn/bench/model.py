@@ -315,7 +315,9 @@ def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile
     """Predicted vs measured step of every dtnn overlap row on a shaped link
     (``oversub``: the terms of the cell's ranks per core, see ``Oversub``; ``hops``:
     the collectives advance at the backward hooks, ``costmodel_rounds``)."""
-    none = {(r["model_spec"], r["hosts"], r["link"], r.get("ranks", r["hosts"])):
+    # each row against the exchange-skipped step of its own run (one cell, one time
+    # stamp): files measured at other times hold other "none" rows for the same cell
+    none = {(r["model_spec"], r["hosts"], r["link"], r.get("ranks", r["hosts"]), r.get("time")):
             r["step_seconds"] for r in records
             if r.get("framework") == "dtnn" and r.get("mode") == "none"}
     out = []
@@ -323,7 +325,7 @@ def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile
         if r.get("framework") != "dtnn" or r.get("mode") != "overlap":
             continue
         spec = r.get("compress", "none").split("|")[0]
-        key = (r["model_spec"], r["hosts"], r["link"], r.get("ranks", r["hosts"]))
+        key = (r["model_spec"], r["hosts"], r["link"], r.get("ranks", r["hosts"]), r.get("time"))
         if key not in none or r["link"] not in links or r["model_spec"] not in profiles \
                 or spec not in codecs:
             continue
