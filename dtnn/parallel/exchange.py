@@ -80,6 +80,8 @@ class Plan:
     direct: bool = False                 # staged, but encoded from / decoded into the
                                          # flat ranges (no staging copy) this step
     out_direct: bool = False             # decoded into the flat ranges (no write-back)
+    zeroed: bool = False                 # the encode left the input zero (moved into the
+                                         # residual): the decode need not zero-fill
     starts: Optional[List[int]] = None   # each range's offset inside the unit
 
     def pieces(self, grads: np.ndarray, lo: int, hi: int,
@@ -210,13 +212,19 @@ class CompressedExchange:
         return self.ef.residual(unit.index, unit.size) if self.ef is not None else None
 
     def encode(self, plan: Plan) -> np.ndarray:
-        """The unit's payload (error feedback applied); counts it as sent."""
+        """The unit's payload (error feedback applied); counts it as sent.  Compressors
+        that can (``moves_input``: random-k) move the input into the residual, leaving it
+        zero, so that ``decode_sum`` skips its zero-fill."""
+        res = self.residual(plan.unit)
+        kw = {}
+        if res is not None and getattr(self.compressor, "moves_input", False):
+            kw = {"move": True}
+        plan.zeroed = bool(kw)
         if plan.direct:
             payload = self.timed(self.compressor.compress_ranges, self.grads, plan.ranges,
-                                 plan.unit, self.residual(plan.unit))
+                                 plan.unit, res, **kw)
         else:
-            payload = self.timed(self.compressor.compress, plan.stage, plan.unit,
-                                 self.residual(plan.unit))
+            payload = self.timed(self.compressor.compress, plan.stage, plan.unit, res, **kw)
         self.sent_bytes += payload.nbytes
         return payload
 
@@ -295,11 +303,13 @@ class CompressedExchange:
 
     def decode_sum(self, payload: np.ndarray, plan: Plan) -> None:
         """Decode a summed payload into the unit's gradient (the average)."""
+        kw = {"zeroed": True} if plan.zeroed else {}
+        plan.zeroed = False
         if plan.direct:
             self.compressor.decompress_set_ranges(payload, self.grads, plan.ranges,
-                                                  self.alpha, plan.unit)
+                                                  self.alpha, plan.unit, **kw)
             return
-        self.compressor.decompress_set(payload, plan.stage, self.alpha, plan.unit)
+        self.compressor.decompress_set(payload, plan.stage, self.alpha, plan.unit, **kw)
         self.write_back(plan)
 
     # --- state ----------------------------------------------------------------------------

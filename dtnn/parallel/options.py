@@ -36,6 +36,11 @@ class DistOptions:
     #: measured without gain on simplecnn, and each part's batch is a new shape for the
     #: convolution tuner to time; benchmarks/results/scaling.md, #17)
     progress_parts: int = 1
+    #: seconds: a hook that closes no bucket advances the collectives only if the last
+    #: advance is at least this old (hooks come in bursts: BN, ReLU, pool and conv of a
+    #: block report within microseconds, and each advance costs MPI progress + Python,
+    #: 20-40 us); 0 = every hook.  Never skips a post, nor the poll right after it
+    progress_interval: float = 2e-4
     #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
     #: topology; see collectives.choice.choose_algorithm) or one of dtnn.parallel.collectives:
     #: "mpi" (MPI_Iallreduce), "ring", "hier" (hierarchical, several ranks per node)
@@ -70,7 +75,8 @@ class DistOptions:
     #: environment variable of each option
     ENV = {"mode": "DTNN_DIST_MODE", "bucket_mb": "DTNN_BUCKET_MB",
            "progress": "DTNN_DIST_PROGRESS",
-           "progress_parts": "DTNN_PROGRESS_PARTS", "average_buffers": "DTNN_AVERAGE_BUFFERS",
+           "progress_parts": "DTNN_PROGRESS_PARTS",
+           "progress_interval": "DTNN_PROGRESS_INTERVAL", "average_buffers": "DTNN_AVERAGE_BUFFERS",
            "check_replicas": "DTNN_CHECK_REPLICAS", "compress": "DTNN_COMPRESS",
            "stall_timeout": "DTNN_STALL_TIMEOUT",
            "algorithm": "DTNN_ALGORITHM", "collective": "DTNN_COLLECTIVE",
@@ -98,6 +104,9 @@ class DistOptions:
             raise ConfigError(f"dist.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not self.bucket_mb >= 0:
             raise ConfigError(f"dist.bucket_mb must be >= 0, got {self.bucket_mb!r}")
+        if not self.progress_interval >= 0:
+            raise ConfigError(f"dist.progress_interval must be >= 0 seconds, got "
+                              f"{self.progress_interval!r}")
         if self.progress_parts < 1:
             raise ConfigError(f"dist.progress_parts must be >= 1, got {self.progress_parts!r}")
         if not self.stall_timeout >= 0:

@@ -136,6 +136,9 @@ class GradientReducer:
         self.payload_bytes = int(grads.nbytes + self._buf_pack.nbytes)
         self.steps_done = 0
         self._in_step = False
+        self._last_poll = float("-inf")   # perf_counter of the hooks' last advance (progress_interval)
+        #: hooks that advanced the collectives / skipped it (``progress_interval``), in all
+        self.polls, self.polls_skipped = 0, 0
         self.stats_acc = StepStats(self)
 
     # --- configuration -------------------------------------------------------------------
@@ -207,6 +210,7 @@ class GradientReducer:
         codec = self.exchange.codec_seconds if self._cx else 0.0
         self.executor.submit(job)
         self.executor.poll()
+        self._last_poll = time.perf_counter()
         if not self.executor.threaded:
             self.stats_acc.hook(time.perf_counter() - t - (
                 self.exchange.codec_seconds - codec if self._cx else 0.0))
@@ -236,8 +240,13 @@ class GradientReducer:
                 self._timed_submit(lambda k=self._posted - 1: self._post(k))
         elif self.options.progress and not self.executor.threaded:
             t = time.perf_counter()
+            if t - self._last_poll < self.options.progress_interval:
+                self.polls_skipped += 1
+                return
+            self.polls += 1
             codec = self.exchange.codec_seconds if self._cx else 0.0
             self.executor.poll()
+            self._last_poll = time.perf_counter()
             self.stats_acc.hook(time.perf_counter() - t - (
                 self.exchange.codec_seconds - codec if self._cx else 0.0))
 
