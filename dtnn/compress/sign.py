@@ -46,6 +46,25 @@ class Sign(PackedChunks):
             return self.compress_plain(x, unit)
         return self._pack(residual, unit, True, x)  # residual = x + residual, then pack
 
+    def compress_pieces(self, pieces, unit, residual=None):
+        """``compress`` of the concatenated pieces ``(s, e, view)`` (elements [s, e) of the
+        unit; they tile it), the same bits, without copying them into one vector: each
+        piece goes through ``sign_encode`` into its own slice of the payload.  None when a
+        piece does not start on a chunk boundary (a scale would span two pieces)."""
+        n = unit.size
+        chunk, nc = self._chunk(n), self._nchunks(n)
+        if nc < 2 or any(s % chunk for s, _, _ in pieces):
+            return None
+        payload = np.empty(self.payload_size(unit), np.uint8)
+        values, bits = payload[:4 * nc].view(np.float32), payload[4 * nc:]
+        for s, e, v in pieces:
+            vals, b = values[s // chunk:-(-e // chunk)], bits[s // 8:-(-e // 8)]
+            if residual is None:
+                K.sign_encode(v if v.flags.writeable else v.copy(), None, chunk, False, vals, b)
+            else:
+                K.sign_encode(residual[s:e], v, chunk, True, vals, b)
+        return payload
+
     def decompress_add(self, payload, out, alpha, unit):
         n = unit.size
         nc = self._nchunks(n)

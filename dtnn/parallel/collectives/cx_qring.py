@@ -55,7 +55,7 @@ class _QRingOp(B.Op):
         # decoded straight into them; DTNN_CX_STAGE=always keeps copy + add, the
         # reference the tests compare with
         self.win = comp.windowed and not t.cx._stage_always
-        self.sendbuf = self._enc(r, self._own(r))    # step 0 sends our own chunk r
+        self.sendbuf = self._enc_own(r)              # step 0 sends our own chunk r
         self._post()
 
     def _x(self, c: int) -> np.ndarray:
@@ -77,6 +77,19 @@ class _QRingOp(B.Op):
         for s, e, v in self._pieces(c):
             acc[s:e] = v
         return acc
+
+    def _enc_own(self, c: int) -> np.ndarray:
+        """Our chunk c's payload.  From the flat gradient's ranges (plan.direct) the
+        compressors that can (``compress_pieces``: sign) encode the pieces in place;
+        the others get the chunk gathered into the scratch vector first."""
+        comp, u = self.t.compressor, self.subs[c]
+        if self.plan.direct and u.size and hasattr(comp, "compress_pieces"):
+            res = None if self.res is None else self.res[self.bounds[c]:self.bounds[c + 1]]
+            payload = self.t.cx.timed(comp.compress_pieces, self._pieces(c), u, res)
+            if payload is not None:
+                self.t.cx.sent_bytes += payload.nbytes
+                return payload.view(np.uint8)
+        return self._enc(c, self._own(c))
 
     def _enc(self, c: int, v: np.ndarray) -> np.ndarray:
         u = self.subs[c]
