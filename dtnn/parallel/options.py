@@ -37,10 +37,12 @@ class DistOptions:
     #: convolution tuner to time; benchmarks/results/scaling.md, #17)
     progress_parts: int = 1
     #: seconds: a hook that closes no bucket advances the collectives only if the last
-    #: advance is at least this old (hooks come in bursts: BN, ReLU, pool and conv of a
-    #: block report within microseconds, and each advance costs MPI progress + Python,
-    #: 20-40 us); 0 = every hook.  Never skips a post, nor the poll right after it
-    progress_interval: float = 2e-4
+    #: advance ended at least this long ago (hooks come in bursts: BN, ReLU, pool and
+    #: conv of a block report within microseconds); 0 = every hook (default: at 0.2 ms
+    #: the hooks' time fell by 0.3-0.5 ms per step but hops left for the final wait grew
+    #: the exposed time by about as much, vgg11_bn 2 hosts 1 Gbit/s, scaling.md).
+    #: Never skips a post, nor the poll right after it
+    progress_interval: float = 0.0
     #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
     #: topology; see collectives.choice.choose_algorithm) or one of dtnn.parallel.collectives:
     #: "mpi" (MPI_Iallreduce), "ring", "hier" (hierarchical, several ranks per node)

@@ -6,8 +6,8 @@ from dtnn.parallel.options import DistOptions
 
 
 def test_default_config_and_env():
-    assert DistOptions.resolve({}, env={}).progress_interval == pytest.approx(2e-4)
-    assert DistOptions.resolve({"progress_interval": "0"}, env={}).progress_interval == 0.0
+    assert DistOptions.resolve({}, env={}).progress_interval == 0.0
+    assert DistOptions.resolve({"progress_interval": "2e-4"}, env={}).progress_interval == 2e-4
     env = {"DTNN_PROGRESS_INTERVAL": "0.001"}
     assert DistOptions.resolve({}, env=env).progress_interval == pytest.approx(1e-3)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# before (main at $BEFORE_COMMIT, a copy of its dtnn/ + launch/ in /tmp/i17e_before with this
+# before (main, see /tmp/i17e_before/COMMIT, a copy of its dtnn/ + launch/ in /tmp/i17e_before with this
 # tree's compiled kernels: no C change in between) / after (this tree), 2 hosts at 1 Gbit/s,
 # vgg11_bn w0.5, rows with a reference measured just before each; $1 = pair id, $2 = order
 set -u
@@ -9,6 +9,7 @@ run() {  # $1 = label, $2 = tree
   (cd $2 && PYTHONPATH=$2 .venv/bin/python -m dtnn bench scaling --out $OUT/$1_$PAIR --frameworks dtnn \
     --models vgg11_bn:width=0.5 --hosts 2 --links 1gbit \
     --compress randomk:ratio=0.01 'terngrad|collective=qring,tune=false' 'sign|collective=qring,tune=false' \
+               ${EXTRA_SPECS:-} \
     --modes overlap none --steps 20 --warmup 5 --timeout 200) 2>&1 | tail -1
 }
 PAIR=$1

@@ -14,7 +14,18 @@ from dtnn.parallel.options import DistOptions
 from dtnn.parallel.collectives import base as CB
 from dtnn.bench.dist import _one_step, split_spec
 
-CNT = {"yield": 0, "progress": 0}
+CNT = {"yield": 0, "progress": 0, "hooks_s": 0.0, "wait_s": 0.0}
+def _timed_into(cls, meth, key):
+    f = getattr(cls, meth)
+    def g(self, *a, **k):
+        t = time.perf_counter()
+        try:
+            return f(self, *a, **k)
+        finally:
+            CNT[key] += time.perf_counter() - t
+    setattr(cls, meth, g)
+_timed_into(GradientReducer, "on_grads_ready", "hooks_s")
+_timed_into(GradientReducer, "_wait", "wait_s")
 _y = os.sched_yield
 def _yc():
     CNT["yield"] += 1; _y()
@@ -25,6 +36,8 @@ def _pc(self):
 CB.Op.progress = _pc
 
 comm = MPI.COMM_WORLD
+if comm.rank == 0:
+    import dtnn; print("dtnn from", os.path.dirname(dtnn.__file__), flush=True)
 NS = int(os.environ.get("TSTEPS", 20))
 CTL, ACK = os.environ.get("PERF_CTL"), os.environ.get("PERF_ACK")
 def perf(cmd):
@@ -49,7 +62,7 @@ for spec in sys.argv[1:]:
     comm.Barrier()
     perf("enable"); t_on = time.clock_gettime(time.CLOCK_MONOTONIC)
     comm.Barrier()
-    for k in CNT: CNT[k] = 0
+    for k in CNT: CNT[k] = 0 * CNT[k]
     if red: red.reset_stats()
     s0 = stat(); r0 = resource.getrusage(resource.RUSAGE_SELF); w0 = time.perf_counter()
     steps = []
@@ -74,7 +87,8 @@ if comm.rank == 0:
     for rr in zip(*allrows):
         for r in rr:
             n = r["n"]
-            print("%-40s r%d step med %.1f wall/step %.1f user %.1f sys %.1f ms/step, csw %d/%d, yield %d, progress %d, codec %s" % (
+            print("%-40s r%d step med %.1f wall/step %.1f user %.1f sys %.1f ms/step, csw %d/%d, yield %d, progress %d, hooks %.1f wait %.1f, codec %s" % (
                 r["spec"][:40], r["rank"], 1e3*np.median(r["steps"]), 1e3*r["wall"]/n, 1e3*r["user"]/n, 1e3*r["sys"]/n,
                 r["nvcsw"]//n, r["nivcsw"]//n, r["yield"]//n, r["progress"]//n,
+                1e3*r["hooks_s"]/n, 1e3*r["wait_s"]/n,
                 "%.1f" % (1e3*r["codec_seconds"]) if r["codec_seconds"] is not None else "-"))
