@@ -139,6 +139,22 @@ static inline float lane_total(const float *a)
     return r;
 }
 
+/* add one row's g and g * (x - m) into the lanes a1 and a2, in the order above */
+static inline void lane_sums(float *a1, float *a2, const float *g, const float *xr,
+                             float m, int64_t L)
+{
+    int64_t l0 = 0, j;
+    for (; l0 + BN_LANES <= L; l0 += BN_LANES)
+        for (j = 0; j < BN_LANES; ++j) {
+            a1[j] += g[l0 + j];
+            a2[j] += g[l0 + j] * (xr[l0 + j] - m);
+        }
+    for (j = 0; l0 + j < L; ++j) {
+        a1[j] += g[l0 + j];
+        a2[j] += g[l0 + j] * (xr[l0 + j] - m);
+    }
+}
+
 static void bn_backward_gated(const float *dy, const float *ry, const float *x, float *dx,
                               int64_t N, int64_t C, int64_t L, const float *mean,
                               const float *inv_std, const float *gamma, float *dgamma,
@@ -194,15 +210,7 @@ static void bn_backward_gated(const float *dy, const float *ry, const float *x, 
                     a2[j] += gl * (xr[l0 + j] - m);
                 }
             } else {
-                for (; l0 + BN_LANES <= L; l0 += BN_LANES)
-                    for (j = 0; j < BN_LANES; ++j) {
-                        a1[j] += g[l0 + j];
-                        a2[j] += g[l0 + j] * (xr[l0 + j] - m);
-                    }
-                for (j = 0; l0 + j < L; ++j) {
-                    a1[j] += g[l0 + j];
-                    a2[j] += g[l0 + j] * (xr[l0 + j] - m);
-                }
+                lane_sums(a1, a2, g, xr, m, L);
             }
             sdy += lane_total(a1);
             sdyx += lane_total(a2);
@@ -345,18 +353,9 @@ int dtnn_bn_relu_pool2_backward_f32(const float *dy, const float *y, const int32
                 const float *xr = x + (n * C + c) * L;
                 float *DTNN_RESTRICT gr = keep ? buf + n * L : buf;
                 float a1[BN_LANES] = {0.f}, a2[BN_LANES] = {0.f};
-                int64_t l0 = 0, j;
                 gated_row(gr, dy + (n * C + c) * Lo, y + (n * C + c) * Lo,
                           argmax + (n * C + c) * Lo, L, Lo);
-                for (; l0 + BN_LANES <= L; l0 += BN_LANES)
-                    for (j = 0; j < BN_LANES; ++j) {
-                        a1[j] += gr[l0 + j];
-                        a2[j] += gr[l0 + j] * (xr[l0 + j] - m);
-                    }
-                for (j = 0; l0 + j < L; ++j) {
-                    a1[j] += gr[l0 + j];
-                    a2[j] += gr[l0 + j] * (xr[l0 + j] - m);
-                }
+                lane_sums(a1, a2, gr, xr, m, L);
                 sdy += lane_total(a1);
                 sdyx += lane_total(a2);
             }
