@@ -28,6 +28,8 @@ from typing import Optional
 
 import numpy as np
 
+from dtnn.io.atomic import atomic_path, write_text
+
 ENV = "DTNN_STEP_TRACE"
 
 #: the columns of a row (``steps_rank<R>.npy`` is float64, one row per step)
@@ -126,11 +128,13 @@ class StepTrace:
         return out
 
     def save(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        np.save(self.out / f"steps_rank{self.rank}.npy", self.rows[:self.n])
+        # through the project's atomic writes: a rank killed mid-save leaves no torn file
+        with atomic_path(str(self.out / f"steps_rank{self.rank}.npy")) as tmp, \
+                open(tmp, "wb") as fh:
+            np.save(fh, self.rows[:self.n])
         meta = {"rank": self.rank, "pid": os.getpid(), "fields": FIELDS,
                 "threads": self.threads(), "clock_ticks": os.sysconf("SC_CLK_TCK")}
-        (self.out / f"threads_rank{self.rank}.json").write_text(json.dumps(meta, indent=1))
+        write_text(str(self.out / f"threads_rank{self.rank}.json"), json.dumps(meta, indent=1))
         for fd in (self._sched, self._stat, self._pstat):
             if fd is not None:
                 os.close(fd)
