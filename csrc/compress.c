@@ -515,13 +515,12 @@ void dtnn_cx_chunk_norms(const float *RESTRICT x, int64_t n, int64_t chunk, int 
 
 /* ---------------------------------------------------------------- int8 / QSGD */
 /* |x| * inv + r >= 0, clamped to levels before the truncation: (int) == floor */
-CX_INLINE void q8_body(const float *RESTRICT x, int8_t *RESTRICT q, int64_t s, int64_t e,
+/* m elements from x[0] (element i0 of the call's stream) into q[0..m) */
+CX_INLINE void q8_body(const float *RESTRICT x, int8_t *RESTRICT q, int64_t m_, uint32_t i0,
                        float inv, float levels, uint32_t k0, uint32_t k1, int stochastic)
 {
-    const uint32_t i0 = (uint32_t)s, m = (uint32_t)(e - s);
+    const uint32_t m = (uint32_t)m_;
     uint32_t j;
-    x += s;
-    q += s;
     if (stochastic) {
         for (j = 0; j < m; ++j) {
             float t = fabsf(x[j]) * inv + uniform_at(i0 + j, k0, k1);
@@ -538,9 +537,9 @@ CX_INLINE void q8_body(const float *RESTRICT x, int8_t *RESTRICT q, int64_t s, i
         }
     }
 }
-CX_CLONES3(q8, (const float *RESTRICT x, int8_t *RESTRICT q, int64_t s, int64_t e, float inv,
+CX_CLONES3(q8, (const float *RESTRICT x, int8_t *RESTRICT q, int64_t m_, uint32_t i0, float inv,
                float levels, uint32_t k0, uint32_t k1, int stochastic),
-          (x, q, s, e, inv, levels, k0, k1, stochastic))
+          (x, q, m_, i0, inv, levels, k0, k1, stochastic))
 
 /* split [s, e) at chunk boundaries and run BODY on [cs, ce) of chunk ck */
 #define CX_CHUNKED(s0, e0, chunk, BODY)                                              \
@@ -563,7 +562,7 @@ void dtnn_cx_quantize_i8(const float *RESTRICT x, int8_t *RESTRICT q, int64_t n,
     CX_BLOCKS(n, CX_CHUNKED(s, e, chunk, {
         const float sc = scales[ck];
         const float inv = sc > 0.0f ? levels / sc : 0.0f;
-        q8_run(x, q, cs, ce, inv, levels, k0, k1, stochastic);
+        q8_run(x + cs, q + cs, ce - cs, (uint32_t)cs, inv, levels, k0, k1, stochastic);
     }));
 }
 
@@ -605,15 +604,15 @@ static inline uint32_t tern_code(float xv, float inv, uint32_t i, uint32_t k0, u
 /* bytes [s, e): elements 4s .. 4e.  Two vectorisable passes per sub-block: one code
  * byte per element (contiguous, like quantize_i8), then each 4 code bytes, read as
  * one little-endian word, are folded into a byte. */
-CX_INLINE void tq_body(const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t s, int64_t e,
-                       float inv, uint32_t k0, uint32_t k1)
+CX_INLINE void tq_body(const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t nb,
+                       uint32_t e0, float inv, uint32_t k0, uint32_t k1)
 {
     uint32_t word[TQ_SUB];
     uint8_t *code = (uint8_t *)word;
     int64_t b;
-    for (b = s; b < e; b += TQ_SUB) {
-        const uint32_t m = (uint32_t)(e - b < TQ_SUB ? e - b : TQ_SUB);
-        const uint32_t i0 = (uint32_t)(4 * b);
+    for (b = 0; b < nb; b += TQ_SUB) {
+        const uint32_t m = (uint32_t)(nb - b < TQ_SUB ? nb - b : TQ_SUB);
+        const uint32_t i0 = e0 + (uint32_t)(4 * b);
         const float *xb = x + 4 * b;
         uint32_t j;
         for (j = 0; j < 4 * m; ++j)
@@ -624,8 +623,8 @@ CX_INLINE void tq_body(const float *RESTRICT x, uint8_t *RESTRICT packed, int64_
         }
     }
 }
-CX_CLONES3(tq, (const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t s, int64_t e,
-               float inv, uint32_t k0, uint32_t k1), (x, packed, s, e, inv, k0, k1))
+CX_CLONES3(tq, (const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t nb, uint32_t e0,
+               float inv, uint32_t k0, uint32_t k1), (x, packed, nb, e0, inv, k0, k1))
 
 void dtnn_cx_terngrad_quantize(const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t n,
                                const float *RESTRICT scales, int64_t chunk, uint64_t key)
@@ -636,7 +635,8 @@ void dtnn_cx_terngrad_quantize(const float *RESTRICT x, uint8_t *RESTRICT packed
     const int64_t cb = chunk / 4;  /* chunk is a multiple of 4 */
     CX_BLOCKS(full, CX_CHUNKED(s, e, cb, {
         const float sc = scales[ck];
-        tq_run(x, packed, cs, ce, sc > 0.0f ? 1.0f / sc : 0.0f, k0, k1);
+        tq_run(x + 4 * cs, packed + cs, ce - cs, (uint32_t)(4 * cs), sc > 0.0f ? 1.0f / sc : 0.0f,
+               k0, k1);
     }));
     if (n % 4) {
         const float sc = scales[(4 * full) / chunk];
@@ -720,13 +720,12 @@ double dtnn_cx_add_l1(const float *RESTRICT x, float *RESTRICT e, int64_t n)
     return r;
 }
 
-/* bytes [s, e) */
-CX_INLINE void sp_body(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t s, int64_t e,
-                       float value, int ef)
+/* nb bytes: c[0 .. 8 nb) into bits[0 .. nb) */
+CX_INLINE void sp_body(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t nb, float value, int ef)
 {
     int64_t j;
     int b;
-    for (j = s; j < e; ++j) {
+    for (j = 0; j < nb; ++j) {
         const float *p = c + 8 * j;
         uint32_t byte = 0;
         for (b = 0; b < 8; ++b)
@@ -734,21 +733,21 @@ CX_INLINE void sp_body(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t s, int
         bits[j] = (uint8_t)byte;
     }
     if (ef) {
-        const int64_t i0 = 8 * s, i1 = 8 * e;
+        const int64_t i1 = 8 * nb;
         int64_t i;
-        for (i = i0; i < i1; ++i)
+        for (i = 0; i < i1; ++i)
             c[i] -= c[i] >= 0.0f ? value : -value;
     }
 }
-CX_CLONES3(sp, (float *RESTRICT c, uint8_t *RESTRICT bits, int64_t s, int64_t e, float value,
-               int ef), (c, bits, s, e, value, ef))
+CX_CLONES3(sp, (float *RESTRICT c, uint8_t *RESTRICT bits, int64_t nb, float value, int ef),
+           (c, bits, nb, value, ef))
 
 void dtnn_cx_sign_pack(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t n,
                        const float *RESTRICT values, int64_t chunk, int ef)
 {
     const int64_t full = n / 8;
     const int64_t cb = chunk / 8;  /* chunk is a multiple of 8 */
-    CX_BLOCKS(full, CX_CHUNKED(s, e, cb, sp_run(c, bits, cs, ce, values[ck], ef)));
+    CX_BLOCKS(full, CX_CHUNKED(s, e, cb, sp_run(c + 8 * cs, bits + cs, ce - cs, values[ck], ef)));
     if (n % 8) {
         const float value = values[(8 * full) / chunk];
         uint32_t byte = 0;
@@ -794,7 +793,7 @@ void dtnn_cx_sign_encode(const float *RESTRICT x, float *RESTRICT c, int64_t n, 
         int64_t i;
         values[k] = value;
         if (whole)
-            sp_run(c, bits, s / 8, s / 8 + whole, value, ef);
+            sp_run(c + s, bits + s / 8, whole, value, ef);
         if (len % 8) {  /* only the last chunk */
             uint32_t byte = 0;
             for (i = s + 8 * whole; i < s + len; ++i) {
@@ -1365,4 +1364,193 @@ void dtnn_cx_gather(const float *RESTRICT x, float *RESTRICT c, int64_t n,
         if (zero)
             c[idx[j]] = 0.0f;
     }
+}
+
+/* ---------------------------------------------------------------- quantised-ring hop
+ * One hop of the quantised ring in one call: the incoming partial sum of a chunk is
+ * decoded, our own elements are added (read straight from the flat gradient's
+ * pieces) and the sum is encoded again for the next rank, one compressor chunk at a
+ * time in an L1 buffer, so the fp32 partial sum is never written to memory.  The
+ * same range bodies run on the same element indices (RNG counters, chunk starts) as
+ * copy + decode_window + chunk_norms + quantize / sign_encode, so the payload (and
+ * sign's residual) has the same bits as that sequence.
+ *
+ * Pieces: np pieces tile [0, n); piece k holds elements [bounds[k], bounds[k+1]) at
+ * ptrs[k].  kind 0: int8 / QSGD-8 (norm 0 = L2, 1 = max; stochastic or nearest),
+ * 1: TernGrad, 2: sign (res: error-feedback residual of the n elements, or NULL).
+ * pin NULL: no incoming payload (our chunk alone: the ring's first send).
+ * Chunks larger than DTNN_CX_BLOCK (int8's one scale per unit, TernGrad's chunk=0)
+ * take two passes over blocks (the norm, then the codes) and decode twice; sign
+ * supports chunks <= DTNN_CX_BLOCK (returns -1 otherwise, nothing written). */
+static void hop_gather(float *RESTRICT tmp, int64_t s, int64_t e, int64_t np,
+                       const int64_t *bounds, float *const *ptrs)
+{
+    int64_t lo = 0, hi = np - 1, g = s, k;
+    while (lo < hi) {  /* the last piece starting at or before s */
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (bounds[mid] <= s)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    for (k = lo; g < e && k < np; ++k) {
+        const int64_t pe = bounds[k + 1] < e ? bounds[k + 1] : e;
+        if (pe > g)
+            memcpy(tmp + (g - s), ptrs[k] + (g - bounds[k]), (size_t)(pe - g) * sizeof(float));
+        g = pe > g ? pe : g;
+    }
+}
+
+/* tmp[0 .. e-s) = ours + decoded incoming, elements [s, e) (inside one block) */
+static void hop_load(int kind, const uint8_t *pin, int64_t nc, int64_t chunk, double levels,
+                     float *RESTRICT tmp, int64_t s, int64_t e, int64_t np,
+                     const int64_t *bounds, float *const *ptrs)
+{
+    hop_gather(tmp, s, e, np, bounds, ptrs);
+    if (pin == NULL)
+        return;
+    const float *scales = (const float *)pin;
+    const uint8_t *codes = pin + 4 * nc;
+    CX_CHUNKED(s, e, chunk, {
+        if (kind == 0)
+            dq8w_run((const int8_t *)codes + cs, tmp + (cs - s), NULL, ce - cs,
+                     (float)((double)scales[ck] / levels), 1);
+        else
+            window_packed(kind, codes, cs, ce, scales[ck], s, NULL, tmp, 1);
+    });
+}
+
+/* encode tmp = elements [s, s + m) of chunk ck whose scale is sc (int8, TernGrad) */
+static void hop_codes(int kind, float *RESTRICT tmp, int64_t s, int64_t m, float sc,
+                      float levels, int stochastic, uint32_t k0, uint32_t k1, uint8_t *codes)
+{
+    if (kind == 0) {
+        const float inv = sc > 0.0f ? levels / sc : 0.0f;
+        q8_run(tmp, (int8_t *)codes + s, m, (uint32_t)s, inv, levels, k0, k1, stochastic);
+        return;
+    }
+    const float inv = sc > 0.0f ? 1.0f / sc : 0.0f;
+    const int64_t whole = m / 4;
+    if (whole)
+        tq_run(tmp, codes + s / 4, whole, (uint32_t)s, inv, k0, k1);
+    if (m % 4) {  /* only the unit's last element(s) */
+        uint32_t byte = 0;
+        int64_t i;
+        for (i = 4 * whole; i < m; ++i)
+            byte |= tern_code(tmp[i], inv, (uint32_t)(s + i), k0, k1) << (2 * (i - 4 * whole));
+        codes[s / 4 + whole] = (uint8_t)byte;
+    }
+}
+
+/* sign's chunk [s, s + m) with value = mean |c|, as dtnn_cx_sign_encode's loop */
+static void hop_sign(float *RESTRICT tmp, float *res, int64_t s, int64_t m, int64_t ck,
+                     float *values, uint8_t *bits)
+{
+    float *c = res != NULL ? res + s : tmp;
+    const double r = res != NULL ? add_abs_run(tmp, c, m) : sum_abs_run(tmp, m);
+    const float value = (float)r / (float)m;
+    const int ef = res != NULL;
+    const int64_t whole = m / 8;
+    int64_t i;
+    values[ck] = value;
+    if (whole)
+        sp_run(c, bits + s / 8, whole, value, ef);
+    if (m % 8) {
+        uint32_t byte = 0;
+        for (i = 8 * whole; i < m; ++i) {
+            byte |= (uint32_t)(c[i] >= 0.0f) << (i - 8 * whole);
+            if (ef)
+                c[i] -= c[i] >= 0.0f ? value : -value;
+        }
+        bits[s / 8 + whole] = (uint8_t)byte;
+    }
+}
+
+int dtnn_cx_qring_hop(int kind, int norm, const uint8_t *pin, int64_t n, int64_t chunk,
+                      float levels, int stochastic, uint64_t key, int64_t np,
+                      const int64_t *bounds, float *const *ptrs, float *res, uint8_t *pout)
+{
+    if (n <= 0)
+        return 0;
+    if (chunk < 1 || kind < 0 || kind > 2 || (kind == 2 && (chunk > DTNN_CX_BLOCK || chunk % 8))
+        || (kind == 1 && chunk % 4) || np < 1 || bounds[0] != 0 || bounds[np] != n)
+        return -1;
+    const int64_t nc = (n + chunk - 1) / chunk;
+    float *scales = (float *)pout;
+    uint8_t *codes = pout + 4 * nc;
+    uint32_t k0, k1;
+    int64_t k;
+    cx_stream(key, &k0, &k1);
+    (void)cx_has_avx2();
+    (void)cx_has_avx512();
+    if (chunk <= DTNN_CX_BLOCK) {
+        /* one pass per chunk: load, norm, codes while the chunk is in L1 */
+#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
+        for (k = 0; k < nc; ++k) {
+            float tmp[DTNN_CX_BLOCK];
+            const int64_t s = k * chunk, m = (s + chunk <= n) ? chunk : n - s;
+            hop_load(kind, pin, nc, chunk, levels, tmp, s, s + m, np, bounds, ptrs);
+            if (kind == 2) {
+                hop_sign(tmp, res, s, m, k, scales, codes);
+                continue;
+            }
+            const int nk = kind == 0 ? norm : 1;
+            const double r = block_norm(tmp, m, nk);
+            const float sc = (float)(nk == 0 ? sqrt(r) : r);
+            scales[k] = sc;
+            hop_codes(kind, tmp, s, m, sc, levels, stochastic, k0, k1, codes);
+        }
+        return 0;
+    }
+    /* large chunks: per chunk, the blocks' norms (combined as reduce_range does), then
+     * the codes block by block (the blocks decoded a second time) */
+    for (k = 0; k < nc; ++k) {
+        const int64_t s = k * chunk, m = (s + chunk <= n) ? chunk : n - s;
+        const int64_t nb = (m + DTNN_CX_BLOCK - 1) / DTNN_CX_BLOCK;
+        const int nk = kind == 0 ? norm : 1;
+        double *part = (double *)malloc((size_t)nb * sizeof(double));
+        int64_t b;
+        if (part == NULL)
+            return -2;
+#pragma omp parallel for schedule(static) if (m >= DTNN_CX_MIN_WORK)
+        for (b = 0; b < nb; ++b) {
+            float tmp[DTNN_CX_BLOCK];
+            const int64_t bs = s + b * DTNN_CX_BLOCK;
+            const int64_t bm = (bs + DTNN_CX_BLOCK <= s + m) ? DTNN_CX_BLOCK : s + m - bs;
+            hop_load(kind, pin, nc, chunk, levels, tmp, bs, bs + bm, np, bounds, ptrs);
+            part[b] = block_norm(tmp, bm, nk);
+        }
+        double r = 0.0;
+        if (nb == 1)
+            r = part[0];
+        else
+            for (b = 0; b < nb; ++b)
+                r = nk == 1 ? (part[b] > r ? part[b] : r) : r + part[b];
+        free(part);
+        const float sc = (float)(nk == 0 ? sqrt(r) : r);
+        scales[k] = sc;
+#pragma omp parallel for schedule(static) if (m >= DTNN_CX_MIN_WORK)
+        for (b = 0; b < nb; ++b) {
+            float tmp[DTNN_CX_BLOCK];
+            const int64_t bs = s + b * DTNN_CX_BLOCK;
+            const int64_t bm = (bs + DTNN_CX_BLOCK <= s + m) ? DTNN_CX_BLOCK : s + m - bs;
+            hop_load(kind, pin, nc, chunk, levels, tmp, bs, bs + bm, np, bounds, ptrs);
+            hop_codes(kind, tmp, bs, bm, sc, levels, stochastic, k0, k1, codes);
+        }
+    }
+    return 0;
+}
+
+/* The final payload of a chunk decoded into its pieces: out = alpha * v, one call
+ * for all pieces (the same bits as decode_window on each). */
+void dtnn_cx_decode_pieces(int kind, const uint8_t *payload, int64_t n, int64_t chunk,
+                           double alpha, double levels, int64_t np, const int64_t *bounds,
+                           float *const *ptrs)
+{
+    const int64_t nc = (n + chunk - 1) / chunk;
+    int64_t k;
+    for (k = 0; k < np; ++k)
+        if (bounds[k + 1] > bounds[k])
+            dtnn_cx_decode_window(kind, payload + 4 * nc, (const float *)payload, chunk, alpha,
+                                  levels, bounds[k], bounds[k + 1], NULL, ptrs[k], 0);
 }

@@ -77,6 +77,18 @@ void dtnn_cx_sign_unpack(const uint8_t *bits, float *out, int64_t n, const float
 void dtnn_cx_decode_window(int kind, const uint8_t *codes, const float *scales, int64_t chunk,
                            double alpha, double levels, int64_t s0, int64_t e0,
                            const float *base, float *out, int mode);
+/* one quantised-ring hop: payload of (decoded pin, if not NULL) + our n elements,
+ * read from np pieces (piece k = elements [bounds[k], bounds[k+1]) at ptrs[k]),
+ * encoded chunk by chunk in L1 into pout: kind 0 int8/QSGD-8 (norm 0 L2, 1 max),
+ * 1 TernGrad, 2 sign (res: error-feedback residual or NULL).  The same bits as
+ * decode + add + chunk_norms + quantize / sign_encode.  0, or -1 unsupported. */
+int dtnn_cx_qring_hop(int kind, int norm, const uint8_t *pin, int64_t n, int64_t chunk,
+                      float levels, int stochastic, uint64_t key, int64_t np,
+                      const int64_t *bounds, float *const *ptrs, float *res, uint8_t *pout);
+/* a whole payload (scales + codes) decoded into its pieces: out = alpha * v */
+void dtnn_cx_decode_pieces(int kind, const uint8_t *payload, int64_t n, int64_t chunk,
+                           double alpha, double levels, int64_t np, const int64_t *bounds,
+                           float *const *ptrs);
 
 /* top-k by magnitude of c (after c += x if x): idx ascending, val = c[idx]; among
  * equal magnitudes at the threshold the lowest indices win; zero != 0 sets the

@@ -10,6 +10,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdlib cimport free, malloc
 
 cnp.import_array()
 
@@ -301,6 +302,127 @@ def decode_window(str kind, codes, Py_ssize_t n, scales, Py_ssize_t chunk, doubl
     return o
 
 
+cdef dict _HOP_KINDS = {"int8": (0, 1), "terngrad": (1, 4), "sign": (2, 8)}
+
+
+cdef Py_ssize_t _hop_psize(int per, Py_ssize_t n, Py_ssize_t chunk):
+    return 4 * ((n + chunk - 1) // chunk) + (n + per - 1) // per
+
+
+cdef object _hop_pieces(object pieces, Py_ssize_t n, bint writable, int64_t *bounds,
+                        float **ptrs):
+    """Check that ``pieces`` ((s, e, float32 view) tuples) tile [0, n) in order and fill
+    bounds[0 .. np] and ptrs[0 .. np): the views must outlive the C call."""
+    cdef Py_ssize_t k = 0, at = 0, s, e
+    cdef cnp.ndarray v
+    for s, e, view in pieces:
+        if s != at or e < s:
+            raise ValueError(f"pieces must tile [0, {n}) in order, got [{s}, {e}) at {at}")
+        v = _vec(view, np.float32, "piece", writable)
+        if v.shape[0] != e - s:
+            raise ValueError(f"piece [{s}, {e}) has {v.shape[0]} elements")
+        bounds[k] = s
+        ptrs[k] = <float *>cnp.PyArray_DATA(v)
+        k += 1
+        at = e
+    if at != n or k == 0:
+        raise ValueError(f"pieces must tile [0, {n}), they end at {at}")
+    bounds[k] = n
+
+
+def qring_hop(str kind, pin, Py_ssize_t n, Py_ssize_t chunk, float levels, bint stochastic,
+              str norm, key, pieces, residual=None, out=None):
+    """One quantised-ring hop: the payload of decoded(``pin``) + ours (``pin`` None:
+    ours alone), ours read from ``pieces`` ((s, e, view) tiling [0, n)), encoded as
+    ``kind`` (int8 with ``norm`` l2/max and ``levels``, terngrad, sign with the optional
+    error-feedback ``residual``) chunk by chunk without writing the fp32 sum; the same
+    bits as decode + add + encode.  Returns the payload (``out``)."""
+    if kind not in _HOP_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_HOP_KINDS)}, got {kind!r}")
+    cdef int k = _HOP_KINDS[kind][0], per = _HOP_KINDS[kind][1]
+    if norm not in ("l2", "max", "l1") or (k == 0 and norm == "l1"):
+        raise ValueError(f"norm must be l2 or max for int8 (sign: l1, terngrad: max), got {norm!r}")
+    if chunk <= 0 or chunk % per:
+        raise ValueError(f"chunk must be a positive multiple of {per}, got {chunk}")
+    if k == 0 and not 0 < levels <= 127:
+        raise ValueError(f"levels must be in (0, 127], got {levels}")
+    if k == 2 and chunk > 8192:
+        raise ValueError(f"sign: chunk must be <= 8192, got {chunk}")
+    if residual is not None and k != 2:
+        raise ValueError("residual (error feedback) is for sign only")
+    cdef Py_ssize_t psize = _hop_psize(per, n, chunk)
+    cdef const uint8_t *ip = NULL
+    cdef cnp.ndarray ia
+    if pin is not None:
+        ia = _vec(pin, np.uint8, "pin")
+        if ia.shape[0] != psize:
+            raise ValueError(f"pin must have {psize} bytes, got {ia.shape[0]}")
+        ip = <const uint8_t *>cnp.PyArray_DATA(ia)
+    cdef cnp.ndarray o = _out(out, psize, np.uint8, "out")
+    cdef float *rp = NULL
+    cdef cnp.ndarray ra
+    if residual is not None:
+        ra = _vec(residual, np.float32, "residual", True)
+        if ra.shape[0] != n:
+            raise ValueError(f"residual must have {n} elements, got {ra.shape[0]}")
+        rp = <float *>cnp.PyArray_DATA(ra)
+    pieces = list(pieces)
+    cdef Py_ssize_t np_ = len(pieces)
+    cdef int64_t *bounds = <int64_t *>malloc((np_ + 1) * sizeof(int64_t))
+    cdef float **ptrs = <float **>malloc((np_ + 1) * sizeof(float *))
+    cdef int rc = 0
+    cdef uint64_t kk = _key(key)
+    cdef int nk = 0 if norm == "l2" else 1
+    if bounds == NULL or ptrs == NULL:
+        free(bounds)
+        free(ptrs)
+        raise MemoryError()
+    try:
+        if n > 0:
+            _hop_pieces(pieces, n, False, bounds, ptrs)
+        with nogil:
+            rc = dtnn_cx_qring_hop(k, nk, ip, n, chunk, levels, stochastic, kk, np_, bounds,
+                                   ptrs, rp, <uint8_t *>cnp.PyArray_DATA(o))
+    finally:
+        free(bounds)
+        free(ptrs)
+    if rc != 0:
+        raise ValueError(f"qring_hop: unsupported arguments ({kind}, chunk {chunk}, n {n})")
+    return o
+
+
+def decode_pieces(str kind, payload, Py_ssize_t n, Py_ssize_t chunk, double alpha,
+                  double levels, pieces):
+    """A whole ``kind`` payload (scales + codes of n elements) decoded into ``pieces``
+    ((s, e, writable view) tiling [0, n)): view = alpha * v, one call for all pieces."""
+    if kind not in _HOP_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_HOP_KINDS)}, got {kind!r}")
+    cdef int k = _HOP_KINDS[kind][0], per = _HOP_KINDS[kind][1]
+    if chunk <= 0 or chunk % per:
+        raise ValueError(f"chunk must be a positive multiple of {per}, got {chunk}")
+    cdef cnp.ndarray pa = _vec(payload, np.uint8, "payload")
+    if pa.shape[0] != _hop_psize(per, n, chunk):
+        raise ValueError(f"payload must have {_hop_psize(per, n, chunk)} bytes, got {pa.shape[0]}")
+    pieces = list(pieces)
+    cdef Py_ssize_t np_ = len(pieces)
+    if n == 0:
+        return
+    cdef int64_t *bounds = <int64_t *>malloc((np_ + 1) * sizeof(int64_t))
+    cdef float **ptrs = <float **>malloc((np_ + 1) * sizeof(float *))
+    if bounds == NULL or ptrs == NULL:
+        free(bounds)
+        free(ptrs)
+        raise MemoryError()
+    try:
+        _hop_pieces(pieces, n, True, bounds, ptrs)
+        with nogil:
+            dtnn_cx_decode_pieces(k, <const uint8_t *>cnp.PyArray_DATA(pa), n, chunk, alpha,
+                                  levels, np_, bounds, ptrs)
+    finally:
+        free(bounds)
+        free(ptrs)
+
+
 def topk(c, Py_ssize_t k, x=None, bint zero=False, idx=None, val=None):
     cdef cnp.ndarray ca = _vec(c, np.float32, "c", zero or x is not None)
     cdef Py_ssize_t n = ca.shape[0]
@@ -414,7 +536,8 @@ def isa_paths():
     max / L2 modes stay at AVX2.  The index kernels and the bit-packing (csrc/bitpack.c)
     are baseline only."""
     wide = ("uniform", "quantize_i8", "terngrad_quantize", "terngrad_dequantize", "add_l1",
-            "sign_pack", "sign_unpack", "sign_encode", "decode_window", "chunk_norms")
+            "sign_pack", "sign_unpack", "sign_encode", "decode_window", "chunk_norms",
+            "qring_hop", "decode_pieces")
     cloned = ("f32_to_f16", "f16_to_f32", "f32_to_bf16", "bf16_to_f32", "dequantize_i8",
               "topk")
     plain = ("scatter_add", "gather", "pack_bits", "unpack_bits", "dequantize_bits")

@@ -29,6 +29,12 @@ cdef extern from "compress.h" nogil:
     void dtnn_cx_decode_window(int kind, const uint8_t *codes, const float *scales,
                                int64_t chunk, double alpha, double levels, int64_t s0,
                                int64_t e0, const float *base, float *out, int mode)
+    int dtnn_cx_qring_hop(int kind, int norm, const uint8_t *pin, int64_t n, int64_t chunk,
+                          float levels, int stochastic, uint64_t key, int64_t npieces,
+                          const int64_t *bounds, float **ptrs, float *res, uint8_t *pout)
+    void dtnn_cx_decode_pieces(int kind, const uint8_t *payload, int64_t n, int64_t chunk,
+                               double alpha, double levels, int64_t npieces, const int64_t *bounds,
+                               float **ptrs)
     int64_t dtnn_cx_topk(const float *x, float *c, int64_t n, int64_t k, int32_t *idx,
                          float *val, int zero)
     void dtnn_cx_scatter_add(const int32_t *idx, const float *val, int64_t k, float alpha,

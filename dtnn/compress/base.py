@@ -144,6 +144,14 @@ class Compressor:
         ``decompress_add`` / ``decompress_set`` on the whole unit."""
         raise NotImplementedError(f"{self.name} has no windowed decode")
 
+    def hop_format(self, unit: Unit, ef: bool):
+        """The fused quantised-ring kernels' view of this compressor's payload for
+        ``unit`` (``kernels.qring_hop`` / ``decode_pieces``): ``(kind, chunk, levels,
+        stochastic, norm, encodes)``, ``encodes`` False when the hop kernel cannot
+        re-encode it (error feedback other than sign's), or None (not that format:
+        the ring uses compress / decompress_window)."""
+        return None
+
     # --- provided --------------------------------------------------------------------
     def compress(self, x: np.ndarray, unit: Unit,
                  residual: Optional[np.ndarray] = None) -> np.ndarray:

@@ -60,6 +60,12 @@ class _Int8Family(Compressor):
         K.dequantize_i8(payload[4 * nc:].view(np.int8), self._chunk(unit),
                         payload[:4 * nc].view(np.float32), self.levels, alpha, out, True)
 
+    def hop_format(self, unit, ef):
+        if getattr(self, "bits", 8) != 8:
+            return None
+        return ("int8", self._chunk(unit), float(self.levels), self.stochastic,
+                "max" if self.kind == "max" else "l2", not ef)
+
     @property
     def windowed(self):
         return getattr(self, "bits", 8) == 8
@@ -152,6 +158,9 @@ class TernGrad(PackedChunks):
         n, nc = unit.size, self._nchunks(unit.size)
         K.terngrad_dequantize(payload[4 * nc:], n, payload[:4 * nc].view(np.float32),
                               self._chunk(n), alpha, out, True)
+
+    def hop_format(self, unit, ef):
+        return ("terngrad", self._chunk(unit.size), 1.0, True, "max", not ef)
 
     def decompress_set(self, payload, out, alpha, unit):
         n, nc = unit.size, self._nchunks(unit.size)

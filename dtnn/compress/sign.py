@@ -65,6 +65,12 @@ class Sign(PackedChunks):
                 K.sign_encode(residual[s:e], v, chunk, True, vals, b)
         return payload
 
+    def hop_format(self, unit, ef):
+        chunk = self._chunk(unit.size)
+        if chunk > 8192:   # the hop kernel keeps one chunk in L1
+            return None
+        return ("sign", chunk, 1.0, False, "l1", True)
+
     def decompress_add(self, payload, out, alpha, unit):
         n = unit.size
         nc = self._nchunks(n)

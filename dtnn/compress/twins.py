@@ -268,6 +268,65 @@ def decode_window(kind: str, codes: np.ndarray, n: int, scales: np.ndarray, chun
     return out
 
 
+_HOP_PER = {"int8": 1, "terngrad": 4, "sign": 8}
+
+
+def _hop_split(kind: str, payload: np.ndarray, n: int, chunk: int):
+    nc = (n + chunk - 1) // chunk
+    codes = payload[4 * nc:]
+    return payload[:4 * nc].view(_F32), codes.view(np.int8) if kind == "int8" else codes
+
+
+def qring_hop(kind: str, pin: Optional[np.ndarray], n: int, chunk: int, levels: float,
+              stochastic: bool, norm: str, key: int, pieces, residual=None,
+              out=None) -> np.ndarray:
+    """One quantised-ring hop: the payload of decoded(pin) + ours (pin None: ours
+    alone), ours the concatenated ``pieces`` ((s, e, view) tiling [0, n)).  The twin
+    does what the kernel fuses: gather, decode + add, norms, encode."""
+    if kind not in _HOP_PER:
+        raise ValueError(f"kind must be one of int8, terngrad, sign, got {kind!r}")
+    per = _HOP_PER[kind]
+    if chunk <= 0 or chunk % per:
+        raise ValueError(f"chunk must be a positive multiple of {per}, got {chunk}")
+    if residual is not None and kind != "sign":
+        raise ValueError("residual (error feedback) is for sign only")
+    acc = np.empty(n, _F32)
+    at = 0
+    for s, e, v in pieces:
+        if s != at:
+            raise ValueError(f"pieces must tile [0, {n}) in order, got [{s}, {e}) at {at}")
+        acc[s:e] = v
+        at = e
+    if at != n:
+        raise ValueError(f"pieces must tile [0, {n}), they end at {at}")
+    size = 4 * ((n + chunk - 1) // chunk) + (n + per - 1) // per
+    if pin is not None:
+        sc, codes = _hop_split(kind, pin, n, chunk)
+        decode_window(kind, codes, n, sc, chunk, 1.0, levels, 0, n, acc, accumulate=True)
+    out = np.empty(size, np.uint8) if out is None else out
+    scales, codes = _hop_split(kind, out, n, chunk)
+    if kind == "int8":
+        scales[:] = chunk_norms(acc, chunk, norm)
+        quantize_i8(acc, chunk, scales, levels, key, stochastic, out=codes)
+    elif kind == "terngrad":
+        scales[:] = chunk_norms(acc, chunk, "max")
+        terngrad_quantize(acc, scales, chunk, key, out=codes)
+    elif residual is not None:
+        sign_encode(residual, acc, chunk, True, scales, codes)
+    else:
+        sign_encode(acc, None, chunk, False, scales, codes)
+    return out
+
+
+def decode_pieces(kind: str, payload: np.ndarray, n: int, chunk: int, alpha: float,
+                  levels: float, pieces) -> None:
+    """A whole payload decoded into ``pieces`` ((s, e, view) tiling [0, n)): view =
+    alpha * v."""
+    scales, codes = _hop_split(kind, payload, n, chunk)
+    for s, e, v in pieces:
+        decode_window(kind, codes, n, scales, chunk, alpha, levels, s, e, v)
+
+
 # --- top-k / sparse ------------------------------------------------------------------------
 def topk(c: np.ndarray, k: int, x: Optional[np.ndarray] = None, zero: bool = False,
          idx=None, val=None) -> Tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ from typing import List
 
 import numpy as np
 
+from dtnn.compress import kernels as K
 from dtnn.parallel.collectives import base as B
 from dtnn.parallel.collectives.transport import Transport
 
@@ -55,6 +56,13 @@ class _QRingOp(B.Op):
         # decoded straight into them; DTNN_CX_STAGE=always keeps copy + add, the
         # reference the tests compare with
         self.win = comp.windowed and not t.cx._stage_always
+        # the fused kernels (int8, QSGD-8, TernGrad, sign): a hop is one C call that
+        # decodes the partial sum, adds our chunk from its pieces and re-encodes it
+        # chunk by chunk in L1 (``kernels.qring_hop``); the final payloads are decoded
+        # into the pieces in one call each (``kernels.decode_pieces``)
+        self.fmt = [comp.hop_format(u, self.res is not None) if self.win and u.size else None
+                    for u in self.subs]
+        self._pc = [None] * p
         self.sendbuf = self._enc_own(r)              # step 0 sends our own chunk r
         self._post()
 
@@ -64,9 +72,11 @@ class _QRingOp(B.Op):
 
     def _pieces(self, c: int):
         """Chunk c's pieces ``(s, e, view)``, s and e relative to the chunk."""
-        lo, hi = self.bounds[c], self.bounds[c + 1]
-        return [(s - lo, e - lo, v) for s, e, v in
-                self.plan.pieces(self.t.cx.grads, lo, hi, self.plan.direct)]
+        if self._pc[c] is None:
+            lo, hi = self.bounds[c], self.bounds[c + 1]
+            self._pc[c] = [(s - lo, e - lo, v) for s, e, v in
+                           self.plan.pieces(self.t.cx.grads, lo, hi, self.plan.direct)]
+        return self._pc[c]
 
     def _own(self, c: int) -> np.ndarray:
         """Our chunk c as one vector: a view of the stage, or gathered from the flat
@@ -83,6 +93,8 @@ class _QRingOp(B.Op):
         compressors that can (``compress_pieces``: sign) encode the pieces in place;
         the others get the chunk gathered into the scratch vector first."""
         comp, u = self.t.compressor, self.subs[c]
+        if self.fmt[c] is not None and self.fmt[c][5]:
+            return self._hop(c, None)
         if self.plan.direct and u.size and hasattr(comp, "compress_pieces"):
             res = None if self.res is None else self.res[self.bounds[c]:self.bounds[c + 1]]
             payload = self.t.cx.timed(comp.compress_pieces, self._pieces(c), u, res)
@@ -90,6 +102,16 @@ class _QRingOp(B.Op):
                 self.t.cx.sent_bytes += payload.nbytes
                 return payload.view(np.uint8)
         return self._enc(c, self._own(c))
+
+    def _hop(self, c: int, pin) -> np.ndarray:
+        """The payload of decoded(pin) + our chunk c (pin None: ours alone) in one call."""
+        kind, chunk, levels, stochastic, norm, _ = self.fmt[c]
+        u, cx = self.subs[c], self.t.cx
+        res = None if self.res is None else self.res[self.bounds[c]:self.bounds[c + 1]]
+        payload = cx.timed(K.qring_hop, kind, pin, u.size, chunk, levels, stochastic, norm,
+                           self.t.compressor.key(u), self._pieces(c), res)
+        cx.sent_bytes += payload.nbytes
+        return payload
 
     def _enc(self, c: int, v: np.ndarray) -> np.ndarray:
         u = self.subs[c]
@@ -123,18 +145,21 @@ class _QRingOp(B.Op):
         send_c, recv_c = self._chunks()
         u = self.subs[recv_c]
         if self.step < p - 1:     # decode the partial sum, add ours, re-compress
-            acc = self.acc[:u.size]
             payload = self.rbuf[:self.msize[recv_c]]
-            if not self.win:
-                np.copyto(acc, self._x(recv_c))
-                if u.size:
-                    cx.timed(comp.decompress_add, payload, acc, 1.0, u)
-            elif u.size:
-                cx.timed(self._decode_add, payload, u, acc, recv_c)
-            if self.step == p - 2:   # the full sum of our chunk: its final payload
-                self.final[recv_c] = self.sendbuf = self._enc(recv_c, acc)
+            if self.fmt[recv_c] is not None and self.fmt[recv_c][5]:
+                enc = self._hop(recv_c, payload)
             else:
-                self.sendbuf = self._enc(recv_c, acc)
+                acc = self.acc[:u.size]
+                if not self.win:
+                    np.copyto(acc, self._x(recv_c))
+                    if u.size:
+                        cx.timed(comp.decompress_add, payload, acc, 1.0, u)
+                elif u.size:
+                    cx.timed(self._decode_add, payload, u, acc, recv_c)
+                enc = self._enc(recv_c, acc)
+            if self.step == p - 2:   # the full sum of our chunk: its final payload
+                self.final[recv_c] = enc
+            self.sendbuf = enc
         else:                      # allgather: forward what arrived
             self.sendbuf = self.final[recv_c]
         self.step += 1
@@ -158,6 +183,11 @@ class _QRingOp(B.Op):
                     comp.decompress_set(self.final[c], out, cx.alpha, u)
                 else:
                     out.fill(0.0)
+                continue
+            f = self.fmt[c]
+            if f is not None:
+                K.decode_pieces(f[0], self.final[c], u.size, f[1], cx.alpha, f[2],
+                                self._pieces(c))
                 continue
             for s, e, v in self._pieces(c):
                 comp.decompress_window(self.final[c], u, s, e, v, cx.alpha)
