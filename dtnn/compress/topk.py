@@ -192,6 +192,9 @@ class RandomK(Compressor):
                 flat[a:b].fill(0.0)
         K.scatter_add(self._flat_indices(unit, ranges), payload, alpha, flat)
 
+    def describe(self):
+        return f"randomk(ratio={self.ratio})"
+
 
 #: elements per block of ``_move_into``: r and x blocks stay in a core's L2 between the
 #: add and the clear
@@ -205,6 +208,3 @@ def _move_into(r: np.ndarray, x: np.ndarray) -> None:
         rb, xb = r[s:s + _MOVE_BLOCK], x[s:s + _MOVE_BLOCK]
         np.add(rb, xb, out=rb)
         xb.fill(0.0)
-
-    def describe(self):
-        return f"randomk(ratio={self.ratio})"

@@ -205,8 +205,9 @@ def test_checkpoint_resume_continues_exactly(ctx, spec, bucket_mb):
             shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.parametrize("spec", ["randomk:ratio=0.1", "randomk:ratio=0.1,ef=false"])
-def test_randomk_without_staging_copy_equals_staged(ctx, spec, monkeypatch):
+@pytest.mark.parametrize("spec", ["randomk:ratio=0.1", "randomk:ratio=0.1,ef=false",
+                                  "powersgd:rank=2", "powersgd:rank=1,ef=false"])
+def test_summable_without_staging_copy_equals_staged(ctx, spec, monkeypatch):
     """Units split by small tensors (simplecnn's biases) are encoded from / decoded into
     the flat gradient ranges without a staging copy: the same bits as staging them
     (``DTNN_CX_STAGE=always``): parameters, error-feedback residuals, bytes."""

@@ -1,0 +1,242 @@
+/*
+ * PowerSGD's passes over the gradient, fused and batched per unit: see lowrank.h.
+ *
+ * Why C: in numpy a step of PowerSGD with error feedback makes about 16 passes over
+ * the unit per rank -- residual += g, M Q, M^T P, a full-size P Q^T temporary and
+ * M -= it, then the decode's zero-fill, another P Q^T temporary, its scaling and the
+ * add -- with three fresh full-size temporaries (page faults every step) and a Python
+ * loop over the matrices.  Here the same maths is 7 passes: encode reads g and M and
+ * writes M (the dots run on the row while it is in L1), round 2 reads M (Q = M^T P,
+ * summed in row order into a cols x r block that stays in cache) then reads and writes
+ * it (M -= P Q^T), and the decode writes the output once.
+ *
+ * Dots use 16 fixed partial sums combined in a fixed tree, so the bits depend on the
+ * inputs only (not on threads or on the vector width the compiler picks); FMA
+ * contraction is off for the same reason.  The numpy twins (dtnn.compress.lowrank_twins)
+ * compute the same maths in BLAS order: they agree to rounding, not to the bit.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtnn_kernels.h"
+#include "lowrank.h"
+
+#define LR_LANES 16
+/* columns per task of the column-parallel sum Q = M^T P */
+#define LR_COL_BLOCK 256
+
+static inline float lr_dot(const float *DTNN_RESTRICT a, const float *DTNN_RESTRICT b,
+                           int64_t n)
+{
+    float s[LR_LANES];
+    int64_t c = 0;
+    int l, w;
+    for (l = 0; l < LR_LANES; l++)
+        s[l] = 0.0f;
+    for (; c + LR_LANES <= n; c += LR_LANES)
+        for (l = 0; l < LR_LANES; l++)
+            s[l] += a[c + l] * b[c + l];
+    for (l = 0; c < n; c++, l++)
+        s[l] += a[c] * b[c];
+    for (w = LR_LANES / 2; w >= 1; w /= 2)
+        for (l = 0; l < w; l++)
+            s[l] += s[l + w];
+    return s[0];
+}
+
+/* qt (r x cols) = q^T (q: cols x r) */
+static void lr_transpose(const float *q, int64_t cols, int64_t r, float *qt)
+{
+    int64_t c, j;
+    for (c = 0; c < cols; c++)
+        for (j = 0; j < r; j++)
+            qt[j * cols + c] = q[c * r + j];
+}
+
+static int64_t lr_max_block(int64_t n, const int64_t *cols, const int64_t *ranks)
+{
+    int64_t i, mx = 1;
+    for (i = 0; i < n; i++)
+        if (cols[i] * ranks[i] > mx)
+            mx = cols[i] * ranks[i];
+    return mx;
+}
+
+int dtnn_lr_encode(float *m, const int64_t *m_off, const float *g, const int64_t *g_off,
+                   int64_t n, const int64_t *rows, const int64_t *cols,
+                   const int64_t *ranks, const float *q, float *p)
+{
+    float *qt = (float *)malloc(sizeof(float) * (size_t)lr_max_block(n, cols, ranks));
+    int64_t i, qo = 0, po = 0;
+    if (!qt)
+        return -1;
+    for (i = 0; i < n; i++) {
+        const int64_t R = rows[i], C = cols[i], r = ranks[i];
+        float *mi = m + m_off[i];
+        const float *gi = g ? g + g_off[i] : NULL;
+        float *pi = p + po;
+        int64_t a;
+        lr_transpose(q + qo, C, r, qt);
+#pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
+        for (a = 0; a < R; a++) {
+            float *DTNN_RESTRICT row = mi + a * C;
+            int64_t c, j;
+            if (gi) {
+                const float *DTNN_RESTRICT grow = gi + a * C;
+                for (c = 0; c < C; c++)
+                    row[c] += grow[c];
+            }
+            for (j = 0; j < r; j++)
+                pi[a * r + j] = lr_dot(row, qt + j * C, C);
+        }
+        qo += C * r;
+        po += R * r;
+    }
+    free(qt);
+    return 0;
+}
+
+void dtnn_lr_orthonormalize(float *p, int64_t n, const int64_t *rows,
+                            const int64_t *ranks, float eps)
+{
+    int64_t i, po = 0;
+    for (i = 0; i < n; i++) {
+        const int64_t R = rows[i], r = ranks[i];
+        float *pi = p + po;
+        int64_t k, j, a;
+        for (k = 0; k < r; k++) {
+            double norm = 0.0;
+            float scale;
+            for (j = 0; j < k; j++) {
+                double d = 0.0;
+                float df;
+                for (a = 0; a < R; a++)
+                    d += (double)pi[a * r + j] * (double)pi[a * r + k];
+                df = (float)d;
+                for (a = 0; a < R; a++)
+                    pi[a * r + k] -= df * pi[a * r + j];
+            }
+            for (a = 0; a < R; a++)
+                norm += (double)pi[a * r + k] * (double)pi[a * r + k];
+            scale = (float)sqrt(norm);
+            if (scale < eps)
+                scale = eps;
+            for (a = 0; a < R; a++)
+                pi[a * r + k] /= scale;
+        }
+        po += R * r;
+    }
+}
+
+int dtnn_lr_round2(float *m, const int64_t *m_off, int64_t n, const int64_t *rows,
+                   const int64_t *cols, const int64_t *ranks, const float *p, float *q,
+                   int ef)
+{
+    float *qt = (float *)malloc(sizeof(float) * (size_t)lr_max_block(n, cols, ranks));
+    int64_t i, qo = 0, po = 0;
+    if (!qt)
+        return -1;
+    for (i = 0; i < n; i++) {
+        const int64_t R = rows[i], C = cols[i], r = ranks[i];
+        float *mi = m + m_off[i];
+        const float *pi = p + po;
+        const int64_t nblk = (C + LR_COL_BLOCK - 1) / LR_COL_BLOCK;
+        int64_t blk, a, c, j;
+        /* qt (r x C) = (M^T P)^T, summed over rows in row order, per column block */
+#pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
+        for (blk = 0; blk < nblk; blk++) {
+            const int64_t c0 = blk * LR_COL_BLOCK;
+            const int64_t c1 = c0 + LR_COL_BLOCK < C ? c0 + LR_COL_BLOCK : C;
+            int64_t aa, cc, jj;
+            for (jj = 0; jj < r; jj++)
+                memset(qt + jj * C + c0, 0, sizeof(float) * (size_t)(c1 - c0));
+            for (aa = 0; aa < R; aa++) {
+                const float *DTNN_RESTRICT row = mi + aa * C;
+                for (jj = 0; jj < r; jj++) {
+                    float *DTNN_RESTRICT qj = qt + jj * C;
+                    const float pj = pi[aa * r + jj];
+                    for (cc = c0; cc < c1; cc++)
+                        qj[cc] += pj * row[cc];
+                }
+            }
+        }
+        for (c = 0; c < C; c++)
+            for (j = 0; j < r; j++)
+                q[qo + c * r + j] = qt[j * C + c];
+        if (ef) {
+            /* M -= P Q^T, row by row (t summed over j in order, then subtracted) */
+#pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
+            for (a = 0; a < R; a++) {
+                float *DTNN_RESTRICT row = mi + a * C;
+                const float *pa = pi + a * r;
+                int64_t cc, jj;
+                if (r == 2) {
+                    const float p0 = pa[0], p1 = pa[1];
+                    const float *DTNN_RESTRICT q0 = qt, *DTNN_RESTRICT q1 = qt + C;
+                    for (cc = 0; cc < C; cc++)
+                        row[cc] -= p0 * q0[cc] + p1 * q1[cc];
+                } else {
+                    for (cc = 0; cc < C; cc++) {
+                        float t = 0.0f;
+                        for (jj = 0; jj < r; jj++)
+                            t += pa[jj] * qt[jj * C + cc];
+                        row[cc] -= t;
+                    }
+                }
+            }
+        }
+        qo += C * r;
+        po += R * r;
+    }
+    free(qt);
+    return 0;
+}
+
+int dtnn_lr_decode(float *out, const int64_t *out_off, int64_t n, const int64_t *rows,
+                   const int64_t *cols, const int64_t *ranks, const float *p,
+                   const float *q, float alpha)
+{
+    float *qt = (float *)malloc(sizeof(float) * (size_t)lr_max_block(n, cols, ranks));
+    int64_t i, qo = 0, po = 0;
+    if (!qt)
+        return -1;
+    for (i = 0; i < n; i++) {
+        const int64_t R = rows[i], C = cols[i], r = ranks[i];
+        float *oi = out + out_off[i];
+        const float *pi = p + po;
+        int64_t a;
+        lr_transpose(q + qo, C, r, qt);
+#pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
+        for (a = 0; a < R; a++) {
+            float *DTNN_RESTRICT row = oi + a * C;
+            const float *pa = pi + a * r;
+            int64_t cc, jj;
+            if (r == 2) {
+                const float p0 = pa[0], p1 = pa[1];
+                const float *DTNN_RESTRICT q0 = qt, *DTNN_RESTRICT q1 = qt + C;
+                for (cc = 0; cc < C; cc++)
+                    row[cc] = alpha * (p0 * q0[cc] + p1 * q1[cc]);
+            } else {
+                for (cc = 0; cc < C; cc++) {
+                    float t = 0.0f;
+                    for (jj = 0; jj < r; jj++)
+                        t += pa[jj] * qt[jj * C + cc];
+                    row[cc] = alpha * t;
+                }
+            }
+        }
+        qo += C * r;
+        po += R * r;
+    }
+    free(qt);
+    return 0;
+}

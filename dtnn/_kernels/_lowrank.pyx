@@ -1,0 +1,173 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, embedsignature=True
+"""Compiled PowerSGD passes (C in csrc/lowrank.c), batched over a unit's matrices.
+
+Same signatures and maths as the numpy twins in ``dtnn.compress.lowrank_twins``,
+which document the contract (the sums run in a different order: the results agree to
+rounding).  ``shape`` is an int64 array of (rows, cols, rank) per matrix; offsets are
+int64 arrays of element offsets.  Every matrix is checked to lie inside its vector and
+P / Q to have the concatenated sizes, then C runs without the GIL.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+cnp.import_array()
+
+cdef extern from "lowrank.h" nogil:
+    int dtnn_lr_encode(float *m, const int64_t *m_off, const float *g, const int64_t *g_off,
+                       int64_t n, const int64_t *rows, const int64_t *cols,
+                       const int64_t *ranks, const float *q, float *p)
+    void dtnn_lr_orthonormalize(float *p, int64_t n, const int64_t *rows,
+                                const int64_t *ranks, float eps)
+    int dtnn_lr_round2(float *m, const int64_t *m_off, int64_t n, const int64_t *rows,
+                       const int64_t *cols, const int64_t *ranks, const float *p, float *q,
+                       int ef)
+    int dtnn_lr_decode(float *out, const int64_t *out_off, int64_t n, const int64_t *rows,
+                       const int64_t *cols, const int64_t *ranks, const float *p,
+                       const float *q, float alpha)
+
+
+cdef cnp.ndarray _f32(object a, str name, bint writable):
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if arr.dtype != np.float32:
+        raise ValueError(f"{name} must be float32, got {arr.dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{name} must be C-contiguous")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} is read-only")
+    return arr
+
+
+cdef cnp.ndarray _i64(object a, str name, int64_t n):
+    if not isinstance(a, np.ndarray) or a.dtype != np.int64 or a.ndim != 1 \
+            or a.shape[0] != n or not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be a C-contiguous int64 vector of {n} elements")
+    return <cnp.ndarray>a
+
+
+cdef tuple _shape(object shape):
+    if not isinstance(shape, np.ndarray) or shape.dtype != np.int64 or shape.ndim != 2 \
+            or shape.shape[1] != 3:
+        raise ValueError("shape must be an int64 array of (rows, cols, rank) rows")
+    cdef cnp.ndarray s = np.ascontiguousarray(shape.T)
+    if shape.shape[0] and (s.min() < 1):
+        raise ValueError("shape: rows, cols and rank must be >= 1")
+    return s[0].copy(), s[1].copy(), s[2].copy()
+
+
+cdef _inside(cnp.ndarray vec, str name, cnp.ndarray off, cnp.ndarray rows,
+             cnp.ndarray cols):
+    cdef int64_t i, n = rows.shape[0], size = cnp.PyArray_SIZE(vec)
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(off)
+    cdef int64_t *r = <int64_t *>cnp.PyArray_DATA(rows)
+    cdef int64_t *c = <int64_t *>cnp.PyArray_DATA(cols)
+    for i in range(n):
+        if o[i] < 0 or o[i] + r[i] * c[i] > size:
+            raise ValueError(f"{name}: matrix {i} ({r[i]} x {c[i]} at {o[i]}) is outside "
+                             f"its {size} elements")
+
+
+cdef _sized(cnp.ndarray vec, str name, int64_t want):
+    if cnp.PyArray_SIZE(vec) != want:
+        raise ValueError(f"{name} has {cnp.PyArray_SIZE(vec)} elements, expected {want}")
+
+
+def lr_encode(m, m_off, g, g_off, shape, q, p):
+    """``M_i += G_i`` (unless ``g`` is None), then ``P_i = M_i Q_i``; see the twin."""
+    cdef cnp.ndarray rows, cols, ranks
+    rows, cols, ranks = _shape(shape)
+    cdef int64_t *rp = <int64_t *>cnp.PyArray_DATA(rows)
+    cdef int64_t *cp = <int64_t *>cnp.PyArray_DATA(cols)
+    cdef int64_t *kp = <int64_t *>cnp.PyArray_DATA(ranks)
+    cdef int64_t n = rows.shape[0]
+    cdef cnp.ndarray M = _f32(m, "m", True), Q = _f32(q, "q", False), P = _f32(p, "p", True)
+    cdef cnp.ndarray mo = _i64(m_off, "m_off", n), go
+    cdef cnp.ndarray G
+    _inside(M, "m", mo, rows, cols)
+    _sized(Q, "q", int((cols * ranks).sum()))
+    _sized(P, "p", int((rows * ranks).sum()))
+    cdef float *gp = NULL
+    cdef int64_t *gop = NULL
+    if g is not None:
+        G = _f32(g, "g", False)
+        go = _i64(g_off, "g_off", n)
+        _inside(G, "g", go, rows, cols)
+        gp = <float *>cnp.PyArray_DATA(G)
+        gop = <int64_t *>cnp.PyArray_DATA(go)
+    cdef int rc
+    with nogil:
+        rc = dtnn_lr_encode(<float *>cnp.PyArray_DATA(M), <int64_t *>cnp.PyArray_DATA(mo),
+                            gp, gop, n, rp,
+                            cp,
+                            kp,
+                            <float *>cnp.PyArray_DATA(Q), <float *>cnp.PyArray_DATA(P))
+    if rc:
+        raise MemoryError("lr_encode: out of memory")
+
+
+def lr_orthonormalize(p, shape, float eps=1e-8):
+    """Modified Gram-Schmidt on the columns of every P_i, in place; see the twin."""
+    cdef cnp.ndarray rows, cols, ranks
+    rows, cols, ranks = _shape(shape)
+    cdef int64_t *rp = <int64_t *>cnp.PyArray_DATA(rows)
+    cdef int64_t *cp = <int64_t *>cnp.PyArray_DATA(cols)
+    cdef int64_t *kp = <int64_t *>cnp.PyArray_DATA(ranks)
+    cdef cnp.ndarray P = _f32(p, "p", True)
+    _sized(P, "p", int((rows * ranks).sum()))
+    cdef int64_t n = rows.shape[0]
+    with nogil:
+        dtnn_lr_orthonormalize(<float *>cnp.PyArray_DATA(P), n,
+                               rp,
+                               kp, eps)
+
+
+def lr_round2(m, m_off, shape, p, q, bint ef):
+    """``Q_i = M_i^T P_i``, then ``M_i -= P_i Q_i^T`` if ``ef``; see the twin."""
+    cdef cnp.ndarray rows, cols, ranks
+    rows, cols, ranks = _shape(shape)
+    cdef int64_t *rp = <int64_t *>cnp.PyArray_DATA(rows)
+    cdef int64_t *cp = <int64_t *>cnp.PyArray_DATA(cols)
+    cdef int64_t *kp = <int64_t *>cnp.PyArray_DATA(ranks)
+    cdef int64_t n = rows.shape[0]
+    cdef cnp.ndarray M = _f32(m, "m", bool(ef)), P = _f32(p, "p", False)
+    cdef cnp.ndarray Q = _f32(q, "q", True), mo = _i64(m_off, "m_off", n)
+    _inside(M, "m", mo, rows, cols)
+    _sized(Q, "q", int((cols * ranks).sum()))
+    _sized(P, "p", int((rows * ranks).sum()))
+    cdef int rc
+    with nogil:
+        rc = dtnn_lr_round2(<float *>cnp.PyArray_DATA(M), <int64_t *>cnp.PyArray_DATA(mo), n,
+                            rp,
+                            cp,
+                            kp,
+                            <float *>cnp.PyArray_DATA(P), <float *>cnp.PyArray_DATA(Q), ef)
+    if rc:
+        raise MemoryError("lr_round2: out of memory")
+
+
+def lr_decode(out, out_off, shape, p, q, float alpha):
+    """``OUT_i = alpha * P_i Q_i^T`` (written); see the twin."""
+    cdef cnp.ndarray rows, cols, ranks
+    rows, cols, ranks = _shape(shape)
+    cdef int64_t *rp = <int64_t *>cnp.PyArray_DATA(rows)
+    cdef int64_t *cp = <int64_t *>cnp.PyArray_DATA(cols)
+    cdef int64_t *kp = <int64_t *>cnp.PyArray_DATA(ranks)
+    cdef int64_t n = rows.shape[0]
+    cdef cnp.ndarray O = _f32(out, "out", True), P = _f32(p, "p", False)
+    cdef cnp.ndarray Q = _f32(q, "q", False), oo = _i64(out_off, "out_off", n)
+    _inside(O, "out", oo, rows, cols)
+    _sized(Q, "q", int((cols * ranks).sum()))
+    _sized(P, "p", int((rows * ranks).sum()))
+    cdef int rc
+    with nogil:
+        rc = dtnn_lr_decode(<float *>cnp.PyArray_DATA(O), <int64_t *>cnp.PyArray_DATA(oo), n,
+                            rp,
+                            cp,
+                            kp,
+                            <float *>cnp.PyArray_DATA(P), <float *>cnp.PyArray_DATA(Q), alpha)
+    if rc:
+        raise MemoryError("lr_decode: out of memory")
