@@ -133,7 +133,7 @@ KERNEL_MODULES = {
     "_rng": ["csrc/rng.c"],
     "_gemm": ["csrc/gemm.c"],
     "_compress": ["csrc/compress.c", "csrc/bitpack.c", "csrc/isa.c"],
-    "_lowrank": ["csrc/lowrank.c"],
+    "_summable": ["csrc/lowrank.c", "csrc/randomk.c"],
 }
 
 
@@ -144,7 +144,7 @@ def _extensions():
         include_dirs=["csrc", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=["csrc/dtnn_kernels.h", "csrc/dtnn_isa.h", "csrc/im2col_fused.h",
-                 "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/bnact.h", "csrc/optim.h", "csrc/rng.h", "csrc/gemm.h", "csrc/lowrank.h",
+                 "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/bnact.h", "csrc/optim.h", "csrc/rng.h", "csrc/gemm.h", "csrc/lowrank.h", "csrc/randomk.h",
                  "csrc/infer_tmpl.h",
                  "csrc/im2col_fused_dbw_tmpl.h", "csrc/im2col_fused_pw_tmpl.h",
                  "dtnn/_kernels/_ckernels.pxd", "dtnn/_kernels/_isa.pxi",

@@ -1,4 +1,4 @@
-"""numpy twins of PowerSGD's batched passes (compiled: ``dtnn._kernels._lowrank``, C in
+"""numpy twins of PowerSGD's batched passes (compiled: ``dtnn._kernels._summable``, C in
 csrc/lowrank.c).  They define the contract.
 
 A unit holds n matrices; ``shape`` is an int64 array of (rows, cols, rank) per matrix,

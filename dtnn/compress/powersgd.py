@@ -16,7 +16,7 @@ Both payloads are float32 and summable.  Q starts as a seeded standard normal
 matrix (the same on every rank).  ``start_step``: uncompressed steps first.
 
 The passes over the gradient run batched over the unit's matrices in C
-(``dtnn.compress.lowrank``: csrc/lowrank.c, numpy twins in ``lowrank_twins``): the
+(``dtnn.compress.summable``: csrc/lowrank.c, numpy twins in ``lowrank_twins``): the
 residual add fused into P = M Q, Q = M^T P and the residual update in one call, the
 decode written once (no zero-fill, no full-size temporaries); units split by small
 tensors are read from and decoded into the flat gradient's ranges (``compress_ranges``)
@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from dtnn.compress import lowrank as lr
+from dtnn.compress import summable as lr
 from dtnn.compress.base import Compressor, Unit, register, stream_key
 from dtnn.errors import ConfigError
 

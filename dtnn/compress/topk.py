@@ -19,6 +19,7 @@ import numpy as np
 
 from dtnn import rng
 from dtnn.compress import kernels as K
+from dtnn.compress import summable as S
 from dtnn.compress.base import Compressor, Unit, register
 from dtnn.errors import ConfigError
 
@@ -137,10 +138,11 @@ class RandomK(Compressor):
         idx = self.indices(unit)
         if residual is None:
             return K.gather(x, idx, None, False)
-        if move:
-            _move_into(residual, x)
-            return K.gather(residual, idx, None, True)
-        return K.gather(residual, idx, x, True)
+        # residual += x (x = 0 if move), then take and zero the sampled entries: one pass
+        payload = np.empty(idx.size, np.float32)
+        S.rk_encode(residual, x, _ONE_START, np.array([x.size], np.int64), idx, payload,
+                    np.empty(idx.size, np.int32), move)
+        return payload
 
     def compress_plain(self, x, unit):
         return self.compress(x, unit, None)
@@ -173,15 +175,15 @@ class RandomK(Compressor):
         copying them into a staging vector first (``move``: as ``compress``)."""
         if residual is None:
             return K.gather(flat, self._flat_indices(unit, ranges), None, False)
-        o = 0
-        for a, b in ranges:                      # residual += x, range by range
-            r, x = residual[o:o + b - a], flat[a:b]
-            if move:
-                _move_into(r, x)
-            else:
-                np.add(r, x, out=r)
-            o += b - a
-        return K.gather(residual, self.indices(unit), None, True)
+        # one pass over the ranges: residual += x (x = 0 if move), the sampled entries
+        # taken and zeroed while their block is in cache, their flat indices for the decode
+        idx = self.indices(unit)
+        starts, lens = _starts_lens(unit, ranges)
+        payload = np.empty(idx.size, np.float32)
+        flat_idx = np.empty(idx.size, np.int32)
+        S.rk_encode(residual, flat, starts, lens, idx, payload, flat_idx, move)
+        unit.scratch["randomk_flat"] = (idx, flat_idx)
+        return payload
 
     def decompress_set_ranges(self, payload, flat, ranges, alpha, unit, zeroed=False):
         """``decompress_set`` into the concatenated ``flat[a:b]`` ranges (the same bits as
@@ -196,15 +198,16 @@ class RandomK(Compressor):
         return f"randomk(ratio={self.ratio})"
 
 
-#: elements per block of ``_move_into``: r and x blocks stay in a core's L2 between the
-#: add and the clear
-_MOVE_BLOCK = 1 << 17
+
+_ONE_START = np.zeros(1, np.int64)
 
 
-def _move_into(r: np.ndarray, x: np.ndarray) -> None:
-    """``r += x; x[:] = 0`` block by block (the clear hits the cache the add just
-    filled, instead of a separate pass over cold memory at decode time)."""
-    for s in range(0, x.size, _MOVE_BLOCK):
-        rb, xb = r[s:s + _MOVE_BLOCK], x[s:s + _MOVE_BLOCK]
-        np.add(rb, xb, out=rb)
-        xb.fill(0.0)
+def _starts_lens(unit: Unit, ranges) -> Tuple[np.ndarray, np.ndarray]:
+    """The ranges as (flat starts, lengths) int64 vectors, cached on the unit."""
+    cached = unit.scratch.get("randomk_ranges")
+    if cached is not None and cached[0] is ranges:
+        return cached[1], cached[2]
+    starts = np.array([a for a, _ in ranges], np.int64)
+    lens = np.array([b - a for a, b in ranges], np.int64)
+    unit.scratch["randomk_ranges"] = (ranges, starts, lens)
+    return starts, lens

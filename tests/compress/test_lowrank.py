@@ -9,13 +9,13 @@ from dtnn.compress import lowrank_twins
 from dtnn.compress.base import Unit, build_compressor
 
 try:
-    from dtnn._kernels import _lowrank
+    from dtnn._kernels import _summable as _lowrank
 except ImportError:  # pragma: no cover - the suite builds the extensions
     _lowrank = None
 
 IMPLS = [pytest.param(lowrank_twins, id="numpy")]
 IMPLS.append(pytest.param(_lowrank, id="compiled", marks=pytest.mark.skipif(
-    _lowrank is None, reason="dtnn._kernels._lowrank not built")))
+    _lowrank is None, reason="dtnn._kernels._summable not built")))
 
 #: (rows, cols, rank): odd sizes (not multiples of the 16 lanes), rank 1..4, a single row
 SHAPES = [(7, 37, 2), (64, 288, 2), (1, 19, 1), (33, 130, 3), (16, 17, 4), (128, 1152, 2)]
@@ -139,7 +139,7 @@ def test_orthonormalize_against_float64(impl):
         po += rows * r
 
 
-@pytest.mark.skipif(_lowrank is None, reason="dtnn._kernels._lowrank not built")
+@pytest.mark.skipif(_lowrank is None, reason="dtnn._kernels._summable not built")
 def test_compiled_bits_do_not_depend_on_threads():
     rng = np.random.default_rng(5)
     shapes = [(256, 2304, 2), (64, 288, 3)]   # the first is above the parallel threshold
@@ -163,7 +163,7 @@ def test_compiled_bits_do_not_depend_on_threads():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.skipif(_lowrank is None, reason="dtnn._kernels._lowrank not built")
+@pytest.mark.skipif(_lowrank is None, reason="dtnn._kernels._summable not built")
 def test_compiled_rejects_bad_layouts():
     shape = np.array([(4, 5, 2)], np.int64)
     m = np.zeros(19, np.float32)    # one short of 4 x 5
@@ -223,7 +223,7 @@ def _steps(monkeypatch, impl, ranges=False, steps=3):
 
 def test_powersgd_compiled_matches_twins(monkeypatch):
     if _lowrank is None:
-        pytest.skip("dtnn._kernels._lowrank not built")
+        pytest.skip("dtnn._kernels._summable not built")
     twin, q_twin = _steps(monkeypatch, lowrank_twins)
     comp, q_comp = _steps(monkeypatch, _lowrank)
     for s, (a, b) in enumerate(zip(twin, comp)):

@@ -2,16 +2,9 @@
 gradient into the residual (the input is left zero) and the decode skips its zero-fill.
 Same payload, residual and decoded bits as accumulate-then-zero-fill."""
 import numpy as np
-import pytest
 
 from dtnn.compress import build_compressor
-from dtnn.compress import topk
 from dtnn.compress.base import Unit
-
-
-@pytest.fixture(autouse=True)
-def small_blocks(monkeypatch):
-    monkeypatch.setattr(topk, "_MOVE_BLOCK", 96)   # several blocks and a partial one
 
 
 def _setup(n=2180, seed=3):

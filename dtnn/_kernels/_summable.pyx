@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, embedsignature=True
-"""Compiled PowerSGD passes (C in csrc/lowrank.c), batched over a unit's matrices.
+"""Compiled fused kernels of the summable compressors: PowerSGD passes batched over a
+unit's matrices (C in csrc/lowrank.c) and random-k's one-pass encode (csrc/randomk.c).
 
 Same signatures and maths as the numpy twins in ``dtnn.compress.lowrank_twins``,
 which document the contract (the sums run in a different order: the results agree to
@@ -11,7 +12,7 @@ P / Q to have the concatenated sizes, then C runs without the GIL.
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 cnp.import_array()
 
@@ -171,3 +172,43 @@ def lr_decode(out, out_off, shape, p, q, float alpha):
                             <float *>cnp.PyArray_DATA(P), <float *>cnp.PyArray_DATA(Q), alpha)
     if rc:
         raise MemoryError("lr_decode: out of memory")
+
+
+cdef extern from "randomk.h" nogil:
+    int dtnn_rk_encode(float *res, float *flat, const int64_t *starts, const int64_t *lens,
+                       int64_t nranges, const int32_t *idx, int64_t k, float *payload,
+                       int32_t *flat_idx, int move)
+
+
+def rk_encode(res, flat, starts, lens, idx, payload, flat_idx, bint move):
+    """random-k's encode with error feedback in one pass; see the twin
+    (``dtnn.compress.randomk_twins``)."""
+    cdef cnp.ndarray R = _f32(res, "res", True), F = _f32(flat, "flat", bool(move))
+    cdef cnp.ndarray P = _f32(payload, "payload", True)
+    cdef int64_t nr = len(starts)
+    cdef cnp.ndarray S = _i64(starts, "starts", nr), L = _i64(lens, "lens", nr)
+    cdef int64_t i, tot = 0, fsize = cnp.PyArray_SIZE(F)
+    cdef int64_t *sp = <int64_t *>cnp.PyArray_DATA(S)
+    cdef int64_t *lp = <int64_t *>cnp.PyArray_DATA(L)
+    if fsize >= 2 ** 31:
+        raise ValueError("rk_encode: flat vectors of 2**31 elements or more are not supported")
+    for i in range(nr):
+        if sp[i] < 0 or lp[i] < 0 or sp[i] + lp[i] > fsize:
+            raise ValueError(f"rk_encode: range {i} ({sp[i]}, +{lp[i]}) is outside flat")
+        tot += lp[i]
+    _sized(R, "res", tot)
+    cdef int64_t k = cnp.PyArray_SIZE(P)
+    for a, name in ((idx, "idx"), (flat_idx, "flat_idx")):
+        if not isinstance(a, np.ndarray) or a.dtype != np.int32 or a.ndim != 1 \
+                or a.shape[0] != k or not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous int32 vector of {k} elements")
+    if not flat_idx.flags.writeable:
+        raise ValueError("flat_idx is read-only")
+    cdef int32_t *ip = <int32_t *>cnp.PyArray_DATA(<cnp.ndarray>idx)
+    cdef int32_t *fp = <int32_t *>cnp.PyArray_DATA(<cnp.ndarray>flat_idx)
+    cdef int rc
+    with nogil:
+        rc = dtnn_rk_encode(<float *>cnp.PyArray_DATA(R), <float *>cnp.PyArray_DATA(F), sp, lp,
+                            nr, ip, k, <float *>cnp.PyArray_DATA(P), fp, move)
+    if rc:
+        raise ValueError("rk_encode: idx must be increasing unit indices")
