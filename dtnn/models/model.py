@@ -133,6 +133,13 @@ class Model:
         #: (its dW is the sum of the parts' dW; 1 = one call; the reducer sets it from
         #: ``dist.progress_parts`` when its hooks advance the exchange)
         self.progress_parts = 1
+        #: called with ``j`` before a forward pass runs layers ``.. j`` (set by
+        #: ``dtnn.DistributedOptimizer`` with ``dist.defer_update``: the parameters of
+        #: those layers get the previous step's update first)
+        self.forward_hook: Optional[Callable[[int], None]] = None
+        #: called before the parameters are read or replaced as a whole (state_dict,
+        #: load_state_dict): completes a deferred update
+        self.flush_hook: Optional[Callable[[], None]] = None
 
     # --- construction ----------------------------------------------------------------
     def build(self, seed: int = 0) -> "Model":
@@ -178,8 +185,11 @@ class Model:
         batch statistics, dropout)."""
         layers, fused, pooled_first, fused3 = self.layers, [], [], []
         i, n = 0, len(layers)
+        hook = self.forward_hook
         while i < n:
             layer = layers[i]
+            if hook is not None:   # layers i..i+2 at most run next (fused groups)
+                hook(min(i + 2, n - 1))
             if (training and self.fuse_bn_relu and self.fuse_bn_relu_pool
                     and _bn_relu_pool2_triple(layers, i, x) and layer.can_fuse_relu(x, training)):
                 x = layer.forward_relu_pool(x)
@@ -314,12 +324,16 @@ class Model:
     def state_dict(self) -> Dict[str, Any]:
         """Copies of everything a trained model holds: ``params`` (the flat vector),
         ``buffers`` (BN running statistics) and ``rng`` (dropout streams)."""
+        if self.flush_hook is not None:
+            self.flush_hook()
         return {"params": self.flat_params.copy(),
                 "buffers": {k: v.copy() for k, v in self.buffers().items()},
                 "rng": self.rng_states()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore ``state_dict()`` into this (built, same-architecture) model."""
+        if self.flush_hook is not None:
+            self.flush_hook()
         params = np.asarray(state["params"], np.float32)
         if params.shape != self.flat_params.shape:
             raise ValueError(f"load_state_dict: {params.size} parameters in the state, "

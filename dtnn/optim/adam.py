@@ -24,7 +24,7 @@ from dtnn.errors import ConfigError
 from dtnn.optim._update import adam_scalars, kernels
 from dtnn.optim._checks import (as_bool, as_float, as_floats, check_vectors, load_buffers,
                                 require, require_nonnegative)
-from dtnn.optim.base import OPTIMIZERS, Optimizer, flat_vectors
+from dtnn.optim.base import OPTIMIZERS, Optimizer, RangeUpdate, flat_vectors, part_work
 
 
 @OPTIMIZERS.register("adam")
@@ -59,12 +59,20 @@ class Adam(Optimizer):
         #: AdamW: the mask as it was at construction (1.0 where decay applies)
         self._decay_on = (np.asarray(decay_mask) != 0).astype(np.float32) if decoupled else None
 
-    def step(self) -> None:
+    def begin_step(self) -> RangeUpdate:
+        """See ``Optimizer.begin_step``: the step count (bias corrections) and the
+        scalars of this step, fixed now."""
         self.steps += 1
+        p, g, m, v, work, kernel = (self.params, self.grads, self.exp_avg, self.exp_avg_sq,
+                                    self._work, self._update)
         mask = self._decay_on if self.decoupled else self.decay_mask
-        self._update(self.params, self.grads, mask, self.exp_avg, self.exp_avg_sq,
-                     **adam_scalars(self.lr, self.betas, self.eps, self.weight_decay,
-                                    self.decoupled, self.steps), work=self._work)
+        scalars = adam_scalars(self.lr, self.betas, self.eps, self.weight_decay,
+                               self.decoupled, self.steps)
+
+        def update(lo: int, hi: int) -> None:
+            kernel(p[lo:hi], g[lo:hi], mask[lo:hi], m[lo:hi], v[lo:hi], **scalars,
+                   work=part_work(work, lo, hi))
+        return update
 
     def state_dict(self) -> Dict[str, Any]:
         """``{"steps", "exp_avg", "exp_avg_sq"}`` (arrays are copies)."""

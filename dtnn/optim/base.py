@@ -7,13 +7,25 @@ each step (``opt.lr = schedule.lr_at(step)``), so schedules stay stateless.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 from dtnn.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
+
+#: ``update(lo, hi)``: one step's update of ``params[lo:hi]`` (``Optimizer.begin_step``)
+RangeUpdate = Callable[[int, int], None]
+
+
+def part_of(a: Optional[np.ndarray], lo: int, hi: int) -> Optional[np.ndarray]:
+    return None if a is None else a[lo:hi]
+
+
+def part_work(work, lo: int, hi: int):
+    """The numpy twin's scratch vectors cut to ``[lo, hi)`` (None stays None)."""
+    return None if work is None else (work[0][lo:hi], work[1][lo:hi])
 
 
 def flat_vectors(target: Any, grads: Optional[np.ndarray] = None,
@@ -49,6 +61,16 @@ class Optimizer:
 
     def step(self) -> None:
         """Apply one update from the current gradients."""
+        self.begin_step()(0, int(self.params.size))
+
+    def begin_step(self) -> "RangeUpdate":
+        """Start one step: advance the step counter now and return ``update(lo, hi)``,
+        which applies this step's update to ``params[lo:hi]`` (and its state) with the
+        hyper-parameters as they are now.  Every element must be updated exactly once,
+        in any order of disjoint ranges, before the next ``begin_step``: the result is
+        then bit-identical to ``step()`` (the update is elementwise).  This is how
+        ``DistributedOptimizer`` defers each bucket's update to the next forward pass
+        (``dist.defer_update``)."""
         raise NotImplementedError
 
     def state_dict(self) -> Dict[str, Any]:

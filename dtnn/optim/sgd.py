@@ -24,7 +24,7 @@ import numpy as np
 from dtnn.optim._update import kernels
 from dtnn.optim._checks import (as_bool, as_floats, check_vectors, load_buffers, require,
                                 require_nonnegative)
-from dtnn.optim.base import OPTIMIZERS, Optimizer, flat_vectors
+from dtnn.optim.base import OPTIMIZERS, Optimizer, RangeUpdate, part_of, flat_vectors, part_work
 
 
 @OPTIMIZERS.register("sgd")
@@ -57,11 +57,18 @@ class SGD(Optimizer):
         #: the numpy twin's scratch vectors (the compiled pass needs none)
         self._work = (np.empty_like(params), np.empty_like(params)) if impl == "numpy" else None
 
-    def step(self) -> None:
-        self._update(self.params, self.grads, self.decay_mask, self.momentum_buffer,
-                     -self.lr, self.weight_decay, self.momentum, 1.0 - self.dampening,
-                     self.nesterov, self.steps == 0, self._work)
+    def begin_step(self) -> RangeUpdate:
+        """See ``Optimizer.begin_step``: the scalars of this step, fixed now."""
+        p, g, mask, buf, work, kernel = (self.params, self.grads, self.decay_mask,
+                                         self.momentum_buffer, self._work, self._update)
+        args = (-self.lr, self.weight_decay, self.momentum, 1.0 - self.dampening,
+                self.nesterov, self.steps == 0)
         self.steps += 1
+
+        def update(lo: int, hi: int) -> None:
+            kernel(p[lo:hi], g[lo:hi], mask[lo:hi], part_of(buf, lo, hi), *args,
+                   part_work(work, lo, hi))
+        return update
 
     def state_dict(self) -> Dict[str, Any]:
         """``{"steps": int}`` plus ``"momentum_buffer"`` (a copy) when momentum is on."""

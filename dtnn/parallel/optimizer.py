@@ -83,9 +83,17 @@ class DistributedOptimizer:
         #: the logits of the last ``step(model, x, y)``
         self.logits: Optional[np.ndarray] = None
         self._started = False
+        #: leave the exchange in flight after backward and update each bucket's
+        #: parameters when the next forward reaches them (``dist.defer_update``)
+        self.defer_update = bool(self.exchange is not None
+                                 and self.exchange.options.defer_update)
         if self.exchange is not None:
             # a plain model.backward(dy) drives the exchange too (see Model.backward)
             self.model.grad_hook = self._on_grads_ready
+            # a forward pass (training, eval, predict) completes the deferred buckets it
+            # reads; reading the state (state_dict, load) completes them all
+            self.model.forward_hook = self.exchange.before_group
+            self.model.flush_hook = self.flush
 
     # --- the step -------------------------------------------------------------------
     @property
@@ -122,6 +130,17 @@ class DistributedOptimizer:
             loss = float(self.loss_fn.forward(logits, y))
             self.backward(self.loss_fn.backward())
             self.logits = logits
+        if (self.defer_update and self.clip_grad_norm <= 0 and self.on_grad_norm is None
+                and self._started and self.exchange.can_defer()):
+            # deferred: the buckets stay in flight; the update of each one's parameters
+            # runs when the next forward reaches them (or at flush()), with this step's
+            # learning rate and step count, fixed here -- the same bits as below
+            if self.schedule is not None:
+                self.optimizer.lr = self.schedule.lr_at(self.optimizer.steps)
+            self.exchange.post_remaining()
+            self.exchange.finish_step(defer=True, on_bucket=self.optimizer.begin_step())
+            self._started = False
+            return loss
         self.synchronize()
         if self.clip_grad_norm > 0 or self.on_grad_norm is not None:
             from dtnn.optim.clip import clip_grad_norm
@@ -138,6 +157,9 @@ class DistributedOptimizer:
         Call it yourself to look at (or clip) the averaged gradients before stepping."""
         if self.exchange is None:
             return
+        if self.exchange.pending and not self._started:
+            self.flush()   # a deferred step's buckets (no backward ran since)
+            return
         if not self._started:  # backward ran without the hook: exchange everything now
             self._on_grads_ready(None)
         self.exchange.post_remaining()
@@ -151,11 +173,30 @@ class DistributedOptimizer:
         if layer is not None:
             self.exchange.on_grads_ready(layer)
 
+    def flush(self) -> None:
+        """Complete a deferred step (``dist.defer_update``): wait for the buckets still
+        in flight and apply their parameters' update.  A no-op otherwise.  Every library
+        entry point that reads parameters calls it (a forward pass, ``state_dict``,
+        ``load_state_dict``, the trainer's end); call it yourself before reading
+        ``model.flat_params`` or a layer's ``params`` directly between steps."""
+        if self.exchange is not None:
+            self.exchange.complete_all()
+
     def zero_grad(self) -> None:
         """Nothing to do: ``model.backward`` overwrites the gradients (torch-shaped
         loops may keep calling it)."""
 
     # --- state ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Complete a deferred step and detach from the model (its hooks); stop the
+        exchange thread if any."""
+        self.flush()
+        if self.exchange is not None:
+            for hook in ("grad_hook", "forward_hook", "flush_hook"):
+                if getattr(self.model, hook, None) is not None:
+                    setattr(self.model, hook, None)
+            self.exchange.close()
+
     def stats(self) -> Dict[str, Any]:
         """Exchange timing and bytes per step (``GradientReducer.stats``); {} alone."""
         return self.exchange.stats() if self.exchange is not None else {}
@@ -164,6 +205,7 @@ class DistributedOptimizer:
         """``{"optimizer": ..., "compressor": ...}``.  Collective under MPI (every
         rank's error-feedback memory is gathered on rank 0; other ranks get an empty
         ``compressor`` entry): every process must call it."""
+        self.flush()
         state: Dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
         if self.exchange is not None:
             state["compressor"] = self.exchange.state_dict()
@@ -171,6 +213,7 @@ class DistributedOptimizer:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore ``state_dict()`` (every process passes the whole dict)."""
+        self.flush()
         self.optimizer.load_state_dict(state["optimizer"])
         if self.exchange is not None and state.get("compressor"):
             self.exchange.load_state_dict(state["compressor"])

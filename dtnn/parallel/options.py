@@ -43,6 +43,13 @@ class DistOptions:
     #: the exposed time by about as much, vgg11_bn 2 hosts 1 Gbit/s, scaling.md).
     #: Never skips a post, nor the poll right after it
     progress_interval: float = 0.0
+    #: the uncompressed overlap path leaves the buckets in flight after backward: the
+    #: next forward pass waits for the bucket holding each layer's parameters, applies
+    #: their optimizer update, and advances the others at every layer boundary, so the
+    #: exchange overlaps the next step's forward too (same maths, same bits as the
+    #: synchronous step).  Compression, blocking mode, the exchange thread, gradient
+    #: clipping, the divergence guard and check_replicas finish the step as before
+    defer_update: bool = False
     #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
     #: topology; see collectives.choice.choose_algorithm) or one of dtnn.parallel.collectives:
     #: "mpi" (MPI_Iallreduce), "ring", "hier" (hierarchical, several ranks per node)
@@ -82,7 +89,8 @@ class DistOptions:
            "check_replicas": "DTNN_CHECK_REPLICAS", "compress": "DTNN_COMPRESS",
            "stall_timeout": "DTNN_STALL_TIMEOUT",
            "algorithm": "DTNN_ALGORITHM", "collective": "DTNN_COLLECTIVE",
-           "tune": "DTNN_DIST_TUNE", "comm_thread": "DTNN_COMM_THREAD"}
+           "tune": "DTNN_DIST_TUNE", "comm_thread": "DTNN_COMM_THREAD",
+           "defer_update": "DTNN_DEFER_UPDATE"}
 
     @classmethod
     def resolve(cls, options: Optional[Mapping[str, Any]] = None,

@@ -140,6 +140,19 @@ class GradientReducer:
         #: hooks that advanced the collectives / skipped it (``progress_interval``), in all
         self.polls, self.polls_skipped = 0, 0
         self.stats_acc = StepStats(self)
+        # deferred completion (dist.defer_update): buckets left in flight by
+        # finish_step(defer=True), bucket index -> op, completed by before_group/complete_all
+        self._buf_op: Optional[C.Op] = None
+        self._pending: Dict[int, C.Op] = {}
+        self._on_bucket: Optional[Callable[[int, int], None]] = None
+        # groups 0..g read the flat range from _need_from[g] on (groups are laid out in
+        # reverse order): a forward pass at group g needs every bucket ending past it
+        lo, self._need_from = grads.size, []
+        for g in range(layout.num_groups):
+            a, b = layout.group_range(g)
+            if b > a:
+                lo = min(lo, a)
+            self._need_from.append(lo)
 
     # --- configuration -------------------------------------------------------------------
     def _plan(self, bucket_mb: float) -> None:
@@ -160,6 +173,7 @@ class GradientReducer:
             self._group_count[k] += 1
         self._missing: List[int] = list(self._group_count)
         self._seen = bytearray(layout.num_groups)
+        self._bucket_ops: List[Optional[C.Op]] = [None] * len(self.buckets)
 
     def algo(self, name: str) -> C.Algorithm:
         a = self._algos.get(name)
@@ -183,6 +197,8 @@ class GradientReducer:
     def start_step(self) -> None:
         if self._in_step:
             raise RuntimeError("start_step() called twice without finish_step()")
+        if self._pending:   # backward overwrites the gradients the pending updates read
+            self.complete_all()
         self._in_step = True
         if self.tuner is not None and not self._tuning_done:
             # once settled, apply the winners one last time: the last step timed ran
@@ -203,7 +219,11 @@ class GradientReducer:
             for b in self._bufs:  # forward already updated them: final for this step
                 self._buf_pack[off:off + b.size] = b.ravel()
                 off += b.size
-            self._timed_submit(lambda: [self.algo("mpi").start(self._buf_pack)])
+            self._timed_submit(self._post_buffers)
+
+    def _post_buffers(self) -> List[C.Op]:
+        self._buf_op = self.algo("mpi").start(self._buf_pack)
+        return [self._buf_op]
 
     def _timed_submit(self, job) -> None:
         t = time.perf_counter()
@@ -220,7 +240,8 @@ class GradientReducer:
         if self._cx:
             return self.exchange.post(k)
         view = self._views[k]
-        return [self._algo_for(view.nbytes).start(view)]
+        self._bucket_ops[k] = op = self._algo_for(view.nbytes).start(view)
+        return [op]
 
     def on_grads_ready(self, layer: int) -> None:
         """Group (layer) ``layer``'s gradients are final for this step: post every
@@ -266,13 +287,25 @@ class GradientReducer:
         while it waits)."""
         return self.executor.drain(self.on_wait_idle)
 
-    def finish_step(self) -> None:
+    def finish_step(self, defer: bool = False,
+                    on_bucket: Optional[Callable[[int, int], None]] = None) -> None:
+        """Wait for the step's exchange and average the gradients.  With ``defer``
+        (and ``can_defer()``), return at once instead, leaving the buckets in flight:
+        each is completed and averaged later, when ``before_group`` reaches a group
+        that reads it (the next forward pass) or ``complete_all`` is called, and
+        ``on_bucket(lo, hi)`` is then called with its range of the flat vector (the
+        optimizer's update of those parameters)."""
         if not self._in_step:
             raise RuntimeError("finish_step() without start_step()")
         # every wait of the step's collectives, whatever the algorithm: timed by the
         # watchdog (dist.stall_timeout), which names the ranks that did not arrive
         with stall_guard("gradient exchange", self.steps_done + 1):
-            self._finish_step()
+            if defer and self.can_defer():
+                self._finish_deferred(on_bucket)
+            else:
+                self._finish_step()
+                if on_bucket is not None:
+                    on_bucket(0, int(self.grads.size))
 
     def _finish_step(self) -> None:
         t_wait = time.perf_counter()
@@ -311,8 +344,104 @@ class GradientReducer:
         if self.options.check_replicas:
             self.check_replicas()
 
+    # --- deferred completion (dist.defer_update) -----------------------------------------
+    def can_defer(self) -> bool:
+        """Whether ``finish_step(defer=True)`` may leave the buckets in flight: the plain
+        (uncompressed) overlap path driven from the hooks, one op per bucket, several
+        ranks, no per-step replica check (it reads the updated parameters).  Other paths
+        (compression, blocking mode, the exchange thread) finish the step as usual."""
+        return (self.mode == "overlap" and not self._cx and not self.executor.threaded
+                and not self.options.check_replicas and self.size > 1 and self._in_step)
+
+    @property
+    def pending(self) -> bool:
+        """Buckets of a deferred step are still in flight or not averaged yet."""
+        return bool(self._pending)
+
+    def _finish_deferred(self, on_bucket) -> None:
+        t_wait = time.perf_counter()
+        self.stats_acc.wait_begins()
+        if self._posted != len(self.buckets):
+            raise RuntimeError(f"only {self._posted} of {len(self.buckets)} "
+                               "buckets were started")
+        self.executor.poll()
+        if self._bufs:   # the next forward updates the running statistics in place
+            C.wait([self._buf_op], self.on_wait_idle)
+            self._buf_pack *= 1.0 / self.size
+            off = 0
+            for b in self._bufs:
+                np.copyto(b, self._buf_pack[off:off + b.size].reshape(b.shape))
+                off += b.size
+        self._pending = dict(enumerate(self._bucket_ops))
+        self._on_bucket = on_bucket
+        self._deferred_ops = ([self._buf_op] if self._bufs else []) + list(self._bucket_ops)
+        self._deferred_t = t_wait
+        self._deferred_exposed = time.perf_counter() - t_wait
+        self._in_step = False
+        self.steps_done += 1
+
+    def before_group(self, g: int) -> None:
+        """A forward pass is about to run groups ``.. g``: complete, average and hand to
+        ``on_bucket`` every pending bucket they read (the last posted first); otherwise
+        advance the collectives in flight (a progress point, ``dist.progress_interval``)."""
+        if not self._pending:
+            return
+        lo = self._need_from[g] if 0 <= g < len(self._need_from) else 0
+        needed = [k for k in self._pending if self.buckets[k][1] > lo]
+        if needed:
+            with stall_guard("gradient exchange", self.steps_done):
+                for k in sorted(needed, reverse=True):
+                    self._complete(k)
+            return
+        t = time.perf_counter()
+        if t - self._last_poll < self.options.progress_interval:
+            self.polls_skipped += 1
+            return
+        self.polls += 1
+        C.poll(list(self._pending.values()))
+        self._last_poll = time.perf_counter()
+        self.stats_acc.hook(self._last_poll - t)
+
+    def complete_all(self) -> None:
+        """Complete every pending bucket of a deferred step (a no-op if none)."""
+        if not self._pending:
+            return
+        with stall_guard("gradient exchange", self.steps_done):
+            for k in sorted(self._pending, reverse=True):
+                self._complete(k)
+
+    def _complete(self, k: int) -> None:
+        t = time.perf_counter()
+        op = self._pending.pop(k)
+        if not op.progress():
+            others = list(self._pending.values())
+
+            def idle(waited: float) -> None:   # the other buckets go on meanwhile
+                C.poll(others)
+                if self.on_wait_idle is not None:
+                    self.on_wait_idle(waited)
+            C.wait([op], idle)
+        view = self._views[k]
+        np.multiply(view, self._scale, out=view)
+        self._deferred_exposed += time.perf_counter() - t
+        if self._on_bucket is not None:
+            a, b, _ = self.buckets[k]
+            self._on_bucket(a, b)
+        if not self._pending:
+            self._end_deferred()
+
+    def _end_deferred(self) -> None:
+        self._on_bucket = None
+        t_end = time.perf_counter()
+        step = self.stats_acc.end(self._deferred_t, t_end, self._deferred_ops, 0.0,
+                                  exposed=self._deferred_exposed)
+        self._deferred_ops = []
+        if self.tuner is not None and not self.tuner.settled and step is not None:
+            self.tuner.record(step)
+
     def close(self) -> None:
-        """Stop the exchange thread (if any)."""
+        """Complete a deferred step; stop the exchange thread (if any)."""
+        self.complete_all()
         self.executor.close()
 
     # --- debug ------------------------------------------------------------------------

@@ -48,8 +48,11 @@ class StepStats:
         self.s["check_seconds"] += seconds
         self._check_since_last += seconds
 
-    def end(self, t_wait: float, t_end: float, ops, decode: float) -> Optional[float]:
-        """Account one step; returns the step's length (None for the first step)."""
+    def end(self, t_wait: float, t_end: float, ops, decode: float,
+            exposed: Optional[float] = None) -> Optional[float]:
+        """Account one step; returns the step's length (None for the first step).
+        ``exposed``: the time blocked on this step's exchange when it was not one wait
+        from ``t_wait`` to ``t_end`` (a deferred step: the waits of the next forward)."""
         r, s = self.r, self.s
         cx = r._cx
         codec = r.exchange.codec_seconds if cx else 0.0
@@ -63,7 +66,8 @@ class StepStats:
         if cx and not r.executor.threaded:
             stop = self._codec_wait[1] if self._codec_wait[1] is not None else codec
             in_wait = max(0.0, stop - self._codec_wait[0])
-        exposed = t_end - t_wait - decode - in_wait
+        if exposed is None:
+            exposed = t_end - t_wait - decode - in_wait
         s["codec_in_wait"] += in_wait
         s["steps"] += 1
         s["exposed"] += exposed
