@@ -100,6 +100,7 @@ class GradientReducer:
         self.grads = grads
         self._algos: Dict[str, C.Algorithm] = {}
         self.algorithm = self.options.algorithm
+        self._tuned_algorithm = False   # set once the tuner picks self.algorithm
         self.compressor, self.exchange = None, None
         if self.options.compress not in ("", "none"):
             from dtnn.compress import build_compressor
@@ -182,7 +183,16 @@ class GradientReducer:
         return a
 
     def _algo_for(self, nbytes: int) -> C.Algorithm:
-        return self.algo(choose_algorithm(nbytes, self.topo, self.algorithm))
+        preferred = self.algorithm
+        if self._tuned_algorithm and nbytes < SMALL_BUCKET_BYTES:
+            # the tuner times whole steps, where the big buckets set the pace: its pick
+            # is for them; small ones go by size as with "auto" (MPI's recursive
+            # doubling, log2 p rounds, not 2 (p-1) ring hops -- each of which queues
+            # behind a big bucket's hop on the same link, which matters most with
+            # dist.defer_update, where the next forward waits for the first layers'
+            # small bucket first; benchmarks/results/scaling.md, #17)
+            preferred = "auto"
+        return self.algo(choose_algorithm(nbytes, self.topo, preferred))
 
     def _apply_tuning(self) -> None:
         algo, bucket_mb = self.tuner.choose()
@@ -190,6 +200,7 @@ class GradientReducer:
             self.exchange.set_collective(algo)
             return
         self.algorithm = algo
+        self._tuned_algorithm = True
         if bucket_mb != self.bucket_mb:
             self._plan(bucket_mb)
 
