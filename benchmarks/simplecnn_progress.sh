@@ -6,6 +6,8 @@
 # (root; run under /work/bin/quiet holding the cluster lock):
 #   benchmarks/simplecnn_progress.sh OUTDIR [REPEATS]
 set -euo pipefail
+# dist.progress_parts was removed after these runs (no gain, #17 "The deferred update"
+# in benchmarks/results/scaling.md): rerun at a commit before 2026-12-07 19:30 UTC
 cd "$(dirname "$0")/.."
 out=$1
 for rep in $(seq 1 "${2:-2}"); do

@@ -39,7 +39,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from dtnn.bench.costmodel import (Codec, Link, ModelProfile, Oversub, fit_link, predict_step)
-from dtnn.models.model import PROGRESS
 
 RATES = {"100mbit": 100e6, "1gbit": 1e9, "10gbit": 10e9, "100gbit": 100e9}
 DEFAULT_MODELS = ("simplecnn", "lenet", "vgg11_bn:width=0.5", "vgg16_bn", "cnet")
@@ -59,9 +58,7 @@ def profile_model(spec: str, input_shape=(1, 28, 28), classes: int = 10, batch: 
     """Step time and per-layer gradient readiness of one rank (median of ``steps``)."""
     from dtnn.layers.loss import SoftmaxCrossEntropy
     from dtnn.optim import build_optimizer
-    from dtnn.parallel.options import DistOptions
     net = _build(spec, input_shape, classes)
-    net.progress_parts = DistOptions().progress_parts   # as the inline reducer sets it
     opt = build_optimizer("sgd", net, lr=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch,) + tuple(input_shape)).astype(np.float32)
@@ -70,28 +67,23 @@ def profile_model(spec: str, input_shape=(1, 28, 28), classes: int = 10, batch: 
     runs = []
     for i in range(steps + 1):
         marks: Dict[int, float] = {}
-        progress: List[float] = []     # the first layer's split backward (PROGRESS)
 
         def hook(layer: int) -> None:
-            if layer == PROGRESS:
-                progress.append(time.perf_counter())
-            else:
-                marks.setdefault(layer, time.perf_counter())
+            marks.setdefault(layer, time.perf_counter())
         t0 = time.perf_counter()
         loss.forward(net.forward(x, training=True), y)
         net.backward(loss.backward(), on_grads_ready=hook)
         opt.step()
         total = time.perf_counter() - t0
         if i:
-            runs.append((total, {k: v - t0 for k, v in marks.items()},
-                         [t - t0 for t in progress]))
-    total, marks, points = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+            runs.append((total, {k: v - t0 for k, v in marks.items()}))
+    total, marks = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
     ready = []
     for layer in reversed(range(len(net.layers))):
         a, b = net.layer_param_range(layer)
         if b > a:
             ready.append((4.0 * (b - a), min(1.0, marks.get(layer, total) / total)))
-    hooks = sorted(min(1.0, t / total) for t in [*marks.values(), *points])
+    hooks = sorted(min(1.0, t / total) for t in marks.values())
     return ModelProfile(spec, int(net.num_params()), total, ready, hooks)
 
 

@@ -173,6 +173,9 @@ class Trainer:
                 bar.update(1)
             if i + 1 in points:
                 stats.evaluation = self._evaluate_point(eval_set, epoch, i + 1, steps)
+        # every rank completes a deferred update here (dist.defer_update), so the
+        # epoch-end callbacks (a checkpoint on rank 0 only, a barrier) read final values
+        self.distributed.flush()
         # training only: _evaluate_point counts its time on the clock
         stats.seconds = time.perf_counter() - start - (self.clock.eval_seconds
                                                        - evaluated_before)

@@ -1,7 +1,7 @@
 """2-D convolution layer: owns the parameters, delegates the maths to a ConvAlgorithm."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -148,34 +148,3 @@ class Conv2D(Layer):
             np.ascontiguousarray(dy, dtype=np.float32), x, self.params["weight"], geom,
             need_dx=self.needs_input_grad, dw_out=self.grads["weight"],
             db_out=self.grads.get("bias"))
-
-    def backward_parts(self, dy: np.ndarray, parts: int,
-                       between: Callable[[], None]) -> Optional[np.ndarray]:
-        """``backward`` of a layer that needs no input gradient, over ``parts`` contiguous
-        slices of the batch, calling ``between()`` after each slice but the last (a
-        progress point for the exchange, ``Model.progress_parts``).  dW and db are the
-        sums of the slices' (the same algorithm's backward on each); with an input
-        gradient to compute, or fewer images than parts, it is one ``backward``."""
-        x = self._x
-        if self.needs_input_grad or x is None or parts <= 1 or x.shape[0] < parts:
-            return self.backward(dy)
-        self._x = None
-        dy = np.ascontiguousarray(dy, dtype=np.float32)
-        dw, db = self.grads["weight"], self.grads.get("bias")
-        part_dw = np.empty_like(dw)
-        part_db = None if db is None else np.empty_like(db)
-        bounds = np.linspace(0, x.shape[0], parts + 1).astype(np.int64)
-        for j in range(parts):
-            a, b = int(bounds[j]), int(bounds[j + 1])
-            first = j == 0
-            self.algorithm.backward(
-                dy[a:b], x[a:b], self.params["weight"], self.geometry(b - a, x.shape[2:]),
-                need_dx=False, dw_out=dw if first else part_dw,
-                db_out=db if first else part_db)
-            if not first:
-                dw += part_dw
-                if db is not None:
-                    db += part_db
-            if j + 1 < parts:
-                between()
-        return None

@@ -23,9 +23,6 @@ from dtnn.layers.base import LAYERS, Layer, Shape
 
 #: called after layer ``i``'s backward with its gradients final
 GradReadyHook = Callable[[int], None]
-#: what ``Model.backward`` passes its hook between the parts of a split backward: no
-#: layer is final, communication in flight may advance (a reducer's progress point)
-PROGRESS = -1
 
 
 @dataclass(frozen=True)
@@ -118,7 +115,7 @@ class Model:
         self.name = name
         #: how the model was made ({"name": builder, "options": {...}}), if by a builder
         self.arch = arch or {}
-        self.flat_params = np.zeros(0, np.float32)
+        self._flat_params = np.zeros(0, np.float32)
         self.flat_grads = np.zeros(0, np.float32)
         self.decay_mask = np.zeros(0, np.float32)
         self.slots: List[ParamSlot] = []
@@ -127,19 +124,27 @@ class Model:
         #: called after each layer's backward when ``backward`` gets no hook of its own
         #: (set by ``dtnn.DistributedOptimizer`` so a plain ``backward`` exchanges)
         self.grad_hook: Optional[GradReadyHook] = None
-        #: with a hook, the backward of a layer that needs no input gradient (the first
-        #: convolution) runs in this many batch parts with ``hook(PROGRESS)`` between them,
-        #: so a collective posted at an earlier hook can advance while it computes
-        #: (its dW is the sum of the parts' dW; 1 = one call; the reducer sets it from
-        #: ``dist.progress_parts`` when its hooks advance the exchange)
-        self.progress_parts = 1
         #: called with ``j`` before a forward pass runs layers ``.. j`` (set by
         #: ``dtnn.DistributedOptimizer`` with ``dist.defer_update``: the parameters of
         #: those layers get the previous step's update first)
         self.forward_hook: Optional[Callable[[int], None]] = None
-        #: called before the parameters are read or replaced as a whole (state_dict,
-        #: load_state_dict): completes a deferred update
+        #: called whenever ``flat_params`` is read (state_dict, load_state_dict, a
+        #: user's look between steps): completes a deferred update first
         self.flush_hook: Optional[Callable[[], None]] = None
+
+    @property
+    def flat_params(self) -> np.ndarray:
+        """All parameters, one float32 vector (layers hold views into it).  With a
+        deferred update pending (``dist.defer_update``) it is completed first, so a
+        reader between steps sees the updated values (a layer's ``params`` views do
+        not trigger this: call ``DistributedOptimizer.flush()`` before reading them)."""
+        if self.flush_hook is not None:
+            self.flush_hook()
+        return self._flat_params
+
+    @flat_params.setter
+    def flat_params(self, value: np.ndarray) -> None:
+        self._flat_params = value
 
     # --- construction ----------------------------------------------------------------
     def build(self, seed: int = 0) -> "Model":
@@ -166,12 +171,12 @@ class Model:
             for name, p in layer.params.items():
                 slots.append(ParamSlot(i, name, offset, tuple(p.shape), name in layer.decay_params))
                 offset += p.size
-        self.flat_params = np.zeros(offset, np.float32)
+        self._flat_params = np.zeros(offset, np.float32)
         self.flat_grads = np.zeros(offset, np.float32)
         self.decay_mask = np.zeros(offset, np.float32)
         for s in slots:
             layer = self.layers[s.layer_index]
-            p_view = self.flat_params[s.offset:s.offset + s.size].reshape(s.shape)
+            p_view = self._flat_params[s.offset:s.offset + s.size].reshape(s.shape)
             g_view = self.flat_grads[s.offset:s.offset + s.size].reshape(s.shape)
             p_view[...] = layer.params[s.name]
             layer.params[s.name] = p_view
@@ -223,9 +228,7 @@ class Model:
 
         ``on_grads_ready(i)`` is called as soon as layer ``i``'s gradients are final,
         so a reducer can start communicating them while earlier layers still compute;
-        without one, ``self.grad_hook`` (if set) is called.  With a hook, the first
-        layer's backward (no input gradient) runs in ``progress_parts`` batch parts
-        with ``on_grads_ready(PROGRESS)`` between them.
+        without one, ``self.grad_hook`` (if set) is called.
         """
         if on_grads_ready is None:
             on_grads_ready = getattr(self, "grad_hook", None)
@@ -256,13 +259,7 @@ class Model:
                     on_grads_ready(i - 1)
                 i -= 2
                 continue
-            layer = self.layers[i]
-            if (on_grads_ready is not None and self.progress_parts > 1
-                    and not layer.needs_input_grad and hasattr(layer, "backward_parts")):
-                hook = on_grads_ready
-                dy = layer.backward_parts(dy, self.progress_parts, lambda: hook(PROGRESS))
-            else:
-                dy = layer.backward(dy)
+            dy = self.layers[i].backward(dy)
             if on_grads_ready is not None:
                 on_grads_ready(i)
             i -= 1
@@ -276,7 +273,7 @@ class Model:
     # --- introspection ---------------------------------------------------------------
     def num_params(self) -> int:
         """Number of trainable scalars."""
-        return int(self.flat_params.size)
+        return int(self._flat_params.size)
 
     def layer_param_range(self, i: int) -> Tuple[int, int]:
         """[start, stop) of layer i's parameters in the flat vectors (empty if none)."""
@@ -324,16 +321,12 @@ class Model:
     def state_dict(self) -> Dict[str, Any]:
         """Copies of everything a trained model holds: ``params`` (the flat vector),
         ``buffers`` (BN running statistics) and ``rng`` (dropout streams)."""
-        if self.flush_hook is not None:
-            self.flush_hook()
         return {"params": self.flat_params.copy(),
                 "buffers": {k: v.copy() for k, v in self.buffers().items()},
                 "rng": self.rng_states()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore ``state_dict()`` into this (built, same-architecture) model."""
-        if self.flush_hook is not None:
-            self.flush_hook()
         params = np.asarray(state["params"], np.float32)
         if params.shape != self.flat_params.shape:
             raise ValueError(f"load_state_dict: {params.size} parameters in the state, "

@@ -94,6 +94,11 @@ class DistributedOptimizer:
             # reads; reading the state (state_dict, load) completes them all
             self.model.forward_hook = self.exchange.before_group
             self.model.flush_hook = self.flush
+            # a program that ends after its last step: complete that step's exchange
+            # before MPI is finalized (this runs before mpi4py's own exit handler)
+            import atexit
+            import weakref
+            atexit.register(_flush_at_exit, weakref.ref(self))
 
     # --- the step -------------------------------------------------------------------
     @property
@@ -217,3 +222,11 @@ class DistributedOptimizer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.exchange is not None and state.get("compressor"):
             self.exchange.load_state_dict(state["compressor"])
+
+
+def _flush_at_exit(ref) -> None:
+    opt = ref()
+    if opt is not None and opt.exchange is not None and opt.exchange.pending:
+        from mpi4py import MPI
+        if MPI.Is_initialized() and not MPI.Is_finalized():
+            opt.flush()

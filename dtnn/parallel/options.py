@@ -30,13 +30,8 @@ class DistOptions:
     #: advance the collectives in flight from every backward hook, so they run while
     #: the backward pass computes (without it they mostly run in the final wait)
     progress: bool = True
-    #: with ``progress`` (several ranks), the first layer's backward runs in this many
-    #: batch parts with a progress point between them (``Model.progress_parts``): the
-    #: collectives posted earlier advance while it computes; 1 = one call (the default:
-    #: measured without gain on simplecnn, and each part's batch is a new shape for the
-    #: convolution tuner to time; benchmarks/results/scaling.md, #17)
-    progress_parts: int = 1
-    #: seconds: a hook that closes no bucket advances the collectives only if the last
+    #: seconds: a hook that closes no bucket (in backward, and with ``defer_update`` at
+    #: the next forward's layer boundaries) advances the collectives only if the last
     #: advance ended at least this long ago (hooks come in bursts: BN, ReLU, pool and
     #: conv of a block report within microseconds); 0 = every hook (default: at 0.2 ms
     #: the hooks' time fell by 0.3-0.5 ms per step but hops left for the final wait grew
@@ -48,8 +43,12 @@ class DistOptions:
     #: their optimizer update, and advances the others at every layer boundary, so the
     #: exchange overlaps the next step's forward too (same maths, same bits as the
     #: synchronous step).  Compression, blocking mode, the exchange thread, gradient
-    #: clipping, the divergence guard and check_replicas finish the step as before
-    defer_update: bool = False
+    #: clipping, the divergence guard and check_replicas finish the step as before.
+    #: Reading ``model.flat_params`` completes a pending update; layers' ``params``
+    #: views do not (``DistributedOptimizer.flush()``).  On by default: simplecnn 4
+    #: hosts 1 Gbit/s 30.6-31.5 ms per step against 32.3-35.7 synchronous, vgg11_bn
+    #: w0.5 no slower (benchmarks/results/scaling.md, #17)
+    defer_update: bool = True
     #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
     #: topology; see collectives.choice.choose_algorithm) or one of dtnn.parallel.collectives:
     #: "mpi" (MPI_Iallreduce), "ring", "hier" (hierarchical, several ranks per node)
@@ -84,7 +83,6 @@ class DistOptions:
     #: environment variable of each option
     ENV = {"mode": "DTNN_DIST_MODE", "bucket_mb": "DTNN_BUCKET_MB",
            "progress": "DTNN_DIST_PROGRESS",
-           "progress_parts": "DTNN_PROGRESS_PARTS",
            "progress_interval": "DTNN_PROGRESS_INTERVAL", "average_buffers": "DTNN_AVERAGE_BUFFERS",
            "check_replicas": "DTNN_CHECK_REPLICAS", "compress": "DTNN_COMPRESS",
            "stall_timeout": "DTNN_STALL_TIMEOUT",
@@ -117,8 +115,6 @@ class DistOptions:
         if not self.progress_interval >= 0:
             raise ConfigError(f"dist.progress_interval must be >= 0 seconds, got "
                               f"{self.progress_interval!r}")
-        if self.progress_parts < 1:
-            raise ConfigError(f"dist.progress_parts must be >= 1, got {self.progress_parts!r}")
         if not self.stall_timeout >= 0:
             raise ConfigError(f"dist.stall_timeout must be >= 0 seconds (0 = off), got "
                               f"{self.stall_timeout!r}")

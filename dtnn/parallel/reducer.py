@@ -121,10 +121,6 @@ class GradientReducer:
                                    getattr(self.compressor, "warmup_steps", 0))
         from dtnn.parallel.worker import make_executor
         self.executor = make_executor(self.options.comm_thread)
-        if hasattr(model, "progress_parts"):   # progress points inside the first layer;
-            # in every mode and executor alike, so their gradients stay bit-comparable
-            model.progress_parts = (self.options.progress_parts
-                                    if self.options.progress and self.size > 1 else 1)
         from dtnn.parallel.autotune import exchange_tuner
         self.tuner = exchange_tuner(self)
         self._tuning_done = False
