@@ -100,7 +100,8 @@ class GradientReducer:
         self.grads = grads
         self._algos: Dict[str, C.Algorithm] = {}
         self.algorithm = self.options.algorithm
-        self._tuned_algorithm = False   # set once the tuner picks self.algorithm
+        # set once the tuner picks self.algorithm where the user left it to dtnn ("auto")
+        self._tuned_algorithm = False
         self.compressor, self.exchange = None, None
         if self.options.compress not in ("", "none"):
             from dtnn.compress import build_compressor
@@ -196,7 +197,7 @@ class GradientReducer:
             self.exchange.set_collective(algo)
             return
         self.algorithm = algo
-        self._tuned_algorithm = True
+        self._tuned_algorithm = self.options.algorithm == "auto"
         if bucket_mb != self.bucket_mb:
             self._plan(bucket_mb)
 
