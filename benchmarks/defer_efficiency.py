@@ -30,3 +30,7 @@ for path in args.files:
               f"  hooks {r['hook_mpi_seconds'] * 1e3:4.2f}  optimal/added: call {optimal / added:.3f}"
               f" paired {eff_p} (ref {paired * 1e3 if paired else 0:.2f})"
               f"  ({r.get('algorithm')}, {r.get('bucket_mb')} MiB)")
+        waits = r.get("deferred_waits") or {}
+        if waits:   # the next forward's wait for each bucket (flat range), ms per step
+            print("      deferred waits: " + ", ".join(f"[{k}] {v * 1e3:.2f}"
+                                                  for k, v in waits.items()))

@@ -127,6 +127,7 @@ def _reducer_row(ctx, reducer, step: float, bucket_mb: float, progress: bool):
     s = reducer.stats()
     row: Dict[str, Any] = {"mean_step_seconds": step, "algorithm": s.get("algorithm"),
                            "comm_thread": s.get("comm_thread"),
+                           "deferred_waits": s.get("deferred_waits", {}),
                            "bucket_mb": s.get("bucket_mb"),
                            "tuning": [{k: t[k] for k in ("tuner", "winner", "stats", "rounds")}
                                       for t in s.get("tuning", [])]}

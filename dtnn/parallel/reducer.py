@@ -143,6 +143,8 @@ class GradientReducer:
         self._buf_op: Optional[C.Op] = None
         self._pending: Dict[int, C.Op] = {}
         self._on_bucket: Optional[Callable[[int, int], None]] = None
+        #: seconds waited for each deferred bucket ([lo, hi) of the flat vector), summed
+        self._defer_waits: Dict[tuple, float] = {}
         # groups 0..g read the flat range from _need_from[g] on (groups are laid out in
         # reverse order): a forward pass at group g needs every bucket ending past it
         lo, self._need_from = grads.size, []
@@ -431,7 +433,10 @@ class GradientReducer:
             C.wait([op], idle)
         view = self._views[k]
         np.multiply(view, self._scale, out=view)
-        self._deferred_exposed += time.perf_counter() - t
+        waited = time.perf_counter() - t
+        self._deferred_exposed += waited
+        a, b, _ = self.buckets[k]
+        self._defer_waits[(a, b)] = self._defer_waits.get((a, b), 0.0) + waited
         if self._on_bucket is not None:
             a, b, _ = self.buckets[k]
             self._on_bucket(a, b)
@@ -472,6 +477,7 @@ class GradientReducer:
     # --- statistics -------------------------------------------------------------------
     def reset_stats(self) -> None:
         self.stats_acc.reset()
+        self._defer_waits = {}
 
     def stats(self) -> Dict[str, Any]:
         """Means per step (seconds) and bytes; see the module docstring."""
@@ -479,6 +485,9 @@ class GradientReducer:
         out.update(algorithm=(self.exchange.collective if self._cx else
                               choose_algorithm(self.grads.nbytes, self.topo, self.algorithm)),
                    comm_thread=self.executor.threaded,
+                   # dist.defer_update: mean wait per step for each bucket ("lo-hi")
+                   deferred_waits={f"{a}-{b}": w / max(1.0, self.stats_acc.s["steps"])
+                                   for (a, b), w in sorted(self._defer_waits.items())},
                    tuning=self.tuner.report() if self.tuner is not None else [])
         return out
 
