@@ -15,10 +15,12 @@ ap.add_argument("--link-bits", type=float, default=1e9)
 args = ap.parse_args()
 for path in args.files:
     rows = [r for r in map(json.loads, open(path)) if r.get("kind") == "throughput"]
-    ref = next(r for r in rows if r["mode"] == "none")["step_seconds"]
-    print(f"{path}: exchange-skipped {ref * 1e3:.2f} ms, load {rows[0]['load_average']}")
+    refs = {(r["hosts"], r["link"]): r["step_seconds"] for r in rows if r["mode"] == "none"}
+    print(f"{path}: load {rows[0]['load_average']}")
     for r in rows:
+        ref = refs[(r["hosts"], r["link"])]
         if r["mode"] == "none":
+            print(f"  {r['hosts']} hosts, {r['link']}: exchange-skipped {ref * 1e3:.2f} ms")
             continue
         p = r["ranks"]
         optimal = 2 * (p - 1) / p * r["grad_bytes"] * 8 / args.link_bits
