@@ -21,6 +21,7 @@ Any spec takes ``ef=true|false`` to force error feedback on or off.
 """
 from dtnn.compress import kernels  # noqa: F401  (resolves the kernels: `dtnn info` lists them)
 from dtnn.compress import bitpack  # noqa: F401  (likewise the bit-packing kernels)
+from dtnn.compress import summable  # noqa: F401  (likewise random-k's and PowerSGD's fused kernels)
 from dtnn.compress.base import (COMPRESSORS, Compressor, Unit, build_compressor, check_spec,
                                 parse_spec)
 from dtnn.compress.memory import ErrorFeedback
