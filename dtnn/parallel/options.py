@@ -46,8 +46,8 @@ class DistOptions:
     #: clipping, the divergence guard and check_replicas finish the step as before.
     #: Reading ``model.flat_params`` completes a pending update; layers' ``params``
     #: views do not (``DistributedOptimizer.flush()``).  On by default: simplecnn 4
-    #: hosts 1 Gbit/s 30.6-31.5 ms per step against 32.3-35.7 synchronous, vgg11_bn
-    #: w0.5 no slower (benchmarks/results/scaling.md, #17)
+    #: hosts 1 Gbit/s 29.1-31.7 ms per step against 31.9-35.9 synchronous in the same
+    #: calls, vgg11_bn w0.5 no slower (benchmarks/results/scaling.md, #17)
     defer_update: bool = True
     #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
     #: topology; see collectives.choice.choose_algorithm) or one of dtnn.parallel.collectives:
