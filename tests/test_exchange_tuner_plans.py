@@ -1,6 +1,6 @@
 """The exchange tuner's candidate bucket sizes: one per distinct bucket plan (#17)."""
 from dtnn.bench.model import _build
-from dtnn.parallel.autotune import BUCKET_CHOICES_MB, distinct_plans
+from dtnn.parallel.autotune import BUCKET_CHOICES_MB, distinct_plans, split_plans
 from dtnn.parallel.buckets import plan_buckets
 
 
@@ -40,3 +40,30 @@ def test_the_first_step_after_a_switch_is_not_counted():
     # every counted sample is the alternative's true time
     assert all(abs(v - true[(n.split("@")[0], float(n.split("@")[1]))]) < 1e-12
                for n, v in row["stats"].items())
+
+
+def test_deferred_update_drops_one_bucket_plans():
+    """With dist.defer_update the tuner does not time plans of one bucket (nothing of
+    the collective could overlap); when every plan is one bucket, they stay."""
+    net = _build("simplecnn", (1, 28, 28), 10)
+    assert split_plans(net, [1.0, 4.0]) == [1.0]
+    assert split_plans(net, [4.0, 64.0]) == [4.0, 64.0]
+
+
+def test_the_tuner_starts_on_a_kept_plan():
+    """A reducer whose configured size (4 MiB, one bucket) was dropped starts the
+    tuner on a kept plan: a single kept plan means only the algorithm is tuned, and
+    every choice must cut the 1 MiB plan."""
+    from types import SimpleNamespace
+    from mpi4py import MPI
+    from dtnn.parallel.autotune import exchange_tuner
+    from dtnn.parallel.layout import as_layout
+    from dtnn.parallel.options import DistOptions
+    net = _build("simplecnn", (1, 28, 28), 10)
+    topo = SimpleNamespace(multi_node=True, size=4, nodes=4, local_size=1, uniform=True)
+    red = SimpleNamespace(size=4, options=DistOptions(tune="true", defer_update=True),
+                          topo=topo, exchange=None, grads=net.flat_grads,
+                          layout=as_layout(net), algorithm="auto", bucket_mb=4.0,
+                          comm=MPI.COMM_SELF)
+    tuner = exchange_tuner(red)
+    assert not tuner.joint and tuner.choose()[1] == 1.0

@@ -129,8 +129,25 @@ def exchange_tuner(reducer) -> Optional[ExchangeTuner]:
     start = choose_algorithm(nbytes, topo, reducer.algorithm)
     buckets = distinct_plans(reducer.layout, sorted({*BUCKET_CHOICES_MB, reducer.bucket_mb}),
                              prefer=reducer.bucket_mb)
+    if getattr(reducer.options, "defer_update", False):
+        buckets = split_plans(reducer.layout, buckets)
+    bucket0 = reducer.bucket_mb if reducer.bucket_mb in buckets else buckets[0]
     return ExchangeTuner(reducer.comm, ("plain", reducer.size, topo.nodes, nbytes),
-                         [start] + algos, buckets, (start, reducer.bucket_mb))
+                         [start] + algos, buckets, (start, bucket0))
+
+
+def split_plans(layout, buckets_mb: Sequence[float]) -> List[float]:
+    """With the update deferred (``dist.defer_update``), the sizes whose plan has more
+    than one bucket (all of them if none has).  One bucket is posted after backward and
+    is the one the next forward's first layer waits for: nothing of the collective can
+    overlap either pass.  Its step times while tuning are as noisy as the others', and
+    on simplecnn (4 hosts, 1 Gbit/s) the tuner took MPI with one bucket in 2 of 10 runs,
+    0.71-0.72 of the optimal allreduce against 0.85-0.97 for 1 MiB buckets
+    (benchmarks/results/scaling.md, #17)."""
+    from dtnn.parallel.buckets import plan_buckets
+    kept = [mb for mb in buckets_mb
+            if len(plan_buckets(layout, max(1, int(mb * MiB)))) > 1]
+    return kept or list(buckets_mb)
 
 
 def distinct_plans(layout, buckets_mb: Sequence[float], prefer: float) -> List[float]:
