@@ -28,6 +28,7 @@ from dtnn.engine import resume as resumed
 from dtnn.data.images import ink_profile
 from dtnn.engine.monitor import from_config as monitor_from_config
 from dtnn.engine.guard import DivergenceGuard
+from dtnn.engine import steptrace
 from dtnn.engine.preflight import check_train
 from dtnn.engine.rundir import RunDirectory
 from dtnn.engine.trainer import Trainer
@@ -159,6 +160,7 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
     log = get_logger()
     # everything that can be checked before the data loads, and nothing written yet
     check_train(cfg, resume=resume, overwrite=overwrite, is_root=ctx.is_root)
+    steptrace.check_env()   # DTNN_STEP_TRACE never overwrites an earlier trace
     ckpt = load_checkpoint(resume) if resume else None
     if ckpt is not None:
         resumed.check_config(cfg, ckpt.meta.get("config") or {}, resume)

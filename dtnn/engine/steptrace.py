@@ -12,6 +12,11 @@ apart: the rank computed longer (CPU time grew), waited on a run queue (another 
 had its core), waited for a peer (exposed wait with the CPU given away), or the host
 took the virtual CPU (steal).
 
+A trace is never overwritten: a directory that already holds one (``steps_rank*.npy``,
+``threads_rank*.json``, or the packed ``steps.npz``) is refused before training starts,
+with a one-line error naming the variable (exit status 2): give each run its own
+directory.
+
 Reading a row costs a few microseconds: the ``/proc`` files are opened once and re-read
 with ``pread``.  ``benchmarks/analyze_step_trace.py`` turns the files into per-stretch
 tables.
@@ -28,6 +33,7 @@ from typing import Optional
 
 import numpy as np
 
+from dtnn.errors import ConfigError
 from dtnn.io.atomic import atomic_path, write_text
 
 ENV = "DTNN_STEP_TRACE"
@@ -36,6 +42,36 @@ ENV = "DTNN_STEP_TRACE"
 FIELDS = ("t_end", "exposed", "hook", "codec", "backward_window", "thread_cpu",
           "process_cpu", "nvcsw", "nivcsw", "run_ns", "runq_ns", "slices", "cpu",
           "eval_before", "steal0", "steal1", "idle0", "idle1")
+
+
+#: the files a trace directory holds (written by ``save``, or packed by the analyzer)
+TRACE_FILES = ("steps_rank*.npy", "threads_rank*.json", "steps.npz")
+
+
+def previous_trace(out: Path) -> Optional[Path]:
+    """A file of an earlier run's trace in ``out``, if there is one."""
+    if not out.is_dir():
+        return None
+    for pattern in TRACE_FILES:
+        for found in sorted(out.glob(pattern)):
+            return found
+    return None
+
+
+def check_env() -> Optional[Path]:
+    """The trace directory from ``DTNN_STEP_TRACE`` (None if unset), refused with a
+    ``ConfigError`` if it is a file or already holds a trace (never overwritten)."""
+    where = os.environ.get(ENV)
+    if not where:
+        return None
+    out = Path(where)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{ENV}={where}: not a directory")
+    old = previous_trace(out)
+    if old is not None:
+        raise ConfigError(f"{ENV}={where}: holds a previous run's trace ({old.name}); "
+                          "give this run a new directory (traces are never overwritten)")
+    return out
 
 
 def _read_ints(fd: int, size: int = 4096) -> bytes:
@@ -66,8 +102,8 @@ class StepTrace:
 
     @classmethod
     def from_env(cls, rank: int, reducer=None) -> Optional["StepTrace"]:
-        where = os.environ.get(ENV)
-        return cls(Path(where), rank, reducer) if where else None
+        where = check_env()
+        return cls(where, rank, reducer) if where is not None else None
 
     def _reducer_sums(self):
         s = getattr(getattr(self.reducer, "stats_acc", None), "s", None)

@@ -76,10 +76,15 @@ class MPIContext(Context):
         return self.rank == 0
 
     def allreduce_sum(self, values: np.ndarray) -> np.ndarray:
+        """Sum over all ranks (the guard's window sums, epoch records, evaluation).
+        Posted non-blocking and waited for like the exchange's collectives
+        (``collectives.wait``): MPICH's blocking allreduce spins, and with more ranks
+        than cores a spinning rank keeps the core from the neighbour it waits for."""
+        from dtnn.parallel.collectives.base import ReqOp, wait
         arr = np.ascontiguousarray(values)
         out = np.empty_like(arr)
         with stall_guard("allreduce of metrics"):
-            self.comm.Allreduce(arr, out, op=self.MPI.SUM)
+            wait([ReqOp([self.comm.Iallreduce(arr, out, op=self.MPI.SUM)])])
         return out
 
     def broadcast_object(self, obj: Any) -> Any:

@@ -10,16 +10,19 @@ thread compresses it, starts its collective, advances every op continuously and
 decodes, while the backward pass computes the next layers (numpy and dtnn's kernels
 release the GIL).  It needs ``MPI_THREAD_MULTIPLE`` (mpi4py asks for it).  While
 backward runs the thread tests its ops every ``poll_interval`` seconds and sleeps in
-between, so it does not take a core from the computation; once the step waits for it
-it only yields between tests.  The main thread makes no MPI call of the exchange's
-while the thread works.
+between (blocked on its queue, so a new job wakes it at once; with nothing in flight
+it just blocks), so it does not take a core from the computation.  Once the step waits
+for it (every job was queued before the drain request) it finishes them with
+``C.wait``, the exchange's one wait, under the same policy as the inline path
+(``collectives.waiting``, ``DTNN_WAIT``).  It used to spin on ``sched_yield`` there,
+which on EEVDF keeps the core from a co-resident rank.  The main thread makes no MPI
+call of the exchange's while the thread works.
 
 Both wait in one place, ``drain(on_idle)``: ``on_idle(seconds_waited)`` is called
 while waiting (a stall detector may raise from it).
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -82,33 +85,30 @@ class ThreadExecutor:
 
     def _run(self) -> None:
         ops: List[Op] = []
-        draining = False
+        live = 0
         while True:
+            # while ops are in flight, the queue's timeout is the pause between tests
             try:
-                item = self._q.get(timeout=None if not (ops or draining) else 0)
+                item = self._q.get(timeout=self.poll_interval if live else None)
             except queue.Empty:
                 item = None
             if item is _STOP:
                 return
             try:
                 if item is _DRAIN:
-                    draining = True
-                elif item is not None:
+                    # the step's jobs were all queued before this request (FIFO): wait
+                    # for them as the inline path does
+                    C.wait(ops)
+                    self._finished, ops, live = ops, [], 0
+                    self._done.set()
+                    continue
+                if item is not None:
                     ops.extend(item())
-                live = C.poll(ops) if ops else 0
+                live = C.poll(ops)
             except BaseException as exc:  # reported by drain() in the main thread
                 self._error = exc
-                ops, draining = [], False
+                ops, live = [], 0
                 self._done.set()
-                continue
-            if draining and not live and self._q.empty():
-                self._finished, ops, draining = ops, [], False
-                self._done.set()
-            elif live and self._q.empty():
-                if draining:
-                    os.sched_yield()
-                else:
-                    time.sleep(self.poll_interval)
 
     def drain(self, on_idle: Optional[Callable[[float], None]] = None) -> List[Op]:
         self._q.put(_DRAIN)

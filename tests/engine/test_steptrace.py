@@ -70,3 +70,31 @@ def test_analyzer_names_a_directory_without_a_trace(tmp_path, capsys):
     assert _analyzer().main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "DTNN_STEP_TRACE" in err and err.count("\n") == 1
+
+
+def test_a_directory_with_a_trace_is_refused_not_overwritten(tmp_path, monkeypatch, capsys):
+    trace = tmp_path / "trace"
+    monkeypatch.setenv(ENV, str(trace))
+    assert main(["train", *DIGITS, "--set", "train.epochs=1",
+                 "--run-dir", str(tmp_path / "run1")]) == 0
+    before = {p.name: p.read_bytes() for p in trace.iterdir()}
+    assert "steps_rank0.npy" in before
+    capsys.readouterr()
+    # a second run into the same trace directory: refused before training, one line
+    assert main(["train", *DIGITS, "--set", "train.epochs=1",
+                 "--run-dir", str(tmp_path / "run2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert ENV in err and str(trace) in err and "steps_rank0.npy" in err
+    assert err.count("\n") == 0
+    assert {p.name: p.read_bytes() for p in trace.iterdir()} == before
+    assert not (tmp_path / "run2" / "metrics.jsonl").exists()
+    # the packed form counts as a trace too; a file is not a directory
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / "steps.npz").write_bytes(b"")
+    monkeypatch.setenv(ENV, str(packed))
+    assert main(["train", *DIGITS, "--run-dir", str(tmp_path / "run3")]) == 2
+    assert "steps.npz" in capsys.readouterr().err
+    monkeypatch.setenv(ENV, str(packed / "steps.npz"))
+    assert main(["train", *DIGITS, "--run-dir", str(tmp_path / "run4")]) == 2
+    assert "not a directory" in capsys.readouterr().err

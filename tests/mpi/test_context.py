@@ -89,3 +89,23 @@ def test_dropout_streams_differ_across_ranks(ctx):
 def test_mpi_context_implements_the_context_protocol(ctx):
     from dtnn.parallel.context import Context
     assert_all(isinstance(ctx, Context), "MPIContext is a Context")
+
+
+def test_allreduce_sum_waits_through_the_exchanges_wait_policy(ctx, monkeypatch):
+    """The metrics / guard allreduce is posted non-blocking and finished by
+    collectives.wait (MPICH's blocking allreduce spins on shared cores)."""
+    from dtnn.parallel.collectives import base
+    seen = []
+    real = base.wait
+
+    def recording(ops, on_idle=None):
+        seen.append([type(op).__name__ for op in ops])
+        return real(ops, on_idle)
+
+    monkeypatch.setattr(base, "wait", recording)
+    for dtype in (np.float64, np.int64):
+        total = ctx.allreduce_sum(np.arange(5, dtype=dtype) + ctx.rank)
+        want = ctx.size * np.arange(5) + ctx.size * (ctx.size - 1) // 2
+        assert_all(np.array_equal(total, want) and total.dtype == dtype,
+                   "allreduce_sum through wait", str(total))
+    assert_all(seen == [["ReqOp"], ["ReqOp"]], "one ReqOp per allreduce_sum", str(seen))

@@ -152,3 +152,62 @@ def test_poll_policy_lists_this_process_sockets():
     finally:
         a.close()
         b.close()
+
+
+def test_the_policies_are_a_table_and_a_registered_one_is_used(policy):
+    assert list(W.REGISTRY) == ["yield", "idle", "mpi", "sleep", "poll"]
+    assert [n for n, p in W.REGISTRY.items() if p.takes_cap] == ["sleep", "poll"]
+    with pytest.raises(ConfigError) as err:
+        W.parse_policy("nap")
+    assert str(err.value) == ("DTNN_WAIT='nap': expected one of yield, idle, mpi, "
+                              "sleep[:<us>], poll[:<us>]")
+    pauses, entered = [], []
+
+    class Scope:
+        def __enter__(self):
+            entered.append("in")
+
+        def __exit__(self, *exc):
+            entered.append("out")
+
+    W.register("count", takes_cap=True, scope=Scope)(
+        lambda cap: (lambda live: pauses.append((cap, len(live)))))
+    try:
+        policy("count:7")
+        assert W.wait_policy() == "count:7"
+        W.wait([CountdownOp(3), CountdownOp(2)])
+        # the first test is before the wait; then a pause before each further round
+        assert pauses == [(pytest.approx(7e-6), 2), (pytest.approx(7e-6), 1)]
+        assert entered == ["in", "out"]
+    finally:
+        del W.REGISTRY["count"]
+
+
+def test_the_exchange_thread_drains_with_the_wait_policy_not_a_yield_loop(policy,
+                                                                           monkeypatch):
+    """ThreadExecutor (dist.comm_thread): once the step drains it, the thread waits for
+    its ops through collectives.wait (the policy's pauses), never sched_yield."""
+    import threading
+    from dtnn.parallel.worker import ThreadExecutor
+    yields = []
+    real_yield = W.os.sched_yield
+    monkeypatch.setattr(W.os, "sched_yield",
+                        lambda: (yields.append(threading.current_thread().name),
+                                 real_yield()))
+    pauses = []
+    W.register("count")(lambda cap: (lambda live: pauses.append(
+        threading.current_thread().name)))
+    ex = ThreadExecutor(poll_interval=30.0)   # no test of its own before the drain
+    try:
+        policy("count")
+        for _ in range(2):   # two steps
+            ops = [CountdownOp(5), CountdownOp(2)]
+            ex.begin()
+            ex.submit(lambda: ops)
+            done = ex.drain()
+            assert done == ops and all(op.done for op in ops)
+            assert [op.calls for op in ops] == [5, 2]
+        assert pauses and set(pauses) == {"dtnn-exchange"} and not yields
+    finally:
+        ex.close()
+        del W.REGISTRY["count"]

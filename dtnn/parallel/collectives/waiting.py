@@ -22,8 +22,10 @@ stretches between evaluations ran at 14-26 ms per step instead of 9.4-10.4, ever
 rank then burning 9.9 instead of 4.7 ms of CPU per step with no idle and no steal
 time; with sleeps no such stretch appeared (runs 19.7-21.6 s against 24.3-26.4 s).
 
-Other policies stay selectable for experiments, through ``DTNN_WAIT`` in every
-rank's environment or :func:`set_wait_policy`: ``yield``; ``sleep:<us>`` (another
+The policies are a table (``REGISTRY``, filled by :func:`register` at the end of this
+module: a factory ``make(cap) -> pause(live_ops)`` and an optional scope entered around
+the whole wait).  Other policies stay selectable for experiments, through ``DTNN_WAIT``
+in every rank's environment or :func:`set_wait_policy`: ``yield``; ``sleep:<us>`` (another
 cap); ``idle`` (the ``yield`` loop with the thread in SCHED_IDLE while it waits:
 measured slower, 28 s, and it starves under any other load); ``mpi`` (MPICH's own
 ``MPI_Waitall``, which also spins); ``poll:<us>`` (``select`` on the process's
@@ -34,20 +36,52 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from dtnn.errors import ConfigError
 
-POLICIES = ("sleep", "yield", "idle", "mpi", "poll")
 DEFAULT = "sleep:100"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One way to pass the time between rounds of tests.  ``make(cap)`` returns a fresh
+    ``pause(live_ops)`` for one wait (a wait's backoff state lives in it); ``scope()``
+    is entered around the whole wait (``idle``: the thread's scheduling class)."""
+
+    name: str
+    make: Callable[[float], Callable[[List], None]]
+    takes_cap: bool = False
+    scope: Callable[[], ContextManager] = nullcontext
+
+
+#: the policies by name, in the order the error message lists them
+REGISTRY: Dict[str, Policy] = {}
+
+
+def register(name: str, *, takes_cap: bool = False,
+             scope: Callable[[], ContextManager] = nullcontext):
+    """Decorator: ``make(cap) -> pause`` becomes the policy ``name``."""
+    def deco(make):
+        REGISTRY[name] = Policy(name, make, takes_cap, scope)
+        return make
+    return deco
+
+
+def _expected() -> str:
+    plain = [n for n, p in REGISTRY.items() if not p.takes_cap]
+    capped = [f"{n}[:<us>]" for n, p in REGISTRY.items() if p.takes_cap]
+    return ", ".join(plain + capped)
 
 
 def parse_policy(spec: str) -> Tuple[str, float]:
     """``name[:microseconds]`` -> (name, cap in seconds); ConfigError if malformed."""
     name, _, arg = str(spec).strip().partition(":")
-    if name not in POLICIES or (arg and name not in ("sleep", "poll")):
-        raise ConfigError(f"DTNN_WAIT={spec!r}: expected one of yield, idle, mpi, "
-                          "sleep[:<us>], poll[:<us>]")
+    policy = REGISTRY.get(name)
+    if policy is None or (arg and not policy.takes_cap):
+        raise ConfigError(f"DTNN_WAIT={spec!r}: expected one of {_expected()}")
     cap = 100e-6
     if arg:
         try:
@@ -60,9 +94,6 @@ def parse_policy(spec: str) -> Tuple[str, float]:
     return name, cap
 
 
-_policy = parse_policy(os.environ.get("DTNN_WAIT") or DEFAULT)
-
-
 def set_wait_policy(spec: str) -> None:
     """Choose how :func:`wait` passes the time (see the module docstring)."""
     global _policy
@@ -71,7 +102,7 @@ def set_wait_policy(spec: str) -> None:
 
 def wait_policy() -> str:
     name, cap = _policy
-    return f"{name}:{cap * 1e6:g}" if name in ("sleep", "poll") else name
+    return f"{name}:{cap * 1e6:g}" if REGISTRY[name].takes_cap else name
 
 
 def wait(ops: Sequence, on_idle: Optional[Callable[[float], None]] = None) -> None:
@@ -83,28 +114,18 @@ def wait(ops: Sequence, on_idle: Optional[Callable[[float], None]] = None) -> No
     if not live:
         return
     name, cap = _policy
-    if name == "idle":
-        with _IdleClass():
-            _rounds(live, _yield_pause(), on_idle, t0)
-    elif name == "yield":
-        _rounds(live, _yield_pause(), on_idle, t0)
-    elif name == "sleep":
-        _rounds(live, _sleep_pause(cap), on_idle, t0)
-    elif name == "mpi":
-        _rounds(live, _mpi_pause, on_idle, t0)
-    else:
-        _rounds(live, _PollPause(cap), on_idle, t0)
+    policy = REGISTRY[name]
+    with policy.scope():
+        pause = policy.make(cap)   # a fresh backoff for this wait
+        while live:
+            pause(live)
+            live = [op for op in live if not op.progress()]
+            if on_idle is not None and live:
+                on_idle(time.perf_counter() - t0)
 
 
-def _rounds(live: List, pause, on_idle, t0: float) -> None:
-    while live:
-        pause(live)
-        live = [op for op in live if not op.progress()]
-        if on_idle is not None and live:
-            on_idle(time.perf_counter() - t0)
-
-
-def _yield_pause():
+# --- the policies ----------------------------------------------------------------------
+def _yield_pause(cap: float = 0.0):
     return lambda live: os.sched_yield()
 
 
@@ -218,6 +239,10 @@ class _Sockets:
 _SOCKETS = _Sockets()
 
 
+def _poll_pause(cap: float):
+    return _PollPause(cap)
+
+
 class _PollPause:
     """Sleep until a socket has data or ``cap`` passes (shared-memory peers, sends
     waiting for room); a socket that stays readable without anything moving makes
@@ -245,3 +270,14 @@ class _PollPause:
                 self.socks = []
         time.sleep(self.cap)
         self.fruitless, self.ready = 0, False
+
+
+# --- the table (in the order the error message lists them) ----------------------------
+register("yield")(_yield_pause)
+register("idle", scope=_IdleClass)(_yield_pause)
+register("mpi")(lambda cap: _mpi_pause)
+register("sleep", takes_cap=True)(_sleep_pause)
+register("poll", takes_cap=True)(_poll_pause)
+
+#: how this process waits: ``DTNN_WAIT`` (checked at import) or :func:`set_wait_policy`
+_policy: Tuple[str, float] = parse_policy(os.environ.get("DTNN_WAIT") or DEFAULT)
