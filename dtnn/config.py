@@ -121,6 +121,10 @@ class OutputConfig:
     run_dir: str = "runs/default"
     #: write checkpoint.h5 every this many epochs (0 = only at the end)
     checkpoint_every: int = 1
+    #: under MPI with a compressor, each rank writes its error-feedback memory to its
+    #: own shard next to the checkpoint (<name>.shards/; needs a file system every rank
+    #: reads, as resuming does) instead of gathering it through rank 0 (dtnn.io.shards)
+    checkpoint_shards: bool = True
     progress: bool = True
     #: also write best.h5 whenever this eval metric improves ("" = off):
     #: eval_accuracy, eval_macro_f1 or eval_loss

@@ -36,6 +36,8 @@ from dtnn.errors import ConfigError
 from dtnn.engine.evaluate import Evaluation, evaluate
 from dtnn.io.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from dtnn.io.jsonl import JsonlWriter
+from dtnn.io.shards import KEY, remove_other_steps, shard_dir, write_shard
+from dtnn.io.shards import record as shard_record
 from dtnn.log import get_logger
 from dtnn.layers.loss import SoftmaxCrossEntropy
 from dtnn.metrics import format_report
@@ -205,8 +207,13 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
         every = cfg.output.checkpoint_every
         last = trainer.state.epoch == trainer.epochs or trainer.stopped or trainer.early_stopped
         save = last or bool(every and trainer.state.epoch % every == 0) or events.get("best")
-        # collective (every rank's error-feedback memory goes to rank 0): all ranks call it
-        states = optimizer.state_dict() if save else None   # optimizer + compressor
+        names = ("checkpoint.h5", "best.h5") if events.get("best") else ("checkpoint.h5",)
+        # optimizer + compressor: each rank's error-feedback memory goes to its own
+        # shard file (dtnn.io.shards), not through rank 0's link
+        sharded = cfg.output.checkpoint_shards
+        states = optimizer.state_dict(gather=not sharded) if save else None
+        shards = (_write_shards(run, names, states, trainer.state.step, ctx)
+                  if save and sharded else {})
         rng = resumed.gather_rng(ctx, model) if save else None  # every rank's dropout
         if ctx.is_root and save:
             states["history"] = {"records": json.dumps(trainer.state.history)}
@@ -216,11 +223,15 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
             states["monitor"] = {"state": json.dumps(monitor.state_dict())}
             args = dict(step=trainer.state.step, epoch=trainer.state.epoch, states=states,
                         meta=meta)
-            for name in ("checkpoint.h5", "best.h5") if events.get("best") else ("checkpoint.h5",):
+            for name in names:
+                if name in shards:
+                    args["states"] = dict(states, compressor=shards[name])
                 try:  # (best.h5: output.keep_best)
                     save_checkpoint(run.file(name), model, **args)
                 except OSError as exc:  # disk full, directory gone: one line, not a trace
                     raise run.error(exc, run.file(name)) from None
+                if KEY in shards.get(name, {}):   # committed: earlier steps' shards go
+                    remove_other_steps(run.file(name), shards[name][KEY])
         if metrics is not None:  # after its checkpoint: the record never runs ahead
             metrics.write(record)
 
@@ -271,6 +282,33 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
     if run.active:
         plot_curves(history, run.file("curves.png"))
     return result
+
+
+def _write_shards(run: RunDirectory, names, states: Dict[str, Any], step: int,
+                  ctx) -> Dict[str, Dict[str, Any]]:
+    """Collective: every rank writes its compressor state as a shard of each checkpoint
+    in ``names`` (``dtnn.io.shards``); rank 0 gets, per name, the ``compressor`` entry
+    that lists them (the gather of the shard records also means they are all on disk
+    before rank 0 commits the checkpoint).  ``{}`` without a compressor state."""
+    part = states.get("compressor") or {}
+    mine = part.get(f"rank{ctx.rank}")
+    if mine is None:
+        return {}
+    header = {k: v for k, v in part.items() if not k.startswith("rank")}
+    if not mine:   # no compressor memory (the same on every rank): as gathered
+        empty = dict(header, **{f"rank{r}": {} for r in range(ctx.size)})
+        return {name: empty for name in names} if ctx.is_root else {}
+    records = {}
+    for name in names:
+        try:
+            records[name] = write_shard(run.file(name), step, ctx.rank, ctx.size, mine)
+        except OSError as exc:
+            raise run.error(exc, shard_dir(run.file(name))) from None
+    table = ctx.gather_object(records)
+    if not ctx.is_root:
+        return {}
+    return {name: dict(header, **{KEY: shard_record(step, [t[name] for t in table])})
+            for name in names}
 
 
 def final_report(model: Model, test: Dataset, ctx, run: RunDirectory,

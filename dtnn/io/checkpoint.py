@@ -309,7 +309,11 @@ def load_checkpoint(path: str, seed: int = 0) -> Checkpoint:
         r.load_weights(model)
         return Checkpoint(model, step, epoch, r.states(), r.meta(), os.fspath(path))
 
-    return _read(path, work)
+    ckpt = _read(path, work)
+    if "compressor" in ckpt.states:   # per-rank shards read back as rank<R> entries
+        from dtnn.io.shards import resolve
+        ckpt.states["compressor"] = resolve(os.fspath(path), ckpt.states["compressor"])
+    return ckpt
 
 
 def _config_difference(saved: Dict[str, Any], current: Dict[str, Any]) -> Optional[str]:

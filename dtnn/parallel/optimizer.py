@@ -206,14 +206,15 @@ class DistributedOptimizer:
         """Exchange timing and bytes per step (``GradientReducer.stats``); {} alone."""
         return self.exchange.stats() if self.exchange is not None else {}
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self, gather: bool = True) -> Dict[str, Any]:
         """``{"optimizer": ..., "compressor": ...}``.  Collective under MPI (every
         rank's error-feedback memory is gathered on rank 0; other ranks get an empty
-        ``compressor`` entry): every process must call it."""
+        ``compressor`` entry): every process must call it.  ``gather=False``: each
+        rank's ``compressor`` holds its own entry only (``GradientReducer.state_dict``)."""
         self.flush()
         state: Dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
         if self.exchange is not None:
-            state["compressor"] = self.exchange.state_dict()
+            state["compressor"] = self.exchange.state_dict(gather)
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:

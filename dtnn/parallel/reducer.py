@@ -492,15 +492,20 @@ class GradientReducer:
         return out
 
     # --- checkpoint state -------------------------------------------------------------
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self, gather: bool = True) -> Dict[str, Any]:
         """Collective: every rank's compressor state, gathered on rank 0 (which writes
-        the checkpoint); other ranks get ``{}``."""
+        the checkpoint); other ranks get ``{}``.  ``gather=False`` (not collective):
+        the same header with this rank's entry only, on every rank (a per-rank shard,
+        ``dtnn.io.shards``)."""
         local = self.exchange.local_state() if self.exchange is not None else {}
+        out: Dict[str, Any] = {"spec": self.options.compress, "world_size": self.size,
+                               "steps_done": int(self.steps_done)}
+        if not gather:
+            out[f"rank{self.rank}"] = local
+            return out
         table = self.comm.gather(local, root=0)
         if self.rank != 0:
             return {}
-        out: Dict[str, Any] = {"spec": self.options.compress, "world_size": self.size,
-                               "steps_done": int(self.steps_done)}
         for r, st in enumerate(table):
             out[f"rank{r}"] = st
         return out

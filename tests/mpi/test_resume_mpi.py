@@ -56,7 +56,9 @@ def _stop_after(monkeypatch, epochs):
     ["model.options={filters=4,hidden=16,dropout=0.5}", "data.augment_shift=2",
      'dist.compress="topk:ratio=0.1"', 'optim.name="adam"', "optim.lr=0.01"],
     ["model.options={filters=4,hidden=16}", 'dist.compress="qsgd:bits=4"'],
-], ids=["dropout+augment", "dropout+augment+topk+adam", "qsgd"])
+    ["model.options={filters=4,hidden=16}", 'dist.compress="randomk:ratio=0.1"',
+     "output.checkpoint_shards=false"],
+], ids=["dropout+augment", "dropout+augment+topk+adam", "qsgd", "randomk-gathered"])
 def test_resume_equals_uninterrupted_run(ctx, extra, monkeypatch):
     from dtnn.engine.session import train
     from dtnn.io.checkpoint import load_checkpoint
@@ -91,6 +93,47 @@ def test_resume_equals_uninterrupted_run(ctx, extra, monkeypatch):
         metrics = [json.loads(l)["epoch"] for l in open(os.path.join(root, "part",
                                                                     "metrics.jsonl"))]
         assert_all(metrics == [1, 2, 3], "metrics.jsonl", str(metrics))
+    finally:
+        ctx.barrier()
+        if ctx.is_root:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def test_sharded_and_gathered_checkpoints_hold_the_same_compressor_state(ctx):
+    """output.checkpoint_shards: every rank's error-feedback memory in its own shard
+    file, listed by the checkpoint, reads back (load_checkpoint) exactly as the
+    gathered layout of the same run; the checkpoint holds no rank's memory itself and
+    only the last save's shards are kept."""
+    import h5py
+    from dtnn.engine.session import train
+    from dtnn.io import shards as S
+    from dtnn.io.checkpoint import load_checkpoint
+    from dtnn.io.hdf5tree import read_tree
+
+    root = ctx.broadcast_object(tempfile.mkdtemp(prefix="dtnn-shards-") if ctx.is_root
+                                else None)
+    extra = ["model.options={filters=4,hidden=16}", 'dist.compress="randomk:ratio=0.1"',
+             "train.epochs=2", 'output.keep_best="eval_accuracy"']
+    try:
+        train(_config(root, "sharded", extra), ctx)
+        train(_config(root, "gathered", extra + ["output.checkpoint_shards=false"]), ctx)
+        ctx.barrier()
+        for name in ("checkpoint.h5", "best.h5"):
+            path = os.path.join(root, "sharded", name)
+            with h5py.File(path, "r") as f:
+                stored = sorted(read_tree(f["states/compressor"]))
+            assert_all(stored == ["shards", "spec", "steps_done", "world_size"],
+                       f"{name}: only the shard list is stored", str(stored))
+            a = load_checkpoint(path)
+            b = load_checkpoint(os.path.join(root, "gathered", name))
+            assert_all(a.step == b.step, "same step")
+            files = sorted(os.listdir(S.shard_dir(path)))
+            assert_all(files == sorted(S.shard_name(a.step, r) for r in range(ctx.size)),
+                       f"{name}: one shard per rank, the last save only", str(files))
+            assert_all(np.array_equal(a.model.flat_params, b.model.flat_params), "parameters")
+            ca, cb = a.states["compressor"], b.states["compressor"]
+            assert_all(ca.keys() == cb.keys() and all(_same(ca[k], cb[k]) for k in ca),
+                       f"{name}: same compressor state, every rank's")
     finally:
         ctx.barrier()
         if ctx.is_root:
