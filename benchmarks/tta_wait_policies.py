@@ -11,7 +11,10 @@ policies alternating (A B A B), each rank with ``DTNN_WAIT=<policy>`` and a step
 environment: ``--policy nodelay=yield --env nodelay=FI_TCP_NODELAY=1`` (the label before
 '=' names the run; the rest is the DTNN_WAIT value).  Results: ``DIR/runs.jsonl`` (one
 line per run: time to accuracy, steps, per-stretch ms/step) and ``DIR/<label>_<i>/``
-(metrics, trace).  Run it under ``/work/bin/quiet`` holding the cluster's lock.
+(metrics, trace; ``epoch_end_seconds``: each rank's end-of-epoch sections).  Labels may
+also differ in training settings: ``--policy gathered=sleep:100 --policy sharded=sleep:100
+--set gathered=output.checkpoint_shards=false``.  Run it under ``/work/bin/quiet``
+holding the cluster's lock.
 """
 from __future__ import annotations
 
@@ -51,12 +54,23 @@ def stretch_ms(metrics: list) -> list:
     return out
 
 
+def epoch_end_seconds(trace: Path) -> dict:
+    """Each rank's end-of-epoch sections (seconds), from its trace's threads json."""
+    out = {}
+    for path in sorted(trace.glob("threads_rank*.json")):
+        meta = json.loads(path.read_text())
+        out[f"rank{meta['rank']}"] = [round(x, 4) for x in meta.get("epoch_end_seconds", [])]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--policy", action="append", required=True,
                     help="DTNN_WAIT value, or LABEL=VALUE")
     ap.add_argument("--env", action="append", default=[], help="LABEL=KEY=VALUE")
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="LABEL=KEY=VALUE: a `dtnn train --set KEY=VALUE` for that label's runs")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--compress", default="randomk:ratio=0.01")
     ap.add_argument("--hosts", type=int, default=4)
@@ -72,6 +86,10 @@ def main(argv=None) -> int:
     for e in args.env:
         label, key, value = e.split("=", 2)
         extra.setdefault(label, {})[key] = value
+    sets = {}
+    for e in args.sets:
+        label, item = e.split("=", 1)
+        sets.setdefault(label, []).append(item)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     rec = JsonlWriter(out / "runs.jsonl")
@@ -86,6 +104,8 @@ def main(argv=None) -> int:
                 env = {"DTNN_WAIT": value, "DTNN_STEP_TRACE": str(run_dir / "trace"),
                        **extra.get(label, {})}
                 genv, cmd = train_command(args.compress, run_dir, env)
+                for item in sets.get(label, []):
+                    cmd += ["--set", item]
                 argv_ = cluster.argv(args.hosts, cmd)
                 split = argv_.index("-n")   # mpiexec options before the rank count
                 argv_ = argv_[:split] + genv + argv_[split:]
@@ -102,10 +122,13 @@ def main(argv=None) -> int:
                 row = {"kind": "run", "label": label, "policy": value, "env": env,
                        "repeat": i, "time": stamp, "job_seconds": round(time.time() - t0, 1),
                        "error": error, "time_to_accuracy": hit and hit["time_to_accuracy"],
-                       "step": hit and hit["step"], "stretch_ms": stretch_ms(metrics)}
+                       "step": hit and hit["step"], "stretch_ms": stretch_ms(metrics),
+                       "sets": sets.get(label, []),
+                       "epoch_end_seconds": epoch_end_seconds(run_dir / "trace")}
                 rec.write(row)
                 print(json.dumps({k: row[k] for k in ("label", "time", "time_to_accuracy",
-                                                      "step", "stretch_ms", "error")}),
+                                                      "step", "stretch_ms",
+                                                      "epoch_end_seconds", "error")}),
                       flush=True)
     finally:
         if not args.keep_up:

@@ -7,7 +7,9 @@ record one row per optimizer step and write ``<dir>/steps_rank<R>.npy`` (and
 reducer's split of the step (exposed wait, hooks, codec, backward window), the main
 thread's CPU time, voluntary / involuntary context switches, its scheduler statistics
 (time on a CPU, time runnable but waiting for one, time slices), the CPU it last ran on,
-and the machine's steal / idle ticks.  With those, a slow stretch of steps can be told
+and the machine's steal / idle ticks; ``threads_rank<R>.json`` also holds how long each
+end-of-epoch section took (``epoch_end_seconds``: the epoch's statistics, checkpoint
+and metrics record, which ``train_seconds`` counts).  With those, a slow stretch of steps can be told
 apart: the rank computed longer (CPU time grew), waited on a run queue (another task
 had its core), waited for a peer (exposed wait with the CPU given away), or the host
 took the virtual CPU (steal).
@@ -92,6 +94,8 @@ class StepTrace:
         self._pstat = self._open("/proc/stat")
         self._last = self._reducer_sums()
         self._eval_pending = 0.0
+        #: seconds of each end-of-epoch section (epoch record, checkpoint, metrics)
+        self.epoch_end: list = []
 
     @staticmethod
     def _open(path: str) -> Optional[int]:
@@ -110,6 +114,11 @@ class StepTrace:
         if s is None:
             return (0.0, 0.0, 0.0, 0.0)
         return (s["exposed"], s["hook_mpi"], s["codec"], s["backward_window"])
+
+    def note_epoch_end(self, seconds: float) -> None:
+        """The end-of-epoch work (statistics, checkpoint) took ``seconds`` on this rank
+        (saved in ``threads_rank<R>.json`` as ``epoch_end_seconds``)."""
+        self.epoch_end.append(float(seconds))
 
     def mark_eval(self) -> None:
         """The next row follows an evaluation (a stretch boundary)."""
@@ -169,7 +178,8 @@ class StepTrace:
                 open(tmp, "wb") as fh:
             np.save(fh, self.rows[:self.n])
         meta = {"rank": self.rank, "pid": os.getpid(), "fields": FIELDS,
-                "threads": self.threads(), "clock_ticks": os.sysconf("SC_CLK_TCK")}
+                "threads": self.threads(), "clock_ticks": os.sysconf("SC_CLK_TCK"),
+                "epoch_end_seconds": self.epoch_end}
         write_text(str(self.out / f"threads_rank{self.rank}.json"), json.dumps(meta, indent=1))
         for fd in (self._sched, self._stat, self._pstat):
             if fd is not None:

@@ -236,7 +236,8 @@ class Trainer:
         self.clock = RunClock()
         for epoch in range(self.state.epoch, self.epochs):
             stats = self.train_epoch(epoch, eval_set)
-            record = self._epoch_record(epoch, stats)
+            epoch_end = time.perf_counter()   # the end-of-epoch work starts (counted in
+            record = self._epoch_record(epoch, stats)   # train_seconds: it is not evaluation)
             evaluation = stats.evaluation
             if evaluation is not None:
                 record.update(eval_loss=evaluation.loss, eval_accuracy=evaluation.accuracy,
@@ -253,6 +254,8 @@ class Trainer:
                               f"{self.monitor.lr_factor:g} of the schedule from now on")
             if self.on_epoch_end is not None:
                 self.on_epoch_end(self, dict(record, evaluation=evaluation, events=events))
+            if self.trace is not None:
+                self.trace.note_epoch_end(time.perf_counter() - epoch_end)
             if self.stopped:
                 self.log.info(f"eval accuracy reached {self.target_accuracy:g} after "
                               f"{self.time_to_accuracy['train_seconds']:.1f} s of training "

@@ -98,3 +98,12 @@ def test_a_directory_with_a_trace_is_refused_not_overwritten(tmp_path, monkeypat
     monkeypatch.setenv(ENV, str(packed / "steps.npz"))
     assert main(["train", *DIGITS, "--run-dir", str(tmp_path / "run4")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_the_trace_times_each_end_of_epoch_section(tmp_path, monkeypatch):
+    trace = tmp_path / "trace"
+    monkeypatch.setenv(ENV, str(trace))
+    assert main(["train", *DIGITS, "--set", "train.epochs=2",
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    ends = json.loads((trace / "threads_rank0.json").read_text())["epoch_end_seconds"]
+    assert len(ends) == 2 and all(s > 0 for s in ends)
