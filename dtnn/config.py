@@ -125,6 +125,9 @@ class OutputConfig:
     #: own shard next to the checkpoint (<name>.shards/; needs a file system every rank
     #: reads, as resuming does) instead of gathering it through rank 0 (dtnn.io.shards)
     checkpoint_shards: bool = True
+    #: rank 0 writes each checkpoint on a background thread from a snapshot (atomic;
+    #: the next save and the end of training wait for it; dtnn.io.ckptwriter)
+    checkpoint_background: bool = True
     progress: bool = True
     #: also write best.h5 whenever this eval metric improves ("" = off):
     #: eval_accuracy, eval_macro_f1 or eval_loss

@@ -35,6 +35,7 @@ from dtnn.engine.trainer import Trainer
 from dtnn.errors import ConfigError
 from dtnn.engine.evaluate import Evaluation, evaluate
 from dtnn.io.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from dtnn.io.ckptwriter import BackgroundWriter, ModelSnapshot, copy_tree
 from dtnn.io.jsonl import JsonlWriter
 from dtnn.io.shards import KEY, remove_other_steps, shard_dir, write_shard
 from dtnn.io.shards import record as shard_record
@@ -198,6 +199,7 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
             "ink": ink_profile(data.train.x, data.normalization)}  # for predict/serve
 
     monitor = monitor_from_config(cfg)
+    writer = BackgroundWriter()   # rank 0's checkpoint writes (output.checkpoint_background)
 
     def on_epoch_end(trainer: Trainer, record: Dict[str, Any]) -> None:
         events = record.get("events") or {}
@@ -221,18 +223,30 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
                 states.pop("compressor", None)
             states["rng"] = rng
             states["monitor"] = {"state": json.dumps(monitor.state_dict())}
-            args = dict(step=trainer.state.step, epoch=trainer.state.epoch, states=states,
-                        meta=meta)
-            for name in names:
-                if name in shards:
-                    args["states"] = dict(states, compressor=shards[name])
-                try:  # (best.h5: output.keep_best)
-                    save_checkpoint(run.file(name), model, **args)
-                except OSError as exc:  # disk full, directory gone: one line, not a trace
-                    raise run.error(exc, run.file(name)) from None
-                if KEY in shards.get(name, {}):   # committed: earlier steps' shards go
-                    remove_other_steps(run.file(name), shards[name][KEY])
-        if metrics is not None:  # after its checkpoint: the record never runs ahead
+            step, epoch = trainer.state.step, trainer.state.epoch
+
+            def commit(source, states: Dict[str, Any]) -> None:
+                for name in names:   # (best.h5: output.keep_best)
+                    st = dict(states, compressor=shards[name]) if name in shards else states
+                    try:
+                        save_checkpoint(run.file(name), source, step=step, epoch=epoch,
+                                        states=st, meta=meta)
+                    except OSError as exc:  # disk full, directory gone: one line
+                        raise run.error(exc, run.file(name)) from None
+                    if KEY in shards.get(name, {}):   # committed: earlier steps' shards go
+                        remove_other_steps(run.file(name), shards[name][KEY])
+                if metrics is not None:  # after its checkpoint: the record never runs ahead
+                    metrics.write(record)
+
+            if cfg.output.checkpoint_background:   # from a snapshot, training goes on
+                snapshot = (ModelSnapshot(model), copy_tree(states))
+                writer.submit(lambda: commit(*snapshot))
+            else:
+                writer.wait()
+                commit(model, states)
+            return
+        if metrics is not None:
+            writer.wait()   # the previous epoch's checkpoint and record first
             metrics.write(record)
 
     def on_eval(trainer: Trainer, record: Dict[str, Any]) -> None:
@@ -240,6 +254,7 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
         # one line per epoch otherwise
         if metrics is not None and (cfg.train.evals_per_epoch > 1
                                     or cfg.train.target_accuracy > 0):
+            writer.wait()   # the last epoch's record (written with its checkpoint) first
             metrics.write(record)
 
     trainer = Trainer(model, optimizer, schedule, loader, ctx, epochs=cfg.train.epochs,
@@ -271,7 +286,12 @@ def _train(cfg: Config, ctx, resume: Optional[str], overwrite: bool) -> Dict[str
         log.info("\n" + model.summary())
         log.info(f"training on {len(data.train.y)} samples, {ctx.size} process(es), "
                  f"batch {cfg.train.batch_size} per process, {loader.steps_per_epoch} steps/epoch")
-    history = trainer.fit(data.eval)
+    try:
+        history = trainer.fit(data.eval)
+    except BaseException:
+        writer.wait(raise_error=False)   # a write in flight completes (atomic either way)
+        raise
+    writer.wait()   # the last checkpoint is on disk before anything reads it
     if run.active:  # per-layer auto-tuning decisions (model.conv_algorithm = "bestof")
         from dtnn.tune.report import write_report
         write_report(run.path)
