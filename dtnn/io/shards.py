@@ -115,17 +115,20 @@ def _read_shard(path: str, digest: str, rank: int, step: int) -> Dict[str, Any]:
 
 
 def remove_other_steps(checkpoint: str, listing: str) -> None:
-    """Delete the shards of ``checkpoint`` that ``listing`` (its ``record``) does not
-    name: called once the checkpoint holding ``listing`` is committed, when the
-    earlier steps' shards are no longer referenced."""
+    """Delete the shards of ``checkpoint`` of steps *before* the one ``listing`` (its
+    ``record``) names: called once the checkpoint holding ``listing`` is committed,
+    when they are no longer referenced.  Later steps' shards are left alone: with the
+    checkpoint written in the background, the other ranks may already be writing the
+    next save's shards."""
     directory = shard_dir(checkpoint)
     try:
         names = os.listdir(directory)
     except OSError:
         return
-    keep_set = {r["file"] for r in json.loads(listing)["files"]}
+    step = int(json.loads(listing)["step"])
     for name in names:
-        if _NAME.match(name) and name not in keep_set:
+        m = _NAME.match(name)
+        if m and int(m.group(1)) < step:
             try:
                 os.remove(os.path.join(directory, name))
             except OSError:

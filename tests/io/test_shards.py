@@ -114,3 +114,15 @@ def test_the_checkpoint_lists_shard_files_and_digests(tmp_path):
     assert listing["step"] == 5
     assert [r["file"] for r in listing["files"]] == ["step5.rank0.h5", "step5.rank1.h5"]
     assert all(len(r["digest"]) == 40 for r in listing["files"])
+
+
+def test_a_commit_leaves_later_steps_shards_alone(tmp_path):
+    """The checkpoint is committed in the background: other ranks may already write
+    the next save's shards when the earlier save removes its predecessors'."""
+    path = str(tmp_path / "checkpoint.h5")
+    _save(path, 5)
+    later = S.write_shard(path, 9, 1, 3, _state(1, 9))     # the next save, under way
+    entry = _save(path, 7)                                  # an earlier commit finishing
+    names = sorted(os.listdir(S.shard_dir(path)))
+    assert later["file"] in names and not any(n.startswith("step5.") for n in names)
+    assert json.loads(entry[S.KEY])["step"] == 7
