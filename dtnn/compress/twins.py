@@ -250,12 +250,15 @@ def decode_window(kind: str, codes: np.ndarray, n: int, scales: np.ndarray, chun
     ``base + v`` with ``base``, else ``out + v`` (accumulate) or ``v``."""
     if not 0 <= s0 <= e0 <= n:
         raise ValueError(f"window [{s0}, {e0}) must lie in [0, {n}]")
+    # the add and base forms add the raw decoded value (a -0 stays -0, as in the whole
+    # unit's decompress_add); only the plain write turns -0 into 0, as the kernel does
+    raw = base is not None or accumulate
     if kind == "int8":
-        v = dequantize_i8(codes, chunk, scales, levels, alpha)
+        v = dequantize_i8(codes, chunk, scales, levels, alpha, accumulate=raw)
     elif kind == "terngrad":
-        v = terngrad_dequantize(codes, n, scales, chunk, alpha)
+        v = terngrad_dequantize(codes, n, scales, chunk, alpha, accumulate=raw)
     elif kind == "sign":
-        v = sign_unpack(codes, n, scales, chunk, alpha)
+        v = sign_unpack(codes, n, scales, chunk, alpha, accumulate=raw)
     else:
         raise ValueError(f"kind must be one of int8, terngrad, sign, got {kind!r}")
     v = v[s0:e0]
@@ -286,10 +289,22 @@ def qring_hop(kind: str, pin: Optional[np.ndarray], n: int, chunk: int, levels: 
     if kind not in _HOP_PER:
         raise ValueError(f"kind must be one of int8, terngrad, sign, got {kind!r}")
     per = _HOP_PER[kind]
+    # the compiled entry point's checks, in its order and with its messages
+    if norm not in ("l2", "max", "l1") or (kind == "int8" and norm == "l1"):
+        raise ValueError(f"norm must be l2 or max for int8 (sign: l1, terngrad: max), got {norm!r}")
     if chunk <= 0 or chunk % per:
         raise ValueError(f"chunk must be a positive multiple of {per}, got {chunk}")
+    if kind == "int8" and not 0 < levels <= 127:
+        raise ValueError(f"levels must be in (0, 127], got {levels}")
+    if kind == "sign" and chunk > 8192:
+        raise ValueError(f"sign: chunk must be <= 8192, got {chunk}")
     if residual is not None and kind != "sign":
         raise ValueError("residual (error feedback) is for sign only")
+    size = 4 * ((n + chunk - 1) // chunk) + (n + per - 1) // per
+    if pin is not None and pin.size != size:
+        raise ValueError(f"pin must have {size} bytes, got {pin.size}")
+    if residual is not None and residual.size != n:
+        raise ValueError(f"residual must have {n} elements, got {residual.size}")
     acc = np.empty(n, _F32)
     at = 0
     for s, e, v in pieces:
@@ -299,7 +314,6 @@ def qring_hop(kind: str, pin: Optional[np.ndarray], n: int, chunk: int, levels: 
         at = e
     if at != n:
         raise ValueError(f"pieces must tile [0, {n}), they end at {at}")
-    size = 4 * ((n + chunk - 1) // chunk) + (n + per - 1) // per
     if pin is not None:
         sc, codes = _hop_split(kind, pin, n, chunk)
         decode_window(kind, codes, n, sc, chunk, 1.0, levels, 0, n, acc, accumulate=True)
