@@ -15,6 +15,13 @@ echo "== serial tests"
 # that gives none)
 "$BIN/python" -m pytest -q -rs -p no:cacheprovider tests || status=1
 
+# every compiled kernel has a numpy twin: the folders that drive the kernels through
+# the library's own entry points run once more on the twins (DTNN_KERNELS=numpy), so a
+# twin that drifts from its kernel (bits, -0, error messages) fails here
+echo "== serial tests on the numpy twins (DTNN_KERNELS=numpy)"
+DTNN_KERNELS=numpy "$BIN/python" -m pytest -q -rs -p no:cacheprovider \
+    tests/compress tests/optim tests/kernels tests/infer tests/layers tests/conv || status=1
+
 if ls tests/mpi/test_*.py >/dev/null 2>&1; then
     for n in 2 4; do
         echo "== MPI tests, $n processes"
