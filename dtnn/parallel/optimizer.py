@@ -24,6 +24,7 @@ custom loop over the same model, data order and options gives the same numbers.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -227,6 +228,11 @@ class DistributedOptimizer:
 
 def _flush_at_exit(ref) -> None:
     opt = ref()
+    if getattr(sys, "last_value", None) is not None:
+        # the program ends with an uncaught exception (set before atexit runs): its
+        # peers may be anywhere, even inside this very exchange, so completing it could
+        # wait forever; the failure path (MPI_Abort, the watchdog) ends the job instead
+        return
     if opt is not None and opt.exchange is not None and opt.exchange.pending:
         from mpi4py import MPI
         if MPI.Is_initialized() and not MPI.Is_finalized():

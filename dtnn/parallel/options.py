@@ -45,10 +45,14 @@ class DistOptions:
     #: synchronous step).  Compression, blocking mode, the exchange thread, gradient
     #: clipping, the divergence guard and check_replicas finish the step as before.
     #: Reading ``model.flat_params`` completes a pending update; layers' ``params``
-    #: views do not (``DistributedOptimizer.flush()``).  On by default: simplecnn 4
-    #: hosts 1 Gbit/s 29.1-31.7 ms per step against 31.9-35.9 synchronous in the same
-    #: calls, vgg11_bn w0.5 no slower (benchmarks/results/scaling.md, #17)
-    defer_update: bool = True
+    #: views do not (``DistributedOptimizer.flush()``).  Off by default (opt in): after
+    #: ``step()`` a layer's ``params`` would silently hold the previous values until the
+    #: next forward or flush, and a flush on one rank while its peers block in another
+    #: collective (a rank-0-only save, then a barrier) never returns -- both are common
+    #: patterns in DDP-style loops.  Measured: simplecnn 4 hosts 1 Gbit/s 29.1-31.7 ms
+    #: per step against 31.9-35.9 synchronous in the same calls, vgg11_bn w0.5 no slower
+    #: (benchmarks/results/scaling.md, #17)
+    defer_update: bool = False
     #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
     #: topology; see collectives.choice.choose_algorithm) or one of dtnn.parallel.collectives:
     #: "mpi" (MPI_Iallreduce), "ring", "hier" (hierarchical, several ranks per node)

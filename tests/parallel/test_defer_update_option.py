@@ -8,7 +8,7 @@ from dtnn.parallel.options import DistOptions
 
 
 def test_default_config_and_env():
-    assert DistOptions.resolve({}, env={}).defer_update is True
+    assert DistOptions.resolve({}, env={}).defer_update is False   # opt in
     assert DistOptions.resolve({"defer_update": "off"}, env={}).defer_update is False
     assert DistOptions.resolve({"defer_update": "true"}, env={}).defer_update is True
     assert DistOptions.resolve({}, env={"DTNN_DEFER_UPDATE": "1"}).defer_update is True
@@ -44,3 +44,37 @@ def test_forward_hook_covers_every_layer_before_it_runs(training):
     n = len(flushed)
     model.flat_params
     assert len(flushed) == n + 1
+
+
+class _FakeOpt:
+    """What the exit handler looks at: an exchange with a pending update, and flush()."""
+    def __init__(self):
+        from types import SimpleNamespace
+        self.exchange = SimpleNamespace(pending=True)
+        self.flushed = 0
+
+    def flush(self):
+        self.flushed += 1
+
+
+def test_exit_handler_completes_a_pending_update(monkeypatch):
+    import sys
+    import weakref
+    pytest.importorskip("mpi4py.MPI", reason="mpi4py not installed")
+    from dtnn.parallel.optimizer import _flush_at_exit
+    monkeypatch.delattr(sys, "last_value", raising=False)
+    opt = _FakeOpt()
+    _flush_at_exit(weakref.ref(opt))
+    assert opt.flushed == 1
+
+
+def test_exit_handler_skips_the_flush_after_an_uncaught_exception(monkeypatch):
+    """A program ending with an uncaught exception (sys.last_value is set before atexit
+    runs) must not wait for its peers at exit: they may be anywhere."""
+    import sys
+    import weakref
+    from dtnn.parallel.optimizer import _flush_at_exit
+    monkeypatch.setattr(sys, "last_value", RuntimeError("boom"), raising=False)
+    opt = _FakeOpt()
+    _flush_at_exit(weakref.ref(opt))
+    assert opt.flushed == 0
