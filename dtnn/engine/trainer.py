@@ -30,6 +30,7 @@ from dtnn.log import get_logger
 from dtnn.parallel import interrupts
 from dtnn.engine.guard import DivergenceGuard
 from dtnn.engine.steptrace import StepTrace
+from dtnn.errors import TrainingDiverged
 from dtnn.parallel.optimizer import DistributedOptimizer
 
 
@@ -116,6 +117,11 @@ class Trainer:
             optimizer.clip_grad_norm = float(clip_grad_norm)
         if guard is not None:
             optimizer.on_grad_norm = self._check_gradients
+            # the guard acts on a non-finite norm only: with dist.defer_update the step
+            # is deferred and each bucket is checked before its own update
+            optimizer.grad_check_per_bucket = True
+        #: (step, lr) of the last step, whose update dist.defer_update may leave pending
+        self._deferred_of = (0, 0.0)
         self.state = TrainState()
         self.log = get_logger()
         self.clock = RunClock()
@@ -129,12 +135,17 @@ class Trainer:
 
     # --- one step -------------------------------------------------------------------
     def _check_gradients(self, norm: float) -> None:
-        self.guard.check_gradients(norm, self.state.step, self.optimizer.lr)
+        # a deferred step's buckets are checked in the next forward pass (or the flush
+        # at the epoch's end): name the step whose gradients they are
+        step, lr = (self._deferred_of if self.distributed.deferred_check
+                    else (self.state.step, self.optimizer.lr))
+        self.guard.check_gradients(norm, step, lr)
 
     def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple:
         self.optimizer.lr = self.schedule.lr_at(self.state.step) * (
             self.monitor.lr_factor if self.monitor is not None else 1.0)
         loss = self.distributed.step(self.model, xb, yb)
+        self._deferred_of = (self.state.step, self.optimizer.lr)
         self.state.step += 1
         if self.trace is not None:
             self.trace.record()
@@ -193,6 +204,9 @@ class Trainer:
     # --- evaluation -------------------------------------------------------------------
     def evaluate(self, ds: Dataset) -> Evaluation:
         """Loss and metrics on ``ds``, sharded over processes (``engine.evaluate``)."""
+        # every rank completes a pending (deferred) update first: a rank whose shard is
+        # empty runs no forward pass, which would leave its peers waiting for its part
+        self.distributed.flush()
         return evaluate(self.model, ds, self.ctx, self.eval_batch_size)
 
     def _evaluate_point(self, eval_set: Dataset, epoch: int, done: int,
@@ -233,6 +247,15 @@ class Trainer:
 
     # --- the whole run -----------------------------------------------------------------
     def fit(self, eval_set: Optional[Dataset]) -> List[Dict[str, Any]]:
+        try:
+            return self._fit(eval_set)
+        except TrainingDiverged:
+            # raised on every rank at the same point: a deferred update still in flight
+            # (dist.defer_update) is completed without being applied, on every rank
+            self.distributed.discard()
+            raise
+
+    def _fit(self, eval_set: Optional[Dataset]) -> List[Dict[str, Any]]:
         self.clock = RunClock()
         for epoch in range(self.state.epoch, self.epochs):
             stats = self.train_epoch(epoch, eval_set)

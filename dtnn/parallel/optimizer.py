@@ -79,6 +79,13 @@ class DistributedOptimizer:
         #: called with the averaged gradients' norm before each update (it may raise, e.g.
         #: the divergence guard on a non-finite norm: every rank sees the same norm)
         self.on_grad_norm = None
+        #: ``on_grad_norm`` acts on a non-finite norm only (the divergence guard): with
+        #: ``dist.defer_update`` the step may then be deferred, and each bucket's
+        #: averaged gradients are checked before that bucket's update, ``on_grad_norm``
+        #: being called with the bucket's norm when it is not finite
+        #: (``deferred_check`` is True meanwhile)
+        self.grad_check_per_bucket = False
+        self.deferred_check = False
         #: the norm of the last step's averaged gradients (when clipping or watched)
         self.grad_norm: Optional[float] = None
         #: the logits of the last ``step(model, x, y)``
@@ -136,7 +143,8 @@ class DistributedOptimizer:
             loss = float(self.loss_fn.forward(logits, y))
             self.backward(self.loss_fn.backward())
             self.logits = logits
-        if (self.defer_update and self.clip_grad_norm <= 0 and self.on_grad_norm is None
+        if (self.defer_update and self.clip_grad_norm <= 0
+                and (self.on_grad_norm is None or self.grad_check_per_bucket)
                 and self._started and self.exchange.can_defer()):
             # deferred: the buckets stay in flight; the update of each one's parameters
             # runs when the next forward reaches them (or at flush()), with this step's
@@ -144,7 +152,10 @@ class DistributedOptimizer:
             if self.schedule is not None:
                 self.optimizer.lr = self.schedule.lr_at(self.optimizer.steps)
             self.exchange.post_remaining()
-            self.exchange.finish_step(defer=True, on_bucket=self.optimizer.begin_step())
+            update = self.optimizer.begin_step()
+            if self.on_grad_norm is not None:
+                update = self._checked(update)
+            self.exchange.finish_step(defer=True, on_bucket=update)
             self._started = False
             return loss
         self.synchronize()
@@ -157,6 +168,27 @@ class DistributedOptimizer:
             self.optimizer.lr = self.schedule.lr_at(self.optimizer.steps)
         self.optimizer.step()
         return loss
+
+    def _checked(self, update):
+        """``update(lo, hi)`` preceded by the check of that range's averaged gradients:
+        a non-finite norm goes to ``on_grad_norm`` (which raises) before any parameter
+        of the range is updated.  The guard's test is unchanged: ``grad_norm`` over a
+        bucket is non-finite iff one of its elements is, or a block's float32 sum of
+        squares overflows (the whole vector's norm: iff one of its blocks' does), and
+        every rank sees the same averaged bucket, so all stop at the same bucket."""
+        from dtnn.optim.clip import grad_norm
+        grads, hook = self.model.flat_grads, self.on_grad_norm
+
+        def on_bucket(lo: int, hi: int) -> None:
+            norm = grad_norm(grads[lo:hi])
+            if not np.isfinite(norm):
+                self.deferred_check = True
+                try:
+                    hook(norm)
+                finally:
+                    self.deferred_check = False
+            update(lo, hi)
+        return on_bucket
 
     def synchronize(self) -> None:
         """Finish the gradient exchange of this step (a no-op alone); ``step`` calls it.
@@ -187,6 +219,13 @@ class DistributedOptimizer:
         ``model.flat_params`` or a layer's ``params`` directly between steps."""
         if self.exchange is not None:
             self.exchange.complete_all()
+
+    def discard(self) -> None:
+        """Complete a deferred step's exchange *without* its update (every rank: a run
+        stopped by a decision all ranks took alike, such as the divergence guard's, so
+        that nothing is left in flight and the exit handler has nothing to apply)."""
+        if self.exchange is not None:
+            self.exchange.complete_all(update=False)
 
     def zero_grad(self) -> None:
         """Nothing to do: ``model.backward`` overwrites the gradients (torch-shaped

@@ -161,7 +161,9 @@ class GradientReducer(DeferredCompletion):
             self._group_count[k] += 1
         self._missing: List[int] = list(self._group_count)
         self._seen = bytearray(layout.num_groups)
-        self._bucket_ops: List[Optional[C.Op]] = [None] * len(self.buckets)
+        # each bucket's ops this step (the compressed exchange's last bucket also
+        # carries the small tensors' allreduce): what a deferred step completes
+        self._bucket_ops: List[List[C.Op]] = [[] for _ in self.buckets]
 
     def algo(self, name: str) -> C.Algorithm:
         a = self._algos.get(name)
@@ -236,10 +238,11 @@ class GradientReducer(DeferredCompletion):
     def _post(self, k: int) -> List[C.Op]:
         self.stats_acc.first_post()
         if self._cx:
-            return self.exchange.post(k)
+            self._bucket_ops[k] = ops = self.exchange.post(k)
+            return ops
         view = self._views[k]
-        self._bucket_ops[k] = op = self._algo_for(view.nbytes).start(view)
-        return [op]
+        self._bucket_ops[k] = ops = [self._algo_for(view.nbytes).start(view)]
+        return ops
 
     def on_grads_ready(self, layer: int) -> None:
         """Group (layer) ``layer``'s gradients are final for this step: post every
@@ -375,17 +378,21 @@ class GradientReducer(DeferredCompletion):
     # --- statistics -------------------------------------------------------------------
     def reset_stats(self) -> None:
         self.stats_acc.reset()
-        self._defer_waits = {}
+        self._defer_waits, self._defer_codec = {}, {}
 
     def stats(self) -> Dict[str, Any]:
         """Means per step (seconds) and bytes; see the module docstring."""
         out = self.stats_acc.summary()
+        n = max(1.0, self.stats_acc.s["steps"])
         out.update(algorithm=(self.exchange.collective if self._cx else
                               choose_algorithm(self.grads.nbytes, self.topo, self.algorithm)),
                    comm_thread=self.executor.threaded,
-                   # dist.defer_update: mean wait per step for each bucket ("lo-hi")
-                   deferred_waits={f"{a}-{b}": w / max(1.0, self.stats_acc.s["steps"])
+                   # dist.defer_update: mean wait per step for each bucket ("lo-hi"), and
+                   # the decoding (codec) inside those waits
+                   deferred_waits={f"{a}-{b}": w / n
                                    for (a, b), w in sorted(self._defer_waits.items())},
+                   deferred_codec={f"{a}-{b}": w / n
+                                   for (a, b), w in sorted(self._defer_codec.items())},
                    tuning=self.tuner.report() if self.tuner is not None else [])
         return out
 

@@ -49,10 +49,12 @@ class StepStats:
         self._check_since_last += seconds
 
     def end(self, t_wait: float, t_end: float, ops, decode: float,
-            exposed: Optional[float] = None) -> Optional[float]:
+            exposed: Optional[float] = None,
+            in_wait: Optional[float] = None) -> Optional[float]:
         """Account one step; returns the step's length (None for the first step).
         ``exposed``: the time blocked on this step's exchange when it was not one wait
-        from ``t_wait`` to ``t_end`` (a deferred step: the waits of the next forward)."""
+        from ``t_wait`` to ``t_end`` (a deferred step: the waits of the next forward),
+        ``in_wait`` the codec seconds inside those waits (already out of ``exposed``)."""
         r, s = self.r, self.s
         cx = r._cx
         codec = r.exchange.codec_seconds if cx else 0.0
@@ -62,10 +64,11 @@ class StepStats:
             comm = max(0.0, max(done) - self._first_post)
         # codec that ran inside the wait is codec, not exposed communication: counted
         # once, in ``codec`` (inline; the exchange thread's codec overlaps the wait)
-        in_wait = 0.0
-        if cx and not r.executor.threaded:
-            stop = self._codec_wait[1] if self._codec_wait[1] is not None else codec
-            in_wait = max(0.0, stop - self._codec_wait[0])
+        if in_wait is None:
+            in_wait = 0.0
+            if cx and not r.executor.threaded:
+                stop = self._codec_wait[1] if self._codec_wait[1] is not None else codec
+                in_wait = max(0.0, stop - self._codec_wait[0])
         if exposed is None:
             exposed = t_end - t_wait - decode - in_wait
         s["codec_in_wait"] += in_wait

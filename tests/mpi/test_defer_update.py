@@ -3,7 +3,8 @@ bucket's exchange stays in flight after ``step()`` and its parameters are update
 the next forward reaches them.  The oracle is the synchronous step: N steps with and
 without deferral give bit-identical parameters, optimizer state and BN buffers, on every
 rank, with an LR schedule, Adam's bias correction, an eval pass and a state_dict in the
-middle; paths that cannot defer (clipping, compression) fall back to the same bits."""
+middle; paths that cannot defer (clipping) fall back to the same bits.  Compressed
+exchanges: tests/mpi/test_defer_compressed.py."""
 import numpy as np
 import pytest
 
@@ -82,7 +83,7 @@ def test_deferred_equals_synchronous_bit_for_bit(ctx, opt_name, algorithm):
         assert_all(all(np.array_equal(p, params[0]) for p in params), "replicas identical")
 
 
-@pytest.mark.parametrize("extra", [{"clip": 1e-3}, {"compress": "topk:ratio=0.1"}])
+@pytest.mark.parametrize("extra", [{"clip": 1e-3}, {"clip": 1e-3, "compress": "topk:ratio=0.1"}])
 def test_paths_that_cannot_defer_fall_back_to_the_same_bits(ctx, extra):
     clip = extra.pop("clip", 0.0)
     base = {"bucket_mb": 0.0005, "tune": "false", "min_compress_size": 16, **extra}

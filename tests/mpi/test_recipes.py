@@ -23,14 +23,17 @@ def ctx():
     return MPIContext()
 
 
-def _trainer(ctx, ds, clip=0.0, guard=None, lr=0.05):
+def _trainer(ctx, ds, clip=0.0, guard=None, lr=0.05, options=None):
     model = dense_net(100)
     opt = build_optimizer("sgd", model, lr=lr, momentum=0.9, nesterov=True)
+    if options is not None:   # the run's [dist] options, as dtnn train passes them
+        from dtnn.parallel import DistributedOptimizer
+        opt = DistributedOptimizer(opt, model, ctx=ctx, options=options, broadcast=False)
     loader = BatchLoader(ds, 8, seed=7, rank=ctx.rank, world_size=ctx.size)
     sched = build_schedule("constant", lr, loader.steps_per_epoch)
     trainer = Trainer(model, opt, sched, loader, ctx, epochs=1, progress=False,
                       clip_grad_norm=clip, guard=guard)
-    ctx.sync_model(model, opt)
+    ctx.sync_model(model, trainer.optimizer)
     return trainer, loader
 
 
@@ -49,9 +52,20 @@ def test_clipping_after_the_exchange_keeps_replicas_identical(ctx):
     trainer.reducer.check_replicas()
 
 
-def test_nan_on_one_rank_stops_every_rank_at_the_same_step(ctx):
+DEFER = {"defer_update": True, "bucket_mb": 0.0002, "tune": "false"}
+
+
+@pytest.mark.parametrize("options", [None, DEFER, dict(DEFER, compress="randomk:ratio=0.5",
+                                                       min_compress_size=16)])
+def test_nan_on_one_rank_stops_every_rank_at_the_same_step(ctx, options):
+    """With dist.defer_update the guard checks each bucket in the next forward, before
+    that bucket's update: every rank stops one train_step later, naming the same step."""
     ds = dataset("dense")
-    trainer, loader = _trainer(ctx, ds, guard=DivergenceGuard(ctx, 5, window=4))
+    later = int(options is not None)
+    # (a window of 4 would end on the NaN step: its loss check would stop the deferred
+    # run first, in the same train_step)
+    trainer, loader = _trainer(ctx, ds, guard=DivergenceGuard(ctx, 5, window=50 if later else 4),
+                               options=options)
     stopped_at, message = None, ""
     for i, (xb, yb) in enumerate(loader.epoch(0)):
         if i == 5:
@@ -64,11 +78,33 @@ def test_nan_on_one_rank_stops_every_rank_at_the_same_step(ctx):
                 trainer.train_step(xb, yb)
         except TrainingDiverged as exc:
             stopped_at, message = i, str(exc)
+            trainer.distributed.discard()   # what Trainer.fit does (every rank)
             break
     assert_same_everywhere(stopped_at, "step at which each rank stopped")
-    assert_all(stopped_at == 3 and "no longer finite" in message, "stopped on the NaN step",
-               f"{stopped_at} {message}")
+    assert_all(stopped_at == 3 + later and "no longer finite" in message
+               and "at step 3:" in message, "stopped on the NaN step", f"{stopped_at} {message}")
     assert_all(np.isfinite(trainer.model.flat_params).all(), "no NaN reached the weights")
+
+
+def test_guard_on_keeps_the_deferred_step(ctx):
+    """dtnn train's default (the guard on) no longer forces the synchronous step: the
+    deferred run leaves every step pending and ends with the same bits."""
+    ds = dataset("dense")
+    out = {}
+    for defer in (False, True):
+        trainer, loader = _trainer(ctx, ds, guard=DivergenceGuard(ctx, 5, window=4),
+                                   options=dict(DEFER, defer_update=defer))
+        pending = []
+        for i, (xb, yb) in enumerate(loader.epoch(0)):
+            if i == 6:
+                break
+            trainer.train_step(xb, yb)
+            pending.append(trainer.reducer.pending)
+        trainer.distributed.flush()
+        out[defer] = (trainer.model.flat_params.copy(), pending)
+    assert_all(all(out[True][1]) and not any(out[False][1]), "deferred with the guard on",
+               str(out[True][1]))
+    assert_all(np.array_equal(out[True][0], out[False][0]), "same bits as synchronous")
 
 
 def test_exploding_loss_is_one_decision(ctx):
