@@ -34,6 +34,12 @@
 /* columns per task of the column-parallel sum Q = M^T P */
 #define LR_COL_BLOCK 256
 
+#if defined(__GNUC__) || defined(__clang__)
+#define LR_INLINE static inline __attribute__((always_inline))
+#else
+#define LR_INLINE static inline
+#endif
+
 static inline float lr_dot(const float *DTNN_RESTRICT a, const float *DTNN_RESTRICT b,
                            int64_t n)
 {
@@ -60,6 +66,36 @@ static void lr_transpose(const float *q, int64_t cols, int64_t r, float *qt)
     for (c = 0; c < cols; c++)
         for (j = 0; j < r; j++)
             qt[j * cols + c] = q[c * r + j];
+}
+
+/* What lr_row_pqt does with t = (P Q^T)[a, :]: round 2's residual (row -= t) or the
+ * decode (row = alpha * t). */
+enum lr_row_mode { LR_SUBTRACT, LR_SCALE };
+
+/* One row of P Q^T (pa: P's row a, r values; qt: Q^T, r x C), t summed over j in order,
+ * applied to row as mode says.  Rank 2 (the common setting) has its own loop: two
+ * products and one add per element, which the compiler vectorises.  Always inlined with
+ * a constant mode, so each caller gets its own branch-free loop. */
+LR_INLINE void
+lr_row_pqt(float *DTNN_RESTRICT row, const float *pa, const float *qt, int64_t C,
+           int64_t r, enum lr_row_mode mode, float alpha)
+{
+    int64_t cc, jj;
+    if (r == 2) {
+        const float p0 = pa[0], p1 = pa[1];
+        const float *DTNN_RESTRICT q0 = qt, *DTNN_RESTRICT q1 = qt + C;
+        for (cc = 0; cc < C; cc++) {
+            const float t = p0 * q0[cc] + p1 * q1[cc];
+            row[cc] = mode == LR_SUBTRACT ? row[cc] - t : alpha * t;
+        }
+    } else {
+        for (cc = 0; cc < C; cc++) {
+            float t = 0.0f;
+            for (jj = 0; jj < r; jj++)
+                t += pa[jj] * qt[jj * C + cc];
+            row[cc] = mode == LR_SUBTRACT ? row[cc] - t : alpha * t;
+        }
+    }
 }
 
 static int64_t lr_max_block(int64_t n, const int64_t *cols, const int64_t *ranks)
@@ -175,24 +211,8 @@ int dtnn_lr_round2(float *m, const int64_t *m_off, int64_t n, const int64_t *row
         if (ef) {
             /* M -= P Q^T, row by row (t summed over j in order, then subtracted) */
 #pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
-            for (a = 0; a < R; a++) {
-                float *DTNN_RESTRICT row = mi + a * C;
-                const float *pa = pi + a * r;
-                int64_t cc, jj;
-                if (r == 2) {
-                    const float p0 = pa[0], p1 = pa[1];
-                    const float *DTNN_RESTRICT q0 = qt, *DTNN_RESTRICT q1 = qt + C;
-                    for (cc = 0; cc < C; cc++)
-                        row[cc] -= p0 * q0[cc] + p1 * q1[cc];
-                } else {
-                    for (cc = 0; cc < C; cc++) {
-                        float t = 0.0f;
-                        for (jj = 0; jj < r; jj++)
-                            t += pa[jj] * qt[jj * C + cc];
-                        row[cc] -= t;
-                    }
-                }
-            }
+            for (a = 0; a < R; a++)
+                lr_row_pqt(mi + a * C, pi + a * r, qt, C, r, LR_SUBTRACT, 0.0f);
         }
         qo += C * r;
         po += R * r;
@@ -216,24 +236,8 @@ int dtnn_lr_decode(float *out, const int64_t *out_off, int64_t n, const int64_t 
         int64_t a;
         lr_transpose(q + qo, C, r, qt);
 #pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
-        for (a = 0; a < R; a++) {
-            float *DTNN_RESTRICT row = oi + a * C;
-            const float *pa = pi + a * r;
-            int64_t cc, jj;
-            if (r == 2) {
-                const float p0 = pa[0], p1 = pa[1];
-                const float *DTNN_RESTRICT q0 = qt, *DTNN_RESTRICT q1 = qt + C;
-                for (cc = 0; cc < C; cc++)
-                    row[cc] = alpha * (p0 * q0[cc] + p1 * q1[cc]);
-            } else {
-                for (cc = 0; cc < C; cc++) {
-                    float t = 0.0f;
-                    for (jj = 0; jj < r; jj++)
-                        t += pa[jj] * qt[jj * C + cc];
-                    row[cc] = alpha * t;
-                }
-            }
-        }
+        for (a = 0; a < R; a++)
+            lr_row_pqt(oi + a * C, pi + a * r, qt, C, r, LR_SCALE, alpha);
         qo += C * r;
         po += R * r;
     }
