@@ -50,26 +50,41 @@ cdef cnp.ndarray _i64(object a, str name, int64_t n):
     return <cnp.ndarray>a
 
 
-cdef tuple _shape(object shape):
+cdef class _Shape:
+    """A unit's rows, cols and ranks (int64 vectors of n) and their data pointers."""
+    cdef cnp.ndarray rows, cols, ranks
+    cdef int64_t n
+    cdef int64_t *rp
+    cdef int64_t *cp
+    cdef int64_t *kp
+
+
+cdef _Shape _shape(object shape):
     if not isinstance(shape, np.ndarray) or shape.dtype != np.int64 or shape.ndim != 2 \
             or shape.shape[1] != 3:
         raise ValueError("shape must be an int64 array of (rows, cols, rank) rows")
     cdef cnp.ndarray s = np.ascontiguousarray(shape.T)
     if shape.shape[0] and (s.min() < 1):
         raise ValueError("shape: rows, cols and rank must be >= 1")
-    return s[0].copy(), s[1].copy(), s[2].copy()
+    cdef _Shape u = _Shape.__new__(_Shape)
+    u.rows, u.cols, u.ranks = s[0].copy(), s[1].copy(), s[2].copy()
+    u.n = u.rows.shape[0]
+    u.rp = <int64_t *>cnp.PyArray_DATA(u.rows)
+    u.cp = <int64_t *>cnp.PyArray_DATA(u.cols)
+    u.kp = <int64_t *>cnp.PyArray_DATA(u.ranks)
+    return u
 
 
-cdef _inside(cnp.ndarray vec, str name, cnp.ndarray off, cnp.ndarray rows,
-             cnp.ndarray cols):
-    cdef int64_t i, n = rows.shape[0], size = cnp.PyArray_SIZE(vec)
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(off)
-    cdef int64_t *r = <int64_t *>cnp.PyArray_DATA(rows)
-    cdef int64_t *c = <int64_t *>cnp.PyArray_DATA(cols)
-    for i in range(n):
-        if o[i] < 0 or o[i] + r[i] * c[i] > size:
-            raise ValueError(f"{name}: matrix {i} ({r[i]} x {c[i]} at {o[i]}) is outside "
-                             f"its {size} elements")
+cdef cnp.ndarray _placed(cnp.ndarray vec, str name, object off, _Shape u):
+    """``off`` (``<name>_off``) checked, and every matrix inside ``vec``: the offsets."""
+    cdef cnp.ndarray o = _i64(off, name + "_off", u.n)
+    cdef int64_t i, size = cnp.PyArray_SIZE(vec)
+    cdef int64_t *op = <int64_t *>cnp.PyArray_DATA(o)
+    for i in range(u.n):
+        if op[i] < 0 or op[i] + u.rp[i] * u.cp[i] > size:
+            raise ValueError(f"{name}: matrix {i} ({u.rp[i]} x {u.cp[i]} at {op[i]}) is "
+                             f"outside its {size} elements")
+    return o
 
 
 cdef _sized(cnp.ndarray vec, str name, int64_t want):
@@ -77,34 +92,32 @@ cdef _sized(cnp.ndarray vec, str name, int64_t want):
         raise ValueError(f"{name} has {cnp.PyArray_SIZE(vec)} elements, expected {want}")
 
 
+cdef cnp.ndarray _unit(_Shape u, cnp.ndarray vec, str name, object off, cnp.ndarray Q,
+                       cnp.ndarray P):
+    """The checks every pass over a unit makes once its arrays are float32: the matrices'
+    offsets into ``vec`` (returned), then Q's and P's concatenated sizes."""
+    cdef cnp.ndarray o = _placed(vec, name, off, u)
+    _sized(Q, "q", int((u.cols * u.ranks).sum()))
+    _sized(P, "p", int((u.rows * u.ranks).sum()))
+    return o
+
+
 def lr_encode(m, m_off, g, g_off, shape, q, p):
     """``M_i += G_i`` (unless ``g`` is None), then ``P_i = M_i Q_i``; see the twin."""
-    cdef cnp.ndarray rows, cols, ranks
-    rows, cols, ranks = _shape(shape)
-    cdef int64_t *rp = <int64_t *>cnp.PyArray_DATA(rows)
-    cdef int64_t *cp = <int64_t *>cnp.PyArray_DATA(cols)
-    cdef int64_t *kp = <int64_t *>cnp.PyArray_DATA(ranks)
-    cdef int64_t n = rows.shape[0]
+    cdef _Shape u = _shape(shape)
     cdef cnp.ndarray M = _f32(m, "m", True), Q = _f32(q, "q", False), P = _f32(p, "p", True)
-    cdef cnp.ndarray mo = _i64(m_off, "m_off", n), go
-    cdef cnp.ndarray G
-    _inside(M, "m", mo, rows, cols)
-    _sized(Q, "q", int((cols * ranks).sum()))
-    _sized(P, "p", int((rows * ranks).sum()))
+    cdef cnp.ndarray mo = _unit(u, M, "m", m_off, Q, P), go, G
     cdef float *gp = NULL
     cdef int64_t *gop = NULL
     if g is not None:
         G = _f32(g, "g", False)
-        go = _i64(g_off, "g_off", n)
-        _inside(G, "g", go, rows, cols)
+        go = _placed(G, "g", g_off, u)
         gp = <float *>cnp.PyArray_DATA(G)
         gop = <int64_t *>cnp.PyArray_DATA(go)
     cdef int rc
     with nogil:
         rc = dtnn_lr_encode(<float *>cnp.PyArray_DATA(M), <int64_t *>cnp.PyArray_DATA(mo),
-                            gp, gop, n, rp,
-                            cp,
-                            kp,
+                            gp, gop, u.n, u.rp, u.cp, u.kp,
                             <float *>cnp.PyArray_DATA(Q), <float *>cnp.PyArray_DATA(P))
     if rc:
         raise MemoryError("lr_encode: out of memory")
@@ -112,39 +125,22 @@ def lr_encode(m, m_off, g, g_off, shape, q, p):
 
 def lr_orthonormalize(p, shape, float eps=1e-8):
     """Modified Gram-Schmidt on the columns of every P_i, in place; see the twin."""
-    cdef cnp.ndarray rows, cols, ranks
-    rows, cols, ranks = _shape(shape)
-    cdef int64_t *rp = <int64_t *>cnp.PyArray_DATA(rows)
-    cdef int64_t *cp = <int64_t *>cnp.PyArray_DATA(cols)
-    cdef int64_t *kp = <int64_t *>cnp.PyArray_DATA(ranks)
+    cdef _Shape u = _shape(shape)
     cdef cnp.ndarray P = _f32(p, "p", True)
-    _sized(P, "p", int((rows * ranks).sum()))
-    cdef int64_t n = rows.shape[0]
+    _sized(P, "p", int((u.rows * u.ranks).sum()))
     with nogil:
-        dtnn_lr_orthonormalize(<float *>cnp.PyArray_DATA(P), n,
-                               rp,
-                               kp, eps)
+        dtnn_lr_orthonormalize(<float *>cnp.PyArray_DATA(P), u.n, u.rp, u.kp, eps)
 
 
 def lr_round2(m, m_off, shape, p, q, bint ef):
     """``Q_i = M_i^T P_i``, then ``M_i -= P_i Q_i^T`` if ``ef``; see the twin."""
-    cdef cnp.ndarray rows, cols, ranks
-    rows, cols, ranks = _shape(shape)
-    cdef int64_t *rp = <int64_t *>cnp.PyArray_DATA(rows)
-    cdef int64_t *cp = <int64_t *>cnp.PyArray_DATA(cols)
-    cdef int64_t *kp = <int64_t *>cnp.PyArray_DATA(ranks)
-    cdef int64_t n = rows.shape[0]
+    cdef _Shape u = _shape(shape)
     cdef cnp.ndarray M = _f32(m, "m", bool(ef)), P = _f32(p, "p", False)
-    cdef cnp.ndarray Q = _f32(q, "q", True), mo = _i64(m_off, "m_off", n)
-    _inside(M, "m", mo, rows, cols)
-    _sized(Q, "q", int((cols * ranks).sum()))
-    _sized(P, "p", int((rows * ranks).sum()))
+    cdef cnp.ndarray Q = _f32(q, "q", True), mo = _unit(u, M, "m", m_off, Q, P)
     cdef int rc
     with nogil:
-        rc = dtnn_lr_round2(<float *>cnp.PyArray_DATA(M), <int64_t *>cnp.PyArray_DATA(mo), n,
-                            rp,
-                            cp,
-                            kp,
+        rc = dtnn_lr_round2(<float *>cnp.PyArray_DATA(M), <int64_t *>cnp.PyArray_DATA(mo),
+                            u.n, u.rp, u.cp, u.kp,
                             <float *>cnp.PyArray_DATA(P), <float *>cnp.PyArray_DATA(Q), ef)
     if rc:
         raise MemoryError("lr_round2: out of memory")
@@ -152,23 +148,13 @@ def lr_round2(m, m_off, shape, p, q, bint ef):
 
 def lr_decode(out, out_off, shape, p, q, float alpha):
     """``OUT_i = alpha * P_i Q_i^T`` (written); see the twin."""
-    cdef cnp.ndarray rows, cols, ranks
-    rows, cols, ranks = _shape(shape)
-    cdef int64_t *rp = <int64_t *>cnp.PyArray_DATA(rows)
-    cdef int64_t *cp = <int64_t *>cnp.PyArray_DATA(cols)
-    cdef int64_t *kp = <int64_t *>cnp.PyArray_DATA(ranks)
-    cdef int64_t n = rows.shape[0]
+    cdef _Shape u = _shape(shape)
     cdef cnp.ndarray O = _f32(out, "out", True), P = _f32(p, "p", False)
-    cdef cnp.ndarray Q = _f32(q, "q", False), oo = _i64(out_off, "out_off", n)
-    _inside(O, "out", oo, rows, cols)
-    _sized(Q, "q", int((cols * ranks).sum()))
-    _sized(P, "p", int((rows * ranks).sum()))
+    cdef cnp.ndarray Q = _f32(q, "q", False), oo = _unit(u, O, "out", out_off, Q, P)
     cdef int rc
     with nogil:
-        rc = dtnn_lr_decode(<float *>cnp.PyArray_DATA(O), <int64_t *>cnp.PyArray_DATA(oo), n,
-                            rp,
-                            cp,
-                            kp,
+        rc = dtnn_lr_decode(<float *>cnp.PyArray_DATA(O), <int64_t *>cnp.PyArray_DATA(oo),
+                            u.n, u.rp, u.cp, u.kp,
                             <float *>cnp.PyArray_DATA(P), <float *>cnp.PyArray_DATA(Q), alpha)
     if rc:
         raise MemoryError("lr_decode: out of memory")
