@@ -139,19 +139,78 @@ static inline float lane_total(const float *a)
     return r;
 }
 
-/* add one row's g and g * (x - m) into the lanes a1 and a2, in the order above */
-static inline void lane_sums(float *a1, float *a2, const float *g, const float *xr,
-                             float m, int64_t L)
+/* Adds one row's sums of g and of g * (x - m) to the channel's *sdy and *sdyx: the
+ * terms go into BN_LANES partial sums in the order above, then the lanes' totals are
+ * added.  With yr != NULL, g is gated by the ReLU's output yr where it is read. */
+static inline void row_sums(double *sdy, double *sdyx, const float *g, const float *yr,
+                            const float *xr, float m, int64_t L)
 {
+    float a1[BN_LANES] = {0.f}, a2[BN_LANES] = {0.f};
     int64_t l0 = 0, j;
-    for (; l0 + BN_LANES <= L; l0 += BN_LANES)
-        for (j = 0; j < BN_LANES; ++j) {
+    if (yr != NULL) {
+        for (; l0 + BN_LANES <= L; l0 += BN_LANES)
+            for (j = 0; j < BN_LANES; ++j) {
+                const float gl = relu_gate(yr[l0 + j], g[l0 + j]);
+                a1[j] += gl;
+                a2[j] += gl * (xr[l0 + j] - m);
+            }
+        for (j = 0; l0 + j < L; ++j) {
+            const float gl = relu_gate(yr[l0 + j], g[l0 + j]);
+            a1[j] += gl;
+            a2[j] += gl * (xr[l0 + j] - m);
+        }
+    } else {
+        for (; l0 + BN_LANES <= L; l0 += BN_LANES)
+            for (j = 0; j < BN_LANES; ++j) {
+                a1[j] += g[l0 + j];
+                a2[j] += g[l0 + j] * (xr[l0 + j] - m);
+            }
+        for (j = 0; l0 + j < L; ++j) {
             a1[j] += g[l0 + j];
             a2[j] += g[l0 + j] * (xr[l0 + j] - m);
         }
-    for (j = 0; l0 + j < L; ++j) {
-        a1[j] += g[l0 + j];
-        a2[j] += g[l0 + j] * (xr[l0 + j] - m);
+    }
+    *sdy += lane_total(a1);
+    *sdyx += lane_total(a2);
+}
+
+/* dx = a*dy - a*dbeta/n - a*dgamma/n * xhat with xhat = (x - m) * is, written as
+ * dx = a*g - b - e*(x - m); outside training (running statistics) b = e = 0. */
+struct bn_dx {
+    float a, b, e;
+};
+
+/* Stores the channel's dbeta and dgamma from its sums; with want_dx, returns dx's
+ * coefficients (gamma is read only then). */
+static inline struct bn_dx channel_grads(int64_t c, double sdy, double sdyx, float is,
+                                         const float *gamma, double inv_n, int training,
+                                         int want_dx, float *dgamma, float *dbeta)
+{
+    struct bn_dx k = {0.f, 0.f, 0.f};
+    dbeta[c] = (float)sdy;
+    dgamma[c] = (float)(sdyx * is);
+    if (want_dx) {
+        k.a = gamma[c] * is;
+        k.b = training ? (float)(k.a * sdy * inv_n) : 0.f;
+        k.e = training ? (float)(k.a * sdyx * is * is * inv_n) : 0.f;
+    }
+    return k;
+}
+
+/* One row of dx from its g (gated by yr where yr != NULL), as struct bn_dx says. */
+static inline void dx_row(float *DTNN_RESTRICT d, const float *DTNN_RESTRICT g,
+                          const float *DTNN_RESTRICT yr, const float *DTNN_RESTRICT xr,
+                          float m, struct bn_dx k, int64_t L)
+{
+    int64_t l;
+    if (yr != NULL) {
+#pragma omp simd
+        for (l = 0; l < L; ++l)
+            d[l] = k.a * relu_gate(yr[l], g[l]) - k.b - k.e * (xr[l] - m);
+    } else {
+#pragma omp simd
+        for (l = 0; l < L; ++l)
+            d[l] = k.a * g[l] - k.b - k.e * (xr[l] - m);
     }
 }
 
@@ -191,54 +250,18 @@ static void bn_backward_gated(const float *dy, const float *ry, const float *x, 
     for (c = 0; c < C; ++c) {
         const float m = mean[c], is = inv_std[c];
         double sdy = 0.0, sdyx = 0.0;
-        int64_t n, l;
-        for (n = 0; n < N; ++n) {
-            const float *g = dy + (n * C + c) * L, *xr = x + (n * C + c) * L;
-            const float *yr = ry != NULL ? ry + (n * C + c) * L : NULL;
-            float a1[BN_LANES] = {0.f}, a2[BN_LANES] = {0.f};
-            int64_t l0 = 0, j;
-            if (yr != NULL) {
-                for (; l0 + BN_LANES <= L; l0 += BN_LANES)
-                    for (j = 0; j < BN_LANES; ++j) {
-                        const float gl = relu_gate(yr[l0 + j], g[l0 + j]);
-                        a1[j] += gl;
-                        a2[j] += gl * (xr[l0 + j] - m);
-                    }
-                for (j = 0; l0 + j < L; ++j) {
-                    const float gl = relu_gate(yr[l0 + j], g[l0 + j]);
-                    a1[j] += gl;
-                    a2[j] += gl * (xr[l0 + j] - m);
-                }
-            } else {
-                lane_sums(a1, a2, g, xr, m, L);
-            }
-            sdy += lane_total(a1);
-            sdyx += lane_total(a2);
-        }
-        dbeta[c] = (float)sdy;
-        dgamma[c] = (float)(sdyx * is);
+        struct bn_dx k;
+        int64_t n;
+        for (n = 0; n < N; ++n)
+            row_sums(&sdy, &sdyx, dy + (n * C + c) * L,
+                     ry != NULL ? ry + (n * C + c) * L : NULL, x + (n * C + c) * L, m, L);
+        k = channel_grads(c, sdy, sdyx, is, gamma, inv_n, training, dx != NULL, dgamma,
+                          dbeta);
         if (dx == NULL)
             continue;
-        {
-            const float a = gamma[c] * is;
-            /* dx = a*dy - a*dbeta/n - a*dgamma/n * xhat, xhat = (x - m) * is */
-            const float b = training ? (float)(a * sdy * inv_n) : 0.f;
-            const float e = training ? (float)(a * sdyx * is * is * inv_n) : 0.f;
-            for (n = 0; n < N; ++n) {
-                const float *g = dy + (n * C + c) * L, *xr = x + (n * C + c) * L;
-                const float *yr = ry != NULL ? ry + (n * C + c) * L : NULL;
-                float *d = dx + (n * C + c) * L;
-                if (yr != NULL) {
-#pragma omp simd
-                    for (l = 0; l < L; ++l)
-                        d[l] = a * relu_gate(yr[l], g[l]) - b - e * (xr[l] - m);
-                } else {
-#pragma omp simd
-                    for (l = 0; l < L; ++l)
-                        d[l] = a * g[l] - b - e * (xr[l] - m);
-                }
-            }
-        }
+        for (n = 0; n < N; ++n)
+            dx_row(dx + (n * C + c) * L, dy + (n * C + c) * L,
+                   ry != NULL ? ry + (n * C + c) * L : NULL, x + (n * C + c) * L, m, k, L);
     }
 }
 
@@ -346,38 +369,25 @@ int dtnn_bn_relu_pool2_backward_f32(const float *dy, const float *y, const int32
         for (c = 0; c < C; ++c) {
             const float m = mean[c], is = inv_std[c];
             double sdy = 0.0, sdyx = 0.0;
-            int64_t n, l;
+            struct bn_dx k;
+            int64_t n;
             if (buf == NULL)
                 continue;
             for (n = 0; n < N; ++n) {
-                const float *xr = x + (n * C + c) * L;
                 float *DTNN_RESTRICT gr = keep ? buf + n * L : buf;
-                float a1[BN_LANES] = {0.f}, a2[BN_LANES] = {0.f};
                 gated_row(gr, dy + (n * C + c) * Lo, y + (n * C + c) * Lo,
                           argmax + (n * C + c) * Lo, L, Lo);
-                lane_sums(a1, a2, gr, xr, m, L);
-                sdy += lane_total(a1);
-                sdyx += lane_total(a2);
+                row_sums(&sdy, &sdyx, gr, NULL, x + (n * C + c) * L, m, L);
             }
-            dbeta[c] = (float)sdy;
-            dgamma[c] = (float)(sdyx * is);
+            k = channel_grads(c, sdy, sdyx, is, gamma, inv_n, 1, dx != NULL, dgamma, dbeta);
             if (dx == NULL)
                 continue;
-            {
-                const float a = gamma[c] * is;
-                const float b = (float)(a * sdy * inv_n);
-                const float e = (float)(a * sdyx * is * is * inv_n);
-                for (n = 0; n < N; ++n) {
-                    const float *DTNN_RESTRICT xr = x + (n * C + c) * L;
-                    float *DTNN_RESTRICT d = dx + (n * C + c) * L;
-                    const float *DTNN_RESTRICT gr = keep ? buf + n * L : buf;
-                    if (!keep)
-                        gated_row(buf, dy + (n * C + c) * Lo, y + (n * C + c) * Lo,
-                                  argmax + (n * C + c) * Lo, L, Lo);
-#pragma omp simd
-                    for (l = 0; l < L; ++l)
-                        d[l] = a * gr[l] - b - e * (xr[l] - m);
-                }
+            for (n = 0; n < N; ++n) {
+                const float *gr = keep ? buf + n * L : buf;
+                if (!keep)
+                    gated_row(buf, dy + (n * C + c) * Lo, y + (n * C + c) * Lo,
+                              argmax + (n * C + c) * Lo, L, Lo);
+                dx_row(dx + (n * C + c) * L, gr, NULL, x + (n * C + c) * L, m, k, L);
             }
         }
         free(buf);
