@@ -48,10 +48,6 @@
 #include "dtnn_kernels.h"
 #include "im2col_fused_ops.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #define BW_ROWS FUSED_ROWS /* (channel, tap) rows per backward-weights micro-tile */
 #define BW_KT FUSED_KT   /* output channels per k-tile (4 vectors of 16) */
 #define BW_PIXELS 2048   /* target output pixels per backward-weights block */
@@ -180,15 +176,6 @@ static void pad_plane(const float *src, float *dst, int64_t H, int64_t W, int64_
 #define DIRECT_J 32      /* reduction rows up to which the direct kernels run */
 #define DIRECT_SLACK 32  /* floats after a padded image (vector over-read, zeroed) */
 
-static int64_t direct_threads(void)
-{
-#ifdef _OPENMP
-    return omp_in_parallel() ? 1 : omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 /* stride_w 1, a short reduction, and rows that fill at least 3/4 of their vectors */
 int dtnn_fused_direct(int64_t C, int64_t R, int64_t S, int64_t G, int64_t sw, int64_t Wo)
 {
@@ -215,7 +202,7 @@ static int64_t direct_ws_floats(int64_t C, int64_t H, int64_t W, int64_t K, int6
 {
     const int64_t J = (C / G) * R * S;
     return 16 + cdiv(K * J, 16) * 16 + cdiv(J, 8) * 16
-           + direct_threads() * direct_image_floats(C, H, W, ph, pw);
+           + fused_max_threads() * direct_image_floats(C, H, W, ph, pw);
 }
 
 int64_t dtnn_conv_fwd_ws_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
@@ -261,7 +248,7 @@ static void fwd_direct(const dtnn_fused_ops *ops,
 {
     const int64_t Cg = C / G, Kg = K / G, T = R * S, J = Cg * T, P = Ho * Wo;
     const int64_t Wp = W + 2 * pw, PP = (H + 2 * ph) * Wp;
-    const int64_t nth = direct_threads(), per = direct_image_floats(C, H, W, ph, pw);
+    const int64_t nth = fused_max_threads(), per = direct_image_floats(C, H, W, ph, pw);
     /* images x groups x channel chunks: chunks only when there are too few images */
     const int64_t nkc = N >= 2 * nth ? 1 : imax(1, imin(cdiv(2 * nth, N), cdiv(Kg, 8)));
     const int64_t tasks = N * G * nkc;
@@ -276,11 +263,7 @@ static void fwd_direct(const dtnn_fused_ops *ops,
 #pragma omp parallel num_threads((int)nth) if (nth > 1 && N * K * P * J >= 4 * DTNN_OMP_MIN_WORK)
 #endif
     {
-#ifdef _OPENMP
-        float *xpad = xbase + omp_get_thread_num() * per;
-#else
-        float *xpad = xbase;
-#endif
+        float *xpad = xbase + fused_thread_num() * per;
         int64_t t, last = -1;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -305,7 +288,7 @@ static void bww_direct(const dtnn_fused_ops *ops, const float *x, const float *d
 {
     const int64_t Cg = C / G, Kg = K / G, J = Cg * R * S, P = Ho * Wo;
     const int64_t Wp = W + 2 * pw, PP = (H + 2 * ph) * Wp;
-    const int64_t nth = direct_threads(), per = direct_image_floats(C, H, W, ph, pw);
+    const int64_t nth = fused_max_threads(), per = direct_image_floats(C, H, W, ph, pw);
     /* groups x channel chunks, one contiguous range of them per thread */
     const int64_t nkc = imax(1, imin(cdiv(Kg, 4), cdiv(nth, G))), tasks = G * nkc;
     float *wp, *xbase;
@@ -316,17 +299,12 @@ static void bww_direct(const dtnn_fused_ops *ops, const float *x, const float *d
 #pragma omp parallel num_threads((int)nth) if (nth > 1 && N * K * P * J >= 4 * DTNN_OMP_MIN_WORK)
 #endif
     {
-#ifdef _OPENMP
-        const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const int64_t tid = 0, nt = 1;
-#endif
-        float *xpad = xbase + tid * per;
-        const int64_t t0 = tasks * tid / nt, t1 = tasks * (tid + 1) / nt;
+        float *xpad = xbase + fused_thread_num() * per;
+        const fused_range tr = fused_share(tasks);
         int64_t n, t;
-        for (n = 0; n < N && t0 < t1; ++n) {
+        for (n = 0; n < N && tr.lo < tr.hi; ++n) {
             direct_pad(x, n, C, H, W, ph, pw, xpad);
-            for (t = t0; t < t1; ++t) {
+            for (t = tr.lo; t < tr.hi; ++t) {
                 const int64_t g = t / nkc, kc = t % nkc;
                 const int64_t k0 = g * Kg + Kg * kc / nkc, k1 = g * Kg + Kg * (kc + 1) / nkc;
                 ops->dbw_image(xpad + g * Cg * PP, sh * Wp, jo, J, dy + (n * K + k0) * P,
@@ -363,18 +341,13 @@ static int64_t bww_ws_one(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
 static int64_t bww_parts(int64_t N, int64_t C, int64_t K, int64_t R, int64_t S,
                          int64_t Ho, int64_t Wo, int64_t G)
 {
-#ifdef _OPENMP
     const int64_t Cg = C / G, Kg = K / G, J = Cg * R * S;
     const int64_t tasks = G * cdiv(cdiv(Kg, 16) * 16, BW_KT) * cdiv(J, BW_ROWS);
-    const int64_t nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int64_t nth = fused_max_threads();
     if (nth < 2 || tasks >= 4 * nth || N < 2 * nth
         || N * K * Ho * Wo * J < 4 * DTNN_OMP_MIN_WORK)
         return 1;
     return nth;
-#else
-    (void)N; (void)C; (void)K; (void)R; (void)S; (void)Ho; (void)Wo; (void)G;
-    return 1;
-#endif
 }
 
 /* floats of one part's workspace + its dW, a multiple of 16 (64-byte aligned parts) */
@@ -432,7 +405,7 @@ static void bww_pointwise(const dtnn_fused_ops *ops, const float *x, const float
     const int64_t pc = Cg * P <= xfl ? P : imax(16, xfl / Cg / 16 * 16);
     const int64_t nb = pc < P ? 1 : imax(1, imin(N, xfl / (Cg * P)));
     const int64_t upg = cdiv(Kg, PW_UNIT), units = G * upg;
-    const int64_t nth = direct_threads();
+    const int64_t nth = fused_max_threads();
     memset(dw, 0, sizeof(float) * K * Cg);
     if (db != NULL)
         memset(db, 0, sizeof(float) * K);
@@ -440,12 +413,8 @@ static void bww_pointwise(const dtnn_fused_ops *ops, const float *x, const float
 #pragma omp parallel num_threads((int)nth) if (nth > 1 && N * K * P * Cg >= 4 * DTNN_OMP_MIN_WORK)
 #endif
     {
-#ifdef _OPENMP
-        const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const int64_t tid = 0, nt = 1;
-#endif
-        const int64_t u0 = units * tid / nt, u1 = units * (tid + 1) / nt;
+        const fused_range ur = fused_share(units);
+        const int64_t u0 = ur.lo, u1 = ur.hi;
         int64_t n, p0, g;
         for (n = 0; n < N && u0 < u1; n += nb)
             for (p0 = 0; p0 < P; p0 += pc) {
@@ -642,11 +611,7 @@ static void conv_fwd_run(const dtnn_fused_ops *ops,
 #endif
     {
         int64_t it, blk, g;
-#ifdef _OPENMP
-        const int64_t nth = omp_get_num_threads();
-#else
-        const int64_t nth = 1;
-#endif
+        const int64_t nth = fused_num_threads();
         /* pack W^T[g][kt][i*T + t][lane] = wt(g, kt*64 + lane, i, t), 0 past Kg */
         if (w_st == 1 && w_si == T) {
             /* rows of wt(g, o, ., .) are contiguous: 16x16 transposes */
@@ -824,12 +789,13 @@ void dtnn_conv_bww_f32(const float *x, const float *dy, float *dw,
              * of one), so its worksharing loops run whole on that thread */
 #pragma omp parallel num_threads((int)parts)
             {
-                const int64_t p = omp_get_thread_num();
-                const int64_t n0 = N * p / parts, n1 = N * (p + 1) / parts;
+                const int64_t p = fused_thread_num();
+                const fused_range nr = fused_part(N, p, parts);
                 float *wsp = base + p * stride;
                 float *dwp = wsp + (stride - cdiv(ndw, 16) * 16);
-                bww_run(ops, x + n0 * C * H * W, dy + n0 * K * Ho * Wo, dwp, n1 - n0, C, H, W,
-                        K, R, S, sh, sw, ph, pw, dh, dwl, Ho, Wo, G, wsp, 1);
+                bww_run(ops, x + nr.lo * C * H * W, dy + nr.lo * K * Ho * Wo, dwp,
+                        nr.hi - nr.lo, C, H, W, K, R, S, sh, sw, ph, pw, dh, dwl, Ho, Wo, G,
+                        wsp, 1);
             }
             /* dW = sum of the parts' dW, in part order (the same sums at a thread count) */
 #pragma omp parallel for schedule(static)

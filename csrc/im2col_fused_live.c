@@ -32,10 +32,6 @@
 
 #include "dtnn_kernels.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #if DTNN_FUSED_X86
 
 #define KT FUSED_KT
@@ -161,11 +157,7 @@ void dtnn_fused_live_fwd(const dtnn_fused_ops *ops,
 #endif
     {
         int64_t it, blk, g;
-#ifdef _OPENMP
-        const int64_t nth = omp_get_num_threads();
-#else
-        const int64_t nth = 1;
-#endif
+        const int64_t nth = fused_num_threads();
         /* pack W^T[g][kt][t*Cg + i][lane] = wt(g, kt*64 + lane, i, t), 0 past Kg */
         if ((w_st == 1 || w_st == -1) && T <= 16) {
             /* a (16 outputs x T taps) transpose per channel, rows Cg apart (taps

@@ -16,6 +16,10 @@
 
 #include <stdint.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define FUSED_KT 64      /* output channels per k-tile */
 #define FUSED_ROWS 6     /* pixels (forward) / (channel, tap) rows (bwd-w) per micro-tile */
 
@@ -83,6 +87,60 @@ extern const dtnn_fused_ops dtnn_fused_ops_avx2;
 #else
 #define DTNN_FUSED_X86 0
 #endif
+
+/* The drivers' thread split (im2col_fused.c, im2col_fused_live.c).  Every output
+ * element is computed by one thread in a fixed order: the split decides which thread
+ * computes it, never its floats. */
+
+/* Threads a parallel region opened here gets: 1 inside another region (the kernels
+ * do not nest), else OpenMP's maximum; 1 without OpenMP. */
+static inline int64_t fused_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* The calling thread's number in its team, and the team's size (0 and 1 outside a
+ * parallel region or without OpenMP). */
+static inline int64_t fused_thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static inline int64_t fused_num_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Items [lo, hi) of n: part i of parts contiguous ranges, in order, sizes within 1 */
+typedef struct {
+    int64_t lo, hi;
+} fused_range;
+
+static inline fused_range fused_part(int64_t n, int64_t i, int64_t parts)
+{
+    fused_range r;
+    r.lo = n * i / parts;
+    r.hi = n * (i + 1) / parts;
+    return r;
+}
+
+/* the calling thread's part of n items in its team */
+static inline fused_range fused_share(int64_t n)
+{
+    return fused_part(n, fused_thread_num(), fused_num_threads());
+}
 
 /* Live-tap blocks (im2col_fused_live.c): blocks of B >= 6 small images laid out with
  * the images innermost, computing only the products that read real pixels.  Whether a
