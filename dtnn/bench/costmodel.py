@@ -46,7 +46,7 @@ Communication efficiency = compute / step (compute without any exchange).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -142,6 +142,17 @@ class Codec:
     #: nonzero scan, copy); 0: not calibrated (the compressor's decode stands in)
     sparse_entry: float = 0.0
     sparse_pass: float = 0.0
+    #: the reducer's codec on these collectives, as a factor of the above (calibrated on
+    #: each collective apart: ``model_calib.calibrate_codecs``)
+    on_collective: Dict[str, float] = field(default_factory=dict)
+
+    def on(self, collective: str) -> "Codec":
+        """This codec as ``collective`` spends it."""
+        f = self.on_collective.get(collective)
+        if not f:
+            return self
+        return replace(self, encode=self.encode * f, between=self.between * f,
+                       decode=self.decode * f, on_collective={})
 
 
 def sparse_union(n_el: float, k: float, ranks: int) -> float:
@@ -331,6 +342,7 @@ def predict_step(compute: float, exchange: Exchange, ranks: int, link: Link,
     (``dtnn.bench.costmodel_rounds``); None: they advance continuously."""
     from dtnn.bench.costmodel_rounds import HOP_COLLECTIVES
     hops = progress is not None and ranks > 1 and collective in HOP_COLLECTIVES
+    codec = codec.on(collective) if codec is not None else None
     over = oversub if oversub is not None and ranks > 1 else Oversub()
     s = ranks_per_core
     if over.hop(s):

@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from dtnn.bench.costmodel import (Codec, Link, ModelProfile, Oversub, fit_link, predict_step)
+from dtnn.bench.model_calib import calibrate_codecs  # noqa: F401  (re-exported)
 
 RATES = {"100mbit": 100e6, "1gbit": 1e9, "10gbit": 10e9, "100gbit": 100e9}
 DEFAULT_MODELS = ("simplecnn", "lenet", "vgg11_bn:width=0.5", "vgg16_bn", "cnet")
@@ -53,9 +54,20 @@ def _build(spec: str, input_shape, classes: int):
     return build_model(name, tuple(input_shape), classes, seed=0, **options)
 
 
+def _tuning() -> bool:
+    """True while a tuner (the convolutions' BestOf) is still timing alternatives."""
+    import dtnn.tune
+    return any(row.get("winner") is None for row in dtnn.tune.collect())
+
+
 def profile_model(spec: str, input_shape=(1, 28, 28), classes: int = 10, batch: int = 32,
-                  steps: int = 3) -> ModelProfile:
-    """Step time and per-layer gradient readiness of one rank (median of ``steps``)."""
+                  steps: int = 3, max_warmup: int = 40) -> ModelProfile:
+    """Step time and per-layer gradient readiness of one rank (median of ``steps``).
+
+    The timed steps start once the convolution tuner has decided every shape (at most
+    ``max_warmup`` steps): with no decision cached on disk (a new machine, or a
+    rebooted one) it times its alternatives in the first 10-30 steps, which are not
+    the model's step."""
     from dtnn.layers.loss import SoftmaxCrossEntropy
     from dtnn.optim import build_optimizer
     net = _build(spec, input_shape, classes)
@@ -64,8 +76,8 @@ def profile_model(spec: str, input_shape=(1, 28, 28), classes: int = 10, batch: 
     x = rng.standard_normal((batch,) + tuple(input_shape)).astype(np.float32)
     y = rng.integers(0, classes, batch)
     loss = SoftmaxCrossEntropy()
-    runs = []
-    for i in range(steps + 1):
+
+    def step():
         marks: Dict[int, float] = {}
 
         def hook(layer: int) -> None:
@@ -74,9 +86,13 @@ def profile_model(spec: str, input_shape=(1, 28, 28), classes: int = 10, batch: 
         loss.forward(net.forward(x, training=True), y)
         net.backward(loss.backward(), on_grads_ready=hook)
         opt.step()
-        total = time.perf_counter() - t0
-        if i:
-            runs.append((total, {k: v - t0 for k, v in marks.items()}))
+        return time.perf_counter() - t0, {k: v - t0 for k, v in marks.items()}
+    step()
+    for _ in range(max_warmup):
+        if not _tuning():
+            break
+        step()
+    runs = [step() for _ in range(steps)]
     total, marks = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
     ready = []
     for layer in reversed(range(len(net.layers))):
@@ -164,40 +180,6 @@ def measure_sparse_cpu(n: int, ratio: float, repeats: int = 3) -> Tuple[float, f
         per_pass.append((time.perf_counter() - t) / (5.0 * n))
         del f
     return float(np.median(per_entry[1:])), float(np.median(per_pass[1:]))
-
-
-def calibrate_codecs(codecs: Dict[str, Optional[Codec]], bench: Path,
-                     link: Optional[Link] = None) -> Dict[str, Dict[str, float]]:
-    """Scale each codec to what the reducer really spends on it (in place).
-
-    ``measure_codec`` times the kernels alone on one contiguous vector; inside the
-    step the reducer also stages the bucket, keeps the error-feedback memory and runs
-    the collective's own passes, on cold caches.  ``bench`` is a ``dtnn bench dist``
-    JSON (plain ``mpiexec -n 2`` on shared memory, one rank per core: no link, no
-    oversubscription): its ``codec_seconds`` per row, against the model's codec time
-    of the same collective and ranks, gives one factor per compressor, applied to
-    encode and decode alike.  Returns the factors with what they came from."""
-    from dtnn.bench.costmodel import transport_seconds
-    data = json.loads(bench.read_text())
-    link = link or Link(1e-6, 1e-12)
-    out = {}
-    for row in data.get("results", []):
-        spec = row.get("compress", "none").split("|")[0]
-        codec = codecs.get(spec)
-        if codec is None or row.get("mode") == "none" or not row.get("codec_seconds"):
-            continue
-        _, model_codec, _ = transport_seconds(row["algorithm"], 4.0 * data["params"], codec,
-                                              row["ranks"], link)
-        if model_codec <= 0:
-            continue
-        factor = float(row["codec_seconds"]) / model_codec
-        codec.encode *= factor
-        codec.between *= factor
-        codec.decode *= factor
-        out[spec] = {"factor": factor, "measured_ms": 1e3 * row["codec_seconds"],
-                     "kernels_ms": 1e3 * model_codec, "collective": row["algorithm"],
-                     "ranks": row["ranks"]}
-    return out
 
 
 def fit_links(*sweeps: Path) -> Dict[str, Link]:
@@ -301,6 +283,17 @@ def collective_for(spec: str, ranks: int, codec: Optional[Codec]) -> str:
     return "gtopk" if codec.sparse_k else "qring"
 
 
+def candidates_for(ranks: int, codec: Optional[Codec]) -> List[str]:
+    """The collectives the exchange tuner times for a compressor
+    (``collectives.choice.candidate_collectives``), its default first."""
+    if codec is None:
+        return ["ring", "mpi"]
+    if codec.summable:
+        return ["allreduce"]
+    more = ["gtopk", "sparse"] if codec.sparse_k else ["qring"]
+    return list(dict.fromkeys([collective_for("", ranks, codec), "allgather"] + more))
+
+
 def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile],
              codecs: Dict[str, Optional[Codec]], links: Dict[str, Link],
              oversub: Optional[Oversub] = None, hops: bool = True) -> List[Dict]:
@@ -372,10 +365,10 @@ def extrapolate(profiles: Dict[str, ModelProfile], codecs: Dict[str, Optional[Co
         for rate in rates:
             for n in nodes:
                 for spec, codec in codecs.items():
-                    algo = collective_for(spec, n, codec)
-                    # uncompressed: the tuner's choice, the faster of our ring and
-                    # MPICH's recursive doubling (2 log2 N latency terms, not 2 (N-1))
-                    choices = ["ring", "mpi"] if codec is None else [algo]
+                    # the exchange tuner's choice: the fastest of the collectives it
+                    # times (uncompressed: our ring or MPICH's recursive doubling, 2
+                    # log2 N latency terms, not 2 (N-1))
+                    choices = candidates_for(n, codec)
                     algo, pred = min(((a, predict_step(prof.compute, ex, n,
                                                        link_for(rate, links, a), a, codec,
                                                        oversub=oversub,

@@ -56,6 +56,11 @@ def table(rows: Sequence[Dict], nodes=(2, 16, 64, 256)) -> str:
     return "\n".join(lines)
 
 
+def _factor(f: Dict[str, Any]) -> str:
+    return (f"{f['factor']:.2f}x ({f['measured_ms']:.1f} vs {f['kernels_ms']:.1f} ms, "
+            f"{f['collective']}, {f['ranks']})")
+
+
 def report(result: Dict[str, Any], plots: Sequence[Path]) -> str:
     """The markdown of one ``dtnn bench model`` run."""
     lines = [f"# Cost model of the gradient exchange (`dtnn bench model`)", "",
@@ -82,8 +87,9 @@ def report(result: Dict[str, Any], plots: Sequence[Path]) -> str:
         lines.append(f"| {name} | {1e9 * c['encode']:.2f} | {1e9 * c['decode']:.2f} | "
                      f"{c['payload_ratio']:.4f} | {1e9 * k['encode']:.2f} / "
                      f"{1e9 * k['decode']:.2f} | " +
-                     (f"{f['factor']:.2f}x ({f['measured_ms']:.1f} vs {f['kernels_ms']:.1f} "
-                      f"ms, {f['collective']}, {f['ranks']})" if f else "not calibrated") + " |")
+                     ("; ".join(_factor(g) for g in [f] + list((f.get("collectives") or {})
+                                                              .values()))
+                      if f else "not calibrated") + " |")
     over = result.get("oversub")
     if over:
         lines += ["", "### Ranks sharing cores (`--oversub`, `dtnn.bench.oversub` runs)", "",

@@ -29,9 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compress", nargs="+", default=list(DEFAULT_SPECS), metavar="SPEC")
     p.add_argument("--nodes", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64, 128, 256])
     p.add_argument("--links", nargs="+", default=["1gbit", "10gbit", "100gbit"])
-    p.add_argument("--codec-from", metavar="JSON",
+    p.add_argument("--codec-from", nargs="+", default=[], metavar="JSON",
                    help="dtnn bench dist --json of the compressors on plain mpiexec -n 2: "
-                        "scales the kernels' codec times to what the reducer spends")
+                        "scales the kernels' codec times to what the reducer spends; a "
+                        "later file's rows on another collective (--dist collective=qring) "
+                        "calibrate that collective apart")
     p.add_argument("--oversub", nargs="*", default=[], metavar="JSONL",
                    help="python -m dtnn.bench.oversub results (one rank per core and "
                         "oversubscribed): the cost of ranks sharing cores, added to every "
@@ -51,8 +53,8 @@ def run(args) -> int:
     from dtnn.compress import check_spec
     from dtnn.bench.scaling import read_records
     from dtnn.threads import set_threads
-    for path in list(args.sweep) + list(args.validate) + list(args.oversub) + ([args.codec_from]
-                                                          if args.codec_from else []):
+    for path in (list(args.sweep) + list(args.validate) + list(args.oversub)
+                 + list(args.codec_from)):
         if not Path(path).is_file():
             raise ConfigError(f"{path}: no such results file")
     for spec in args.compress:
@@ -85,7 +87,7 @@ def run(args) -> int:
     codecs = {s: M.measure_codec(s) for s in specs}
     kernels = {k: M.dump(v) for k, v in codecs.items() if v is not None}
     kernels = {k: dict(v) for k, v in kernels.items()}
-    factors = M.calibrate_codecs(codecs, Path(args.codec_from)) if args.codec_from else {}
+    factors = M.calibrate_codecs(codecs, *[Path(p) for p in args.codec_from])
     hops = not args.no_hops
     checks = M.validate(records, profiles, codecs, links, oversub, hops=hops)
     def predict(over, per_core):
@@ -104,7 +106,7 @@ def run(args) -> int:
               "profiles": {k: M.dump(v) for k, v in profiles.items()},
               "codecs": {k: M.dump(v) for k, v in codecs.items()},
               "codec_kernels": kernels, "codec_calibration": factors,
-              "codec_from": args.codec_from,
+              "codec_from": list(args.codec_from),
               "oversub": None if oversub is None else M.dump(oversub),
               "oversub_runs": oversub_runs, "oversub_from": list(args.oversub),
               "hops": hops,
