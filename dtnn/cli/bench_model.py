@@ -12,6 +12,7 @@ nodes at 1/10/100 Gbit/s: ``OUT/model.json``, ``OUT/model.md``, ``OUT/model_*.pn
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -85,8 +86,8 @@ def run(args) -> int:
     specs = list(dict.fromkeys(list(args.compress) + [
         r.get("compress", "none").split("|")[0] for r in records if r.get("framework") == "dtnn"]))
     codecs = {s: M.measure_codec(s) for s in specs}
-    kernels = {k: M.dump(v) for k, v in codecs.items() if v is not None}
-    kernels = {k: dict(v) for k, v in kernels.items()}
+    # a deep copy: calibrate_codecs changes the codecs in place (on_collective too)
+    kernels = {k: copy.deepcopy(M.dump(v)) for k, v in codecs.items() if v is not None}
     factors = M.calibrate_codecs(codecs, *[Path(p) for p in args.codec_from])
     hops = not args.no_hops
     checks = M.validate(records, profiles, codecs, links, oversub, hops=hops)
