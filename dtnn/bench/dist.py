@@ -45,6 +45,11 @@ def _max(ctx, value: float) -> float:
     return float(ctx.comm.allreduce(float(value), op=MPI.MAX))
 
 
+def _gather(ctx, value):
+    """``value`` of every rank, in rank order (on every rank)."""
+    return [value] if ctx.size == 1 else ctx.comm.allgather(value)
+
+
 def raw_allreduce_seconds(ctx, nbytes: int, repeats: int = 10) -> Optional[float]:
     """Mean time of one blocking Allreduce(IN_PLACE, SUM) of ``nbytes`` float32 bytes."""
     if ctx.size == 1 or not hasattr(ctx, "comm"):
@@ -128,6 +133,12 @@ def _reducer_row(ctx, reducer, step: float, bucket_mb: float, progress: bool):
     row: Dict[str, Any] = {"mean_step_seconds": step, "algorithm": s.get("algorithm"),
                            "comm_thread": s.get("comm_thread"),
                            "deferred_waits": s.get("deferred_waits", {}),
+                           "deferred_codec": s.get("deferred_codec", {}),
+                           "deferred_finish": s.get("deferred_finish", {}),
+                           # every rank's (the split above is the slowest rank's)
+                           "deferred_by_rank": _gather(ctx, {
+                               k: s.get(k, {}) for k in ("deferred_waits", "deferred_codec",
+                                                         "deferred_finish")}),
                            "bucket_mb": s.get("bucket_mb"),
                            "tuning": [{k: t[k] for k in ("tuner", "winner", "stats", "rounds")}
                                       for t in s.get("tuning", [])]}

@@ -44,6 +44,10 @@ class DeferredCompletion:
         #: and the codec (decode) seconds inside those waits
         self._defer_waits: Dict[tuple, float] = {}
         self._defer_codec: Dict[tuple, float] = {}
+        #: seconds finish_step(defer=True) itself took, summed: advancing the ops after
+        #: backward ("poll", codec excluded)
+        self._defer_finish: Dict[str, float] = {}
+        self._buf_pending = False
         # groups 0..g read the flat range from _need_from[g] on (groups are laid out in
         # reverse order): a forward pass at group g needs every bucket ending past it
         lo, self._need_from = size, []
@@ -79,10 +83,13 @@ class DeferredCompletion:
             raise RuntimeError(f"only {self._posted} of {len(self.buckets)} "
                                "buckets were started")
         self.executor.poll()
-        if self._bufs:   # the next forward updates the running statistics in place
-            C.wait([self._buf_op], self.on_wait_idle)
-            self._average_buffers()
+        t_end = time.perf_counter()
         self._pending = dict(enumerate(self._bucket_ops))
+        # the BatchNorm buffers' allreduce completes with the last bucket, the first one
+        # the next forward (or a flush) completes, before any layer runs: the forward
+        # updates the running statistics in place.  (Waited for here, it cost 2-7 ms on
+        # some ranks at 4 hosts, its second round queued behind the buckets' payloads.)
+        self._buf_pending = bool(self._bufs)
         self._on_bucket = on_bucket
         self._deferred_ops = ([self._buf_op] if self._bufs else []) + [
             op for ops in self._bucket_ops for op in ops]
@@ -90,7 +97,9 @@ class DeferredCompletion:
         # codec that ran inside the waits is codec, not exposed communication (as in
         # the synchronous step): counted once, in ``codec``
         self._deferred_codec = self._codec_now() - codec
-        self._deferred_exposed = time.perf_counter() - t_wait - self._deferred_codec
+        self._deferred_exposed = t_end - t_wait - self._deferred_codec
+        fin = self._defer_finish
+        fin["poll"] = fin.get("poll", 0.0) + t_end - t_wait - self._deferred_codec
         self._in_step = False
         self.steps_done += 1
 
@@ -102,6 +111,10 @@ class DeferredCompletion:
             return
         lo = self._need_from[g] if 0 <= g < len(self._need_from) else 0
         needed = [k for k in self._pending if self.buckets[k][1] > lo]
+        last = len(self.buckets) - 1
+        # any layer may read the running statistics: they come with the last bucket
+        if self._buf_pending and last in self._pending and last not in needed:
+            needed.append(last)
         if needed:
             with stall_guard("gradient exchange", self.steps_done):
                 for k in sorted(needed, reverse=True):
@@ -132,13 +145,17 @@ class DeferredCompletion:
 
     def _complete(self, k: int) -> None:
         last = len(self.buckets) - 1
-        if self._cx and k != last and last in self._pending:
+        if (self._cx or self._buf_pending) and k != last and last in self._pending:
             # the small tensors' allreduce (posted with the last bucket) writes ranges
-            # of every bucket: it must be in before any range is updated
+            # of every bucket, and the buffers' completes with it: both must be in
+            # before any range is updated
             self._complete(last)
         t = time.perf_counter()
         codec = self._codec_now()
         ops = self._pending.pop(k)
+        bufs = self._buf_pending and k == len(self.buckets) - 1
+        if bufs:
+            ops = ops + [self._buf_op]
         if not all([op.progress() for op in ops]):
             others = [op for rest in self._pending.values() for op in rest]
 
@@ -150,6 +167,9 @@ class DeferredCompletion:
         if not self._cx:   # compressed ops decode the average themselves
             view = self._views[k]
             np.multiply(view, self._scale, out=view)
+        if bufs:
+            self._average_buffers()
+            self._buf_pending = False
         waited = time.perf_counter() - t
         in_codec = self._codec_now() - codec
         self._deferred_exposed += waited - in_codec

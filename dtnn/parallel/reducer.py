@@ -378,7 +378,7 @@ class GradientReducer(DeferredCompletion):
     # --- statistics -------------------------------------------------------------------
     def reset_stats(self) -> None:
         self.stats_acc.reset()
-        self._defer_waits, self._defer_codec = {}, {}
+        self._defer_waits, self._defer_codec, self._defer_finish = {}, {}, {}
 
     def stats(self) -> Dict[str, Any]:
         """Means per step (seconds) and bytes; see the module docstring."""
@@ -393,6 +393,8 @@ class GradientReducer(DeferredCompletion):
                                    for (a, b), w in sorted(self._defer_waits.items())},
                    deferred_codec={f"{a}-{b}": w / n
                                    for (a, b), w in sorted(self._defer_codec.items())},
+                   # and what the deferred finish_step itself waited (after backward)
+                   deferred_finish={k: w / n for k, w in self._defer_finish.items()},
                    tuning=self.tuner.report() if self.tuner is not None else [])
         return out
 
