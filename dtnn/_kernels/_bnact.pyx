@@ -77,17 +77,28 @@ def bn_stats(x):
     return mean, var
 
 
-def bn_apply(x, scale, shift):
-    """y = x * scale[c] + shift[c] for x float32 (N, C, L)."""
+cdef cnp.ndarray _bn_apply(object x, object scale, object shift, bint relu):
+    """The BatchNorm apply, or apply + ReLU in one pass: one set of checks and outputs
+    for both kernels."""
     cdef cnp.ndarray xa = _input_f32(x, "x", 3)
     cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
     cdef cnp.ndarray a = _vec(scale, "scale", C), b = _vec(shift, "shift", C)
     cdef cnp.ndarray y = np.empty((N, C, L), np.float32)
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(xa)
+    cdef float *yp = <float *>cnp.PyArray_DATA(y)
+    cdef const float *ap = <const float *>cnp.PyArray_DATA(a)
+    cdef const float *bp = <const float *>cnp.PyArray_DATA(b)
     with nogil:
-        dtnn_bn_apply_f32(<const float *>cnp.PyArray_DATA(xa), <float *>cnp.PyArray_DATA(y),
-                          N, C, L, <const float *>cnp.PyArray_DATA(a),
-                          <const float *>cnp.PyArray_DATA(b))
+        if relu:
+            dtnn_bn_apply_relu_f32(xp, yp, N, C, L, ap, bp)
+        else:
+            dtnn_bn_apply_f32(xp, yp, N, C, L, ap, bp)
     return y
+
+
+def bn_apply(x, scale, shift):
+    """y = x * scale[c] + shift[c] for x float32 (N, C, L)."""
+    return _bn_apply(x, scale, shift, False)
 
 
 cdef tuple _bn_backward(object dy, object y, object x, object mean, object inv_std,
@@ -130,16 +141,7 @@ def bn_backward(dy, x, mean, inv_std, gamma, bint training, bint need_dx):
 
 def bn_apply_relu(x, scale, shift):
     """y = relu(x * scale[c] + shift[c]) (NaN kept) for x float32 (N, C, L), one pass."""
-    cdef cnp.ndarray xa = _input_f32(x, "x", 3)
-    cdef Py_ssize_t N = xa.shape[0], C = xa.shape[1], L = xa.shape[2]
-    cdef cnp.ndarray a = _vec(scale, "scale", C), b = _vec(shift, "shift", C)
-    cdef cnp.ndarray y = np.empty((N, C, L), np.float32)
-    with nogil:
-        dtnn_bn_apply_relu_f32(<const float *>cnp.PyArray_DATA(xa),
-                               <float *>cnp.PyArray_DATA(y), N, C, L,
-                               <const float *>cnp.PyArray_DATA(a),
-                               <const float *>cnp.PyArray_DATA(b))
-    return y
+    return _bn_apply(x, scale, shift, True)
 
 
 def bn_relu_backward(dy, y, x, mean, inv_std, gamma, bint training, bint need_dx):
