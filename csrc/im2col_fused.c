@@ -57,10 +57,6 @@
 #define FW_YBYTES (2 << 20) /* and at most this much Y^T per block */
 #define FW_TG 64         /* pixel tiles sweeping one chunk */
 
-static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
-
 /* the table of the level that runs a request (isa < 0: the active level), or NULL */
 static const dtnn_fused_ops *fused_ops(int isa)
 {

@@ -42,10 +42,6 @@
  * by DTNN_FUSED_LIVE_MIN (0..100; above 100 switches them off). */
 #define LIVE_MIN_DEAD_PCT 15
 
-static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
-
 /* tap r of output o reads a real pixel (not padding) */
 static int tap_live(int64_t o, int64_t r, int64_t st, int64_t pad, int64_t d, int64_t H)
 {

@@ -88,6 +88,11 @@ extern const dtnn_fused_ops dtnn_fused_ops_avx2;
 #define DTNN_FUSED_X86 0
 #endif
 
+/* the drivers' integer helpers: ceil(a / b) for a >= 0, b > 0; min; max */
+static inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
 /* The drivers' thread split (im2col_fused.c, im2col_fused_live.c).  Every output
  * element is computed by one thread in a fixed order: the split decides which thread
  * computes it, never its floats. */
