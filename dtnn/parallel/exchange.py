@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -83,6 +83,8 @@ class Plan:
     zeroed: bool = False                 # the encode left the input zero (moved into the
                                          # residual): the decode need not zero-fill
     starts: Optional[List[int]] = None   # each range's offset inside the unit
+    cache: Dict[str, Any] = field(default_factory=dict)  # the transports' per-bucket
+                                         # layouts, built once (cx_qring._Layout)
 
     def pieces(self, grads: np.ndarray, lo: int, hi: int,
                direct: bool) -> List[Tuple[int, int, np.ndarray]]:

@@ -56,3 +56,55 @@ def test_fused_hop_equals_staged_reference(ctx, spec, fused, bucket_mb, monkeypa
     assert_all(_same_tree(ra.exchange.local_state(), rb.exchange.local_state()),
                "same error-feedback residuals")
     assert_all(ra.stats()["sent_bytes"] == rb.stats()["sent_bytes"], "same bytes")
+
+
+@pytest.mark.parametrize("spec", ["terngrad", "sign", "qsgd:bits=8", "sign:ef=false"])
+def test_cached_layout_equals_fresh_layout(ctx, spec, monkeypatch):
+    """The ring's per-bucket layout (bounds, sub-units, pieces, payload buffers) is
+    built once and reused every step: the same bits as building it for every op,
+    replicas bit-identical, one layout object per bucket over the whole run."""
+    from dtnn.parallel.collectives import cx_qring as Q
+    built = []
+    real = Q._Layout.__init__
+
+    def counted(self, *a, **k):
+        built.append(self)
+        real(self, *a, **k)
+
+    monkeypatch.setattr(Q._Layout, "__init__", counted)
+    a, _, ra = _train(ctx, spec, bucket_mb=0.001, collective="qring")
+    n_cached = len(built)
+    plans = [p for p in ra.exchange.plans if p.unit is not None]
+    assert_all(n_cached == len(plans), f"{spec}: one layout per bucket",
+               f"{n_cached} built for {len(plans)} buckets")
+    built.clear()
+    layout = Q.QRingTransport.layout
+
+    def fresh(self, plan):
+        plan.cache.pop("qring", None)
+        return layout(self, plan)
+
+    monkeypatch.setattr(Q.QRingTransport, "layout", fresh)
+    b, _, rb = _train(ctx, spec, bucket_mb=0.001, collective="qring")
+    assert_all(len(built) > n_cached, "the reference builds a layout per op")
+    params = gather_params(a)
+    assert_all(all(np.array_equal(p, params[0]) for p in params), "replicas bit-identical")
+    assert_all(np.array_equal(a.flat_params, b.flat_params), f"{spec}: cached == fresh",
+               f"{max_rel_diff(a.flat_params, b.flat_params):.3g}")
+    assert_all(_same_tree(ra.exchange.local_state(), rb.exchange.local_state()),
+               "same error-feedback residuals")
+    assert_all(ra.stats()["sent_bytes"] == rb.stats()["sent_bytes"], "same bytes")
+
+
+def test_layout_follows_a_loaded_residual(ctx):
+    """A checkpoint load replaces the error-feedback vectors: the cached layout cuts
+    the new ones (the hop writes the residual the exchange holds, not a stale one)."""
+    model, _, red = _train(ctx, "sign", bucket_mb=0.001, collective="qring")
+    state = red.exchange.local_state()
+    red.exchange.load_local_state(state)      # new residual arrays, same values
+    plan = next(p for p in red.exchange.plans if p.unit is not None)
+    L = plan.cache["qring"]
+    res = red.exchange.residual(plan.unit)
+    parts = L.residual_parts(res)
+    assert_all(all(np.shares_memory(q, res) for q in parts if q.size),
+               "the slices cut the loaded residual")

@@ -31,6 +31,54 @@ from dtnn.parallel.collectives import base as B
 from dtnn.parallel.collectives.transport import Transport
 
 
+def _layout_key(t: "QRingTransport", plan) -> tuple:
+    return (id(t), plan.direct, plan.unit.size, id(t.cx.grads), id(plan.stage))
+
+
+class _Layout:
+    """What a bucket's ring needs that does not change from step to step: the chunk
+    bounds, the sub-units (their ``step`` is set per op), payload sizes, hop formats,
+    each chunk's pieces (views of the flat gradient or the stage) and the buffers: one
+    receive buffer, the scratch vector, and one payload buffer per chunk for the
+    final payloads (what arrives in the allgather, and the ones this rank encodes).
+    Built once per (bucket, transport, direct) and reused, so an op allocates nothing
+    and recomputes nothing per step; ``busy`` while an op uses it (a second op of the
+    same bucket in flight builds its own)."""
+
+    def __init__(self, t: "QRingTransport", plan, direct: bool):
+        p, unit, comp, cx = t.size, plan.unit, t.compressor, t.cx
+        self.key = _layout_key(t, plan)
+        self.bounds = B.chunk_bounds(unit.size, p, t.align)
+        self.subs = [t.sub_unit(unit, c, self.bounds[c], self.bounds[c + 1]) for c in range(p)]
+        self.msize = [comp.payload_size(u) if u.size else 0 for u in self.subs]
+        self.win = comp.windowed and not cx._stage_always
+        has_res = cx.ef is not None
+        self.fmt = [comp.hop_format(u, has_res) if self.win and u.size else None
+                    for u in self.subs]
+        self.fused = [f is not None and f[5] for f in self.fmt]
+        self.pieces = []
+        for c in range(p):
+            lo, hi = self.bounds[c], self.bounds[c + 1]
+            self.pieces.append([(s - lo, e - lo, v) for s, e, v in
+                                plan.pieces(cx.grads, lo, hi, direct)])
+        self.acc = np.empty(max(u.size for u in self.subs), np.float32)
+        self.rbuf = np.empty(max(self.msize), np.uint8)
+        self.pay = [np.empty(m, np.uint8) for m in self.msize]
+        self._res = self._res_parts = None
+        self.busy = False
+
+    def residual_parts(self, res):
+        """The residual's slice per chunk (None without error feedback), cut again only
+        when the residual vector is a new one (a checkpoint loaded)."""
+        if res is None:
+            return [None] * len(self.subs)
+        if res is not self._res:
+            self._res = res
+            self._res_parts = [res[self.bounds[c]:self.bounds[c + 1]]
+                               for c in range(len(self.subs))]
+        return self._res_parts
+
+
 class _QRingOp(B.Op):
     name = "qring"
 
@@ -40,29 +88,26 @@ class _QRingOp(B.Op):
         p, r = t.size, t.rank
         self.p, self.r = p, r
         self.left, self.right = (r - 1) % p, (r + 1) % p
-        unit = plan.unit
-        self.bounds = B.chunk_bounds(unit.size, p, t.align)
-        self.subs = [t.sub_unit(unit, c, self.bounds[c], self.bounds[c + 1]) for c in range(p)]
-        comp = t.compressor
-        self.msize = [comp.payload_size(u) if u.size else 0 for u in self.subs]
-        self.res = t.cx.residual(unit)
-        self.acc = np.empty(max(u.size for u in self.subs), np.float32)
-        self.rbuf = np.empty(max(self.msize), np.uint8)
-        self.final: List[np.ndarray] = [None] * p    # the allgathered payloads
-        self.step = 0
+        self.L = L = t.layout(plan)
+        for u in L.subs:
+            u.step = plan.unit.step
+        self.bounds, self.subs, self.msize = L.bounds, L.subs, L.msize
+        self.acc, self.rbuf = L.acc, L.rbuf
+        self.res = t.cx.residual(plan.unit)
+        self.rparts = L.residual_parts(self.res)
+        self.win = L.win
         # windowed (int8, QSGD-8, TernGrad, sign): a hop decodes the partial sum and
         # adds our chunk in one pass (out = x + v), read from the flat gradient's
         # ranges when the unit is not staged (plan.direct), and the final payloads are
         # decoded straight into them; DTNN_CX_STAGE=always keeps copy + add, the
         # reference the tests compare with
-        self.win = comp.windowed and not t.cx._stage_always
         # the fused kernels (int8, QSGD-8, TernGrad, sign): a hop is one C call that
         # decodes the partial sum, adds our chunk from its pieces and re-encodes it
         # chunk by chunk in L1 (``kernels.qring_hop``); the final payloads are decoded
         # into the pieces in one call each (``kernels.decode_pieces``)
-        self.fmt = [comp.hop_format(u, self.res is not None) if self.win and u.size else None
-                    for u in self.subs]
-        self._pc = [None] * p
+        self.fmt = L.fmt
+        self.final: List[np.ndarray] = [None] * p    # the allgathered payloads
+        self.step = 0
         self.sendbuf = self._enc_own(r)              # step 0 sends our own chunk r
         self._post()
 
@@ -72,11 +117,7 @@ class _QRingOp(B.Op):
 
     def _pieces(self, c: int):
         """Chunk c's pieces ``(s, e, view)``, s and e relative to the chunk."""
-        if self._pc[c] is None:
-            lo, hi = self.bounds[c], self.bounds[c + 1]
-            self._pc[c] = [(s - lo, e - lo, v) for s, e, v in
-                           self.plan.pieces(self.t.cx.grads, lo, hi, self.plan.direct)]
-        return self._pc[c]
+        return self.L.pieces[c]
 
     def _own(self, c: int) -> np.ndarray:
         """Our chunk c as one vector: a view of the stage, or gathered from the flat
@@ -93,10 +134,10 @@ class _QRingOp(B.Op):
         compressors that can (``compress_pieces``: sign) encode the pieces in place;
         the others get the chunk gathered into the scratch vector first."""
         comp, u = self.t.compressor, self.subs[c]
-        if self.fmt[c] is not None and self.fmt[c][5]:
+        if self.L.fused[c]:
             return self._hop(c, None)
         if self.plan.direct and u.size and hasattr(comp, "compress_pieces"):
-            res = None if self.res is None else self.res[self.bounds[c]:self.bounds[c + 1]]
+            res = self.rparts[c]
             payload = self.t.cx.timed(comp.compress_pieces, self._pieces(c), u, res)
             if payload is not None:
                 self.t.cx.sent_bytes += payload.nbytes
@@ -107,9 +148,9 @@ class _QRingOp(B.Op):
         """The payload of decoded(pin) + our chunk c (pin None: ours alone) in one call."""
         kind, chunk, levels, stochastic, norm, _ = self.fmt[c]
         u, cx = self.subs[c], self.t.cx
-        res = None if self.res is None else self.res[self.bounds[c]:self.bounds[c + 1]]
         payload = cx.timed(K.qring_hop, kind, pin, u.size, chunk, levels, stochastic, norm,
-                           self.t.compressor.key(u), self._pieces(c), res)
+                           self.t.compressor.key(u), self.L.pieces[c], self.rparts[c],
+                           self.L.pay[c])
         cx.sent_bytes += payload.nbytes
         return payload
 
@@ -117,8 +158,7 @@ class _QRingOp(B.Op):
         u = self.subs[c]
         if u.size == 0:
             return np.empty(0, np.uint8)
-        res = None if self.res is None else self.res[self.bounds[c]:self.bounds[c + 1]]
-        payload = self.t.cx.timed(self.t.compressor.compress, v, u, res)
+        payload = self.t.cx.timed(self.t.compressor.compress, v, u, self.rparts[c])
         self.t.cx.sent_bytes += payload.nbytes
         return payload.view(np.uint8)
 
@@ -134,7 +174,7 @@ class _QRingOp(B.Op):
         send_c, recv_c = self._chunks()
         rb = self.rbuf[:self.msize[recv_c]]
         if self.step >= self.p - 1:
-            rb = self.final[recv_c] = np.empty(self.msize[recv_c], np.uint8)
+            rb = self.final[recv_c] = self.L.pay[recv_c]
         self.reqs = [self.t.comm.Irecv(rb, self.left, self.tag),
                      self.t.comm.Isend(self.sendbuf, self.right, self.tag)]
         self.sent += self.sendbuf.nbytes
@@ -146,7 +186,7 @@ class _QRingOp(B.Op):
         u = self.subs[recv_c]
         if self.step < p - 1:     # decode the partial sum, add ours, re-compress
             payload = self.rbuf[:self.msize[recv_c]]
-            if self.fmt[recv_c] is not None and self.fmt[recv_c][5]:
+            if self.L.fused[recv_c]:
                 enc = self._hop(recv_c, payload)
             else:
                 acc = self.acc[:u.size]
@@ -193,6 +233,7 @@ class _QRingOp(B.Op):
                 comp.decompress_window(self.final[c], u, s, e, v, cx.alpha)
         cx.write_back(plan)
         self.final = []
+        self.L.busy = False
 
 
 @B.TRANSPORTS.register("qring")
@@ -208,6 +249,17 @@ class QRingTransport(Transport):
                               "re-encoded chunk by chunk (use allgather)")
         chunk = int(getattr(comp, "chunk", 0) or 0)
         self.align = max(8, -(-chunk // 8) * 8)
+
+    def layout(self, plan) -> _Layout:
+        """The bucket's cached ``_Layout`` (built on first use, again if the unit, the
+        flat vector or ``plan.direct`` changed), marked busy for the op."""
+        cached = L = plan.cache.get("qring")
+        if L is None or L.key != _layout_key(self, plan) or L.busy:
+            L = _Layout(self, plan, plan.direct)
+            if cached is None or not cached.busy:
+                plan.cache["qring"] = L
+        L.busy = True
+        return L
 
     def start(self, plan, tag=None):
         if self.size == 1:
