@@ -89,6 +89,22 @@ OPTIMIZERS = {
 
 
 # --- training loops --------------------------------------------------------------------
+def deferred_update_run(ctx, opt_name: str, options, steps: int):
+    """The deferred-update tests' setting (tests/mpi/test_defer_*.py): a BN conv net
+    seeded by rank, ``opt_name`` from OPTIMIZERS under a DistributedOptimizer with
+    ``options`` and a cosine schedule over ``steps``, and this rank's shard of the conv
+    data set; returns (model, distributed optimizer, loader)."""
+    from dtnn.optim.schedules import build_schedule
+    from dtnn.parallel import DistributedOptimizer
+    model = conv_net(ctx.rank + 100, bn=True)
+    inner = build_optimizer(opt_name, model, **OPTIMIZERS[opt_name])
+    opt = DistributedOptimizer(inner, ctx=ctx, options=options,
+                               schedule=build_schedule("cosine", 0.05, steps, epochs=1))
+    loader = BatchLoader(dataset("conv"), 8, shuffle=True, seed=7, rank=ctx.rank,
+                         world_size=ctx.size)
+    return model, opt, loader
+
+
 def train_distributed(ctx, factory: Callable[[int], Model], ds: Dataset, batch: int,
                       steps: int, opt: str = "sgd", options: Optional[Dict] = None):
     """Each rank builds its replica with a *different* seed (sync_model must fix that)."""

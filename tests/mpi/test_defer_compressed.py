@@ -13,11 +13,11 @@ import pytest
 
 from dtnn.data import BatchLoader
 from dtnn.optim import build_optimizer
-from dtnn.optim.schedules import build_schedule
 from dtnn.parallel import DistributedOptimizer
 from dtnn.parallel.mpi import MPIContext
 
-from ._helpers import OPTIMIZERS, assert_all, conv_net, dataset, gather_params
+from ._helpers import (OPTIMIZERS, assert_all, conv_net, dataset, deferred_update_run,
+                       gather_params)
 from .test_compress import _same_tree
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(180, method="thread")]
@@ -34,14 +34,9 @@ def _run(ctx, options, *, opt_name="sgd", guard=None):
     """STEPS steps; an eval forward after step 2 and a (collective) state_dict after
     step 3 read the updated parameters in between.  ``guard``: an ``on_grad_norm``
     checked per bucket."""
-    model = conv_net(ctx.rank + 100, bn=True)
-    inner = build_optimizer(opt_name, model, **OPTIMIZERS[opt_name])
-    opt = DistributedOptimizer(inner, ctx=ctx, options=options,
-                               schedule=build_schedule("cosine", 0.05, STEPS, epochs=1))
+    model, opt, loader = deferred_update_run(ctx, opt_name, options, STEPS)
     if guard is not None:
         opt.on_grad_norm, opt.grad_check_per_bucket = guard, True
-    loader = BatchLoader(dataset("conv"), 8, shuffle=True, seed=7, rank=ctx.rank,
-                         world_size=ctx.size)
     evals, pending = [], []
     for step, (x, y) in enumerate(loader.epoch(0)):
         if step == STEPS:

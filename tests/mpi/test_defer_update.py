@@ -8,14 +8,10 @@ exchanges: tests/mpi/test_defer_compressed.py."""
 import numpy as np
 import pytest
 
-from dtnn.data import BatchLoader
 from dtnn.layers.loss import SoftmaxCrossEntropy
-from dtnn.optim import build_optimizer
-from dtnn.optim.schedules import build_schedule
-from dtnn.parallel import DistributedOptimizer
 from dtnn.parallel.mpi import MPIContext
 
-from ._helpers import OPTIMIZERS, assert_all, conv_net, dataset, gather_params
+from ._helpers import assert_all, deferred_update_run, gather_params
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(180, method="thread")]
 
@@ -28,14 +24,9 @@ def ctx():
 
 
 def _run(ctx, opt_name, options, *, manual=False, clip=0.0, probe=None):
-    model = conv_net(ctx.rank + 100, bn=True)
-    inner = build_optimizer(opt_name, model, **OPTIMIZERS[opt_name])
-    opt = DistributedOptimizer(inner, ctx=ctx, options=options,
-                               schedule=build_schedule("cosine", 0.05, STEPS, epochs=1))
+    model, opt, loader = deferred_update_run(ctx, opt_name, options, STEPS)
     opt.clip_grad_norm = clip
     loss_fn = SoftmaxCrossEntropy()
-    loader = BatchLoader(dataset("conv"), 8, shuffle=True, seed=7, rank=ctx.rank,
-                         world_size=ctx.size)
     evals, pending = [], []
     for step, (x, y) in enumerate(loader.epoch(0)):
         if step == STEPS:

@@ -21,6 +21,19 @@ def ctx():
     return MPIContext()
 
 
+def _assert_same_training(a, ra, b, rb, what: str) -> None:
+    """Two runs (model, reducer) trained the same: replicas of ``a`` bit-identical,
+    ``a``'s parameters equal ``b``'s bit for bit, same error-feedback residuals, same
+    bytes sent."""
+    params = gather_params(a)
+    assert_all(all(np.array_equal(p, params[0]) for p in params), "replicas bit-identical")
+    assert_all(np.array_equal(a.flat_params, b.flat_params), what,
+               f"{max_rel_diff(a.flat_params, b.flat_params):.3g}")
+    assert_all(_same_tree(ra.exchange.local_state(), rb.exchange.local_state()),
+               "same error-feedback residuals")
+    assert_all(ra.stats()["sent_bytes"] == rb.stats()["sent_bytes"], "same bytes")
+
+
 @pytest.mark.parametrize("spec,fused", [
     ("int8", True), ("qsgd:bits=8", True), ("terngrad", True), ("sign", True),
     ("sign:ef=false", True), ("terngrad:ef=true", False)])
@@ -49,13 +62,7 @@ def test_fused_hop_equals_staged_reference(ctx, spec, fused, bucket_mb, monkeypa
     (a, _, ra), (b, _, rb) = runs[""], runs["always"]
     assert_all((calls["hop"] > 0 and calls["decode"] > 0) == fused,
                f"{spec}: fused calls ran", str(calls))
-    params = gather_params(a)
-    assert_all(all(np.array_equal(p, params[0]) for p in params), "replicas bit-identical")
-    assert_all(np.array_equal(a.flat_params, b.flat_params), f"{spec}: fused == staged",
-               f"{max_rel_diff(a.flat_params, b.flat_params):.3g}")
-    assert_all(_same_tree(ra.exchange.local_state(), rb.exchange.local_state()),
-               "same error-feedback residuals")
-    assert_all(ra.stats()["sent_bytes"] == rb.stats()["sent_bytes"], "same bytes")
+    _assert_same_training(a, ra, b, rb, f"{spec}: fused == staged")
 
 
 @pytest.mark.parametrize("spec", ["terngrad", "sign", "qsgd:bits=8", "sign:ef=false"])
@@ -87,13 +94,7 @@ def test_cached_layout_equals_fresh_layout(ctx, spec, monkeypatch):
     monkeypatch.setattr(Q.QRingTransport, "layout", fresh)
     b, _, rb = _train(ctx, spec, bucket_mb=0.001, collective="qring")
     assert_all(len(built) > n_cached, "the reference builds a layout per op")
-    params = gather_params(a)
-    assert_all(all(np.array_equal(p, params[0]) for p in params), "replicas bit-identical")
-    assert_all(np.array_equal(a.flat_params, b.flat_params), f"{spec}: cached == fresh",
-               f"{max_rel_diff(a.flat_params, b.flat_params):.3g}")
-    assert_all(_same_tree(ra.exchange.local_state(), rb.exchange.local_state()),
-               "same error-feedback residuals")
-    assert_all(ra.stats()["sent_bytes"] == rb.stats()["sent_bytes"], "same bytes")
+    _assert_same_training(a, ra, b, rb, f"{spec}: cached == fresh")
 
 
 def test_layout_follows_a_loaded_residual(ctx):
