@@ -12,12 +12,7 @@
  * Floating-point contraction is off: the fused dequantiser must round exactly like
  * "unpack, then out += (float)q * f" in numpy.
  */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
+#include "dtnn_exact_fp.h"
 #include <string.h>
 
 #include "bitpack.h"

@@ -7,9 +7,7 @@
  */
 #ifndef DTNN_COMPRESS_IMPL_H
 #define DTNN_COMPRESS_IMPL_H
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "dtnn_exact_fp.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

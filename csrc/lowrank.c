@@ -15,12 +15,7 @@
  * contraction is off for the same reason.  The numpy twins (dtnn.compress.lowrank_twins)
  * compute the same maths in BLAS order: they agree to rounding, not to the bit.
  */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
+#include "dtnn_exact_fp.h"
 
 #include <math.h>
 #include <stdint.h>

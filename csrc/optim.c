@@ -7,13 +7,8 @@
  * inlined copy of the loop body with constant flags, so every copy vectorises (Adam's
  * sqrtf needs -fno-math-errno, set for this module in setup.py).
  */
-#if defined(__GNUC__) && !defined(__clang__)
 /* the twins round after every operation: an a*b+c fused into one FMA would not */
-#pragma GCC optimize("fp-contract=off")
-#endif
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
+#include "dtnn_exact_fp.h"
 
 #include <math.h>
 #include <stdint.h>
