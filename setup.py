@@ -132,7 +132,8 @@ KERNEL_MODULES = {
     "_optim": ["csrc/optim.c"],
     "_rng": ["csrc/rng.c"],
     "_gemm": ["csrc/gemm.c"],
-    "_compress": ["csrc/compress.c", "csrc/compress_topk.c", "csrc/bitpack.c", "csrc/isa.c"],
+    "_compress": ["csrc/compress.c", "csrc/compress_topk.c", "csrc/compress_qring.c",
+                  "csrc/bitpack.c", "csrc/isa.c"],
     "_summable": ["csrc/lowrank.c", "csrc/randomk.c"],
 }
 

@@ -28,35 +28,7 @@ int dtnn_cx_openmp_max_threads(void)
 }
 
 /* ---------------------------------------------------------------- RNG
- * u(i) = hash(i) >> 8 times 2^-24.  The 64-bit key is mixed once per call (the
- * splitmix64 finaliser) into two 32-bit halves; the per-element hash is one
- * xorshift-multiply finaliser (2 multiplies) with k0 xored into the counter and k1
- * into the middle, so all 64 key bits select the stream.  For a fixed i the hash is
- * a bijection of the counter, so over keys u(i) is exactly uniform on the 2^-24 grid:
- * that is what makes stochastic rounding unbiased.  The counter is uint32 so the
- * AVX2 clones vectorise it as 8 lanes (indices >= 2^32 wrap, like the twin). */
-static void cx_stream(uint64_t key, uint32_t *k0, uint32_t *k1)
-{
-    uint64_t z = key + 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    *k0 = (uint32_t)z;
-    *k1 = (uint32_t)(z >> 32);
-}
-
-static inline float uniform_at(uint32_t i, uint32_t k0, uint32_t k1)
-{
-    uint32_t h = i ^ k0;
-    h ^= h >> 16;
-    h *= 0x7feb352dU;
-    h ^= k1;
-    h ^= h >> 15;
-    h *= 0x846ca68bU;
-    h ^= h >> 16;
-    return (float)(int32_t)(h >> 8) * (1.0f / 16777216.0f);
-}
-
+ * (cx_stream and uniform_at: compress_impl.h) */
 CX_INLINE void uni_body(float *RESTRICT out, int64_t s, int64_t e, uint32_t k0, uint32_t k1)
 {
     const uint32_t i0 = (uint32_t)s, m = (uint32_t)(e - s);
@@ -284,8 +256,9 @@ CX_WIDE_SUM(sum_sq, (const float *RESTRICT p, int64_t m), SQ_TERM)
 CX_WIDE_SUM(sum_abs, (const float *RESTRICT p, int64_t m), ABS_TERM)
 CX_WIDE_SUM(add_abs, (const float *RESTRICT x, float *RESTRICT e, int64_t m), ADD_ABS_TERM)
 CX_CLONES_R(double, sum_sq, (const float *RESTRICT p, int64_t m), (p, m))
-CX_CLONES3_R(double, sum_abs, (const float *RESTRICT p, int64_t m), (p, m))
-CX_CLONES3_R(double, add_abs, (const float *RESTRICT x, float *RESTRICT e, int64_t m), (x, e, m))
+CX_SHARED_R(CX_CLONES3_R, double, sum_abs, (const float *RESTRICT p, int64_t m), (p, m))
+CX_SHARED_R(CX_CLONES3_R, double, add_abs, (const float *RESTRICT x, float *RESTRICT e, int64_t m),
+            (x, e, m))
 
 /* max |p[j]| as bits (the order of non-negative floats), exact */
 CX_INLINE uint32_t max_abs_body(const float *RESTRICT p, int64_t m)
@@ -315,6 +288,10 @@ static double block_norm(const float *p, int64_t m, int kind)
     if (kind == 1)
         return (double)u2f(max_abs_run(p, m));
     return kind == 0 ? sum_sq_run(p, m) : sum_abs_run(p, m);
+}
+CX_INTERNAL double cx_block_norm(const float *p, int64_t m, int kind)
+{
+    return block_norm(p, m, kind);
 }
 
 /* kind 0: sum of squares, 1: max |x| (as bits, exact), 2: sum |x|; blocked so the
@@ -388,21 +365,9 @@ CX_INLINE void q8_body(const float *RESTRICT x, int8_t *RESTRICT q, int64_t m_, 
         }
     }
 }
-CX_CLONES3(q8, (const float *RESTRICT x, int8_t *RESTRICT q, int64_t m_, uint32_t i0, float inv,
-               float levels, uint32_t k0, uint32_t k1, int stochastic),
+CX_SHARED(CX_CLONES3, q8, (const float *RESTRICT x, int8_t *RESTRICT q, int64_t m_, uint32_t i0,
+                           float inv, float levels, uint32_t k0, uint32_t k1, int stochastic),
           (x, q, m_, i0, inv, levels, k0, k1, stochastic))
-
-/* split [s, e) at chunk boundaries and run BODY on [cs, ce) of chunk ck */
-#define CX_CHUNKED(s0, e0, chunk, BODY)                                              \
-    do {                                                                             \
-        int64_t cs = (s0);                                                           \
-        while (cs < (e0)) {                                                          \
-            const int64_t ck = cs / (chunk);                                         \
-            const int64_t ce = (ck + 1) * (chunk) < (e0) ? (ck + 1) * (chunk) : (e0); \
-            BODY;                                                                    \
-            cs = ce;                                                                 \
-        }                                                                            \
-    } while (0)
 
 void dtnn_cx_quantize_i8(const float *RESTRICT x, int8_t *RESTRICT q, int64_t n,
                          int64_t chunk, const float *RESTRICT scales, float levels,
@@ -442,14 +407,7 @@ void dtnn_cx_dequantize_i8(const int8_t *RESTRICT q, float *RESTRICT out, int64_
 }
 
 /* ---------------------------------------------------------------- TernGrad */
-/* 1 + sign bit = the code of a kept element: x < 0 gives 2; -0.0 and NaN are never
- * kept (u < 0 and u < NaN are false), so the sign bit decides exactly like x < 0 */
-static inline uint32_t tern_code(float xv, float inv, uint32_t i, uint32_t k0, uint32_t k1)
-{
-    const uint32_t keep = uniform_at(i, k0, k1) < fabsf(xv) * inv;
-    return (0u - keep) & (1u + (f2u(xv) >> 31));
-}
-
+/* (tern_code: compress_impl.h) */
 #define TQ_SUB 64  /* bytes per sub-block: the codes of 256 elements stay in L1 */
 
 /* bytes [s, e): elements 4s .. 4e.  Two vectorisable passes per sub-block: one code
@@ -474,8 +432,9 @@ CX_INLINE void tq_body(const float *RESTRICT x, uint8_t *RESTRICT packed, int64_
         }
     }
 }
-CX_CLONES3(tq, (const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t nb, uint32_t e0,
-               float inv, uint32_t k0, uint32_t k1), (x, packed, nb, e0, inv, k0, k1))
+CX_SHARED(CX_CLONES3, tq, (const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t nb,
+                           uint32_t e0, float inv, uint32_t k0, uint32_t k1),
+          (x, packed, nb, e0, inv, k0, k1))
 
 void dtnn_cx_terngrad_quantize(const float *RESTRICT x, uint8_t *RESTRICT packed, int64_t n,
                                const float *RESTRICT scales, int64_t chunk, uint64_t key)
@@ -590,8 +549,8 @@ CX_INLINE void sp_body(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t nb, fl
             c[i] -= c[i] >= 0.0f ? value : -value;
     }
 }
-CX_CLONES3(sp, (float *RESTRICT c, uint8_t *RESTRICT bits, int64_t nb, float value, int ef),
-           (c, bits, nb, value, ef))
+CX_SHARED(CX_CLONES3, sp, (float *RESTRICT c, uint8_t *RESTRICT bits, int64_t nb, float value,
+                           int ef), (c, bits, nb, value, ef))
 
 void dtnn_cx_sign_pack(float *RESTRICT c, uint8_t *RESTRICT bits, int64_t n,
                        const float *RESTRICT values, int64_t chunk, int ef)
@@ -731,8 +690,9 @@ CX_INLINE void dq8w_body(const int8_t *RESTRICT q, float *RESTRICT out,
         for (i = 0; i < m; ++i)
             out[i] = (float)q[i] * f + 0.0f;
 }
-CX_CLONES(dq8w, (const int8_t *RESTRICT q, float *RESTRICT out, const float *RESTRICT base,
-                 int64_t m, float f, int mode), (q, out, base, m, f, mode))
+CX_SHARED(CX_CLONES, dq8w, (const int8_t *RESTRICT q, float *RESTRICT out,
+                            const float *RESTRICT base, int64_t m, float f, int mode),
+          (q, out, base, m, f, mode))
 
 /* nb whole bytes of packed codes: 4 (TernGrad) or 8 (sign) elements each */
 CX_INLINE void tdqw_body(const uint8_t *RESTRICT packed, float *RESTRICT out,
@@ -811,6 +771,11 @@ static void window_packed(int kind, const uint8_t *codes, int64_t gs, int64_t ge
         CX_WCOMBINE(mode, out, base, g - s0, v);
     }
 }
+CX_INTERNAL void cx_window_packed(int kind, const uint8_t *codes, int64_t gs, int64_t ge,
+                                  float value, int64_t s0, const float *base, float *out, int mode)
+{
+    window_packed(kind, codes, gs, ge, value, s0, base, out, mode);
+}
 
 void dtnn_cx_decode_window(int kind, const uint8_t *RESTRICT codes, const float *RESTRICT scales,
                            int64_t chunk, double alpha, double levels, int64_t s0, int64_t e0,
@@ -826,193 +791,4 @@ void dtnn_cx_decode_window(int kind, const uint8_t *RESTRICT codes, const float 
             window_packed(kind, codes, cs, ce, scales[ck] * (float)alpha, s0, base, out, mode);
         }
     }));
-}
-
-/* ---------------------------------------------------------------- quantised-ring hop
- * One hop of the quantised ring in one call: the incoming partial sum of a chunk is
- * decoded, our own elements are added (read straight from the flat gradient's
- * pieces) and the sum is encoded again for the next rank, one compressor chunk at a
- * time in an L1 buffer, so the fp32 partial sum is never written to memory.  The
- * same range bodies run on the same element indices (RNG counters, chunk starts) as
- * copy + decode_window + chunk_norms + quantize / sign_encode, so the payload (and
- * sign's residual) has the same bits as that sequence.
- *
- * Pieces: np pieces tile [0, n); piece k holds elements [bounds[k], bounds[k+1]) at
- * ptrs[k].  kind 0: int8 / QSGD-8 (norm 0 = L2, 1 = max; stochastic or nearest),
- * 1: TernGrad, 2: sign (res: error-feedback residual of the n elements, or NULL).
- * pin NULL: no incoming payload (our chunk alone: the ring's first send).
- * Chunks larger than DTNN_CX_BLOCK (int8's one scale per unit, TernGrad's chunk=0)
- * take two passes over blocks (the norm, then the codes) and decode twice; sign
- * supports chunks <= DTNN_CX_BLOCK (returns -1 otherwise, nothing written). */
-static void hop_gather(float *RESTRICT tmp, int64_t s, int64_t e, int64_t np,
-                       const int64_t *bounds, float *const *ptrs)
-{
-    int64_t lo = 0, hi = np - 1, g = s, k;
-    while (lo < hi) {  /* the last piece starting at or before s */
-        const int64_t mid = (lo + hi + 1) / 2;
-        if (bounds[mid] <= s)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    for (k = lo; g < e && k < np; ++k) {
-        const int64_t pe = bounds[k + 1] < e ? bounds[k + 1] : e;
-        if (pe > g)
-            memcpy(tmp + (g - s), ptrs[k] + (g - bounds[k]), (size_t)(pe - g) * sizeof(float));
-        g = pe > g ? pe : g;
-    }
-}
-
-/* tmp[0 .. e-s) = ours + decoded incoming, elements [s, e) (inside one block) */
-static void hop_load(int kind, const uint8_t *pin, int64_t nc, int64_t chunk, double levels,
-                     float *RESTRICT tmp, int64_t s, int64_t e, int64_t np,
-                     const int64_t *bounds, float *const *ptrs)
-{
-    hop_gather(tmp, s, e, np, bounds, ptrs);
-    if (pin == NULL)
-        return;
-    const float *scales = (const float *)pin;
-    const uint8_t *codes = pin + 4 * nc;
-    CX_CHUNKED(s, e, chunk, {
-        if (kind == 0)
-            dq8w_run((const int8_t *)codes + cs, tmp + (cs - s), NULL, ce - cs,
-                     (float)((double)scales[ck] / levels), 1);
-        else
-            window_packed(kind, codes, cs, ce, scales[ck], s, NULL, tmp, 1);
-    });
-}
-
-/* encode tmp = elements [s, s + m) of chunk ck whose scale is sc (int8, TernGrad) */
-static void hop_codes(int kind, float *RESTRICT tmp, int64_t s, int64_t m, float sc,
-                      float levels, int stochastic, uint32_t k0, uint32_t k1, uint8_t *codes)
-{
-    if (kind == 0) {
-        const float inv = sc > 0.0f ? levels / sc : 0.0f;
-        q8_run(tmp, (int8_t *)codes + s, m, (uint32_t)s, inv, levels, k0, k1, stochastic);
-        return;
-    }
-    const float inv = sc > 0.0f ? 1.0f / sc : 0.0f;
-    const int64_t whole = m / 4;
-    if (whole)
-        tq_run(tmp, codes + s / 4, whole, (uint32_t)s, inv, k0, k1);
-    if (m % 4) {  /* only the unit's last element(s) */
-        uint32_t byte = 0;
-        int64_t i;
-        for (i = 4 * whole; i < m; ++i)
-            byte |= tern_code(tmp[i], inv, (uint32_t)(s + i), k0, k1) << (2 * (i - 4 * whole));
-        codes[s / 4 + whole] = (uint8_t)byte;
-    }
-}
-
-/* sign's chunk [s, s + m) with value = mean |c|, as dtnn_cx_sign_encode's loop */
-static void hop_sign(float *RESTRICT tmp, float *res, int64_t s, int64_t m, int64_t ck,
-                     float *values, uint8_t *bits)
-{
-    float *c = res != NULL ? res + s : tmp;
-    const double r = res != NULL ? add_abs_run(tmp, c, m) : sum_abs_run(tmp, m);
-    const float value = (float)r / (float)m;
-    const int ef = res != NULL;
-    const int64_t whole = m / 8;
-    int64_t i;
-    values[ck] = value;
-    if (whole)
-        sp_run(c, bits + s / 8, whole, value, ef);
-    if (m % 8) {
-        uint32_t byte = 0;
-        for (i = 8 * whole; i < m; ++i) {
-            byte |= (uint32_t)(c[i] >= 0.0f) << (i - 8 * whole);
-            if (ef)
-                c[i] -= c[i] >= 0.0f ? value : -value;
-        }
-        bits[s / 8 + whole] = (uint8_t)byte;
-    }
-}
-
-int dtnn_cx_qring_hop(int kind, int norm, const uint8_t *pin, int64_t n, int64_t chunk,
-                      float levels, int stochastic, uint64_t key, int64_t np,
-                      const int64_t *bounds, float *const *ptrs, float *res, uint8_t *pout)
-{
-    if (n <= 0)
-        return 0;
-    if (chunk < 1 || kind < 0 || kind > 2 || (kind == 2 && (chunk > DTNN_CX_BLOCK || chunk % 8))
-        || (kind == 1 && chunk % 4) || np < 1 || bounds[0] != 0 || bounds[np] != n)
-        return -1;
-    const int64_t nc = (n + chunk - 1) / chunk;
-    float *scales = (float *)pout;
-    uint8_t *codes = pout + 4 * nc;
-    uint32_t k0, k1;
-    int64_t k;
-    cx_stream(key, &k0, &k1);
-    (void)cx_has_avx2();
-    (void)cx_has_avx512();
-    if (chunk <= DTNN_CX_BLOCK) {
-        /* one pass per chunk: load, norm, codes while the chunk is in L1 */
-#pragma omp parallel for schedule(static) if (n >= DTNN_CX_MIN_WORK)
-        for (k = 0; k < nc; ++k) {
-            float tmp[DTNN_CX_BLOCK];
-            const int64_t s = k * chunk, m = (s + chunk <= n) ? chunk : n - s;
-            hop_load(kind, pin, nc, chunk, levels, tmp, s, s + m, np, bounds, ptrs);
-            if (kind == 2) {
-                hop_sign(tmp, res, s, m, k, scales, codes);
-                continue;
-            }
-            const int nk = kind == 0 ? norm : 1;
-            const double r = block_norm(tmp, m, nk);
-            const float sc = (float)(nk == 0 ? sqrt(r) : r);
-            scales[k] = sc;
-            hop_codes(kind, tmp, s, m, sc, levels, stochastic, k0, k1, codes);
-        }
-        return 0;
-    }
-    /* large chunks: per chunk, the blocks' norms (combined as reduce_range does), then
-     * the codes block by block (the blocks decoded a second time) */
-    for (k = 0; k < nc; ++k) {
-        const int64_t s = k * chunk, m = (s + chunk <= n) ? chunk : n - s;
-        const int64_t nb = (m + DTNN_CX_BLOCK - 1) / DTNN_CX_BLOCK;
-        const int nk = kind == 0 ? norm : 1;
-        double *part = (double *)malloc((size_t)nb * sizeof(double));
-        int64_t b;
-        if (part == NULL)
-            return -2;
-#pragma omp parallel for schedule(static) if (m >= DTNN_CX_MIN_WORK)
-        for (b = 0; b < nb; ++b) {
-            float tmp[DTNN_CX_BLOCK];
-            const int64_t bs = s + b * DTNN_CX_BLOCK;
-            const int64_t bm = (bs + DTNN_CX_BLOCK <= s + m) ? DTNN_CX_BLOCK : s + m - bs;
-            hop_load(kind, pin, nc, chunk, levels, tmp, bs, bs + bm, np, bounds, ptrs);
-            part[b] = block_norm(tmp, bm, nk);
-        }
-        double r = 0.0;
-        if (nb == 1)
-            r = part[0];
-        else
-            for (b = 0; b < nb; ++b)
-                r = nk == 1 ? (part[b] > r ? part[b] : r) : r + part[b];
-        free(part);
-        const float sc = (float)(nk == 0 ? sqrt(r) : r);
-        scales[k] = sc;
-#pragma omp parallel for schedule(static) if (m >= DTNN_CX_MIN_WORK)
-        for (b = 0; b < nb; ++b) {
-            float tmp[DTNN_CX_BLOCK];
-            const int64_t bs = s + b * DTNN_CX_BLOCK;
-            const int64_t bm = (bs + DTNN_CX_BLOCK <= s + m) ? DTNN_CX_BLOCK : s + m - bs;
-            hop_load(kind, pin, nc, chunk, levels, tmp, bs, bs + bm, np, bounds, ptrs);
-            hop_codes(kind, tmp, bs, bm, sc, levels, stochastic, k0, k1, codes);
-        }
-    }
-    return 0;
-}
-
-/* The final payload of a chunk decoded into its pieces: out = alpha * v, one call
- * for all pieces (the same bits as decode_window on each). */
-void dtnn_cx_decode_pieces(int kind, const uint8_t *payload, int64_t n, int64_t chunk,
-                           double alpha, double levels, int64_t np, const int64_t *bounds,
-                           float *const *ptrs)
-{
-    const int64_t nc = (n + chunk - 1) / chunk;
-    int64_t k;
-    for (k = 0; k < np; ++k)
-        if (bounds[k + 1] > bounds[k])
-            dtnn_cx_decode_window(kind, payload + 4 * nc, (const float *)payload, chunk, alpha,
-                                  levels, bounds[k], bounds[k + 1], NULL, ptrs[k], 0);
 }

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, embedsignature=True
-"""Compiled gradient-compression kernels (C in csrc/compress.c, csrc/compress_topk.c
-and csrc/bitpack.c).
+"""Compiled gradient-compression kernels (C in csrc/compress.c, csrc/compress_topk.c,
+csrc/compress_qring.c and csrc/bitpack.c).
 
 Same signatures and results as the numpy twins in ``dtnn.compress.twins`` and
 ``dtnn.compress.bitpack_twins`` (those modules document the contract).  The wrappers

@@ -1,4 +1,5 @@
-# The C API of csrc/compress.c, csrc/compress_topk.c and csrc/bitpack.c, as _compress.pyx calls it.
+# The C API of csrc/compress.c, csrc/compress_topk.c, csrc/compress_qring.c and csrc/bitpack.c,
+# as _compress.pyx calls it.
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 cdef extern from "compress.h" nogil:
