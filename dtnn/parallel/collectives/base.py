@@ -63,9 +63,8 @@ class Op:
         """Test the requests in flight; advance while steps complete; True when done."""
         if self.done:
             return True
-        from mpi4py import MPI
         while True:
-            if self.reqs and not MPI.Request.Testall(self.reqs):
+            if self.reqs and not _testall(self.reqs):
                 return False
             self.reqs = []
             if self._advance():
@@ -77,6 +76,14 @@ class Op:
 
     def pending(self) -> List[Any]:
         return [] if self.done else self.reqs
+
+    def shared_reqs(self) -> Optional[List[Any]]:
+        """The requests a shared test (:func:`advance`: one ``MPI_Testsome`` over every
+        op in flight) may complete on this op's behalf; the op is then advanced by
+        ``progress()``.  None: the op tests its requests itself (a subclass with its
+        own ``progress``, e.g. one that reads the receive statuses, which a shared
+        test would consume)."""
+        return self.reqs if type(self).progress is Op.progress else None
 
 
 class DoneOp(Op):
@@ -184,9 +191,73 @@ def chunk_bounds(n: int, parts: int, align: int = 1) -> List[int]:
     return bounds
 
 
+_MPI = None
+#: False: :func:`advance` tests op by op (``progress`` on each, one ``MPI_Testall`` per
+#: op), the way it did before the shared test; the reference the tests compare with
+SHARED_TEST = True
+
+
+def _testall(reqs) -> bool:
+    global _MPI
+    if _MPI is None:
+        from mpi4py import MPI
+        _MPI = MPI
+    return _MPI.Request.Testall(reqs)
+
+
+def advance(ops: Sequence[Op]) -> List[Op]:
+    """Advance every unfinished op without blocking; returns those still running.
+
+    One ``MPI_Testsome`` over the requests of every op that allows it
+    (``Op.shared_reqs``) instead of one ``MPI_Testall`` per op: each MPI test call
+    runs MPICH's progress engine (a poll of the network), so a hook with five ops in
+    flight polled five times.  Only the ops with a request that completed then run
+    their state machine (``progress``: it tests its requests, which are now null or
+    still pending, and posts the next step, testing that at once as before).  After
+    any op advanced (a hop's codec can take a millisecond) every op is tested again,
+    so a message that arrived meanwhile is not left to the next hook, as the per-op
+    tests in list order did for the ops after it.  Ops that test themselves
+    (``shared_reqs`` None), and ops with nothing outstanding (a purely local step
+    next), are progressed directly."""
+    global _MPI
+    if not SHARED_TEST:
+        return [op for op in ops if not op.progress()]
+    live: List[Op] = [op for op in ops if not op.done]
+    while live:
+        reqs: List[Any] = []
+        owners: List[Op] = []
+        mine: List[Op] = []
+        for op in live:
+            rs = op.shared_reqs()
+            if not rs or not any(rs):   # its own test, or nothing left to wait for
+                mine.append(op)
+            else:
+                reqs.extend(rs)
+                owners.extend([op] * len(rs))
+        for op in mine:
+            if op.progress():
+                live.remove(op)
+        if not reqs:
+            return live
+        if _MPI is None:
+            from mpi4py import MPI
+            _MPI = MPI
+        hit = _MPI.Request.Testsome(reqs)
+        if not hit:
+            return live
+        last = None
+        for i in hit:   # ascending: each op once, in the order of ops
+            op = owners[i]
+            if op is not last:
+                last = op
+                if op.progress():
+                    live.remove(op)
+    return live
+
+
 def poll(ops: Sequence[Op]) -> int:
     """Advance every op without blocking; returns how many are still running."""
-    return sum(1 for op in ops if not op.progress())
+    return len(advance(ops))
 
 
 class ReqOp(Op):
@@ -241,6 +312,9 @@ class ChainOp(Op):
 
     def pending(self) -> List[Any]:
         return [] if self.done or self.sub is None else self.sub.pending()
+
+    def shared_reqs(self) -> Optional[List[Any]]:
+        return None if self.done or self.sub is None else self.sub.shared_reqs()
 
 
 #: collectives for compressed payloads, by name (see dtnn.parallel.exchange)

@@ -63,6 +63,9 @@ class _Local(Op):
     def pending(self):
         return self.op.pending()
 
+    def shared_reqs(self):
+        return None if self.done else self.op.shared_reqs()
+
 
 @ALGORITHMS.register("hier")
 class HierarchicalAllreduce(Algorithm):

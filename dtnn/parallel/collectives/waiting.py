@@ -106,11 +106,13 @@ def wait_policy() -> str:
 
 
 def wait(ops: Sequence, on_idle: Optional[Callable[[float], None]] = None) -> None:
-    """Block until every op is done.  Each round tests every unfinished op (which
-    advances it); between rounds the policy's pause.  ``on_idle(seconds_waited)`` is
+    """Block until every op is done.  Each round tests the unfinished ops (one shared
+    ``MPI_Testsome``, ``base.advance``, which advances the ops whose requests completed);
+    between rounds the policy's pause.  ``on_idle(seconds_waited)`` is
     called between rounds (a stall detector can raise from it)."""
+    from dtnn.parallel.collectives.base import advance   # (base imports this module)
     t0 = time.perf_counter()
-    live = [op for op in ops if not op.progress()]
+    live = advance(ops)
     if not live:
         return
     name, cap = _policy
@@ -119,7 +121,7 @@ def wait(ops: Sequence, on_idle: Optional[Callable[[float], None]] = None) -> No
         pause = policy.make(cap)   # a fresh backoff for this wait
         while live:
             pause(live)
-            live = [op for op in live if not op.progress()]
+            live = advance(live)
             if on_idle is not None and live:
                 on_idle(time.perf_counter() - t0)
 
