@@ -223,6 +223,8 @@ def advance(ops: Sequence[Op]) -> List[Op]:
     if not SHARED_TEST:
         return [op for op in ops if not op.progress()]
     live: List[Op] = [op for op in ops if not op.done]
+    if len(live) == 1:   # one op: its own test is the same single MPI call, cheaper
+        return [] if live[0].progress() else live
     while live:
         reqs: List[Any] = []
         owners: List[Op] = []
