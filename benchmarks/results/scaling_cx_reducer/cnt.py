@@ -17,7 +17,8 @@ from dtnn.bench.dist import _one_step, split_spec
 
 CNT = {"testall": 0, "testsome": 0, "progress": 0, "hooks": 0, "hooks_s": 0.0, "wait_s": 0.0,
        "test_hook_s": 0.0, "test_wait_s": 0.0, "post_s": 0.0, "isend_hook_s": 0.0,
-       "isend_wait_s": 0.0, "isends": 0}
+       "isend_wait_s": 0.0, "isends": 0, "iallreduce_s": 0.0, "xpost_s": 0.0, "xpost_codec_s": 0.0,
+       "adv_s": 0.0, "adv_codec_s": 0.0, "small_s": 0.0}
 WHERE = ["wait"]
 _R = MPI.Request
 class _CountReq(_R):
@@ -47,6 +48,12 @@ class _TimedComm(MPI.Intracomm):
             return super().Isend(*a, **k)
         finally:
             CNT["isend_%s_s" % WHERE[0]] += time.perf_counter() - t
+    def Iallreduce(self, *a, **k):
+        t = time.perf_counter()
+        try:
+            return super().Iallreduce(*a, **k)
+        finally:
+            CNT["iallreduce_s"] += time.perf_counter() - t
     def Irecv(self, *a, **k):
         CNT["isends"] += 1
         t = time.perf_counter()
@@ -79,6 +86,23 @@ _cp = CB.ChainOp.progress
 def _cpc(self):
     CNT["progress"] += 1; return _cp(self)
 CB.ChainOp.progress = _cpc
+# the exchange's post and the ring op's hop, each with the codec time inside it (to subtract)
+from dtnn.parallel.exchange import CompressedExchange
+from dtnn.parallel.collectives import cx_qring
+def _with_codec(cls, meth, key, get_cx):
+    f = getattr(cls, meth)
+    def g(self, *a, **k):
+        cx = get_cx(self)
+        c0 = cx.codec_seconds
+        t = time.perf_counter()
+        try:
+            return f(self, *a, **k)
+        finally:
+            CNT[key] += time.perf_counter() - t
+            CNT[key.replace("_s", "_codec_s")] += cx.codec_seconds - c0
+    setattr(cls, meth, g)
+_with_codec(CompressedExchange, "post", "xpost_s", lambda s: s)
+_with_codec(cx_qring._QRingOp, "_advance", "adv_s", lambda s: s.t.cx)
 comm = MPI.COMM_WORLD
 if comm.rank == 0:
     import dtnn; print("dtnn from", os.path.dirname(dtnn.__file__), flush=True)
@@ -114,6 +138,9 @@ if comm.rank == 0:
     for rr in zip(*allrows):
         for r in rr:
             n = r["n"]
+            print("%-34s r%d    exchange.post %.2f ms (codec %.2f), qring hops' _advance %.2f (codec %.2f), Iallreduce %.2f" % (
+                r["spec"][:34], r["rank"], 1e3 * r["xpost_s"] / n, 1e3 * r["xpost_codec_s"] / n, 1e3 * r["adv_s"] / n,
+                1e3 * r["adv_codec_s"] / n, 1e3 * r["iallreduce_s"] / n))
             print("%-34s r%d step %.1f | per step: hooks %d, progress %d, Testall %d, Testsome %d Isend+Irecv %d | ms: hooks %.2f (MPI tests %.2f, Isend+Irecv %.2f, posts %.2f) wait %.2f (MPI tests %.2f, Isend+Irecv %.2f) hook_mpi %.2f exposed %.2f codec %.2f" % (
                 r["spec"][:34], r["rank"], 1e3 * np.median(r["steps"]), r["hooks"] // n, r["progress"] / n,
                 r["testall"] / n, r["testsome"] / n, r["isends"] / n, 1e3 * r["hooks_s"] / n, 1e3 * r["test_hook_s"] / n, 1e3 * r["isend_hook_s"] / n, 1e3 * r["post_s"] / n, 1e3 * r["wait_s"] / n, 1e3 * r["test_wait_s"] / n, 1e3 * r["isend_wait_s"] / n,
