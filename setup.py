@@ -116,7 +116,7 @@ class BuildExt(build_ext):
 
 #: per-module flags for gcc/clang: sqrtf's errno branch keeps the Adam loop scalar
 #: (#pragma GCC optimize does not reach it); nothing in csrc/optim.c reads errno
-_GCC_EXTRA_CFLAGS = {"_optim": ["-fno-math-errno"]}
+_GCC_EXTRA_CFLAGS = {"_optim": ["-fno-math-errno"], "_fused": ["-fno-math-errno"]}
 
 #: compiled module (dtnn._kernels.<name>, from dtnn/_kernels/<name>.pyx) -> its C sources
 KERNEL_MODULES = {
@@ -135,6 +135,11 @@ KERNEL_MODULES = {
     "_compress": ["csrc/compress.c", "csrc/compress_topk.c", "csrc/compress_qring.c",
                   "csrc/bitpack.c", "csrc/isa.c"],
     "_summable": ["csrc/lowrank.c", "csrc/randomk.c"],
+    # the qring's final decode fused into the SGD update: it calls the decode of
+    # compress.c and the update of optim.c, linked into this module as well
+    "_fused": ["csrc/decode_update.c", "csrc/compress.c", "csrc/compress_topk.c",
+               "csrc/compress_qring.c",
+               "csrc/bitpack.c", "csrc/isa.c", "csrc/optim.c"],
 }
 
 
@@ -146,6 +151,7 @@ def _extensions():
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=["csrc/dtnn_kernels.h", "csrc/dtnn_isa.h", "csrc/im2col_fused.h",
                  "csrc/im2col_fused_ops.h", "csrc/infer.h", "csrc/bnact.h", "csrc/optim.h", "csrc/rng.h", "csrc/gemm.h", "csrc/lowrank.h", "csrc/randomk.h",
+                 "csrc/decode_update.h", "csrc/compress.h",
                  "csrc/infer_tmpl.h",
                  "csrc/im2col_fused_dbw_tmpl.h", "csrc/im2col_fused_pw_tmpl.h",
                  "dtnn/_kernels/_ckernels.pxd", "dtnn/_kernels/_isa.pxi",

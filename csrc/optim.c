@@ -88,6 +88,15 @@ static void sgd_range(float *p, const float *g, const float *mask, float *buf, i
     }
 }
 
+void dtnn_sgd_range_f32(float *p, const float *g, const float *mask, float *buf, int64_t lo,
+                        int64_t hi, float neg_lr, int has_wd, float wd, int has_momentum,
+                        float mom, int has_dampening, float one_minus_damp, int nesterov,
+                        int first)
+{
+    sgd_range(p, g, mask, buf, lo, hi, neg_lr, has_wd, wd, has_momentum, mom, has_dampening,
+              one_minus_damp, nesterov, first);
+}
+
 void dtnn_sgd_update_f32(float *p, const float *g, const float *mask, float *buf,
                          int64_t n, float neg_lr, int has_wd, float wd,
                          int has_momentum, float mom, int has_dampening,

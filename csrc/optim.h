@@ -24,6 +24,14 @@ void dtnn_sgd_update_f32(float *p, const float *g, const float *mask, float *buf
                          int has_momentum, float mom, int has_dampening,
                          float one_minus_damp, int nesterov, int first);
 
+/* the same update of elements [lo, hi) on the calling thread (no OpenMP): the body
+ * dtnn_sgd_update_f32 runs per block, for kernels that produce g block by block
+ * (csrc/decode_update.c) */
+void dtnn_sgd_range_f32(float *p, const float *g, const float *mask, float *buf, int64_t lo,
+                        int64_t hi, float neg_lr, int has_wd, float wd, int has_momentum,
+                        float mom, int has_dampening, float one_minus_damp, int nesterov,
+                        int first);
+
 /* Adam / AdamW (torch.optim.Adam / AdamW semantics), in place on p, m, v:
  *   decay 1 (L2):        g' = (p * mask) * wd + g
  *   decay 2 (decoupled): p = mask != 0 ? p * wd : p   (wd = 1 - lr * weight_decay)

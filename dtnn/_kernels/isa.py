@@ -30,7 +30,7 @@ LEVELS = ("generic", "avx2", "avx512")
 CHOICES = ("auto",) + tuple(reversed(LEVELS)) + ("numpy",)
 #: the compiled modules that dispatch on the ISA level (each links csrc/isa.c)
 ISA_MODULES = ("dtnn._kernels._im2col", "dtnn._kernels._winograd", "dtnn._kernels._direct",
-               "dtnn._kernels._compress", "dtnn._kernels._infer")
+               "dtnn._kernels._compress", "dtnn._kernels._infer", "dtnn._kernels._fused")
 
 
 def cpu_model() -> str:

@@ -109,6 +109,8 @@ def _one_step(net, loss_fn, x, y, reducer, opt) -> None:
     if reducer.options.defer_update:
         net.forward_hook = reducer.before_group
         reducer.finish_step(defer=True, on_bucket=opt.begin_step())
+    elif reducer.options.fuse_update:   # the update decodes the held payloads
+        reducer.finish_step(on_bucket=opt.begin_step())
     else:
         reducer.finish_step()
         opt.step()

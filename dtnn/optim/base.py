@@ -15,7 +15,12 @@ from dtnn.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 
-#: ``update(lo, hi)``: one step's update of ``params[lo:hi]`` (``Optimizer.begin_step``)
+#: ``update(lo, hi)``: one step's update of ``params[lo:hi]`` (``Optimizer.begin_step``).
+#: An optimizer with a fused decode kernel (SGD) gives it an attribute ``decoded(kind,
+#: payload, n, chunk, alpha, levels, bounds, offs)``: the same update of the ranges
+#: whose averaged gradient is a quantised-ring payload (``dist.fuse_update``: piece k,
+#: payload elements [bounds[k], bounds[k+1]), is ``params[offs[k]:...]``), decoding it
+#: block by block instead of reading ``grads``
 RangeUpdate = Callable[[int, int], None]
 
 

@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from dtnn.optim._decode_update import kernel as decode_kernel
 from dtnn.optim._update import kernels
 from dtnn.optim._checks import (as_bool, as_floats, check_vectors, load_buffers, require,
                                 require_nonnegative)
@@ -54,6 +55,9 @@ class SGD(Optimizer):
         self.dampening = dampening
         self.momentum_buffer = np.zeros_like(params) if momentum != 0 else None
         self._update, _, impl = kernels(params, grads, decay_mask)
+        vectors = (params, decay_mask) + (() if self.momentum_buffer is None
+                                          else (self.momentum_buffer,))
+        self._decoded = decode_kernel(*vectors)
         #: the numpy twin's scratch vectors (the compiled pass needs none)
         self._work = (np.empty_like(params), np.empty_like(params)) if impl == "numpy" else None
 
@@ -68,6 +72,14 @@ class SGD(Optimizer):
         def update(lo: int, hi: int) -> None:
             kernel(p[lo:hi], g[lo:hi], mask[lo:hi], part_of(buf, lo, hi), *args,
                    part_work(work, lo, hi))
+
+        def decoded(kind, payload, n, chunk, alpha, levels, bounds, offs) -> None:
+            """The same update of the ranges whose averaged gradient is the payload
+            (``RangeUpdate.decoded``, dist.fuse_update): decoded block by block, never
+            stored in ``grads``."""
+            fused(kind, payload, n, chunk, alpha, levels, bounds, offs, p, mask, buf, *args)
+        fused = self._decoded
+        update.decoded = decoded
         return update
 
     def state_dict(self) -> Dict[str, Any]:

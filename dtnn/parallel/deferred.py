@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from dtnn.parallel import collectives as C
+from dtnn.parallel.held import apply_update
 from dtnn.parallel.watchdog import guard as stall_guard
 
 
@@ -177,8 +178,7 @@ class DeferredCompletion:
         a, b, _ = self.buckets[k]
         self._defer_waits[(a, b)] = self._defer_waits.get((a, b), 0.0) + waited
         self._defer_codec[(a, b)] = self._defer_codec.get((a, b), 0.0) + in_codec
-        if self._on_bucket is not None:
-            self._on_bucket(a, b)
+        apply_update(self.held, self._on_bucket, a, b)
         if not self._pending:
             self._end_deferred()
 

@@ -55,6 +55,7 @@ from dtnn.compress.base import Compressor, Unit
 from dtnn.compress.memory import ErrorFeedback
 from dtnn.parallel import collectives as C
 from dtnn.parallel.collectives.base import TRANSPORTS, ChainOp, Op, ReqOp, Topology
+from dtnn.parallel.held import HeldDecodes
 
 #: how extra rounds (PowerSGD's second allreduce) run: "pipelined" or "blocking"
 ROUNDS = ("pipelined", "blocking")
@@ -177,6 +178,10 @@ class CompressedExchange:
         self.small_algo = C.build(algorithm, topo)
         self._posted = 0
         self.step = 0
+        #: dist.fuse_update: the qring's final payloads are held for the optimizer's
+        #: update to decode (``dtnn.parallel.held``), set by the reducer
+        self.fuse_update = False
+        self.held = HeldDecodes(self.grads)
         #: per step: seconds compressing / decoding, payload bytes this rank sent
         self.codec_seconds = 0.0
         self.sent_bytes = 0

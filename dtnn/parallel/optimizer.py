@@ -95,6 +95,9 @@ class DistributedOptimizer:
         #: parameters when the next forward reaches them (``dist.defer_update``)
         self.defer_update = bool(self.exchange is not None
                                  and self.exchange.options.defer_update)
+        #: the update decodes the quantised ring's held payloads (``dist.fuse_update``)
+        self.fuse_update = bool(self.exchange is not None
+                                and self.exchange.options.fuse_update)
         if self.exchange is not None:
             # a plain model.backward(dy) drives the exchange too (see Model.backward)
             self.model.grad_hook = self._on_grads_ready
@@ -143,19 +146,21 @@ class DistributedOptimizer:
             loss = float(self.loss_fn.forward(logits, y))
             self.backward(self.loss_fn.backward())
             self.logits = logits
-        if (self.defer_update and self.clip_grad_norm <= 0
-                and (self.on_grad_norm is None or self.grad_check_per_bucket)
-                and self._started and self.exchange.can_defer()):
+        defer = self.defer_update and self._started and self.exchange.can_defer()
+        if ((defer or (self.fuse_update and self._started)) and self.clip_grad_norm <= 0
+                and (self.on_grad_norm is None or self.grad_check_per_bucket)):
             # deferred: the buckets stay in flight; the update of each one's parameters
             # runs when the next forward reaches them (or at flush()), with this step's
-            # learning rate and step count, fixed here -- the same bits as below
+            # learning rate and step count, fixed here -- the same bits as below.
+            # dist.fuse_update (deferred or not): the exchange hands the update the held
+            # qring payloads to decode (dtnn.parallel.held) -- the same bits again
             if self.schedule is not None:
                 self.optimizer.lr = self.schedule.lr_at(self.optimizer.steps)
             self.exchange.post_remaining()
             update = self.optimizer.begin_step()
             if self.on_grad_norm is not None:
-                update = self._checked(update)
-            self.exchange.finish_step(defer=True, on_bucket=update)
+                update = self._checked(update, defer)
+            self.exchange.finish_step(defer=defer, on_bucket=update)
             self._started = False
             return loss
         self.synchronize()
@@ -169,25 +174,38 @@ class DistributedOptimizer:
         self.optimizer.step()
         return loss
 
-    def _checked(self, update):
+    def _checked(self, update, deferred: bool = True):
         """``update(lo, hi)`` preceded by the check of that range's averaged gradients:
         a non-finite norm goes to ``on_grad_norm`` (which raises) before any parameter
         of the range is updated.  The guard's test is unchanged: ``grad_norm`` over a
         bucket is non-finite iff one of its elements is, or a block's float32 sum of
         squares overflows (the whole vector's norm: iff one of its blocks' does), and
-        every rank sees the same averaged bucket, so all stop at the same bucket."""
+        every rank sees the same averaged bucket, so all stop at the same bucket.
+        ``deferred``: the step is deferred (``deferred_check`` is set while the hook
+        runs); False for the synchronous ``dist.fuse_update`` step, checked the same way
+        over the whole vector."""
         from dtnn.optim.clip import grad_norm
         grads, hook = self.model.flat_grads, self.on_grad_norm
+        held = self.exchange.held
 
         def on_bucket(lo: int, hi: int) -> None:
+            if held:
+                # dist.fuse_update: the payloads' scales may prove the range finite
+                # (then the test below cannot fire); else decode them and test as usual
+                items = held.proves_finite(lo, hi, update)
+                if items is not None:
+                    held.run(update, lo, hi, items)
+                    return
+                held.materialize(lo, hi)
             norm = grad_norm(grads[lo:hi])
             if not np.isfinite(norm):
-                self.deferred_check = True
+                self.deferred_check = deferred
                 try:
                     hook(norm)
                 finally:
                     self.deferred_check = False
             update(lo, hi)
+        on_bucket.takes_held = True
         return on_bucket
 
     def synchronize(self) -> None:
@@ -201,7 +219,7 @@ class DistributedOptimizer:
         if not self._started:  # backward ran without the hook: exchange everything now
             self._on_grads_ready(None)
         self.exchange.post_remaining()
-        self.exchange.finish_step()
+        self.exchange.finish_step()   # held payloads (dist.fuse_update) decoded here
         self._started = False
 
     def _on_grads_ready(self, layer: Optional[int]) -> None:

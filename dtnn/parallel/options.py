@@ -53,6 +53,14 @@ class DistOptions:
     #: per step against 31.9-35.9 synchronous in the same calls, vgg11_bn w0.5 no slower
     #: (benchmarks/results/scaling.md, #17)
     defer_update: bool = False
+    #: the quantised ring's averaged gradient (int8, QSGD-8, TernGrad, sign over
+    #: ``collective=qring``) is held as its final payloads and decoded by the optimizer's
+    #: update block by block in L1 (SGD: csrc/decode_update.c), instead of being written
+    #: to the flat gradient and read back: the same bits.  Between the exchange and the
+    #: update the compressed ranges of the flat gradient hold this rank's own gradient;
+    #: ``DistributedOptimizer.synchronize()``, clipping and optimizers without a fused
+    #: kernel (Adam) decode it first (docs/fuse_update.md)
+    fuse_update: bool = False
     #: allreduce algorithm of the uncompressed buckets: "auto" (by bucket size and
     #: topology; see collectives.choice.choose_algorithm) or one of dtnn.parallel.collectives:
     #: "mpi" (MPI_Iallreduce), "ring", "hier" (hierarchical, several ranks per node)
@@ -92,7 +100,7 @@ class DistOptions:
            "stall_timeout": "DTNN_STALL_TIMEOUT",
            "algorithm": "DTNN_ALGORITHM", "collective": "DTNN_COLLECTIVE",
            "tune": "DTNN_DIST_TUNE", "comm_thread": "DTNN_COMM_THREAD",
-           "defer_update": "DTNN_DEFER_UPDATE"}
+           "defer_update": "DTNN_DEFER_UPDATE", "fuse_update": "DTNN_FUSE_UPDATE"}
 
     @classmethod
     def resolve(cls, options: Optional[Mapping[str, Any]] = None,

@@ -66,6 +66,7 @@ from dtnn.parallel import collectives as C
 from dtnn.parallel.collectives.choice import SMALL_BUCKET_BYTES, choose_algorithm
 from dtnn.parallel.buckets import float_buffers, plan_buckets, replica_digest
 from dtnn.parallel.deferred import DeferredCompletion
+from dtnn.parallel.held import apply_update
 from dtnn.parallel.layout import as_layout
 from dtnn.parallel.options import DistOptions
 from dtnn.parallel.reducer_stats import StepStats
@@ -119,6 +120,7 @@ class GradientReducer(DeferredCompletion):
                 self.options.min_compress_size, self.options.compress_seed,
                 collective=self.options.collective,
                 algorithm="ring" if big == "hier" else big, hierarchical=big == "hier")
+            self.exchange.fuse_update = bool(self.options.fuse_update)
         self.compress_warmup = max(self.options.compress_warmup_steps,
                                    getattr(self.compressor, "warmup_steps", 0))
         from dtnn.parallel.worker import make_executor
@@ -305,8 +307,14 @@ class GradientReducer(DeferredCompletion):
                 self._finish_deferred(on_bucket)
             else:
                 self._finish_step()
-                if on_bucket is not None:
-                    on_bucket(0, int(self.grads.size))
+                # dist.fuse_update: held qring payloads go to on_bucket to decode
+                apply_update(self.held, on_bucket, 0, int(self.grads.size))
+
+    @property
+    def held(self):
+        """The held qring payloads (``dist.fuse_update``:
+        ``dtnn.parallel.held.HeldDecodes``), None if the exchange is not compressed."""
+        return self.exchange.held if self.exchange is not None else None
 
     def _finish_step(self) -> None:
         t_wait = time.perf_counter()

@@ -29,10 +29,29 @@ import numpy as np
 from dtnn.compress import kernels as K
 from dtnn.parallel.collectives import base as B
 from dtnn.parallel.collectives.transport import Transport
+from dtnn.parallel.held import Held, HeldChunk
 
 
 def _layout_key(t: "QRingTransport", plan) -> tuple:
     return (id(t), plan.direct, plan.unit.size, id(t.cx.grads), id(plan.stage))
+
+
+def _flat_pieces(grads: np.ndarray, pieces):
+    """Per chunk, its pieces as (bounds, flat offsets) int64 arrays for
+    ``dist.fuse_update`` (``dtnn.parallel.held``); None unless every piece is a view
+    of the flat gradient (a staged copy cannot be updated from)."""
+    g0, out = grads.__array_interface__["data"][0], []
+    for chunk in pieces:
+        bounds, offs = [0], []
+        for s, e, v in chunk:
+            at = v.__array_interface__["data"][0] - g0
+            if (v.dtype != np.float32 or not v.flags.c_contiguous or at < 0 or at % 4
+                    or at // 4 + v.size > grads.size):
+                return None
+            bounds.append(e)
+            offs.append(at // 4)
+        out.append((np.array(bounds, np.int64), np.array(offs, np.int64)))
+    return out
 
 
 class _Layout:
@@ -61,6 +80,7 @@ class _Layout:
             lo, hi = self.bounds[c], self.bounds[c + 1]
             self.pieces.append([(s - lo, e - lo, v) for s, e, v in
                                 plan.pieces(cx.grads, lo, hi, direct)])
+        self.flat = _flat_pieces(cx.grads, self.pieces) if self.win else None
         self.acc = np.empty(max(u.size for u in self.subs), np.float32)
         self.rbuf = np.empty(max(self.msize), np.uint8)
         self.pay = [np.empty(m, np.uint8) for m in self.msize]
@@ -213,8 +233,33 @@ class _QRingOp(B.Op):
         for s, e, v in self._pieces(c):
             self.t.compressor.decompress_window(payload, u, s, e, acc[s:e], 1.0, base=v)
 
+    def _hold(self) -> bool:
+        """dist.fuse_update: leave the averaged gradient as the final payloads, for the
+        optimizer's update to decode (``dtnn.parallel.held``), when every chunk has a
+        windowed format and its pieces are the flat gradient's; the layout (whose
+        buffers hold the payloads) stays busy until they are consumed."""
+        L, cx = self.L, self.t.cx
+        if not cx.fuse_update or L.flat is None or not self.win:
+            return False
+        if any(f is None and u.size for f, u in zip(self.fmt, self.subs)):
+            return False
+        chunks = []
+        for c in range(self.p):
+            f, u = self.fmt[c], self.subs[c]
+            if u.size:
+                bounds, offs = L.flat[c]
+                chunks.append(HeldChunk(f[0], self.final[c], u.size, f[1], f[2], bounds, offs))
+
+        def release() -> None:
+            L.busy = False
+        cx.held.hold(Held(self.plan.ranges, chunks, cx.alpha, release))
+        self.final = []
+        return True
+
     def _decode(self) -> None:
         plan, cx, comp = self.plan, self.t.cx, self.t.compressor
+        if self._hold():
+            return
         for c in range(self.p):
             u = self.subs[c]
             if not self.win:
