@@ -64,7 +64,8 @@ import numpy as np
 from dtnn.errors import UserError
 from dtnn.parallel import collectives as C
 from dtnn.parallel.collectives.choice import SMALL_BUCKET_BYTES, choose_algorithm
-from dtnn.parallel.buckets import float_buffers, plan_buckets, replica_digest
+from dtnn.parallel.buckets import (compressed_bucket_bytes, float_buffers, plan_buckets,
+                                   replica_digest)
 from dtnn.parallel.deferred import DeferredCompletion
 from dtnn.parallel.held import apply_update
 from dtnn.parallel.layout import as_layout
@@ -148,7 +149,11 @@ class GradientReducer(DeferredCompletion):
     def _plan(self, bucket_mb: float) -> None:
         self.bucket_mb = float(bucket_mb)
         layout = self.layout
-        self.buckets = plan_buckets(layout, max(1, int(bucket_mb * MiB)))
+        nbytes, last = max(1, int(bucket_mb * MiB)), None
+        if self.compressor is not None and not self.compressor.single_bucket:
+            # denser payloads (int8, fp16): smaller buckets, a small last one
+            nbytes, last = compressed_bucket_bytes(self.compressor, nbytes)
+        self.buckets = plan_buckets(layout, nbytes, last)
         self._views = [self.grads[a:b] for a, b, _ in self.buckets]
         # readiness: bucket k is posted once all its groups reported ready, and only
         # after buckets 0..k-1 (the same collective order on every rank)
