@@ -168,74 +168,90 @@ void dtnn_lr_orthonormalize(float *p, int64_t n, const int64_t *rows,
     }
 }
 
-int dtnn_lr_round2(float *m, const int64_t *m_off, int64_t n, const int64_t *rows,
-                   const int64_t *cols, const int64_t *ranks, const float *p, float *q,
-                   int ef)
+/* Round 2's or the decode's work on one matrix: mi (R x C, rank r), its P block pi and Q
+ * block qi, qt scratch for one Q^T; ef: round 2's flag, alpha: the decode's scale. */
+typedef void (*lr_pass)(float *mi, const float *pi, float *qi, float *qt, int64_t R,
+                        int64_t C, int64_t r, int ef, float alpha);
+
+/* The walk round 2 and the decode share: one qt for the batch's largest Q^T, then
+ * pass on every matrix (at mats + off[i]; the batch's P and Q hold its blocks in matrix
+ * order).  0, or -1 if qt cannot be allocated. */
+static int lr_walk(lr_pass pass, float *mats, const int64_t *off, int64_t n,
+                   const int64_t *rows, const int64_t *cols, const int64_t *ranks,
+                   const float *p, float *q, int ef, float alpha)
 {
     float *qt = (float *)malloc(sizeof(float) * (size_t)lr_max_block(n, cols, ranks));
     int64_t i, qo = 0, po = 0;
     if (!qt)
         return -1;
     for (i = 0; i < n; i++) {
-        const int64_t R = rows[i], C = cols[i], r = ranks[i];
-        float *mi = m + m_off[i];
-        const float *pi = p + po;
-        const int64_t nblk = (C + LR_COL_BLOCK - 1) / LR_COL_BLOCK;
-        int64_t blk, a, c, j;
-        /* qt (r x C) = (M^T P)^T, summed over rows in row order, per column block */
-#pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
-        for (blk = 0; blk < nblk; blk++) {
-            const int64_t c0 = blk * LR_COL_BLOCK;
-            const int64_t c1 = c0 + LR_COL_BLOCK < C ? c0 + LR_COL_BLOCK : C;
-            int64_t aa, cc, jj;
-            for (jj = 0; jj < r; jj++)
-                memset(qt + jj * C + c0, 0, sizeof(float) * (size_t)(c1 - c0));
-            for (aa = 0; aa < R; aa++) {
-                const float *DTNN_RESTRICT row = mi + aa * C;
-                for (jj = 0; jj < r; jj++) {
-                    float *DTNN_RESTRICT qj = qt + jj * C;
-                    const float pj = pi[aa * r + jj];
-                    for (cc = c0; cc < c1; cc++)
-                        qj[cc] += pj * row[cc];
-                }
-            }
-        }
-        for (c = 0; c < C; c++)
-            for (j = 0; j < r; j++)
-                q[qo + c * r + j] = qt[j * C + c];
-        if (ef) {
-            /* M -= P Q^T, row by row (t summed over j in order, then subtracted) */
-#pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
-            for (a = 0; a < R; a++)
-                lr_row_pqt(mi + a * C, pi + a * r, qt, C, r, LR_SUBTRACT, 0.0f);
-        }
-        qo += C * r;
-        po += R * r;
+        pass(mats + off[i], p + po, q + qo, qt, rows[i], cols[i], ranks[i], ef, alpha);
+        qo += cols[i] * ranks[i];
+        po += rows[i] * ranks[i];
     }
     free(qt);
     return 0;
+}
+
+/* Q_i = M_i^T P_i (qi); then, if ef, M_i -= P_i Q_i^T */
+static void lr_round2_one(float *mi, const float *pi, float *qi, float *qt, int64_t R,
+                          int64_t C, int64_t r, int ef, float alpha)
+{
+    const int64_t nblk = (C + LR_COL_BLOCK - 1) / LR_COL_BLOCK;
+    int64_t blk, a, c, j;
+    (void)alpha;
+    /* qt (r x C) = (M^T P)^T, summed over rows in row order, per column block */
+#pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
+    for (blk = 0; blk < nblk; blk++) {
+        const int64_t c0 = blk * LR_COL_BLOCK;
+        const int64_t c1 = c0 + LR_COL_BLOCK < C ? c0 + LR_COL_BLOCK : C;
+        int64_t aa, cc, jj;
+        for (jj = 0; jj < r; jj++)
+            memset(qt + jj * C + c0, 0, sizeof(float) * (size_t)(c1 - c0));
+        for (aa = 0; aa < R; aa++) {
+            const float *DTNN_RESTRICT row = mi + aa * C;
+            for (jj = 0; jj < r; jj++) {
+                float *DTNN_RESTRICT qj = qt + jj * C;
+                const float pj = pi[aa * r + jj];
+                for (cc = c0; cc < c1; cc++)
+                    qj[cc] += pj * row[cc];
+            }
+        }
+    }
+    for (c = 0; c < C; c++)
+        for (j = 0; j < r; j++)
+            qi[c * r + j] = qt[j * C + c];
+    if (ef) {
+        /* M -= P Q^T, row by row (t summed over j in order, then subtracted) */
+#pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
+        for (a = 0; a < R; a++)
+            lr_row_pqt(mi + a * C, pi + a * r, qt, C, r, LR_SUBTRACT, 0.0f);
+    }
+}
+
+int dtnn_lr_round2(float *m, const int64_t *m_off, int64_t n, const int64_t *rows,
+                   const int64_t *cols, const int64_t *ranks, const float *p, float *q,
+                   int ef)
+{
+    return lr_walk(lr_round2_one, m, m_off, n, rows, cols, ranks, p, q, ef, 0.0f);
+}
+
+/* OUT_i (oi) = alpha * P_i Q_i^T (qi is only read) */
+static void lr_decode_one(float *oi, const float *pi, float *qi, float *qt, int64_t R,
+                          int64_t C, int64_t r, int ef, float alpha)
+{
+    int64_t a;
+    (void)ef;
+    lr_transpose(qi, C, r, qt);
+#pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
+    for (a = 0; a < R; a++)
+        lr_row_pqt(oi + a * C, pi + a * r, qt, C, r, LR_SCALE, alpha);
 }
 
 int dtnn_lr_decode(float *out, const int64_t *out_off, int64_t n, const int64_t *rows,
                    const int64_t *cols, const int64_t *ranks, const float *p,
                    const float *q, float alpha)
 {
-    float *qt = (float *)malloc(sizeof(float) * (size_t)lr_max_block(n, cols, ranks));
-    int64_t i, qo = 0, po = 0;
-    if (!qt)
-        return -1;
-    for (i = 0; i < n; i++) {
-        const int64_t R = rows[i], C = cols[i], r = ranks[i];
-        float *oi = out + out_off[i];
-        const float *pi = p + po;
-        int64_t a;
-        lr_transpose(q + qo, C, r, qt);
-#pragma omp parallel for schedule(static) if (R * C >= 4 * DTNN_OMP_MIN_WORK)
-        for (a = 0; a < R; a++)
-            lr_row_pqt(oi + a * C, pi + a * r, qt, C, r, LR_SCALE, alpha);
-        qo += C * r;
-        po += R * r;
-    }
-    free(qt);
-    return 0;
+    /* lr_walk's q is writable for round 2; the decode only reads it */
+    return lr_walk(lr_decode_one, out, out_off, n, rows, cols, ranks, p, (float *)q, 0, alpha);
 }
