@@ -503,9 +503,20 @@ typedef struct {
     interleave_fn gather;
 } in_geom;
 
+/* the 1-D transform of a strip job: B^T (input) or A (dy) */
+INLINE void strip_1d(int dy, int m, const float *d, int64_t ds, float *r, int64_t rs)
+{
+    if (dy)
+        a_1d(m, d, ds, r, rs);
+    else
+        bt_1d(m, d, ds, r, rs);
+}
+
 /* blocks b0 .. b1 of channel c (xc = x + c*H*W); scratch rows (a x Wp x LANES),
- * R ((b1-b0) x a x Wp x LANES), o (a*a x LANES) */
-INLINE void input_job(int m, const in_geom *gm, const float *xc, float *V, int64_t c,
+ * R ((b1-b0) x a x Wp x LANES), o (a*a x LANES).  dy: the output-gradient job
+ * (dtnn_wino_dy_f32; x is dy, V is D, no padding): m rows per strip, A where the input
+ * job runs B^T and B.  Always inlined with constant m and dy. */
+INLINE void strip_job(int m, int dy, const in_geom *gm, const float *xc, float *V, int64_t c,
                       int64_t b0, int64_t b1, float *rows, float *R, float *o)
 {
     const int a = m + 2;
@@ -522,7 +533,7 @@ INLINE void input_job(int m, const in_geom *gm, const float *xc, float *V, int64
         if (same)
             for (int l = 0; l < LANES; ++l) top[l] = xc + img[l] * CHW;
         /* gather: row u of lane l is image row hrow[l] + u - pad_h, zero outside */
-        for (int u = 0; u < a; ++u) {
+        for (int u = 0; u < (dy ? m : a); ++u) {
             float *row = rows + u * strip;
             int any = 0;
             if (same) {
@@ -546,12 +557,12 @@ INLINE void input_job(int m, const in_geom *gm, const float *xc, float *V, int64
             if (wend < Wp) memset(row + wend * LANES, 0, sizeof(float) * (Wp - wend) * LANES);
             gm->gather(src, row + pw * LANES, W);
         }
-        /* B^T down every column of the strips */
+        /* B^T (dy: A) down every column of the strips */
         float *Rb = R + (b - b0) * a * strip;
         for (int64_t w = 0; w < Wp; ++w)
-            bt_1d(m, rows + w * LANES, strip, Rb + w * LANES, strip);
+            strip_1d(dy, m, rows + w * LANES, strip, Rb + w * LANES, strip);
     }
-    /* B across each tile, into V[p][c][j*Q + q ...] */
+    /* B (dy: A) across each tile, into V[p][c][j*Q + q ...] */
     for (int64_t j = 0; j < gm->tw; ++j)
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t q0 = b * LANES;
@@ -560,10 +571,10 @@ INLINE void input_job(int m, const in_geom *gm, const float *xc, float *V, int64
             const float *s = R + (b - b0) * a * strip + j * m * LANES;
             if (nl == LANES) {
                 for (int u = 0; u < a; ++u)
-                    bt_1d(m, s + u * strip, LANES, dst + u * a * PS, PS);
+                    strip_1d(dy, m, s + u * strip, LANES, dst + u * a * PS, PS);
             } else {
                 for (int u = 0; u < a; ++u)
-                    bt_1d(m, s + u * strip, LANES, o + u * a * LANES, LANES);
+                    strip_1d(dy, m, s + u * strip, LANES, o + u * a * LANES, LANES);
                 for (int p = 0; p < a * a; ++p)
                     memcpy(dst + p * PS, o + p * LANES, sizeof(float) * nl);
             }
@@ -574,14 +585,14 @@ DTNN_CLONES
 static void input_f4(const in_geom *gm, const float *xc, float *V, int64_t c, int64_t b0,
                      int64_t b1, float *rows, float *R, float *o)
 {
-    input_job(4, gm, xc, V, c, b0, b1, rows, R, o);
+    strip_job(4, 0, gm, xc, V, c, b0, b1, rows, R, o);
 }
 
 DTNN_CLONES
 static void input_f2(const in_geom *gm, const float *xc, float *V, int64_t c, int64_t b0,
                      int64_t b1, float *rows, float *R, float *o)
 {
-    input_job(2, gm, xc, V, c, b0, b1, rows, R, o);
+    strip_job(2, 0, gm, xc, V, c, b0, b1, rows, R, o);
 }
 
 int dtnn_wino_input_f32(const float *x, float *V, int64_t vps, int64_t nb, int64_t C,
@@ -616,93 +627,23 @@ int dtnn_wino_input_f32(const float *x, float *V, int64_t vps, int64_t nb, int64
 
 /* --- output-gradient transform (backward-weights) --------------------------------------- */
 
-/* The strips, jobs and D layout of the input transform (D (alpha², K, T) like V), so the
+/* strip_job with dy set: the strips, jobs and D layout of the input transform (D (alpha²,
+ * K, T) like V) on dy's m x m tiles, which do not overlap (zero past Ho / Wo), so the
  * GEMM is dU[p] = D[p] @ V[p]^T.  (Lanes over 16 channels writing D as (alpha², T, K)
  * made that GEMM an NN product, 10-15% faster on 64..128 channels, but the transform
  * then writes scattered 64-byte pieces and ran 1.5-3x slower: no net gain, measured.) */
-typedef struct {
-    int64_t nb, K, Ho, Wo, th, tw, T, Wq, ps, Q;
-    interleave_fn gather;
-} dy_geom;
-
-/* blocks b0 .. b1 of output channel k (dyk = dy + k*Ho*Wo): the mirror of input_job on
- * m x m tiles that do not overlap, zero past Ho / Wo.  Scratch rows (m x Wq x LANES),
- * R ((b1-b0) x a x Wq x LANES), o (a*a x LANES) */
-INLINE void dy_job(int m, const dy_geom *gm, const float *dyk, float *D, int64_t k,
-                   int64_t b0, int64_t b1, float *rows, float *R, float *o)
+DTNN_CLONES
+static void dy_f4(const in_geom *gm, const float *dyk, float *D, int64_t k, int64_t b0,
+                  int64_t b1, float *rows, float *R, float *o)
 {
-    const int a = m + 2;
-    const int64_t Wq = gm->Wq, Wo = gm->Wo, Ho = gm->Ho, PS = gm->ps, Q = gm->Q;
-    const int64_t KHW = gm->K * Ho * Wo, strip = Wq * LANES;
-    const float *src[LANES], *top[LANES];
-    int64_t hrow[LANES], img[LANES];
-    for (int64_t b = b0; b < b1; ++b) {
-        const int64_t q0 = b * LANES;
-        const int nl = (int)(Q - q0 < LANES ? Q - q0 : LANES);
-        lane_strips(q0, nl, gm->nb, m, Ho, hrow, img);
-        const int same = nl == LANES && hrow[0] == hrow[LANES - 1];
-        if (same)
-            for (int l = 0; l < LANES; ++l) top[l] = dyk + img[l] * KHW;
-        /* gather: row u of lane l is output row hrow[l] + u, zero past Ho */
-        for (int u = 0; u < m; ++u) {
-            float *row = rows + u * strip;
-            int any = 0;
-            if (same) {
-                const int64_t h = hrow[0] + u;
-                any = h < Ho;
-                if (any)
-                    for (int l = 0; l < LANES; ++l) src[l] = top[l] + h * Wo;
-            } else {
-                for (int l = 0; l < LANES; ++l) {
-                    const int64_t h = hrow[l] + u;
-                    const int inside = h < Ho;
-                    src[l] = inside ? dyk + img[l] * KHW + h * Wo : NULL;
-                    any |= inside;
-                }
-            }
-            if (!any) {
-                memset(row, 0, sizeof(float) * strip);
-                continue;
-            }
-            if (Wo < Wq) memset(row + Wo * LANES, 0, sizeof(float) * (Wq - Wo) * LANES);
-            gm->gather(src, row, Wo);
-        }
-        /* A down every column of the strips */
-        float *Rb = R + (b - b0) * a * strip;
-        for (int64_t w = 0; w < Wq; ++w)
-            a_1d(m, rows + w * LANES, strip, Rb + w * LANES, strip);
-    }
-    /* A across each tile, into D[p][k][j*Q + q ...] */
-    for (int64_t j = 0; j < gm->tw; ++j)
-        for (int64_t b = b0; b < b1; ++b) {
-            const int64_t q0 = b * LANES;
-            const int nl = (int)(Q - q0 < LANES ? Q - q0 : LANES);
-            float *dst = D + k * gm->T + j * Q + q0;
-            const float *s = R + (b - b0) * a * strip + j * m * LANES;
-            if (nl == LANES) {
-                for (int u = 0; u < a; ++u)
-                    a_1d(m, s + u * strip, LANES, dst + u * a * PS, PS);
-            } else {
-                for (int u = 0; u < a; ++u)
-                    a_1d(m, s + u * strip, LANES, o + u * a * LANES, LANES);
-                for (int p = 0; p < a * a; ++p)
-                    memcpy(dst + p * PS, o + p * LANES, sizeof(float) * nl);
-            }
-        }
+    strip_job(4, 1, gm, dyk, D, k, b0, b1, rows, R, o);
 }
 
 DTNN_CLONES
-static void dy_f4(const dy_geom *gm, const float *dyk, float *D, int64_t k, int64_t b0,
+static void dy_f2(const in_geom *gm, const float *dyk, float *D, int64_t k, int64_t b0,
                   int64_t b1, float *rows, float *R, float *o)
 {
-    dy_job(4, gm, dyk, D, k, b0, b1, rows, R, o);
-}
-
-DTNN_CLONES
-static void dy_f2(const dy_geom *gm, const float *dyk, float *D, int64_t k, int64_t b0,
-                  int64_t b1, float *rows, float *R, float *o)
-{
-    dy_job(2, gm, dyk, D, k, b0, b1, rows, R, o);
+    strip_job(2, 1, gm, dyk, D, k, b0, b1, rows, R, o);
 }
 
 int dtnn_wino_dy_f32(const float *dy, float *D, int64_t dps, int64_t nb, int64_t K,
@@ -710,7 +651,9 @@ int dtnn_wino_dy_f32(const float *dy, float *D, int64_t dps, int64_t nb, int64_t
 {
     const int a = (int)m + 2;
     const int64_t Wq = tw * m;
-    dy_geom gm = {nb, K, Ho, Wo, th, tw, nb * th * tw, Wq, dps, th * nb, pick_interleave()};
+    /* strip_job's geometry with no padding */
+    in_geom gm = {nb, K, Ho, Wo, 0, 0, th, tw, nb * th * tw, Wq, dps, th * nb,
+                  pick_interleave()};
     const size_t strip = (size_t)Wq * LANES;
     const job_plan jp = plan_jobs(K, gm.Q, a * strip);
     size_t per = (m + (size_t)jp.bpj * a) * strip + AMAX * AMAX * LANES;
