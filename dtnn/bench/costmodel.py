@@ -393,17 +393,40 @@ class ModelProfile:
     def progress(self) -> List[float]:
         return sorted(self.hooks or [f for _, f in self.ready])
 
-    def exchange(self, bucket_mb: float = 4.0) -> Exchange:
-        """Cut the per-layer gradients (in backward order) into buckets of
-        ``bucket_mb``; a bucket is ready when its last layer is."""
-        out, acc, cap = [], 0.0, bucket_mb * (1 << 20)
-        last = 0.0
-        for nbytes, frac in self.ready:
-            acc += nbytes
-            last = frac
-            if acc >= cap:
-                out.append((acc, frac))
-                acc = 0.0
-        if acc:
-            out.append((acc, last))
-        return Exchange(out)
+    def exchange(self, bucket_mb: float = 4.0, compressor=None) -> Exchange:
+        """Cut the per-layer gradients (in backward order) into the reducer's buckets
+        for ``bucket_mb`` and ``compressor`` (a dense payload gets smaller buckets and a
+        small last one: ``dtnn.parallel.buckets.compressed_bucket_bytes``); a bucket is
+        ready when its last layer is."""
+        from dtnn.parallel.buckets import compressed_bucket_bytes, plan_buckets
+        cap, last = max(1, int(bucket_mb * (1 << 20))), None
+        if compressor is not None and not compressor.single_bucket:
+            cap, last = compressed_bucket_bytes(compressor, cap)
+        groups = _SizedGroups([int(nbytes) // 4 for nbytes, _ in self.ready])
+        n = len(self.ready)
+        # group g is ready[n - 1 - g]: the layout lists the last layer first
+        return Exchange([(4.0 * (b - a), self.ready[n - 1 - g][1])
+                         for a, b, g in plan_buckets(groups, cap, last)])
+
+
+class _SizedGroups:
+    """The gradient layout ``plan_buckets`` reads, from the layers' sizes alone
+    (backward order, the last layer first); no gradient memory behind it."""
+
+    def __init__(self, sizes: List[int]):
+        n = len(sizes)
+        self.flat_grads = np.broadcast_to(np.float32(0.0), (sum(sizes),))
+        self._ranges, off = [None] * n, 0
+        for j, size in enumerate(sizes):
+            self._ranges[n - 1 - j] = (off, off + size)
+            off += size
+
+    @property
+    def num_groups(self) -> int:
+        return len(self._ranges)
+
+    def group_range(self, g: int) -> Tuple[int, int]:
+        return self._ranges[g]
+
+    def replica_arrays(self) -> List[np.ndarray]:   # the layout protocol's; not read here
+        return []

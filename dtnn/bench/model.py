@@ -294,6 +294,21 @@ def candidates_for(ranks: int, codec: Optional[Codec]) -> List[str]:
     return list(dict.fromkeys([collective_for("", ranks, codec), "allgather"] + more))
 
 
+def exchange_for(prof: ModelProfile, spec: str, bucket_mb: float,
+                 buckets: Optional[int] = None):
+    """The buckets the reducer cuts for compressor ``spec`` (``ModelProfile.exchange``).
+    ``buckets``: the count a measured row reports; rows measured before dense payloads
+    got smaller buckets (int8, QSGD-8: 2026-12-08) ran with the plain cut, and are
+    predicted with it."""
+    from dtnn.compress import build_compressor
+    ex = prof.exchange(bucket_mb, build_compressor(spec or "none")[0])
+    if buckets and len(ex.buckets) != buckets:
+        plain = prof.exchange(bucket_mb)
+        if len(plain.buckets) == buckets:
+            return plain
+    return ex
+
+
 def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile],
              codecs: Dict[str, Optional[Codec]], links: Dict[str, Link],
              oversub: Optional[Oversub] = None, hops: bool = True) -> List[Dict]:
@@ -328,7 +343,8 @@ def validate(records: Sequence[Dict[str, Any]], profiles: Dict[str, ModelProfile
         ranks = r.get("ranks", r["hosts"])
         local = ranks // r["hosts"]
         algo = r.get("algorithm") or collective_for(spec, ranks, codec)
-        pred = predict_step(compute, prof.exchange(r.get("bucket_mb") or 4.0), ranks,
+        ex = exchange_for(prof, spec, r.get("bucket_mb") or 4.0, r.get("buckets"))
+        pred = predict_step(compute, ex, ranks,
                             link_for(r["link"], links, algo, local), algo, codec, local,
                             oversub=oversub, ranks_per_core=slow,
                             progress=prof.progress if hops else None)
@@ -361,10 +377,11 @@ def extrapolate(profiles: Dict[str, ModelProfile], codecs: Dict[str, Optional[Co
     simulated cluster at 4 hosts."""
     rows = []
     for mspec, prof in profiles.items():
-        ex = prof.exchange(4.0)
+        plans = {spec: exchange_for(prof, spec, 4.0) for spec in codecs}
         for rate in rates:
             for n in nodes:
                 for spec, codec in codecs.items():
+                    ex = plans[spec]
                     # the exchange tuner's choice: the fastest of the collectives it
                     # times (uncompressed: our ring or MPICH's recursive doubling, 2
                     # log2 N latency terms, not 2 (N-1))
