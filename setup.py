@@ -155,7 +155,8 @@ def _extensions():
                  "csrc/infer_tmpl.h",
                  "csrc/im2col_fused_dbw_tmpl.h", "csrc/im2col_fused_pw_tmpl.h",
                  "dtnn/_kernels/_ckernels.pxd", "dtnn/_kernels/_isa.pxi",
-                 "dtnn/_kernels/_compress_decl.pxi", "dtnn/_kernels/_arrays.pxi"],
+                 "dtnn/_kernels/_compress_decl.pxi", "dtnn/_kernels/_arrays.pxi",
+                 "dtnn/_kernels/_vec.pxi"],
     )
     exts = [Extension(f"dtnn._kernels.{name}", [f"dtnn/_kernels/{name}.pyx", *c_sources],
                       **common)

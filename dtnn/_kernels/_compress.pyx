@@ -31,16 +31,7 @@ def openmp_max_threads():
     return int(dtnn_cx_openmp_max_threads())
 
 
-cdef cnp.ndarray _vec(object a, object dtype, str name, bint writable=False):
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise ValueError(f"{name} must be {np.dtype(dtype)}, got {a.dtype}")
-    if a.ndim != 1 or not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be a contiguous 1-D array, got shape {a.shape}")
-    if writable and not a.flags.writeable:
-        raise ValueError(f"{name} must be writable")
-    return a
+include "_vec.pxi"
 
 
 cdef cnp.ndarray _out(object out, Py_ssize_t n, object dtype, str name):

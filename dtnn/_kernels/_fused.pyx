@@ -26,16 +26,7 @@ cdef extern from "decode_update.h" nogil:
 cdef dict _KINDS = {"int8": (0, 1), "terngrad": (1, 4), "sign": (2, 8)}
 
 
-cdef cnp.ndarray _arr(object a, object dtype, str name, bint writable):
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise ValueError(f"{name} must be {np.dtype(dtype)}, got {a.dtype}")
-    if a.ndim != 1 or not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be a contiguous 1-D array, got shape {a.shape}")
-    if writable and not a.flags.writeable:
-        raise ValueError(f"{name} must be writable")
-    return a
+include "_vec.pxi"
 
 
 def decode_sgd_pieces(str kind, payload, Py_ssize_t n, Py_ssize_t chunk, double alpha,
@@ -51,14 +42,14 @@ def decode_sgd_pieces(str kind, payload, Py_ssize_t n, Py_ssize_t chunk, double 
     cdef int k = _KINDS[kind][0], per = _KINDS[kind][1]
     if chunk <= 0 or chunk % per:
         raise ValueError(f"chunk must be a positive multiple of {per}, got {chunk}")
-    cdef cnp.ndarray pa = _arr(payload, np.uint8, "payload", False)
+    cdef cnp.ndarray pa = _vec(payload, np.uint8, "payload", False)
     cdef Py_ssize_t want = 4 * ((n + chunk - 1) // chunk) + (n + per - 1) // per
     if pa.shape[0] != want:
         raise ValueError(f"payload must have {want} bytes, got {pa.shape[0]}")
-    cdef cnp.ndarray ba = _arr(bounds, np.int64, "bounds", False)
-    cdef cnp.ndarray oa = _arr(offs, np.int64, "offs", False)
-    cdef cnp.ndarray P = _arr(p, np.float32, "p", True)
-    cdef cnp.ndarray M = _arr(mask, np.float32, "mask", False)
+    cdef cnp.ndarray ba = _vec(bounds, np.int64, "bounds", False)
+    cdef cnp.ndarray oa = _vec(offs, np.int64, "offs", False)
+    cdef cnp.ndarray P = _vec(p, np.float32, "p", True)
+    cdef cnp.ndarray M = _vec(mask, np.float32, "mask", False)
     cdef bint has_mom = mom != 0
     cdef cnp.ndarray B = None
     cdef float *bp = NULL
@@ -68,7 +59,7 @@ def decode_sgd_pieces(str kind, payload, Py_ssize_t n, Py_ssize_t chunk, double 
     if M.shape[0] != size:
         raise ValueError("p and mask differ in size")
     if has_mom:
-        B = _arr(buf, np.float32, "buf", True)
+        B = _vec(buf, np.float32, "buf", True)
         if B.shape[0] != size:
             raise ValueError("p and buf differ in size")
         bp = <float *>cnp.PyArray_DATA(B)
