@@ -159,9 +159,16 @@ class TuneConfig:
     #: remaining shapes decide on what was measured and are tuned on by later runs
     #: (0 = no limit)
     max_seconds: float = 60.0
+    #: ranks that agree on each variant: "job" (every rank: a synchronous step runs at
+    #: the slowest rank's pace) or "node" (the ranks of one host; for nodes that differ)
+    scope: str = "job"
 
     def check(self) -> None:
         from dtnn.conv import CONV_ALGORITHMS
+        from dtnn.tune import SCOPES
+        if self.scope not in SCOPES:
+            raise ConfigError(f"tune.scope = {self.scope!r}: expected one of "
+                              f"{', '.join(SCOPES)}")
         names = CONV_ALGORITHMS.names()
         for key, value in [("tune.force", self.force)] + [("tune.candidates", c)
                                                           for c in self.candidates]:
@@ -183,7 +190,7 @@ class TuneConfig:
                            force={"conv": self.force, "conv_infer": self.force}
                            if self.force else {},
                            max_error=self.max_error, max_seconds=self.max_seconds,
-                           conv_candidates=tuple(self.candidates))
+                           conv_candidates=tuple(self.candidates), scope=self.scope)
 
 
 @dataclass

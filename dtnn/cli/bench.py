@@ -78,6 +78,12 @@ def run(args) -> int:
 
     ctx = get_context()
     threads = set_threads(args.threads or default_threads(ctx.local_size))
+    # the convolution tuner as ``dtnn train`` sets it up (defaults, decisions agreed by
+    # every rank): unconfigured, each rank decided alone and ranks on different hosts
+    # ran different variants (#17)
+    import dtnn.tune
+    from dtnn.config import TuneConfig
+    dtnn.tune.configure(TuneConfig().options(), comm=ctx)
     try:
         shape = tuple(int(v) for v in args.input_shape.split(","))
     except ValueError:

@@ -7,8 +7,8 @@ backward always runs on the variant whose forward produced the output, so it can
 what that forward cached) or ``infer`` (forward only: evaluation and prediction are
 tuned separately).  The choice is a process-wide ``BestOf`` named "conv" (training)
 or "conv_infer" (see ``dtnn.tune``), so layers of the same shape share a decision and
-decisions are cached on disk.  In training the ranks of a node agree (timings
-MAX-reduced over the node); inference is tuned per rank, because evaluation shards
+decisions are cached on disk.  In training the ranks agree (timings MAX-reduced over
+the job, or over the node with ``tune.scope = "node"``); inference is tuned per rank, because evaluation shards
 may give ranks different batch counts and sizes (a collective would hang).  Variants
 with a nested choice (Winograd's tile size) settle it first: their samples are not
 counted until ``tuning_settled(key)`` is True.

@@ -46,6 +46,9 @@ class Context(Protocol):
     def node_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
         """Reduce ``values`` (op: sum, max, min) over the processes of this host."""
 
+    def job_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
+        """Reduce ``values`` (op: sum, max, min) over every process of the job."""
+
     def barrier(self) -> None:
         """Wait until every process gets here."""
 
@@ -96,6 +99,10 @@ class SerialContext(Context):
 
     def node_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
         """Reduce over the ranks of this node (op: sum, max, min); alone: a copy."""
+        return np.asarray(values).copy()
+
+    def job_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
+        """Reduce over every rank of the job (op: sum, max, min); alone: a copy."""
         return np.asarray(values).copy()
 
     def barrier(self) -> None:

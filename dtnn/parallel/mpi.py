@@ -106,6 +106,16 @@ class MPIContext(Context):
             self.node_comm.Allreduce(arr, out, op=ops[op])
         return out
 
+    def job_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
+        """Reduce over every rank of the job (the auto-tuner with ``tune.scope = "job"``:
+        all ranks run the same variant per layer shape)."""
+        ops = {"sum": self.MPI.SUM, "max": self.MPI.MAX, "min": self.MPI.MIN}
+        arr = np.ascontiguousarray(values, dtype=np.float64)
+        out = np.empty_like(arr)
+        with stall_guard("job allreduce"):
+            self.comm.Allreduce(arr, out, op=ops[op])
+        return out
+
     def barrier(self) -> None:
         with stall_guard("barrier"):
             self.comm.Barrier()

@@ -8,8 +8,8 @@ alternatives still in the race:
 * the first ``warmup`` calls of each alternative are round 0 (allocation, first touch);
   they only serve to drop gross losers (``gross_ratio`` x the best);
 * after every complete round the per-alternative statistic (median of the samples, or a
-  low percentile) is computed -- reduced over the ranks of the node when a communicator
-  is given (MAX: the slowest rank decides, so no rank straggles), which also makes
+  low percentile) is computed -- reduced over the ranks of the job (or node) when a
+  communicator is given (MAX: the slowest rank decides, so no rank straggles), which makes
   every rank prune and decide identically;
 * from round ``prune_after`` on, alternatives slower than ``prune_ratio`` x the best are
   dropped; after ``rounds`` rounds (or when one alternative is left) the winner is fixed.

@@ -198,3 +198,34 @@ def test_key_names_the_isa_level():
         with isa.capped("generic"):
             assert alg.key(g, True)[3] == "generic"
         assert alg.key(g, True) == key
+
+
+def test_scope_option():
+    import dtnn.tune as T
+    from dtnn.config import TuneConfig
+    from dtnn.errors import ConfigError
+    from dtnn.parallel.context import SerialContext
+    with pytest.raises(ConfigError, match="tune.scope = 'host'"):
+        TuneConfig(scope="host").check()
+    with pytest.raises(ValueError, match="tune.scope"):
+        T.TuneOptions(scope="world")
+    assert TuneConfig().options().scope == "job"
+    assert TuneConfig(scope="node").options().scope == "node"
+    ctx = SerialContext()
+    v = np.array([1.0, 2.0])
+    assert np.array_equal(ctx.job_allreduce(v), v)
+
+    class NodeOnly:   # a context without job_allreduce is used as it is
+        def node_allreduce(self, values, op="max"):
+            return np.asarray(values)
+    node_only = NodeOnly()
+    try:
+        T.configure(T.TuneOptions(use_cache=False), comm=node_only)
+        assert T.get_tuner("t", ["a", "b"]).comm is node_only
+        T.configure(T.TuneOptions(use_cache=False, scope="job"), comm=ctx)
+        assert T.get_tuner("t", ["a", "b"]).comm.ctx is ctx
+        T.configure(T.TuneOptions(use_cache=False, scope="node"), comm=ctx)
+        assert T.get_tuner("t", ["a", "b"]).comm is ctx
+        assert T.current_comm() is ctx
+    finally:
+        T.configure()
