@@ -97,23 +97,22 @@ class MPIContext(Context):
             return self.comm.gather(obj, root=0)
 
     def node_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
-        """Reduce over the ranks of this node only (the auto-tuner: ranks sharing a
-        host agree on a choice; other hosts may choose differently)."""
-        ops = {"sum": self.MPI.SUM, "max": self.MPI.MAX, "min": self.MPI.MIN}
-        arr = np.ascontiguousarray(values, dtype=np.float64)
-        out = np.empty_like(arr)
-        with stall_guard("node allreduce"):
-            self.node_comm.Allreduce(arr, out, op=ops[op])
-        return out
+        """Reduce over the ranks of this node only (the auto-tuner with ``tune.scope =
+        "node"``: ranks sharing a host agree on a choice; other hosts may differ)."""
+        return self._float_allreduce(self.node_comm, values, op, "node allreduce")
 
     def job_allreduce(self, values: np.ndarray, op: str = "max") -> np.ndarray:
         """Reduce over every rank of the job (the auto-tuner with ``tune.scope = "job"``:
         all ranks run the same variant per layer shape)."""
+        return self._float_allreduce(self.comm, values, op, "job allreduce")
+
+    def _float_allreduce(self, comm, values: np.ndarray, op: str, what: str) -> np.ndarray:
+        """``values`` as float64 reduced by ``op`` (sum, max, min) over ``comm``."""
         ops = {"sum": self.MPI.SUM, "max": self.MPI.MAX, "min": self.MPI.MIN}
         arr = np.ascontiguousarray(values, dtype=np.float64)
         out = np.empty_like(arr)
-        with stall_guard("job allreduce"):
-            self.comm.Allreduce(arr, out, op=ops[op])
+        with stall_guard(what):
+            comm.Allreduce(arr, out, op=ops[op])
         return out
 
     def barrier(self) -> None:

@@ -14,12 +14,15 @@ def ctx():
     return MPIContext()
 
 
-def test_node_allreduce(ctx):
-    v = np.array([ctx.local_rank, -ctx.local_rank], np.float64)
-    mx = ctx.node_allreduce(v, "max")
-    assert_all(mx[0] == ctx.local_size - 1 and mx[1] == 0, "max", mx)
-    s = ctx.node_allreduce(np.ones(3), "sum")
-    assert_all(np.all(s == ctx.local_size), "sum", s)
+@pytest.mark.parametrize("scope", ["node", "job"])
+def test_scoped_allreduce(ctx, scope):
+    # node: over the ranks of this host (tune.scope = "node"); job: over all of them
+    reduce = getattr(ctx, f"{scope}_allreduce")
+    me, n = (ctx.local_rank, ctx.local_size) if scope == "node" else (ctx.rank, ctx.size)
+    mx = reduce(np.array([me, -me], np.float64), "max")
+    assert_all(mx[0] == n - 1 and mx[1] == 0, "max", mx)
+    s = reduce(np.ones(3), "sum")
+    assert_all(np.all(s == n), "sum", s)
 
 
 def test_ranks_agree_despite_different_local_timings(ctx):

@@ -29,14 +29,6 @@ class OneRankPerHost:
         return self.ctx.job_allreduce(values, op)
 
 
-def test_job_allreduce(ctx):
-    v = np.array([ctx.rank, -ctx.rank], np.float64)
-    mx = ctx.job_allreduce(v, "max")
-    assert_all(mx[0] == ctx.size - 1 and mx[1] == 0, "max", mx)
-    s = ctx.job_allreduce(np.ones(3), "sum")
-    assert_all(np.all(s == ctx.size), "sum", s)
-
-
 def _decide(ctx, scope, cache_dir, monkeypatch):
     """Tune one key with rank-dependent timings: rank 0 sees "a" fastest, the others
     "b"; rank 0's cache (a directory per rank: a host each) holds "a", the others' "b"."""
