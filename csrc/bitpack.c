@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "bitpack.h"
+#include "dtnn_kernels.h"
 
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && \
     __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -30,11 +31,8 @@
 #include <omp.h>
 #endif
 
-#if defined(_MSC_VER)
-#define RESTRICT __restrict
-#else
-#define RESTRICT restrict
-#endif
+/* the project's restrict spelling (dtnn_kernels.h), under this file's short name */
+#define RESTRICT DTNN_RESTRICT
 
 #if defined(__GNUC__) || defined(__clang__)
 #define BP_INLINE static inline __attribute__((always_inline))

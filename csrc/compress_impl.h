@@ -16,16 +16,14 @@
 
 #include "compress.h"
 #include "dtnn_isa.h"
+#include "dtnn_kernels.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#if defined(_MSC_VER)
-#define RESTRICT __restrict
-#else
-#define RESTRICT restrict
-#endif
+/* the project's restrict spelling (dtnn_kernels.h), under this file's short name */
+#define RESTRICT DTNN_RESTRICT
 
 /* a word of 4 bytes read as little endian (byte t in bits 8t..8t+7) */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
