@@ -399,9 +399,7 @@ class ModelProfile:
         small last one: ``dtnn.parallel.buckets.compressed_bucket_bytes``); a bucket is
         ready when its last layer is."""
         from dtnn.parallel.buckets import compressed_bucket_bytes, plan_buckets
-        cap, last = max(1, int(bucket_mb * (1 << 20))), None
-        if compressor is not None and not compressor.single_bucket:
-            cap, last = compressed_bucket_bytes(compressor, cap)
+        cap, last = compressed_bucket_bytes(compressor, max(1, int(bucket_mb * (1 << 20))))
         groups = _SizedGroups([int(nbytes) // 4 for nbytes, _ in self.ready])
         n = len(self.ready)
         # group g is ready[n - 1 - g]: the layout lists the last layer first

@@ -70,9 +70,10 @@ def compressed_bucket_bytes(compressor, bucket_bytes: int) -> Tuple[int, Optiona
     """``(bucket_bytes, last_bytes)`` for ``plan_buckets`` in a compressed exchange:
     quantisers whose payload is denser than ``PAYLOAD_BITS`` per element get float32
     buckets smaller by the nearest power of two, and a last bucket of a
-    ``LAST_FRACTION`` of that; other compressors (summable, sparse, global) keep
-    ``bucket_bytes`` and no last-bucket cap."""
-    if compressor is None or compressor.summable or not getattr(compressor, "chunkable", False):
+    ``LAST_FRACTION`` of that; other compressors (summable, sparse, global: one bucket
+    for the whole gradient) keep ``bucket_bytes`` and no last-bucket cap."""
+    if (compressor is None or compressor.summable or compressor.single_bucket
+            or not getattr(compressor, "chunkable", False)):
         return bucket_bytes, None
     from dtnn.compress.base import Unit
     n = 1 << 20

@@ -149,10 +149,8 @@ class GradientReducer(DeferredCompletion):
     def _plan(self, bucket_mb: float) -> None:
         self.bucket_mb = float(bucket_mb)
         layout = self.layout
-        nbytes, last = max(1, int(bucket_mb * MiB)), None
-        if self.compressor is not None and not self.compressor.single_bucket:
-            # denser payloads (int8, fp16): smaller buckets, a small last one
-            nbytes, last = compressed_bucket_bytes(self.compressor, nbytes)
+        # denser payloads (int8, bf16): smaller buckets, a small last one
+        nbytes, last = compressed_bucket_bytes(self.compressor, max(1, int(bucket_mb * MiB)))
         self.buckets = plan_buckets(layout, nbytes, last)
         self._views = [self.grads[a:b] for a, b, _ in self.buckets]
         # readiness: bucket k is posted once all its groups reported ready, and only

@@ -56,7 +56,8 @@ def _check_tiles(layout, plan):
 @pytest.mark.parametrize("spec, shift", [
     ("int8", 2), ("qsgd:bits=8", 2), ("qsgd:bits=4", 1), ("bf16", 3),
     ("terngrad", 0), ("sign", 0), ("qsgd:bits=2", 0), ("fp16", 0),
-    ("randomk:ratio=0.01", 0), ("topk:ratio=0.01", 0), ("powersgd:rank=2", 0)])
+    ("randomk:ratio=0.01", 0), ("topk:ratio=0.01", 0), ("topk:ratio=0.01,scope=global", 0),
+    ("powersgd:rank=2", 0)])
 def test_bucket_bytes_by_payload_density(spec, shift):
     comp, _ = build_compressor(spec)
     got = compressed_bucket_bytes(comp, 4 * MiB)
