@@ -197,12 +197,17 @@ _MPI = None
 SHARED_TEST = True
 
 
-def _testall(reqs) -> bool:
+def _mpi():
+    """mpi4py's MPI module, imported on first use (a serial run never needs it)."""
     global _MPI
     if _MPI is None:
         from mpi4py import MPI
         _MPI = MPI
-    return _MPI.Request.Testall(reqs)
+    return _MPI
+
+
+def _testall(reqs) -> bool:
+    return _mpi().Request.Testall(reqs)
 
 
 def advance(ops: Sequence[Op]) -> List[Op]:
@@ -219,7 +224,6 @@ def advance(ops: Sequence[Op]) -> List[Op]:
     tests in list order did for the ops after it.  Ops that test themselves
     (``shared_reqs`` None), and ops with nothing outstanding (a purely local step
     next), are progressed directly."""
-    global _MPI
     if not SHARED_TEST:
         return [op for op in ops if not op.progress()]
     live: List[Op] = [op for op in ops if not op.done]
@@ -241,10 +245,7 @@ def advance(ops: Sequence[Op]) -> List[Op]:
                 live.remove(op)
         if not reqs:
             return live
-        if _MPI is None:
-            from mpi4py import MPI
-            _MPI = MPI
-        hit = _MPI.Request.Testsome(reqs)
+        hit = _mpi().Request.Testsome(reqs)
         if not hit:
             return live
         last = None
