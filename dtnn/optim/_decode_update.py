@@ -10,7 +10,7 @@ import numpy as np
 
 from dtnn._kernels import resolve
 from dtnn.compress import kernels as K
-from dtnn.optim._update import sgd_update
+from dtnn.optim._update import contiguous_f32, sgd_update
 
 
 def decode_sgd_pieces(kind: str, payload: np.ndarray, n: int, chunk: int, alpha: float,
@@ -36,6 +36,4 @@ def kernel(*vectors: np.ndarray):
     is there (and DTNN_KERNELS is not numpy), else the twin."""
     import sys
     fn = resolve("decode_sgd_pieces", "dtnn._kernels._fused", sys.modules[__name__])
-    fits = all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
-               for a in vectors)
-    return fn if fits else decode_sgd_pieces
+    return fn if contiguous_f32(*vectors) else decode_sgd_pieces

@@ -115,6 +115,13 @@ def adam_scalars(lr: float, betas: Tuple[float, float], eps: float, weight_decay
                 neg_step=-(lr / (1.0 - b1 ** t)), bc2_sqrt=(1.0 - b2 ** t) ** 0.5, eps=eps)
 
 
+def contiguous_f32(*vectors) -> bool:
+    """True when every vector is a C-contiguous float32 numpy array: what the compiled
+    update kernels take (a model's flat vectors are)."""
+    return all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+               for a in vectors)
+
+
 def kernels(*vectors: np.ndarray):
     """``(sgd_update, adam_update, implementation)`` for these vectors: the compiled
     pair when every one is a C-contiguous float32 array (what a model's flat vectors
@@ -124,8 +131,6 @@ def kernels(*vectors: np.ndarray):
     twin = sys.modules[__name__]
     sgd = resolve("sgd_update", "dtnn._kernels._optim", twin)
     adam = resolve("adam_update", "dtnn._kernels._optim", twin)
-    fits = all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
-               for a in vectors)
-    if sgd is sgd_update or not fits:
+    if sgd is sgd_update or not contiguous_f32(*vectors):
         return sgd_update, adam_update, "numpy"
     return sgd, adam, "compiled"
